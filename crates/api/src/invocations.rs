@@ -1,0 +1,152 @@
+//! Invoking functions and reading invocation records and logs.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ignis_control::{too_large_message, InvokeError, InvokeResult};
+use ignis_core::limits::MAX_PAYLOAD_BYTES;
+use ignis_store::{InvocationRecord, StoredLogLine};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::internal;
+use crate::functions::path_name;
+use crate::{read_body, ApiError, AppState, Query};
+
+pub(crate) async fn invoke(State(s): State<AppState>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let body = read_body(body, MAX_PAYLOAD_BYTES, "invocation payload").await?;
+    let text = std::str::from_utf8(&body).map_err(|_| invalid_json("the payload is not UTF-8"))?;
+    let event: Box<RawValue> = if text.trim().is_empty() {
+        RawValue::from_string("{}".to_owned()).map_err(|e| internal(&e))?
+    } else {
+        serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?
+    };
+
+    let inv = s.platform.invoke(name.as_str(), event).await.map_err(|e| match e {
+        InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
+        InvokeError::NotReady { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()),
+        InvokeError::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string()),
+        InvokeError::StartFailed(_) => ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string()),
+    })?;
+
+    let mut resp = match inv.result {
+        InvokeResult::Response(r) => {
+            let mut resp = Response::new(Body::from(r.body));
+            *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+            for (name, value) in r.headers {
+                // Names and values were checked by the mapping; a failure here drops only
+                // that header.
+                if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                    resp.headers_mut().append(n, v);
+                }
+            }
+            resp
+        }
+        InvokeResult::FunctionError(e) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", e.message.clone())
+                .with("type", e.kind)
+                .with("stack", e.stack)
+                .into_response()
+        }
+        InvokeResult::Timeout { secs } => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the function did not finish within its timeout of {secs} s; its instance was stopped"),
+        )
+        .into_response(),
+        InvokeResult::Crashed { detail } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "instance_crashed",
+            format!("the function's instance died during the invocation: {detail}"),
+        )
+        .into_response(),
+        InvokeResult::ResponseTooLarge { size } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "response_too_large", too_large_message(size)).into_response()
+        }
+        InvokeResult::InvalidResponse(m) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "invalid_response", m).into_response()
+        }
+    };
+    let h = resp.headers_mut();
+    let id = HeaderValue::from_str(&inv.id).map_err(|e| internal(&e))?;
+    h.insert("x-ignis-invocation-id", id);
+    h.insert("x-ignis-cold-start", HeaderValue::from_static(if inv.cold { "true" } else { "false" }));
+    let ms = format!("{:.3}", inv.duration.as_secs_f64() * 1000.0);
+    h.insert("x-ignis-duration-ms", HeaderValue::from_str(&ms).map_err(|e| internal(&e))?);
+    h.insert("x-ignis-version", HeaderValue::from(inv.version));
+    Ok(resp)
+}
+
+fn invalid_json(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the payload is not valid JSON: {detail}"))
+}
+
+fn ts(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
+    let error = r.error_json.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok());
+    let mut v = json!({
+        "id": r.id,
+        "function": r.function,
+        "version": r.version,
+        "status": r.status,
+        "cold_start": r.cold_start,
+        "started_at": ts(r.started_at),
+        "duration_ms": r.duration_ms,
+        "error": error,
+    });
+    if with_logs {
+        v["logs"] = r.logs.iter().map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line})).collect();
+    }
+    v
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| internal(&e))?.map_err(|e| internal(&e))
+}
+
+fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
+    match s.platform.get(name) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("function {name:?} does not exist"))),
+    }
+}
+
+pub(crate) async fn list(State(s): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let limit = Query::parse(q.as_deref(), &["limit"])?.limit(50, 1000)?;
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let records = blocking(move || store.list_invocations(name.as_str(), limit)).await?;
+    let list: Vec<Value> = records.iter().map(|r| record_json(r, false)).collect();
+    Ok(Json(json!({ "invocations": list })).into_response())
+}
+
+pub(crate) async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let store = s.platform.store().clone();
+    let lookup = id.clone();
+    let record = blocking(move || store.get_invocation(&lookup)).await?;
+    let record = record.ok_or_else(|| ApiError::not_found(format!("invocation {id:?} does not exist")))?;
+    Ok(Json(record_json(&record, true)).into_response())
+}
+
+pub(crate) async fn logs(State(s): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let limit = Query::parse(q.as_deref(), &["limit"])?.limit(100, 10_000)?;
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let lines: Vec<StoredLogLine> = blocking(move || store.recent_logs(name.as_str(), limit)).await?;
+    let list: Vec<Value> = lines
+        .iter()
+        .map(|l| json!({"invocation_id": l.invocation_id, "ts": ts(l.ts), "stream": l.stream, "line": l.line}))
+        .collect();
+    Ok(Json(json!({ "logs": list })).into_response())
+}

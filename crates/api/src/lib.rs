@@ -1,0 +1,168 @@
+//! The HTTP API of Ignis: routes, authentication and request limits.
+
+mod error;
+mod functions;
+mod invocations;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ignis_control::Platform;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+pub use error::ApiError;
+
+/// Settings the API needs from the server.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// When set, every `/v1` request needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    pub version: &'static str,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    platform: Arc<Platform>,
+    config: Arc<ApiConfig>,
+}
+
+/// Builds the router of the whole API.
+pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
+    let state = AppState { platform, config: Arc::new(config) };
+    let v1 = Router::new()
+        .route("/functions", get(functions::list).post(functions::create))
+        .route(
+            "/functions/{name}",
+            get(functions::get).put(functions::update).delete(functions::delete),
+        )
+        .route("/functions/{name}/invoke", post(invocations::invoke))
+        .route("/functions/{name}/invocations", get(invocations::list))
+        .route("/functions/{name}/logs", get(invocations::logs))
+        .route("/invocations/{id}", get(invocations::get))
+        .route("/runtimes", get(runtimes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        // Bodies are read with explicit limits by each handler, which answer 413 with the
+        // API's error shape rather than axum's plain-text one.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.config.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared in constant time so the token cannot be guessed byte by byte from timings.
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        next.run(req).await
+    } else {
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this server needs a token: send `Authorization: Bearer <token>`",
+        )
+        .into_response();
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        resp
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": state.config.version }))
+}
+
+async fn runtimes(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let r = state.platform.runtimes();
+    let list: Vec<_> = ignis_core::Runtime::ALL
+        .iter()
+        .map(|&rt| {
+            let i = r.interpreter(rt);
+            json!({
+                "name": rt.as_str(),
+                "available": i.available,
+                "version": i.version,
+                "path": i.path,
+                "error": i.error,
+            })
+        })
+        .collect();
+    Json(json!({ "runtimes": list }))
+}
+
+/// Reads a whole body, answering 413 past `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the {what} is larger than the limit of {limit} bytes"),
+        )
+    })
+}
+
+/// Query parameters, checked by name so a typo is an error, not silently ignored.
+pub(crate) struct Query(HashMap<String, String>);
+
+impl Query {
+    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Query, ApiError> {
+        let mut map = HashMap::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if !allowed.contains(&k) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_parameter",
+                    format!("unknown query parameter {k:?}; allowed: {}", allowed.join(", ")),
+                )
+                .with("field", k));
+            }
+            map.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(Query(map))
+    }
+
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.0.get(name).map(String::as_str) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(other) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("{name} must be true or false, got {other:?}"),
+            )
+            .with("field", name)),
+        }
+    }
+
+    pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.0.get("limit") {
+            None => Ok(default),
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!("limit must be an integer between 1 and {max}, got {v:?}"),
+                )
+                .with("field", "limit")),
+            },
+        }
+    }
+}

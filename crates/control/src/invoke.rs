@@ -1,0 +1,160 @@
+//! The path of one invocation: find the serving version, run the event on one of its
+//! instances, map the answer, and hand the record to the background writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ignis_core::response::{map_return_value, MapError, MappedResponse};
+use ignis_core::{FunctionError, FunctionState, LogLine, Outcome};
+use ignis_pool::AcquireError;
+use ignis_store::{InvocationRecord, LogLine as StoredLine};
+use serde_json::value::RawValue;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::Platform;
+
+/// Why an invocation did not reach a handler.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("function {0:?} does not exist")]
+    NotFound(String),
+    #[error("function {name:?} is not ready: it is {state}{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    NotReady { name: String, state: &'static str, reason: Option<String> },
+    #[error("{0}")]
+    Throttled(String),
+    #[error("could not start an instance: {0}")]
+    StartFailed(String),
+}
+
+/// What the handler's run came to, ready for the API to answer with.
+#[derive(Debug)]
+pub enum InvokeResult {
+    Response(MappedResponse),
+    FunctionError(FunctionError),
+    Timeout { secs: u32 },
+    Crashed { detail: String },
+    ResponseTooLarge { size: u64 },
+    InvalidResponse(String),
+}
+
+/// One finished invocation.
+#[derive(Debug)]
+pub struct Invocation {
+    pub id: String,
+    pub version: u32,
+    pub cold: bool,
+    pub duration: Duration,
+    pub result: InvokeResult,
+}
+
+impl Platform {
+    /// Invokes the serving version of `name` with `event` (already checked to be JSON).
+    pub async fn invoke(self: &Arc<Self>, name: &str, event: Box<RawValue>) -> Result<Invocation, InvokeError> {
+        let slot = self.slot(name).ok_or_else(|| InvokeError::NotFound(name.to_owned()))?;
+        let Some(active) = slot.active.load_full() else {
+            let s = slot.status();
+            let state = match s.state {
+                // No version serves yet, so whatever the lifecycle says, calls cannot run.
+                FunctionState::Ready => FunctionState::Deploying,
+                other => other,
+            };
+            return Err(InvokeError::NotReady { name: name.to_owned(), state: state.as_str(), reason: s.reason });
+        };
+        let id = uuid::Uuid::now_v7().to_string();
+        let started_at = OffsetDateTime::now_utc();
+        let platform = self.clone();
+        let (task_id, function, version) = (id.clone(), name.to_owned(), active.version);
+        // The run is its own task so that it ends, is recorded and gives its instance back
+        // even if the caller goes away.
+        let task = tokio::spawn(async move {
+            let ran = active.pool.invoke(task_id.clone(), Arc::from(event)).await?;
+            let timeout_secs = u32::try_from(active.pool.spec.timeout.as_secs()).unwrap_or(u32::MAX);
+            let result = InvokeResult::of(ran.result.outcome, timeout_secs);
+            platform.record(RecordRequest {
+                id: &task_id,
+                function: &function,
+                version,
+                cold: ran.cold,
+                started_at,
+                duration: ran.duration,
+                result: &result,
+                logs: &ran.result.logs,
+            });
+            Ok::<_, AcquireError>((ran.cold, ran.duration, result))
+        });
+        let (cold, duration, result) = task
+            .await
+            .map_err(|e| InvokeError::StartFailed(format!("the invocation task failed: {e}")))?
+            .map_err(|e| match e {
+                AcquireError::QueueFull | AcquireError::DeadlinePassed => InvokeError::Throttled(format!(
+                    "function {name:?} is at its max_instances and no instance became free in time: {e}"
+                )),
+                AcquireError::StartFailed(e) => InvokeError::StartFailed(e.to_string()),
+                AcquireError::Retired => InvokeError::NotReady { name: name.to_owned(), state: "deploying", reason: None },
+            })?;
+        Ok(Invocation { id, version, cold, duration, result })
+    }
+
+    fn record(&self, r: RecordRequest<'_>) {
+        let (status, error) = match r.result {
+            InvokeResult::Response(_) => ("succeeded", None),
+            InvokeResult::FunctionError(e) => ("function_error", Some(json!({"type": e.kind, "message": e.message, "stack": e.stack}))),
+            InvokeResult::Timeout { secs } => ("timeout", Some(json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}))),
+            InvokeResult::Crashed { detail } => ("crashed", Some(json!({"code": "instance_crashed", "message": detail}))),
+            InvokeResult::ResponseTooLarge { size } => ("response_too_large", Some(json!({"code": "response_too_large", "message": too_large_message(*size)}))),
+            InvokeResult::InvalidResponse(m) => ("invalid_response", Some(json!({"code": "invalid_response", "message": m}))),
+        };
+        self.writer.record(InvocationRecord {
+            id: r.id.to_owned(),
+            function: r.function.to_owned(),
+            version: r.version,
+            status: status.to_owned(),
+            cold_start: r.cold,
+            started_at: r.started_at,
+            duration_ms: r.duration.as_secs_f64() * 1000.0,
+            error_json: error.map(|e| e.to_string()),
+            logs: r
+                .logs
+                .iter()
+                .map(|l| StoredLine {
+                    ts: OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000).unwrap_or(r.started_at),
+                    stream: l.stream.as_str().to_owned(),
+                    line: l.line.clone(),
+                })
+                .collect(),
+        });
+    }
+}
+
+/// The facts of one finished invocation, for its record.
+struct RecordRequest<'a> {
+    id: &'a str,
+    function: &'a str,
+    version: u32,
+    cold: bool,
+    started_at: OffsetDateTime,
+    duration: Duration,
+    result: &'a InvokeResult,
+    logs: &'a [LogLine],
+}
+
+pub fn too_large_message(size: u64) -> String {
+    format!("the function's response is {size} bytes; the limit is 6 MiB")
+}
+
+impl InvokeResult {
+    fn of(outcome: Outcome, timeout_secs: u32) -> InvokeResult {
+        match outcome {
+            Outcome::Ok(value) => match map_return_value(&value) {
+                Ok(response) => InvokeResult::Response(response),
+                Err(MapError::TooLarge(size)) => InvokeResult::ResponseTooLarge { size: size as u64 },
+                Err(e) => InvokeResult::InvalidResponse(e.to_string()),
+            },
+            Outcome::FunctionError(e) => InvokeResult::FunctionError(e),
+            Outcome::Timeout => InvokeResult::Timeout { secs: timeout_secs },
+            Outcome::Crashed { detail } => InvokeResult::Crashed { detail },
+            Outcome::ResponseTooLarge { size } => InvokeResult::ResponseTooLarge { size },
+        }
+    }
+}

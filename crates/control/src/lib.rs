@@ -1,0 +1,107 @@
+//! The control plane: the table of functions, their lifecycle, and invocation dispatch.
+//!
+//! Changes to functions (create, update, delete) are serialised by one async mutex and
+//! written to the store; the table readers on the invocation path see them through an
+//! `ArcSwap`, so a warm invocation takes no lock and touches no SQLite.
+
+mod invoke;
+mod lifecycle;
+mod view;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use ignis_core::{FunctionSpec, FunctionState};
+use ignis_pool::{Runtimes, VersionPool};
+use ignis_store::{InvocationWriter, Store};
+
+pub use invoke::{too_large_message, Invocation, InvokeError, InvokeResult};
+pub use lifecycle::{ControlError, DeployWait};
+pub use view::{FunctionView, InstanceCountsView};
+
+/// Settings of the control plane, from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub data_dir: PathBuf,
+    pub log_limit_bytes: usize,
+    pub retention_per_function: usize,
+}
+
+/// The serving version of a function.
+struct Active {
+    version: u32,
+    pool: VersionPool,
+}
+
+/// What the API shows of a function's lifecycle; changed only under the control mutex or
+/// by the deploy task of the newest version.
+#[derive(Debug, Clone)]
+struct Status {
+    state: FunctionState,
+    reason: Option<String>,
+    /// The newest version and its spec (what GET shows and the editor edits).
+    latest_version: u32,
+    latest: Arc<FunctionSpec>,
+    created_at: time::OffsetDateTime,
+    updated_at: time::OffsetDateTime,
+}
+
+/// One function in the table.
+struct Slot {
+    active: ArcSwapOption<Active>,
+    status: Mutex<Status>,
+}
+
+impl Slot {
+    fn status(&self) -> Status {
+        self.status.lock().expect("status lock is never poisoned: no code panics while holding it").clone()
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.status.lock().expect("status lock is never poisoned: no code panics while holding it"));
+    }
+}
+
+/// The control plane. Shared by the API handlers through an `Arc`.
+pub struct Platform {
+    store: Store,
+    writer: InvocationWriter,
+    runtimes: Arc<Runtimes>,
+    config: ControlConfig,
+    table: ArcSwap<HashMap<String, Arc<Slot>>>,
+    /// Serialises create, update and delete, which read then write the table and store.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Platform {
+    pub fn new(store: Store, runtimes: Arc<Runtimes>, config: ControlConfig) -> Arc<Platform> {
+        let writer = store.start_invocation_writer(config.retention_per_function);
+        Arc::new(Platform {
+            store,
+            writer,
+            runtimes,
+            config,
+            table: ArcSwap::from_pointee(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.table.load().get(name).cloned()
+    }
+
+    /// Commits every recorded invocation (at shutdown).
+    pub fn flush(&self) {
+        self.writer.flush();
+    }
+}

@@ -1,0 +1,288 @@
+//! Creating, updating, deleting and restoring functions, and deploying their versions.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use ignis_core::{FunctionName, FunctionSpec, FunctionState, StateEvent};
+use ignis_pool::{LaunchSpec, PoolLimits, StartError, VersionPool};
+use ignis_store::{NewVersion, StoreError, StoredVersion, VersionStatus};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use crate::view::FunctionView;
+use crate::{Active, Platform, Slot, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("function {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("function {0:?} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    RuntimeUnavailable(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("could not write the function's code: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Whether a create or update answers at once or after the deploy check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployWait {
+    No,
+    UntilDone,
+}
+
+impl Platform {
+    /// Creates a function (version 1) and starts its deploy check.
+    pub async fn create(self: &Arc<Self>, spec: FunctionSpec, wait: DeployWait) -> Result<FunctionView, ControlError> {
+        self.check_runtime(&spec)?;
+        let guard = self.changes.lock().await;
+        let name = spec.name.as_str().to_owned();
+        if self.slot(&name).is_some() {
+            return Err(ControlError::AlreadyExists(name));
+        }
+        let now = OffsetDateTime::now_utc();
+        let new = new_version(&spec, 1, now)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.create_function(&new))
+            .await?
+            .map_err(|e| match e {
+                StoreError::AlreadyExists(_) => ControlError::AlreadyExists(name.clone()),
+                other => ControlError::Store(other),
+            })?;
+        let spec = Arc::new(spec);
+        let slot = Arc::new(Slot {
+            active: ArcSwapOption::empty(),
+            status: std::sync::Mutex::new(Status {
+                state: FunctionState::Creating,
+                reason: None,
+                latest_version: 1,
+                latest: spec.clone(),
+                created_at: now,
+                updated_at: now,
+            }),
+        });
+        self.insert_slot(&name, slot.clone());
+        drop(guard);
+        let done = self.start_deploy(slot.clone(), spec, 1);
+        if wait == DeployWait::UntilDone {
+            let _ = done.await;
+        }
+        Ok(FunctionView::of(&slot, false))
+    }
+
+    /// Makes version N+1 of a function. Calls keep going to the serving version until the
+    /// new one is ready; if it fails, the old one keeps serving.
+    pub async fn update(self: &Arc<Self>, spec: FunctionSpec, wait: DeployWait) -> Result<FunctionView, ControlError> {
+        self.check_runtime(&spec)?;
+        let guard = self.changes.lock().await;
+        let name = spec.name.as_str().to_owned();
+        let slot = self.slot(&name).ok_or_else(|| ControlError::NotFound(name.clone()))?;
+        let version = slot.status().latest_version + 1;
+        let now = OffsetDateTime::now_utc();
+        let new = new_version(&spec, version, now)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.add_version(&new)).await??;
+        let spec = Arc::new(spec);
+        slot.update_status(|s| {
+            s.latest_version = version;
+            s.latest = spec.clone();
+            s.updated_at = now;
+        });
+        drop(guard);
+        let done = self.start_deploy(slot.clone(), spec, version);
+        if wait == DeployWait::UntilDone {
+            let _ = done.await;
+        }
+        Ok(FunctionView::of(&slot, false))
+    }
+
+    /// Deletes a function and everything stored of it; its instances stop.
+    pub async fn delete(&self, name: &str) -> Result<(), ControlError> {
+        let _guard = self.changes.lock().await;
+        let slot = self.slot(name).ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        let mut table = HashMap::clone(&self.table.load());
+        table.remove(name);
+        self.table.store(Arc::new(table));
+        if let Some(active) = slot.active.swap(None) {
+            active.pool.retire();
+        }
+        let store = self.store.clone();
+        let owned = name.to_owned();
+        tokio::task::spawn_blocking(move || store.delete_function(&owned)).await??;
+        let dir = self.code_root(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Brings back every stored function after a start: each is deployed again from its
+    /// newest version, or from its last good one when the newest failed.
+    pub async fn restore(self: &Arc<Self>) -> Result<usize, ControlError> {
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.list_functions()).await??;
+        let count = stored.len();
+        for f in stored {
+            let latest = parse_stored(&f.latest)?;
+            let (deploy, reason) = match (f.latest.status, f.last_ready_version) {
+                (VersionStatus::Error, Some(good)) if good != f.latest.version => {
+                    let store = self.store.clone();
+                    let name = f.name.clone();
+                    let good = tokio::task::spawn_blocking(move || store.get_version(&name, good)).await??;
+                    (good.map(|v| parse_stored(&v)).transpose()?, f.latest.status_reason.clone())
+                }
+                (VersionStatus::Error, _) => (None, f.latest.status_reason.clone()),
+                (VersionStatus::Ready | VersionStatus::Deploying, _) => (Some(latest.clone()), None),
+            };
+            let slot = Arc::new(Slot {
+                active: ArcSwapOption::empty(),
+                status: std::sync::Mutex::new(Status {
+                    state: if deploy.is_some() { FunctionState::Deploying } else { FunctionState::Error },
+                    reason,
+                    latest_version: f.latest.version,
+                    latest: Arc::new(latest.1),
+                    created_at: f.created_at,
+                    updated_at: f.updated_at,
+                }),
+            });
+            self.insert_slot(&f.name, slot.clone());
+            if let Some((version, spec)) = deploy {
+                self.write_code(&spec, version)?;
+                let _ = self.start_deploy(slot, Arc::new(spec), version);
+            }
+        }
+        Ok(count)
+    }
+
+    fn check_runtime(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
+        if self.runtimes.interpreter(spec.runtime).available {
+            Ok(())
+        } else {
+            Err(ControlError::RuntimeUnavailable(self.runtimes.missing_message(spec.runtime)))
+        }
+    }
+
+    fn insert_slot(&self, name: &str, slot: Arc<Slot>) {
+        let mut table = HashMap::clone(&self.table.load());
+        table.insert(name.to_owned(), slot);
+        self.table.store(Arc::new(table));
+    }
+
+    fn code_root(&self, name: &str) -> PathBuf {
+        self.config.data_dir.join("code").join(name)
+    }
+
+    fn write_code(&self, spec: &FunctionSpec, version: u32) -> std::io::Result<PathBuf> {
+        let dir = self.code_root(spec.name.as_str()).join(format!("v{version}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(spec.runtime.source_file()), &spec.code)?;
+        Ok(dir)
+    }
+
+    /// Starts the deploy check of `version` in the background; the receiver fires when it
+    /// has ended, whatever its result.
+    fn start_deploy(self: &Arc<Self>, slot: Arc<Slot>, spec: Arc<FunctionSpec>, version: u32) -> oneshot::Receiver<()> {
+        let (done_tx, done_rx) = oneshot::channel();
+        slot.update_status(|s| s.state = s.state.on(StateEvent::DeployStarted));
+        let platform = self.clone();
+        tokio::spawn(async move {
+            let result = platform.deploy(&spec, version).await;
+            platform.finish_deploy(&slot, &spec, version, result).await;
+            let _ = done_tx.send(());
+        });
+        done_rx
+    }
+
+    async fn deploy(&self, spec: &FunctionSpec, version: u32) -> Result<VersionPool, StartError> {
+        let code_dir = self.write_code(spec, version).map_err(|e| StartError::Spawn(e.to_string()))?;
+        let launch = LaunchSpec {
+            runtime: spec.runtime,
+            code_dir,
+            handler: spec.handler.clone(),
+            env: spec.env.clone(),
+            function: spec.name.as_str().to_owned(),
+            version,
+            memory_mb: spec.memory_mb,
+            timeout: Duration::from_secs(u64::from(spec.timeout_secs)),
+            log_limit: self.config.log_limit_bytes,
+        };
+        let limits = PoolLimits {
+            max_instances: spec.max_instances as usize,
+            idle_timeout: Duration::from_secs(u64::from(spec.idle_timeout_secs)),
+        };
+        VersionPool::deploy(self.runtimes.clone(), launch, limits).await
+    }
+
+    async fn finish_deploy(&self, slot: &Arc<Slot>, spec: &FunctionSpec, version: u32, result: Result<VersionPool, StartError>) {
+        let name = spec.name.as_str();
+        let (status, reason) = match &result {
+            Ok(_) => (VersionStatus::Ready, None),
+            Err(e) => (VersionStatus::Error, Some(format!("version {version} failed to deploy: {e}"))),
+        };
+        let store = self.store.clone();
+        let (owned, why) = (name.to_owned(), reason.clone());
+        let stored = tokio::task::spawn_blocking(move || store.set_version_status(&owned, version, status, why.as_deref())).await;
+        if !matches!(stored, Ok(Ok(()))) {
+            tracing::error!(function = name, version, "could not record the deploy result: {stored:?}");
+        }
+        // A function deleted while deploying must not come back to life.
+        if !self.slot(name).is_some_and(|s| Arc::ptr_eq(&s, slot)) {
+            if let Ok(pool) = result {
+                pool.retire();
+            }
+            return;
+        }
+        match result {
+            Ok(pool) => {
+                let newer_serving = slot.active.load().as_ref().is_some_and(|a| a.version > version);
+                if newer_serving {
+                    pool.retire();
+                } else if let Some(old) = slot.active.swap(Some(Arc::new(Active { version, pool }))) {
+                    old.pool.retire();
+                }
+            }
+            Err(ref e) => tracing::info!(function = name, version, error = %e, "deploy failed"),
+        }
+        slot.update_status(|s| {
+            // Only the newest version decides the state; an older deploy finishing late
+            // must not override it.
+            if s.latest_version != version {
+                return;
+            }
+            let event = match reason {
+                None => StateEvent::DeploySucceeded,
+                Some(_) => StateEvent::DeployFailed { serving: slot.active.load().is_some() },
+            };
+            s.state = s.state.on(event);
+            s.reason = reason;
+        });
+    }
+}
+
+fn new_version(spec: &FunctionSpec, version: u32, now: OffsetDateTime) -> Result<NewVersion, ControlError> {
+    Ok(NewVersion {
+        function: spec.name.as_str().to_owned(),
+        version,
+        runtime: spec.runtime.as_str().to_owned(),
+        handler: spec.handler.clone(),
+        code: spec.code.clone(),
+        code_sha256: spec.code_sha256(),
+        spec_json: serde_json::to_string(spec).map_err(|e| ControlError::Io(e.into()))?,
+        created_at: now,
+    })
+}
+
+fn parse_stored(v: &StoredVersion) -> Result<(u32, FunctionSpec), ControlError> {
+    let mut spec: FunctionSpec = serde_json::from_str(&v.spec_json).map_err(|e| ControlError::Io(e.into()))?;
+    spec.code = v.code.clone();
+    // The name is validated again on the way in, as everywhere: a bad row is an error.
+    FunctionName::parse(spec.name.as_str()).map_err(|e| ControlError::Io(std::io::Error::other(e)))?;
+    Ok((v.version, spec))
+}

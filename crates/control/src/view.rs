@@ -1,0 +1,90 @@
+//! What the API shows of a function.
+
+use std::collections::BTreeMap;
+
+use ignis_core::FunctionState;
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+
+use crate::Slot;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct InstanceCountsView {
+    pub starting: usize,
+    pub idle: usize,
+    pub busy: usize,
+}
+
+/// A function as the API returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionView {
+    pub name: String,
+    pub runtime: &'static str,
+    pub handler: String,
+    pub version: u32,
+    pub active_version: Option<u32>,
+    pub state: FunctionState,
+    pub state_reason: Option<String>,
+    pub code_sha256: String,
+    pub timeout_secs: u32,
+    pub memory_mb: u32,
+    pub vcpus: u32,
+    pub env: BTreeMap<String, String>,
+    pub max_instances: u32,
+    pub idle_timeout_secs: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<InstanceCountsView>,
+}
+
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl FunctionView {
+    /// `detail` adds the code and the instance counts (for `GET /v1/functions/{name}`).
+    pub(crate) fn of(slot: &Slot, detail: bool) -> FunctionView {
+        let s = slot.status();
+        let active = slot.active.load();
+        let spec = &s.latest;
+        FunctionView {
+            name: spec.name.as_str().to_owned(),
+            runtime: spec.runtime.as_str(),
+            handler: spec.handler.clone(),
+            version: s.latest_version,
+            active_version: active.as_ref().map(|a| a.version),
+            state: s.state,
+            state_reason: s.reason.clone(),
+            code_sha256: spec.code_sha256(),
+            timeout_secs: spec.timeout_secs,
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+            env: spec.env.clone(),
+            max_instances: spec.max_instances,
+            idle_timeout_secs: spec.idle_timeout_secs,
+            created_at: rfc3339(s.created_at),
+            updated_at: rfc3339(s.updated_at),
+            code: detail.then(|| spec.code.clone()),
+            instances: detail.then(|| {
+                let c = active.as_ref().map(|a| a.pool.counts()).unwrap_or_default();
+                InstanceCountsView { starting: c.starting, idle: c.idle, busy: c.busy }
+            }),
+        }
+    }
+}
+
+impl crate::Platform {
+    pub fn list(&self) -> Vec<FunctionView> {
+        let table = self.table.load();
+        let mut views: Vec<FunctionView> = table.values().map(|s| FunctionView::of(s, false)).collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views
+    }
+
+    pub fn get(&self, name: &str) -> Option<FunctionView> {
+        self.slot(name).map(|s| FunctionView::of(&s, true))
+    }
+}

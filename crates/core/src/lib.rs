@@ -1,0 +1,13 @@
+//! Ignis domain types and pure rules. No IO, no async, no SQL, no HTTP.
+
+pub mod limits;
+pub mod logs;
+pub mod outcome;
+pub mod response;
+pub mod spec;
+pub mod state;
+
+pub use logs::{LogLine, LogStream};
+pub use outcome::{FunctionError, Outcome};
+pub use spec::{parse_spec, FunctionName, FunctionSpec, Runtime, SpecError, SpecErrorKind};
+pub use state::{FunctionState, StateEvent};

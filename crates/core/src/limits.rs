@@ -1,0 +1,21 @@
+//! The numeric limits of the platform, in one place so the API, the pool and the docs agree.
+
+/// Largest accepted source file, in bytes.
+pub const MAX_CODE_BYTES: usize = 5 * 1024 * 1024;
+/// Largest accepted invocation payload, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Largest response body a function may return, in bytes.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+/// Largest total size of a function's environment (keys plus values), in bytes.
+pub const MAX_ENV_BYTES: usize = 4 * 1024;
+/// Default per-invocation cap on captured log output, in bytes.
+pub const DEFAULT_LOG_LIMIT_BYTES: usize = 256 * 1024;
+
+pub const TIMEOUT_SECS: (u32, u32, u32) = (1, 300, 30);
+pub const MEMORY_MB: (u32, u32, u32) = (128, 3072, 128);
+pub const VCPUS: (u32, u32, u32) = (1, 32, 1);
+pub const MAX_INSTANCES: (u32, u32, u32) = (1, 1000, 10);
+pub const IDLE_TIMEOUT_SECS: (u32, u32, u32) = (1, 86_400, 300);
+
+/// Requests waiting for an instance of one function beyond this many are throttled at once.
+pub const MAX_QUEUED_PER_FUNCTION: usize = 1000;

@@ -1,0 +1,189 @@
+//! Maps a handler's return value to an HTTP response, the way AWS Lambda function URLs do.
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::limits::MAX_RESPONSE_BYTES;
+
+/// An HTTP response made from a handler's return value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedResponse {
+    pub status: u16,
+    /// Header names are lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a return value could not become a response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("the function returned statusCode {0}, which is not an HTTP status (100-599)")]
+    BadStatus(i64),
+    #[error("the function returned isBase64Encoded with a body that is not valid base64")]
+    BadBase64,
+    #[error("the function returned a header {0:?} that is not a valid HTTP header")]
+    BadHeader(String),
+    #[error("the response body is {0} bytes; the limit is {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge(usize),
+}
+
+const JSON: &str = "application/json";
+
+/// Maps a return value: an object with an integer `statusCode` is an HTTP response
+/// (`headers`, `body`, `isBase64Encoded`, `cookies`); anything else is a 200 JSON body.
+pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
+    let response = match value {
+        Value::Object(obj) if obj.get("statusCode").is_some_and(Value::is_i64) => {
+            let status = obj["statusCode"].as_i64().expect("checked is_i64");
+            if !(100..=599).contains(&status) {
+                return Err(MapError::BadStatus(status));
+            }
+            let mut headers = Vec::new();
+            if let Some(Value::Object(h)) = obj.get("headers") {
+                for (name, v) in h {
+                    headers.push((name.to_ascii_lowercase(), header_text(v)));
+                }
+            }
+            if let Some(Value::Array(cookies)) = obj.get("cookies") {
+                for c in cookies {
+                    headers.push(("set-cookie".to_owned(), header_text(c)));
+                }
+            }
+            let base64 = obj.get("isBase64Encoded") == Some(&Value::Bool(true));
+            let body = match obj.get("body") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::String(s)) if base64 => base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(|_| MapError::BadBase64)?,
+                Some(Value::String(s)) => s.clone().into_bytes(),
+                Some(other) => other.to_string().into_bytes(),
+            };
+            if !headers.iter().any(|(n, _)| n == "content-type") {
+                headers.push(("content-type".to_owned(), JSON.to_owned()));
+            }
+            for (name, value) in &headers {
+                if !valid_header(name, value) {
+                    return Err(MapError::BadHeader(name.clone()));
+                }
+            }
+            MappedResponse {
+                status: u16::try_from(status).expect("status checked to be in 100..=599"),
+                headers,
+                body,
+            }
+        }
+        other => MappedResponse {
+            status: 200,
+            headers: vec![("content-type".to_owned(), JSON.to_owned())],
+            body: other.to_string().into_bytes(),
+        },
+    };
+    if response.body.len() > MAX_RESPONSE_BYTES {
+        return Err(MapError::TooLarge(response.body.len()));
+    }
+    Ok(response)
+}
+
+fn header_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn valid_header(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && value
+            .bytes()
+            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn header<'a>(r: &'a MappedResponse, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn status_code_object_is_a_response() {
+        let r = map_return_value(&json!({
+            "statusCode": 201, "headers": {"Content-Type": "text/plain", "X-A": 1}, "body": "hi"
+        }))
+        .expect("maps");
+        assert_eq!(r.status, 201);
+        assert_eq!(r.body, b"hi");
+        assert_eq!(header(&r, "content-type"), Some("text/plain"));
+        assert_eq!(header(&r, "x-a"), Some("1"));
+    }
+
+    #[test]
+    fn non_string_body_is_json_encoded() {
+        let r = map_return_value(&json!({"statusCode": 200, "body": {"a": [1, 2]}})).expect("maps");
+        assert_eq!(r.body, br#"{"a":[1,2]}"#);
+        assert_eq!(header(&r, "content-type"), Some(JSON));
+    }
+
+    #[test]
+    fn base64_body_is_decoded() {
+        let r = map_return_value(
+            &json!({"statusCode": 200, "body": "AAEC/w==", "isBase64Encoded": true}),
+        )
+        .expect("maps");
+        assert_eq!(r.body, vec![0, 1, 2, 255]);
+        assert_eq!(
+            map_return_value(&json!({"statusCode": 200, "body": "%%%", "isBase64Encoded": true})),
+            Err(MapError::BadBase64)
+        );
+    }
+
+    #[test]
+    fn plain_values_are_json() {
+        for (v, body) in [
+            (json!(null), "null"),
+            (json!([1]), "[1]"),
+            (json!("s"), "\"s\""),
+            (json!({"statusCode": "200"}), r#"{"statusCode":"200"}"#),
+        ] {
+            let r = map_return_value(&v).expect("maps");
+            assert_eq!((r.status, r.body.as_slice()), (200, body.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn bad_responses_are_errors() {
+        assert_eq!(
+            map_return_value(&json!({"statusCode": 99})),
+            Err(MapError::BadStatus(99))
+        );
+        assert!(matches!(
+            map_return_value(&json!({"statusCode": 200, "headers": {"a b": "x"}})),
+            Err(MapError::BadHeader(_))
+        ));
+        let big = "x".repeat(MAX_RESPONSE_BYTES + 1);
+        assert!(matches!(
+            map_return_value(&json!({"statusCode": 200, "body": big})),
+            Err(MapError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn cookies_become_set_cookie() {
+        let r =
+            map_return_value(&json!({"statusCode": 200, "cookies": ["a=1", "b=2"]})).expect("maps");
+        let cookies: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .collect();
+        assert_eq!(cookies.len(), 2);
+    }
+}

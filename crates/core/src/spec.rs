@@ -1,0 +1,541 @@
+//! A function's specification: parsed once from an API body, validated, then trusted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::limits;
+
+/// A validated function name: `^[a-z][a-z0-9-]{0,62}$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FunctionName(String);
+
+impl FunctionName {
+    pub fn parse(s: &str) -> Result<FunctionName, String> {
+        let mut chars = s.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if first_ok && rest_ok && s.len() <= 63 {
+            Ok(FunctionName(s.to_owned()))
+        } else {
+            Err(format!(
+                "name {s:?} must start with a lower-case letter and hold only lower-case \
+                 letters, digits and '-', 63 characters at most"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FunctionName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        FunctionName::parse(&s)
+    }
+}
+
+impl From<FunctionName> for String {
+    fn from(n: FunctionName) -> String {
+        n.0
+    }
+}
+
+impl std::fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The languages a function can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    Python,
+    Javascript,
+    Typescript,
+}
+
+impl Runtime {
+    pub const ALL: [Runtime; 3] = [Runtime::Python, Runtime::Javascript, Runtime::Typescript];
+
+    pub fn parse(s: &str) -> Option<Runtime> {
+        match s {
+            "python" => Some(Runtime::Python),
+            "javascript" => Some(Runtime::Javascript),
+            "typescript" => Some(Runtime::Typescript),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Python => "python",
+            Runtime::Javascript => "javascript",
+            Runtime::Typescript => "typescript",
+        }
+    }
+
+    /// The file name the code is written to inside the function's code directory.
+    pub fn source_file(self) -> &'static str {
+        match self {
+            Runtime::Python => "main.py",
+            Runtime::Javascript => "index.js",
+            Runtime::Typescript => "index.ts",
+        }
+    }
+}
+
+/// A validated function specification: everything a version of a function is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub name: FunctionName,
+    pub runtime: Runtime,
+    /// Stored beside the spec, not inside its JSON, so it is kept once.
+    #[serde(skip_serializing, default)]
+    pub code: String,
+    pub handler: String,
+    pub timeout_secs: u32,
+    pub memory_mb: u32,
+    pub vcpus: u32,
+    pub max_instances: u32,
+    pub idle_timeout_secs: u32,
+    pub env: BTreeMap<String, String>,
+}
+
+impl FunctionSpec {
+    pub fn code_sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.code.as_bytes()))
+    }
+}
+
+/// Whether a rejected body was malformed (400) or held an invalid value (422).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecErrorKind {
+    Malformed,
+    Invalid,
+}
+
+/// Why a function body was rejected, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SpecError {
+    pub kind: SpecErrorKind,
+    /// Stable error code: `invalid_json`, `unknown_field`, `invalid_type`, `missing_field`,
+    /// `invalid_value`.
+    pub code: &'static str,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl SpecError {
+    fn malformed(code: &'static str, field: &str, message: String) -> SpecError {
+        SpecError {
+            kind: SpecErrorKind::Malformed,
+            code,
+            field: Some(field.to_owned()),
+            message,
+        }
+    }
+
+    fn invalid(field: &str, message: String) -> SpecError {
+        SpecError {
+            kind: SpecErrorKind::Invalid,
+            code: "invalid_value",
+            field: Some(field.to_owned()),
+            message,
+        }
+    }
+}
+
+const FIELDS: [&str; 10] = [
+    "name",
+    "runtime",
+    "code",
+    "handler",
+    "timeout_secs",
+    "memory_mb",
+    "vcpus",
+    "max_instances",
+    "idle_timeout_secs",
+    "env",
+];
+
+/// Parses and validates a create or update body. `path_name` is the name from the URL of
+/// an update; the body's `name`, if present, must match it.
+pub fn parse_spec(
+    body: &[u8],
+    path_name: Option<&FunctionName>,
+) -> Result<FunctionSpec, SpecError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| SpecError {
+        kind: SpecErrorKind::Malformed,
+        code: "invalid_json",
+        field: None,
+        message: format!("request body is not valid JSON: {e}"),
+    })?;
+    let Value::Object(map) = value else {
+        return Err(SpecError {
+            kind: SpecErrorKind::Malformed,
+            code: "invalid_json",
+            field: None,
+            message: "request body must be a JSON object".to_owned(),
+        });
+    };
+    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(SpecError::malformed(
+            "unknown_field",
+            unknown,
+            format!(
+                "unknown field {unknown:?}; known fields are {}",
+                FIELDS.join(", ")
+            ),
+        ));
+    }
+    let fields = Fields(&map);
+
+    let name = match (fields.string("name")?, path_name) {
+        (Some(body_name), Some(path)) if body_name != path.as_str() => {
+            return Err(SpecError::invalid(
+                "name",
+                format!("name {body_name:?} in the body does not match {path:?} in the path"),
+            ))
+        }
+        (_, Some(path)) => path.clone(),
+        (Some(body_name), None) => {
+            FunctionName::parse(body_name).map_err(|m| SpecError::invalid("name", m))?
+        }
+        (None, None) => return Err(missing("name")),
+    };
+
+    let runtime_str = fields
+        .string("runtime")?
+        .ok_or_else(|| missing("runtime"))?;
+    let runtime = Runtime::parse(runtime_str).ok_or_else(|| {
+        SpecError::invalid(
+            "runtime",
+            format!("runtime {runtime_str:?} is not one of python, javascript, typescript"),
+        )
+    })?;
+
+    let code = fields.string("code")?.ok_or_else(|| missing("code"))?;
+    if code.trim().is_empty() {
+        return Err(SpecError::invalid(
+            "code",
+            "code must not be empty".to_owned(),
+        ));
+    }
+    if code.len() > limits::MAX_CODE_BYTES {
+        return Err(SpecError::invalid(
+            "code",
+            format!(
+                "code is {} bytes; the limit is {} bytes (5 MiB)",
+                code.len(),
+                limits::MAX_CODE_BYTES
+            ),
+        ));
+    }
+
+    let handler = fields.string("handler")?.unwrap_or("handler");
+    if !is_identifier(handler) {
+        return Err(SpecError::invalid(
+            "handler",
+            format!("handler {handler:?} must be an identifier (letters, digits, '_' or '$', not starting with a digit)"),
+        ));
+    }
+
+    let env = parse_env(&fields)?;
+
+    Ok(FunctionSpec {
+        name,
+        runtime,
+        code: code.to_owned(),
+        handler: handler.to_owned(),
+        timeout_secs: fields.bounded("timeout_secs", limits::TIMEOUT_SECS)?,
+        memory_mb: fields.bounded("memory_mb", limits::MEMORY_MB)?,
+        vcpus: fields.bounded("vcpus", limits::VCPUS)?,
+        max_instances: fields.bounded("max_instances", limits::MAX_INSTANCES)?,
+        idle_timeout_secs: fields.bounded("idle_timeout_secs", limits::IDLE_TIMEOUT_SECS)?,
+        env,
+    })
+}
+
+fn missing(field: &str) -> SpecError {
+    SpecError::malformed(
+        "missing_field",
+        field,
+        format!("field {field:?} is required"),
+    )
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && s.len() <= 128
+}
+
+fn is_env_key(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn parse_env(fields: &Fields<'_>) -> Result<BTreeMap<String, String>, SpecError> {
+    let mut env = BTreeMap::new();
+    let Some(value) = fields.0.get("env") else {
+        return Ok(env);
+    };
+    if value.is_null() {
+        return Ok(env);
+    }
+    let Value::Object(map) = value else {
+        return Err(SpecError::malformed(
+            "invalid_type",
+            "env",
+            "env must be an object mapping names to string values".to_owned(),
+        ));
+    };
+    let mut total = 0;
+    for (key, val) in map {
+        let field = format!("env.{key}");
+        if !is_env_key(key) {
+            return Err(SpecError::invalid(
+                &field,
+                format!("environment variable name {key:?} must match [A-Za-z_][A-Za-z0-9_]*"),
+            ));
+        }
+        let Value::String(val) = val else {
+            return Err(SpecError::malformed(
+                "invalid_type",
+                &field,
+                format!("environment variable {key:?} must be a string"),
+            ));
+        };
+        total += key.len() + val.len();
+        env.insert(key.clone(), val.clone());
+    }
+    if total > limits::MAX_ENV_BYTES {
+        return Err(SpecError::invalid(
+            "env",
+            format!(
+                "env holds {total} bytes of names and values; the limit is {} bytes",
+                limits::MAX_ENV_BYTES
+            ),
+        ));
+    }
+    Ok(env)
+}
+
+/// Typed access to the fields of a body, with errors that name the field.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn string(&self, field: &str) -> Result<Option<&str>, SpecError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(SpecError::malformed(
+                "invalid_type",
+                field,
+                format!("{field} must be a string"),
+            )),
+        }
+    }
+
+    fn bounded(&self, field: &str, (min, max, default): (u32, u32, u32)) -> Result<u32, SpecError> {
+        let value = match self.0.get(field) {
+            None | Some(Value::Null) => return Ok(default),
+            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+                SpecError::malformed("invalid_type", field, format!("{field} must be an integer"))
+            })?,
+            Some(_) => {
+                return Err(SpecError::malformed(
+                    "invalid_type",
+                    field,
+                    format!("{field} must be an integer"),
+                ))
+            }
+        };
+        if value < i64::from(min) || value > i64::from(max) {
+            return Err(SpecError::invalid(
+                field,
+                format!("{field} must be between {min} and {max}, got {value}"),
+            ));
+        }
+        Ok(u32::try_from(value).expect("value is within u32 bounds checked above"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<FunctionSpec, SpecError> {
+        parse_spec(v.to_string().as_bytes(), None)
+    }
+
+    fn ok_body() -> Value {
+        json!({"name": "hello", "runtime": "python", "code": "def handler(e): return 1"})
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut body = ok_body();
+        body[field] = value;
+        body
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let spec = parse(ok_body()).expect("valid");
+        assert_eq!(spec.handler, "handler");
+        assert_eq!(
+            (
+                spec.timeout_secs,
+                spec.memory_mb,
+                spec.vcpus,
+                spec.max_instances,
+                spec.idle_timeout_secs
+            ),
+            (30, 128, 1, 10, 300)
+        );
+        assert!(spec.env.is_empty());
+    }
+
+    #[test]
+    fn names() {
+        for good in ["a", "hello-world", "a1", &"a".repeat(63)] {
+            assert!(FunctionName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "A", "1a", "-a", "a_b", "a.b", &"a".repeat(64), "héllo"] {
+            let err = parse(with("name", json!(bad))).expect_err(bad);
+            assert_eq!(err.field.as_deref(), Some("name"), "{bad}");
+            assert_eq!(err.kind, SpecErrorKind::Invalid);
+        }
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        for (field, (min, max, _)) in [
+            ("timeout_secs", limits::TIMEOUT_SECS),
+            ("memory_mb", limits::MEMORY_MB),
+            ("vcpus", limits::VCPUS),
+            ("max_instances", limits::MAX_INSTANCES),
+            ("idle_timeout_secs", limits::IDLE_TIMEOUT_SECS),
+        ] {
+            assert!(parse(with(field, json!(min))).is_ok());
+            assert!(parse(with(field, json!(max))).is_ok());
+            for bad in [i64::from(min) - 1, i64::from(max) + 1] {
+                let err = parse(with(field, json!(bad))).expect_err(field);
+                assert_eq!(err.field.as_deref(), Some(field));
+                assert_eq!(err.code, "invalid_value");
+            }
+            let err = parse(with(field, json!("10"))).expect_err(field);
+            assert_eq!(
+                (err.code, err.kind),
+                ("invalid_type", SpecErrorKind::Malformed)
+            );
+            let err = parse(with(field, json!(1.5))).expect_err(field);
+            assert_eq!(err.code, "invalid_type");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = parse(with("memory", json!(256))).expect_err("unknown");
+        assert_eq!(err.code, "unknown_field");
+        assert_eq!(err.field.as_deref(), Some("memory"));
+    }
+
+    #[test]
+    fn code_rules() {
+        assert_eq!(
+            parse(with("code", json!("  \n")))
+                .expect_err("empty")
+                .field
+                .as_deref(),
+            Some("code")
+        );
+        let big = "x".repeat(limits::MAX_CODE_BYTES + 1);
+        assert_eq!(
+            parse(with("code", json!(big)))
+                .expect_err("big")
+                .field
+                .as_deref(),
+            Some("code")
+        );
+        let mut body = ok_body();
+        body.as_object_mut().expect("object").remove("code");
+        assert_eq!(parse(body).expect_err("missing").code, "missing_field");
+    }
+
+    #[test]
+    fn handler_and_runtime() {
+        assert!(parse(with("handler", json!("main_2"))).is_ok());
+        for bad in ["", "1x", "a.b", "a b", "a-b"] {
+            assert_eq!(
+                parse(with("handler", json!(bad)))
+                    .expect_err(bad)
+                    .field
+                    .as_deref(),
+                Some("handler")
+            );
+        }
+        assert_eq!(
+            parse(with("runtime", json!("ruby")))
+                .expect_err("ruby")
+                .field
+                .as_deref(),
+            Some("runtime")
+        );
+    }
+
+    #[test]
+    fn env_rules() {
+        assert!(parse(with("env", json!({"A_1": "x", "_b": ""}))).is_ok());
+        let err = parse(with("env", json!({"1A": "x"}))).expect_err("key");
+        assert_eq!(err.field.as_deref(), Some("env.1A"));
+        let err = parse(with("env", json!({"A": 1}))).expect_err("type");
+        assert_eq!(err.code, "invalid_type");
+        let err = parse(with("env", json!({"A": "x".repeat(4096)}))).expect_err("size");
+        assert_eq!(err.field.as_deref(), Some("env"));
+    }
+
+    #[test]
+    fn path_name_must_match() {
+        let path = FunctionName::parse("hello").expect("valid");
+        assert!(parse_spec(ok_body().to_string().as_bytes(), Some(&path)).is_ok());
+        let other = FunctionName::parse("other").expect("valid");
+        let err = parse_spec(ok_body().to_string().as_bytes(), Some(&other)).expect_err("mismatch");
+        assert_eq!(err.field.as_deref(), Some("name"));
+        let mut body = ok_body();
+        body.as_object_mut().expect("object").remove("name");
+        assert_eq!(
+            parse_spec(body.to_string().as_bytes(), Some(&other))
+                .expect("ok")
+                .name,
+            other
+        );
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        assert_eq!(
+            parse_spec(b"{", None).expect_err("json").code,
+            "invalid_json"
+        );
+        assert_eq!(
+            parse_spec(b"[]", None).expect_err("array").code,
+            "invalid_json"
+        );
+    }
+}

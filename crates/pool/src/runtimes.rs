@@ -1,0 +1,207 @@
+//! Finding the interpreters (CPython, Bun) and the bootstraps that run inside instances.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ignis_core::Runtime;
+use serde::Serialize;
+use tokio::process::Command;
+
+/// Where to look for interpreters, read once from the server's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// `IGNIS_PYTHON`: an explicit CPython.
+    pub python: Option<PathBuf>,
+    /// `IGNIS_BUN`: an explicit Bun.
+    pub bun: Option<PathBuf>,
+    /// Project-local tools folders, searched in order (`<dir>/node_modules/.bin/bun`).
+    pub tools_dirs: Vec<PathBuf>,
+}
+
+/// One interpreter as found at start-up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Interpreter {
+    pub available: bool,
+    pub version: Option<String>,
+    /// The real executable (symlinks and shims such as pyenv's resolved away).
+    pub path: Option<PathBuf>,
+    pub error: Option<String>,
+}
+
+/// The interpreters of this host.
+#[derive(Debug, Clone)]
+pub struct Runtimes {
+    pub python: Interpreter,
+    pub bun: Interpreter,
+    /// The folder holding the bootstrap files written at start-up.
+    pub bootstrap_dir: PathBuf,
+}
+
+const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtimes/python/bootstrap.py");
+const BUN_BOOTSTRAP: &str = include_str!("../../../runtimes/bun/bootstrap.ts");
+
+impl Runtimes {
+    /// Finds the interpreters and writes the bootstraps into `<data_dir>/runtime`.
+    pub async fn discover(config: &RuntimeConfig, data_dir: &Path) -> std::io::Result<Runtimes> {
+        let bootstrap_dir = data_dir.join("runtime");
+        std::fs::create_dir_all(&bootstrap_dir)?;
+        std::fs::write(bootstrap_dir.join("bootstrap.py"), PYTHON_BOOTSTRAP)?;
+        std::fs::write(bootstrap_dir.join("bootstrap.ts"), BUN_BOOTSTRAP)?;
+        let (python, bun) = tokio::join!(find_python(config), find_bun(config));
+        Ok(Runtimes {
+            python,
+            bun,
+            bootstrap_dir,
+        })
+    }
+
+    pub fn interpreter(&self, runtime: Runtime) -> &Interpreter {
+        match runtime {
+            Runtime::Python => &self.python,
+            Runtime::Javascript | Runtime::Typescript => &self.bun,
+        }
+    }
+
+    /// How to start the bootstrap of `runtime` with the given marker nonce.
+    pub fn command(&self, runtime: Runtime, marker: &str) -> Option<(PathBuf, Vec<String>)> {
+        let program = self.interpreter(runtime).path.clone()?;
+        let fd = ignis_sandbox::CONTROL_FD.to_string();
+        let args = match runtime {
+            Runtime::Python => vec![
+                "-I".to_owned(),
+                "-u".to_owned(),
+                "-X".to_owned(),
+                "utf8".to_owned(),
+                self.bootstrap_dir
+                    .join("bootstrap.py")
+                    .display()
+                    .to_string(),
+            ],
+            Runtime::Javascript | Runtime::Typescript => {
+                vec![self
+                    .bootstrap_dir
+                    .join("bootstrap.ts")
+                    .display()
+                    .to_string()]
+            }
+        };
+        let mut args = args;
+        args.extend([
+            "--fd".to_owned(),
+            fd,
+            "--marker".to_owned(),
+            marker.to_owned(),
+        ]);
+        Some((program, args))
+    }
+
+    /// The message a deploy fails with when the runtime is missing, naming the fix.
+    pub fn missing_message(&self, runtime: Runtime) -> String {
+        let why = self.interpreter(runtime).error.clone().unwrap_or_default();
+        match runtime {
+            Runtime::Python => format!(
+                "the python runtime is not available ({why}); install CPython 3.11 or newer \
+                 and put python3 on PATH, or set IGNIS_PYTHON to its path"
+            ),
+            Runtime::Javascript | Runtime::Typescript => format!(
+                "the {} runtime needs Bun, which is not available ({why}); run `make tools` \
+                 (installs the npm package `bun` into ./.tools) or set IGNIS_BUN to its path",
+                runtime.as_str()
+            ),
+        }
+    }
+}
+
+async fn find_python(config: &RuntimeConfig) -> Interpreter {
+    let candidate = config
+        .python
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let probe = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])";
+    match probe_interpreter(&candidate, &["-c", probe]).await {
+        Ok((path, version)) => {
+            let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+            if parts.len() >= 2 && (parts[0], parts[1]) >= (3, 11) {
+                found(path, version)
+            } else {
+                missing(format!(
+                    "{} is Python {version}; 3.11 or newer is needed",
+                    candidate.display()
+                ))
+            }
+        }
+        Err(e) => missing(e),
+    }
+}
+
+async fn find_bun(config: &RuntimeConfig) -> Interpreter {
+    let candidate = config.bun.clone().unwrap_or_else(|| {
+        config
+            .tools_dirs
+            .iter()
+            .map(|d| d.join("node_modules/.bin/bun"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("bun"))
+    });
+    match probe_interpreter(
+        &candidate,
+        &[
+            "-e",
+            "console.log(process.execPath); console.log(Bun.version)",
+        ],
+    )
+    .await
+    {
+        Ok((path, version)) => found(path, version),
+        Err(e) => missing(e),
+    }
+}
+
+fn found(path: PathBuf, version: String) -> Interpreter {
+    Interpreter {
+        available: true,
+        version: Some(version),
+        path: Some(path),
+        error: None,
+    }
+}
+
+fn missing(error: String) -> Interpreter {
+    Interpreter {
+        available: false,
+        version: None,
+        path: None,
+        error: Some(error),
+    }
+}
+
+/// Runs the interpreter once so it prints its real executable and version: a shim found
+/// on PATH costs a shell start on every instance, the real binary does not.
+async fn probe_interpreter(program: &Path, args: &[&str]) -> Result<(PathBuf, String), String> {
+    let run = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .map_err(|_| format!("{} did not answer within 20 s", program.display()))?
+        .map_err(|e| format!("{} could not be run: {e}", program.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let (Some(path), Some(version)) = (lines.next(), lines.next()) else {
+        return Err(format!("{} printed no version", program.display()));
+    };
+    let path = std::fs::canonicalize(path.trim()).unwrap_or_else(|_| PathBuf::from(path.trim()));
+    Ok((path, version.trim().to_owned()))
+}

@@ -1,0 +1,120 @@
+//! `ignis serve`: the composition root. Reads the configuration once, opens the store,
+//! finds the runtimes, restores the functions and serves the API until told to stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ignis_api::ApiConfig;
+use ignis_cli::ServeArgs;
+use ignis_control::{ControlConfig, Platform};
+use ignis_pool::{RuntimeConfig, Runtimes};
+use ignis_store::Store;
+
+/// The configuration of a server, read once at start.
+struct Config {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    token: Option<String>,
+    retention: usize,
+    log_limit_bytes: usize,
+    runtimes: RuntimeConfig,
+}
+
+impl Config {
+    fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
+        let listen: SocketAddr = args
+            .listen
+            .parse()
+            .with_context(|| format!("--listen {:?} is not an address such as 127.0.0.1:8080", args.listen))?;
+        let token = args.token.clone().filter(|t| !t.is_empty());
+        if !listen.ip().is_loopback() && token.is_none() {
+            bail!(
+                "refusing to listen on {listen} without a token: anyone who can reach it could run \
+                 code. Set one with --token <TOKEN> or the IGNIS_TOKEN environment variable, or \
+                 listen on 127.0.0.1"
+            );
+        }
+        let mut tools_dirs = Vec::new();
+        if let Some(dir) = &args.tools_dir {
+            tools_dirs.push(dir.clone());
+        }
+        tools_dirs.push(PathBuf::from(".tools"));
+        // target/<profile>/ignis → the repository's .tools, so the binary finds the Bun
+        // that `make` installed whatever directory it is started from.
+        if let Some(repo) = std::env::current_exe().ok().and_then(|e| e.parent()?.parent()?.parent().map(|p| p.to_path_buf())) {
+            tools_dirs.push(repo.join(".tools"));
+        }
+        Ok(Config {
+            listen,
+            data_dir: args.data.clone(),
+            token,
+            retention: args.retention,
+            log_limit_bytes: args.log_limit_bytes,
+            runtimes: RuntimeConfig {
+                python: std::env::var_os("IGNIS_PYTHON").map(PathBuf::from),
+                bun: std::env::var_os("IGNIS_BUN").map(PathBuf::from),
+                tools_dirs,
+            },
+        })
+    }
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_args(args)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IGNIS_LOG").unwrap_or_else(|_| "ignis=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&config.data_dir)?;
+    let store = Store::open(&data_dir).with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let runtimes = Arc::new(Runtimes::discover(&config.runtimes, &data_dir).await?);
+    for (name, i) in [("python", &runtimes.python), ("bun", &runtimes.bun)] {
+        match (&i.path, &i.version) {
+            (Some(path), Some(version)) => tracing::info!("{name} {version} at {}", path.display()),
+            _ => tracing::warn!("{name} is not available: {}", i.error.as_deref().unwrap_or("unknown")),
+        }
+    }
+    let platform = Platform::new(
+        store,
+        runtimes,
+        ControlConfig {
+            data_dir: data_dir.clone(),
+            log_limit_bytes: config.log_limit_bytes,
+            retention_per_function: config.retention,
+        },
+    );
+    let restored = platform.restore().await?;
+    let app = ignis_api::router(platform.clone(), ApiConfig { token: config.token.clone(), version: env!("CARGO_PKG_VERSION") });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(restored, data = %data_dir.display(), auth = config.token.is_some(), "ignis started");
+    // Tests and scripts wait for this exact line to know the server accepts connections.
+    println!("ignis listening on http://{addr}");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    platform.flush();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
