@@ -24,10 +24,12 @@ struct Config {
 
 impl Config {
     fn from_args(args: &ServeArgs) -> anyhow::Result<Config> {
-        let listen: SocketAddr = args
-            .listen
-            .parse()
-            .with_context(|| format!("--listen {:?} is not an address such as 127.0.0.1:8080", args.listen))?;
+        let listen: SocketAddr = args.listen.parse().with_context(|| {
+            format!(
+                "--listen {:?} is not an address such as 127.0.0.1:8080",
+                args.listen
+            )
+        })?;
         let token = args.token.clone().filter(|t| !t.is_empty());
         if !listen.ip().is_loopback() && token.is_none() {
             bail!(
@@ -43,15 +45,18 @@ impl Config {
         tools_dirs.push(PathBuf::from(".tools"));
         // target/<profile>/ignis → the repository's .tools, so the binary finds the Bun
         // that `make` installed whatever directory it is started from.
-        if let Some(repo) = std::env::current_exe().ok().and_then(|e| e.parent()?.parent()?.parent().map(|p| p.to_path_buf())) {
+        if let Some(repo) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent()?.parent()?.parent().map(|p| p.to_path_buf()))
+        {
             tools_dirs.push(repo.join(".tools"));
         }
         Ok(Config {
             listen,
             data_dir: args.data.clone(),
             token,
-            retention: args.retention,
-            log_limit_bytes: args.log_limit_bytes,
+            retention: args.retention as usize,
+            log_limit_bytes: args.log_limit_bytes as usize,
             runtimes: RuntimeConfig {
                 python: std::env::var_os("IGNIS_PYTHON").map(PathBuf::from),
                 bun: std::env::var_os("IGNIS_BUN").map(PathBuf::from),
@@ -65,7 +70,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IGNIS_LOG").unwrap_or_else(|_| "ignis=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("IGNIS_LOG")
+                .unwrap_or_else(|_| "ignis=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -77,12 +83,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
-    let store = Store::open(&data_dir).with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store =
+        Store::open(&data_dir).with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let runtimes = Arc::new(Runtimes::discover(&config.runtimes, &data_dir).await?);
     for (name, i) in [("python", &runtimes.python), ("bun", &runtimes.bun)] {
         match (&i.path, &i.version) {
             (Some(path), Some(version)) => tracing::info!("{name} {version} at {}", path.display()),
-            _ => tracing::warn!("{name} is not available: {}", i.error.as_deref().unwrap_or("unknown")),
+            _ => tracing::warn!(
+                "{name} is not available: {}",
+                i.error.as_deref().unwrap_or("unknown")
+            ),
         }
     }
     let platform = Platform::new(
@@ -95,7 +105,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     let restored = platform.restore().await?;
-    let app = ignis_api::router(platform.clone(), ApiConfig { token: config.token.clone(), version: env!("CARGO_PKG_VERSION") });
+    let app = ignis_api::router(
+        platform.clone(),
+        ApiConfig {
+            token: config.token.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -103,7 +119,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(restored, data = %data_dir.display(), auth = config.token.is_some(), "ignis started");
     // Tests and scripts wait for this exact line to know the server accepts connections.
     println!("ignis listening on http://{addr}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     platform.flush();
     Ok(())
 }

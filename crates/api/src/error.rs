@@ -19,7 +19,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: Map::new() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
@@ -63,10 +68,13 @@ impl From<SpecError> for ApiError {
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {
         match e {
-            ControlError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
+            ControlError::AlreadyExists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string())
+            }
             ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
             ControlError::RuntimeUnavailable(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runtime_unavailable", m).with("field", "runtime")
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runtime_unavailable", m)
+                    .with("field", "runtime")
             }
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Join(_) => internal(&e),
         }
@@ -76,5 +84,9 @@ impl From<ControlError> for ApiError {
 /// Internal failures are logged in full and answered with a generic message.
 pub fn internal(e: &dyn std::fmt::Display) -> ApiError {
     tracing::error!("internal error: {e}");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the server log",
+    )
 }

@@ -21,10 +21,18 @@ pub(crate) fn path_name(name: &str) -> Result<FunctionName, ApiError> {
 
 fn wait(query: Option<String>) -> Result<DeployWait, ApiError> {
     let q = Query::parse(query.as_deref(), &["wait"])?;
-    Ok(if q.flag("wait")? { DeployWait::UntilDone } else { DeployWait::No })
+    Ok(if q.flag("wait")? {
+        DeployWait::UntilDone
+    } else {
+        DeployWait::No
+    })
 }
 
-pub(crate) async fn create(State(s): State<AppState>, RawQuery(q): RawQuery, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
     let wait = wait(q)?;
     let body = read_body(body, MAX_FUNCTION_BODY, "function body").await?;
     let spec = parse_spec(&body, None)?;
@@ -59,7 +67,10 @@ pub(crate) async fn get(State(s): State<AppState>, Path(name): Path<String>) -> 
     Ok(Json(view).into_response())
 }
 
-pub(crate) async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let name = path_name(&name)?;
     s.platform.delete(name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -16,7 +16,11 @@ use crate::error::internal;
 use crate::functions::path_name;
 use crate::{read_body, ApiError, AppState, Query};
 
-pub(crate) async fn invoke(State(s): State<AppState>, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn invoke(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
     let body = read_body(body, MAX_PAYLOAD_BYTES, "invocation payload").await?;
     let text = std::str::from_utf8(&body).map_err(|_| invalid_json("the payload is not UTF-8"))?;
@@ -26,12 +30,22 @@ pub(crate) async fn invoke(State(s): State<AppState>, Path(name): Path<String>, 
         serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?
     };
 
-    let inv = s.platform.invoke(name.as_str(), event).await.map_err(|e| match e {
-        InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
-        InvokeError::NotReady { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()),
-        InvokeError::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string()),
-        InvokeError::StartFailed(_) => ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string()),
-    })?;
+    let inv = s
+        .platform
+        .invoke(name.as_str(), event)
+        .await
+        .map_err(|e| match e {
+            InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
+            InvokeError::NotReady { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string())
+            }
+            InvokeError::Throttled(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
+            }
+            InvokeError::StartFailed(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string())
+            }
+        })?;
 
     let mut resp = match inv.result {
         InvokeResult::Response(r) => {
@@ -46,12 +60,14 @@ pub(crate) async fn invoke(State(s): State<AppState>, Path(name): Path<String>, 
             }
             resp
         }
-        InvokeResult::FunctionError(e) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "function_error", e.message.clone())
-                .with("type", e.kind)
-                .with("stack", e.stack)
-                .into_response()
-        }
+        InvokeResult::FunctionError(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "function_error",
+            e.message.clone(),
+        )
+        .with("type", e.kind)
+        .with("stack", e.stack)
+        .into_response(),
         InvokeResult::Timeout { secs } => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "timeout",
@@ -64,9 +80,12 @@ pub(crate) async fn invoke(State(s): State<AppState>, Path(name): Path<String>, 
             format!("the function's instance died during the invocation: {detail}"),
         )
         .into_response(),
-        InvokeResult::ResponseTooLarge { size } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "response_too_large", too_large_message(size)).into_response()
-        }
+        InvokeResult::ResponseTooLarge { size } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "response_too_large",
+            too_large_message(size),
+        )
+        .into_response(),
         InvokeResult::InvalidResponse(m) => {
             ApiError::new(StatusCode::BAD_GATEWAY, "invalid_response", m).into_response()
         }
@@ -74,15 +93,25 @@ pub(crate) async fn invoke(State(s): State<AppState>, Path(name): Path<String>, 
     let h = resp.headers_mut();
     let id = HeaderValue::from_str(&inv.id).map_err(|e| internal(&e))?;
     h.insert("x-ignis-invocation-id", id);
-    h.insert("x-ignis-cold-start", HeaderValue::from_static(if inv.cold { "true" } else { "false" }));
+    h.insert(
+        "x-ignis-cold-start",
+        HeaderValue::from_static(if inv.cold { "true" } else { "false" }),
+    );
     let ms = format!("{:.3}", inv.duration.as_secs_f64() * 1000.0);
-    h.insert("x-ignis-duration-ms", HeaderValue::from_str(&ms).map_err(|e| internal(&e))?);
+    h.insert(
+        "x-ignis-duration-ms",
+        HeaderValue::from_str(&ms).map_err(|e| internal(&e))?,
+    );
     h.insert("x-ignis-version", HeaderValue::from(inv.version));
     Ok(resp)
 }
 
 fn invalid_json(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the payload is not valid JSON: {detail}"))
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("the payload is not valid JSON: {detail}"),
+    )
 }
 
 fn ts(t: time::OffsetDateTime) -> String {
@@ -90,7 +119,10 @@ fn ts(t: time::OffsetDateTime) -> String {
 }
 
 fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
-    let error = r.error_json.as_deref().and_then(|e| serde_json::from_str::<Value>(e).ok());
+    let error = r
+        .error_json
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<Value>(e).ok());
     let mut v = json!({
         "id": r.id,
         "function": r.function,
@@ -102,7 +134,11 @@ fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
         "error": error,
     });
     if with_logs {
-        v["logs"] = r.logs.iter().map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line})).collect();
+        v["logs"] = r
+            .logs
+            .iter()
+            .map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line}))
+            .collect();
     }
     v
 }
@@ -110,7 +146,10 @@ fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| internal(&e))?.map_err(|e| internal(&e))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(&e))?
+        .map_err(|e| internal(&e))
 }
 
 fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
@@ -120,7 +159,11 @@ fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
     }
 }
 
-pub(crate) async fn list(State(s): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
     let limit = Query::parse(q.as_deref(), &["limit"])?.limit(50, 1000)?;
     exists(&s, name.as_str())?;
@@ -138,7 +181,11 @@ pub(crate) async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Re
     Ok(Json(record_json(&record, true)).into_response())
 }
 
-pub(crate) async fn logs(State(s): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+pub(crate) async fn logs(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
     let limit = Query::parse(q.as_deref(), &["limit"])?.limit(100, 10_000)?;
     exists(&s, name.as_str())?;
@@ -146,7 +193,9 @@ pub(crate) async fn logs(State(s): State<AppState>, Path(name): Path<String>, Ra
     let lines: Vec<StoredLogLine> = blocking(move || store.recent_logs(name.as_str(), limit)).await?;
     let list: Vec<Value> = lines
         .iter()
-        .map(|l| json!({"invocation_id": l.invocation_id, "ts": ts(l.ts), "stream": l.stream, "line": l.line}))
+        .map(
+            |l| json!({"invocation_id": l.invocation_id, "ts": ts(l.ts), "stream": l.stream, "line": l.line}),
+        )
         .collect();
     Ok(Json(json!({ "logs": list })).into_response())
 }

@@ -36,12 +36,17 @@ pub(crate) struct AppState {
 
 /// Builds the router of the whole API.
 pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
-    let state = AppState { platform, config: Arc::new(config) };
+    let state = AppState {
+        platform,
+        config: Arc::new(config),
+    };
     let v1 = Router::new()
         .route("/functions", get(functions::list).post(functions::create))
         .route(
             "/functions/{name}",
-            get(functions::get).put(functions::update).delete(functions::delete),
+            get(functions::get)
+                .put(functions::update)
+                .delete(functions::delete),
         )
         .route("/functions/{name}/invoke", post(invocations::invoke))
         .route("/functions/{name}/invocations", get(invocations::list))
@@ -79,7 +84,10 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
             "this server needs a token: send `Authorization: Bearer <token>`",
         )
         .into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
         resp
     }
 }

@@ -1,1 +1,123 @@
-//! placeholder
+//! The `ignis` command line: argument definitions and the client commands.
+
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::run_client;
+
+#[derive(Debug, Parser)]
+#[command(name = "ignis", version, about = "Self-hosted serverless functions")]
+pub struct Cli {
+    /// The Ignis server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "IGNIS_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// The API token, if the server has one.
+    #[arg(long, global = true, env = "IGNIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Ignis server.
+    Serve(ServeArgs),
+    /// Manage and invoke functions.
+    #[command(subcommand)]
+    Fn(FnCommand),
+    /// Show the runtimes the server found.
+    Runtimes,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. A non-loopback address needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Data directory (SQLite database, code, bootstraps).
+    #[arg(long, default_value = "./.ignis")]
+    pub data: PathBuf,
+    /// Require `Authorization: Bearer <TOKEN>` on every /v1 request.
+    #[arg(long, env = "IGNIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Invocation records kept per function (newest first).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention: u32,
+    /// Folder where `make tools` installed Bun (default: ./.tools).
+    #[arg(long)]
+    pub tools_dir: Option<PathBuf>,
+    /// Cap on the log output kept per invocation, in bytes.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub log_limit_bytes: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Function name.
+    pub name: String,
+    /// python, javascript or typescript.
+    #[arg(long)]
+    pub runtime: String,
+    /// Source file of the function.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Name of the handler function in the file.
+    #[arg(long)]
+    pub handler: Option<String>,
+    /// Timeout in seconds (1-300).
+    #[arg(long)]
+    pub timeout: Option<u32>,
+    /// Memory in MB (128-3072).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Most instances at once (1-1000).
+    #[arg(long)]
+    pub max_instances: Option<u32>,
+    /// Seconds an idle instance is kept (1-86400).
+    #[arg(long)]
+    pub idle_timeout: Option<u32>,
+    /// Environment variable for the function, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// Create a function and wait until it is ready.
+    Create(DeployArgs),
+    /// Deploy a new version of a function and wait until it is ready.
+    Update(DeployArgs),
+    /// Invoke a function and print the response body.
+    Invoke {
+        name: String,
+        /// The event: JSON text, or @FILE to read it from a file.
+        #[arg(long, short)]
+        data: Option<String>,
+    },
+    /// List functions.
+    Ls,
+    /// Show one function.
+    Get { name: String },
+    /// Delete a function.
+    Rm { name: String },
+    /// Show a function's recent log lines.
+    Logs {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// Exit code of a command whose request the server refused.
+pub(crate) fn failure() -> ExitCode {
+    ExitCode::from(1)
+}

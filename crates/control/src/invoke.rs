@@ -8,8 +8,8 @@ use ignis_core::response::{map_return_value, MapError, MappedResponse};
 use ignis_core::{FunctionError, FunctionState, LogLine, Outcome};
 use ignis_pool::AcquireError;
 use ignis_store::{InvocationRecord, LogLine as StoredLine};
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use crate::Platform;
@@ -20,7 +20,11 @@ pub enum InvokeError {
     #[error("function {0:?} does not exist")]
     NotFound(String),
     #[error("function {name:?} is not ready: it is {state}{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
-    NotReady { name: String, state: &'static str, reason: Option<String> },
+    NotReady {
+        name: String,
+        state: &'static str,
+        reason: Option<String>,
+    },
     #[error("{0}")]
     Throttled(String),
     #[error("could not start an instance: {0}")]
@@ -50,8 +54,14 @@ pub struct Invocation {
 
 impl Platform {
     /// Invokes the serving version of `name` with `event` (already checked to be JSON).
-    pub async fn invoke(self: &Arc<Self>, name: &str, event: Box<RawValue>) -> Result<Invocation, InvokeError> {
-        let slot = self.slot(name).ok_or_else(|| InvokeError::NotFound(name.to_owned()))?;
+    pub async fn invoke(
+        self: &Arc<Self>,
+        name: &str,
+        event: Box<RawValue>,
+    ) -> Result<Invocation, InvokeError> {
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| InvokeError::NotFound(name.to_owned()))?;
         let Some(active) = slot.active.load_full() else {
             let s = slot.status();
             let state = match s.state {
@@ -59,7 +69,11 @@ impl Platform {
                 FunctionState::Ready => FunctionState::Deploying,
                 other => other,
             };
-            return Err(InvokeError::NotReady { name: name.to_owned(), state: state.as_str(), reason: s.reason });
+            return Err(InvokeError::NotReady {
+                name: name.to_owned(),
+                state: state.as_str(),
+                reason: s.reason,
+            });
         };
         let id = uuid::Uuid::now_v7().to_string();
         let started_at = OffsetDateTime::now_utc();
@@ -91,19 +105,46 @@ impl Platform {
                     "function {name:?} is at its max_instances and no instance became free in time: {e}"
                 )),
                 AcquireError::StartFailed(e) => InvokeError::StartFailed(e.to_string()),
-                AcquireError::Retired => InvokeError::NotReady { name: name.to_owned(), state: "deploying", reason: None },
+                AcquireError::Retired => InvokeError::NotReady {
+                    name: name.to_owned(),
+                    state: "deploying",
+                    reason: None,
+                },
             })?;
-        Ok(Invocation { id, version, cold, duration, result })
+        Ok(Invocation {
+            id,
+            version,
+            cold,
+            duration,
+            result,
+        })
     }
 
     fn record(&self, r: RecordRequest<'_>) {
         let (status, error) = match r.result {
             InvokeResult::Response(_) => ("succeeded", None),
-            InvokeResult::FunctionError(e) => ("function_error", Some(json!({"type": e.kind, "message": e.message, "stack": e.stack}))),
-            InvokeResult::Timeout { secs } => ("timeout", Some(json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}))),
-            InvokeResult::Crashed { detail } => ("crashed", Some(json!({"code": "instance_crashed", "message": detail}))),
-            InvokeResult::ResponseTooLarge { size } => ("response_too_large", Some(json!({"code": "response_too_large", "message": too_large_message(*size)}))),
-            InvokeResult::InvalidResponse(m) => ("invalid_response", Some(json!({"code": "invalid_response", "message": m}))),
+            InvokeResult::FunctionError(e) => (
+                "function_error",
+                Some(json!({"type": e.kind, "message": e.message, "stack": e.stack})),
+            ),
+            InvokeResult::Timeout { secs } => (
+                "timeout",
+                Some(
+                    json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
+                ),
+            ),
+            InvokeResult::Crashed { detail } => (
+                "crashed",
+                Some(json!({"code": "instance_crashed", "message": detail})),
+            ),
+            InvokeResult::ResponseTooLarge { size } => (
+                "response_too_large",
+                Some(json!({"code": "response_too_large", "message": too_large_message(*size)})),
+            ),
+            InvokeResult::InvalidResponse(m) => (
+                "invalid_response",
+                Some(json!({"code": "invalid_response", "message": m})),
+            ),
         };
         self.writer.record(InvocationRecord {
             id: r.id.to_owned(),
@@ -118,7 +159,8 @@ impl Platform {
                 .logs
                 .iter()
                 .map(|l| StoredLine {
-                    ts: OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000).unwrap_or(r.started_at),
+                    ts: OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000)
+                        .unwrap_or(r.started_at),
                     stream: l.stream.as_str().to_owned(),
                     line: l.line.clone(),
                 })

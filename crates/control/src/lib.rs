@@ -56,11 +56,17 @@ struct Slot {
 
 impl Slot {
     fn status(&self) -> Status {
-        self.status.lock().expect("status lock is never poisoned: no code panics while holding it").clone()
+        self.status
+            .lock()
+            .expect("status lock is never poisoned: no code panics while holding it")
+            .clone()
     }
 
     fn update_status(&self, f: impl FnOnce(&mut Status)) {
-        f(&mut self.status.lock().expect("status lock is never poisoned: no code panics while holding it"));
+        f(&mut self
+            .status
+            .lock()
+            .expect("status lock is never poisoned: no code panics while holding it"));
     }
 }
 

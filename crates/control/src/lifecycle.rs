@@ -40,7 +40,11 @@ pub enum DeployWait {
 
 impl Platform {
     /// Creates a function (version 1) and starts its deploy check.
-    pub async fn create(self: &Arc<Self>, spec: FunctionSpec, wait: DeployWait) -> Result<FunctionView, ControlError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        spec: FunctionSpec,
+        wait: DeployWait,
+    ) -> Result<FunctionView, ControlError> {
         self.check_runtime(&spec)?;
         let guard = self.changes.lock().await;
         let name = spec.name.as_str().to_owned();
@@ -79,11 +83,17 @@ impl Platform {
 
     /// Makes version N+1 of a function. Calls keep going to the serving version until the
     /// new one is ready; if it fails, the old one keeps serving.
-    pub async fn update(self: &Arc<Self>, spec: FunctionSpec, wait: DeployWait) -> Result<FunctionView, ControlError> {
+    pub async fn update(
+        self: &Arc<Self>,
+        spec: FunctionSpec,
+        wait: DeployWait,
+    ) -> Result<FunctionView, ControlError> {
         self.check_runtime(&spec)?;
         let guard = self.changes.lock().await;
         let name = spec.name.as_str().to_owned();
-        let slot = self.slot(&name).ok_or_else(|| ControlError::NotFound(name.clone()))?;
+        let slot = self
+            .slot(&name)
+            .ok_or_else(|| ControlError::NotFound(name.clone()))?;
         let version = slot.status().latest_version + 1;
         let now = OffsetDateTime::now_utc();
         let new = new_version(&spec, version, now)?;
@@ -106,7 +116,9 @@ impl Platform {
     /// Deletes a function and everything stored of it; its instances stop.
     pub async fn delete(&self, name: &str) -> Result<(), ControlError> {
         let _guard = self.changes.lock().await;
-        let slot = self.slot(name).ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
         let mut table = HashMap::clone(&self.table.load());
         table.remove(name);
         self.table.store(Arc::new(table));
@@ -136,7 +148,10 @@ impl Platform {
                     let store = self.store.clone();
                     let name = f.name.clone();
                     let good = tokio::task::spawn_blocking(move || store.get_version(&name, good)).await??;
-                    (good.map(|v| parse_stored(&v)).transpose()?, f.latest.status_reason.clone())
+                    (
+                        good.map(|v| parse_stored(&v)).transpose()?,
+                        f.latest.status_reason.clone(),
+                    )
                 }
                 (VersionStatus::Error, _) => (None, f.latest.status_reason.clone()),
                 (VersionStatus::Ready | VersionStatus::Deploying, _) => (Some(latest.clone()), None),
@@ -144,7 +159,11 @@ impl Platform {
             let slot = Arc::new(Slot {
                 active: ArcSwapOption::empty(),
                 status: std::sync::Mutex::new(Status {
-                    state: if deploy.is_some() { FunctionState::Deploying } else { FunctionState::Error },
+                    state: if deploy.is_some() {
+                        FunctionState::Deploying
+                    } else {
+                        FunctionState::Error
+                    },
                     reason,
                     latest_version: f.latest.version,
                     latest: Arc::new(latest.1),
@@ -165,7 +184,9 @@ impl Platform {
         if self.runtimes.interpreter(spec.runtime).available {
             Ok(())
         } else {
-            Err(ControlError::RuntimeUnavailable(self.runtimes.missing_message(spec.runtime)))
+            Err(ControlError::RuntimeUnavailable(
+                self.runtimes.missing_message(spec.runtime),
+            ))
         }
     }
 
@@ -188,7 +209,12 @@ impl Platform {
 
     /// Starts the deploy check of `version` in the background; the receiver fires when it
     /// has ended, whatever its result.
-    fn start_deploy(self: &Arc<Self>, slot: Arc<Slot>, spec: Arc<FunctionSpec>, version: u32) -> oneshot::Receiver<()> {
+    fn start_deploy(
+        self: &Arc<Self>,
+        slot: Arc<Slot>,
+        spec: Arc<FunctionSpec>,
+        version: u32,
+    ) -> oneshot::Receiver<()> {
         let (done_tx, done_rx) = oneshot::channel();
         slot.update_status(|s| s.state = s.state.on(StateEvent::DeployStarted));
         let platform = self.clone();
@@ -201,7 +227,9 @@ impl Platform {
     }
 
     async fn deploy(&self, spec: &FunctionSpec, version: u32) -> Result<VersionPool, StartError> {
-        let code_dir = self.write_code(spec, version).map_err(|e| StartError::Spawn(e.to_string()))?;
+        let code_dir = self
+            .write_code(spec, version)
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
         let launch = LaunchSpec {
             runtime: spec.runtime,
             code_dir,
@@ -220,17 +248,33 @@ impl Platform {
         VersionPool::deploy(self.runtimes.clone(), launch, limits).await
     }
 
-    async fn finish_deploy(&self, slot: &Arc<Slot>, spec: &FunctionSpec, version: u32, result: Result<VersionPool, StartError>) {
+    async fn finish_deploy(
+        &self,
+        slot: &Arc<Slot>,
+        spec: &FunctionSpec,
+        version: u32,
+        result: Result<VersionPool, StartError>,
+    ) {
         let name = spec.name.as_str();
         let (status, reason) = match &result {
             Ok(_) => (VersionStatus::Ready, None),
-            Err(e) => (VersionStatus::Error, Some(format!("version {version} failed to deploy: {e}"))),
+            Err(e) => (
+                VersionStatus::Error,
+                Some(format!("version {version} failed to deploy: {e}")),
+            ),
         };
         let store = self.store.clone();
         let (owned, why) = (name.to_owned(), reason.clone());
-        let stored = tokio::task::spawn_blocking(move || store.set_version_status(&owned, version, status, why.as_deref())).await;
+        let stored = tokio::task::spawn_blocking(move || {
+            store.set_version_status(&owned, version, status, why.as_deref())
+        })
+        .await;
         if !matches!(stored, Ok(Ok(()))) {
-            tracing::error!(function = name, version, "could not record the deploy result: {stored:?}");
+            tracing::error!(
+                function = name,
+                version,
+                "could not record the deploy result: {stored:?}"
+            );
         }
         // A function deleted while deploying must not come back to life.
         if !self.slot(name).is_some_and(|s| Arc::ptr_eq(&s, slot)) {
@@ -258,7 +302,9 @@ impl Platform {
             }
             let event = match reason {
                 None => StateEvent::DeploySucceeded,
-                Some(_) => StateEvent::DeployFailed { serving: slot.active.load().is_some() },
+                Some(_) => StateEvent::DeployFailed {
+                    serving: slot.active.load().is_some(),
+                },
             };
             s.state = s.state.on(event);
             s.reason = reason;
@@ -280,7 +326,8 @@ fn new_version(spec: &FunctionSpec, version: u32, now: OffsetDateTime) -> Result
 }
 
 fn parse_stored(v: &StoredVersion) -> Result<(u32, FunctionSpec), ControlError> {
-    let mut spec: FunctionSpec = serde_json::from_str(&v.spec_json).map_err(|e| ControlError::Io(e.into()))?;
+    let mut spec: FunctionSpec =
+        serde_json::from_str(&v.spec_json).map_err(|e| ControlError::Io(e.into()))?;
     spec.code = v.code.clone();
     // The name is validated again on the way in, as everywhere: a bad row is an error.
     FunctionName::parse(spec.name.as_str()).map_err(|e| ControlError::Io(std::io::Error::other(e)))?;

@@ -70,7 +70,11 @@ impl FunctionView {
             code: detail.then(|| spec.code.clone()),
             instances: detail.then(|| {
                 let c = active.as_ref().map(|a| a.pool.counts()).unwrap_or_default();
-                InstanceCountsView { starting: c.starting, idle: c.idle, busy: c.busy }
+                InstanceCountsView {
+                    starting: c.starting,
+                    idle: c.idle,
+                    busy: c.busy,
+                }
             }),
         }
     }

@@ -94,11 +94,7 @@ mod tests {
 
     #[test]
     fn runtime_marker_is_kept_once() {
-        let mut l = vec![
-            line("a"),
-            line(&truncation_marker(4)),
-            line("late raw line"),
-        ];
+        let mut l = vec![line("a"), line(&truncation_marker(4)), line("late raw line")];
         cap_logs(&mut l, 4);
         assert_eq!(l.len(), 2);
     }

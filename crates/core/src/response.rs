@@ -96,9 +96,7 @@ fn valid_header(name: &str, value: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        && value
-            .bytes()
-            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        && value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 #[cfg(test)]
@@ -107,10 +105,7 @@ mod tests {
     use serde_json::json;
 
     fn header<'a>(r: &'a MappedResponse, name: &str) -> Option<&'a str> {
-        r.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -134,10 +129,8 @@ mod tests {
 
     #[test]
     fn base64_body_is_decoded() {
-        let r = map_return_value(
-            &json!({"statusCode": 200, "body": "AAEC/w==", "isBase64Encoded": true}),
-        )
-        .expect("maps");
+        let r = map_return_value(&json!({"statusCode": 200, "body": "AAEC/w==", "isBase64Encoded": true}))
+            .expect("maps");
         assert_eq!(r.body, vec![0, 1, 2, 255]);
         assert_eq!(
             map_return_value(&json!({"statusCode": 200, "body": "%%%", "isBase64Encoded": true})),
@@ -177,13 +170,8 @@ mod tests {
 
     #[test]
     fn cookies_become_set_cookie() {
-        let r =
-            map_return_value(&json!({"statusCode": 200, "cookies": ["a=1", "b=2"]})).expect("maps");
-        let cookies: Vec<_> = r
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "set-cookie")
-            .collect();
+        let r = map_return_value(&json!({"statusCode": 200, "cookies": ["a=1", "b=2"]})).expect("maps");
+        let cookies: Vec<_> = r.headers.iter().filter(|(n, _)| n == "set-cookie").collect();
         assert_eq!(cookies.len(), 2);
     }
 }

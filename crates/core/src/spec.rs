@@ -168,10 +168,7 @@ const FIELDS: [&str; 10] = [
 
 /// Parses and validates a create or update body. `path_name` is the name from the URL of
 /// an update; the body's `name`, if present, must match it.
-pub fn parse_spec(
-    body: &[u8],
-    path_name: Option<&FunctionName>,
-) -> Result<FunctionSpec, SpecError> {
+pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<FunctionSpec, SpecError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| SpecError {
         kind: SpecErrorKind::Malformed,
         code: "invalid_json",
@@ -212,9 +209,7 @@ pub fn parse_spec(
         (None, None) => return Err(missing("name")),
     };
 
-    let runtime_str = fields
-        .string("runtime")?
-        .ok_or_else(|| missing("runtime"))?;
+    let runtime_str = fields.string("runtime")?.ok_or_else(|| missing("runtime"))?;
     let runtime = Runtime::parse(runtime_str).ok_or_else(|| {
         SpecError::invalid(
             "runtime",
@@ -224,10 +219,7 @@ pub fn parse_spec(
 
     let code = fields.string("code")?.ok_or_else(|| missing("code"))?;
     if code.trim().is_empty() {
-        return Err(SpecError::invalid(
-            "code",
-            "code must not be empty".to_owned(),
-        ));
+        return Err(SpecError::invalid("code", "code must not be empty".to_owned()));
     }
     if code.len() > limits::MAX_CODE_BYTES {
         return Err(SpecError::invalid(
@@ -265,11 +257,7 @@ pub fn parse_spec(
 }
 
 fn missing(field: &str) -> SpecError {
-    SpecError::malformed(
-        "missing_field",
-        field,
-        format!("field {field:?} is required"),
-    )
+    SpecError::malformed("missing_field", field, format!("field {field:?} is required"))
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -283,9 +271,7 @@ fn is_identifier(s: &str) -> bool {
 
 fn is_env_key(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -440,10 +426,7 @@ mod tests {
                 assert_eq!(err.code, "invalid_value");
             }
             let err = parse(with(field, json!("10"))).expect_err(field);
-            assert_eq!(
-                (err.code, err.kind),
-                ("invalid_type", SpecErrorKind::Malformed)
-            );
+            assert_eq!((err.code, err.kind), ("invalid_type", SpecErrorKind::Malformed));
             let err = parse(with(field, json!(1.5))).expect_err(field);
             assert_eq!(err.code, "invalid_type");
         }
@@ -467,10 +450,7 @@ mod tests {
         );
         let big = "x".repeat(limits::MAX_CODE_BYTES + 1);
         assert_eq!(
-            parse(with("code", json!(big)))
-                .expect_err("big")
-                .field
-                .as_deref(),
+            parse(with("code", json!(big))).expect_err("big").field.as_deref(),
             Some("code")
         );
         let mut body = ok_body();
@@ -529,13 +509,7 @@ mod tests {
 
     #[test]
     fn malformed_bodies() {
-        assert_eq!(
-            parse_spec(b"{", None).expect_err("json").code,
-            "invalid_json"
-        );
-        assert_eq!(
-            parse_spec(b"[]", None).expect_err("array").code,
-            "invalid_json"
-        );
+        assert_eq!(parse_spec(b"{", None).expect_err("json").code, "invalid_json");
+        assert_eq!(parse_spec(b"[]", None).expect_err("array").code, "invalid_json");
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ignis_core::{limits, logs::cap_logs, FunctionError, LogLine, LogStream, Outcome, Runtime};
 use ignis_protocol::{
-    read_message, write_message, FunctionInfo, HostMessage, InstanceMessage, LoadError,
-    ProtocolError, WireLog,
+    read_message, write_message, FunctionInfo, HostMessage, InstanceMessage, LoadError, ProtocolError,
+    WireLog,
 };
 use ignis_sandbox::{Process, SpawnRequest};
 use serde_json::value::RawValue;
@@ -60,8 +60,11 @@ pub enum StartError {
 
 fn describe_load_error(e: &LoadError) -> String {
     match e.line {
-        Some(line) => format!("{}: {} (line {line})", e.kind, e.message),
-        None => format!("{}: {}", e.kind, e.message),
+        // CPython's SyntaxError text already names the line.
+        Some(line) if !e.message.contains(&format!("line {line}")) => {
+            format!("{}: {} (line {line})", e.kind, e.message)
+        }
+        Some(_) | None => format!("{}: {}", e.kind, e.message),
     }
 }
 
@@ -169,15 +172,11 @@ impl Instance {
         {
             return crashed("the instance had already ended");
         }
-        rx.await
-            .unwrap_or_else(|_| crashed("the instance task ended"))
+        rx.await.unwrap_or_else(|_| crashed("the instance task ended"))
     }
 }
 
-async fn read_frames(
-    mut r: OwnedReadHalf,
-    tx: mpsc::Sender<Result<InstanceMessage, ProtocolError>>,
-) {
+async fn read_frames(mut r: OwnedReadHalf, tx: mpsc::Sender<Result<InstanceMessage, ProtocolError>>) {
     loop {
         let msg = read_message(&mut r).await;
         let stop = msg.is_err();
@@ -211,11 +210,7 @@ impl InstanceTask {
     async fn handshake(&mut self, spec: &LaunchSpec) -> Result<(), StartError> {
         match self.next_frame().await {
             Ok(InstanceMessage::Hello { .. }) => {}
-            Ok(other) => {
-                return Err(StartError::Died(format!(
-                    "unexpected first message {other:?}"
-                )))
-            }
+            Ok(other) => return Err(StartError::Died(format!("unexpected first message {other:?}"))),
             Err(detail) => return Err(StartError::Died(detail)),
         }
         let dir = spec.code_dir.display().to_string();
@@ -409,21 +404,13 @@ impl InstanceTask {
 
 fn answer_of(msg: InstanceMessage, id: &str) -> Option<(Outcome, Vec<WireLog>)> {
     match msg {
-        InstanceMessage::Result {
-            id: got,
-            value,
-            logs,
-        } if got == id => Some((Outcome::Ok(value), logs)),
-        InstanceMessage::Error {
-            id: got,
-            error,
-            logs,
-        } if got == id => Some((Outcome::FunctionError(FunctionError { ..error }), logs)),
-        InstanceMessage::TooLarge {
-            id: got,
-            size,
-            logs,
-        } if got == id => Some((Outcome::ResponseTooLarge { size }, logs)),
+        InstanceMessage::Result { id: got, value, logs } if got == id => Some((Outcome::Ok(value), logs)),
+        InstanceMessage::Error { id: got, error, logs } if got == id => {
+            Some((Outcome::FunctionError(FunctionError { ..error }), logs))
+        }
+        InstanceMessage::TooLarge { id: got, size, logs } if got == id => {
+            Some((Outcome::ResponseTooLarge { size }, logs))
+        }
         InstanceMessage::Result { .. }
         | InstanceMessage::Error { .. }
         | InstanceMessage::TooLarge { .. }

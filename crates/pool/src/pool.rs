@@ -295,9 +295,8 @@ impl PoolTask {
     fn reap(&mut self) {
         let now = Instant::now();
         let timeout = self.limits.idle_timeout;
-        self.idle.retain(|(instance, since)| {
-            instance.is_alive() && now.duration_since(*since) < timeout
-        });
+        self.idle
+            .retain(|(instance, since)| instance.is_alive() && now.duration_since(*since) < timeout);
         self.waiters.retain(|w| !w.is_closed());
     }
 

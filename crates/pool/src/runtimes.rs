@@ -73,26 +73,14 @@ impl Runtimes {
                 "-u".to_owned(),
                 "-X".to_owned(),
                 "utf8".to_owned(),
-                self.bootstrap_dir
-                    .join("bootstrap.py")
-                    .display()
-                    .to_string(),
+                self.bootstrap_dir.join("bootstrap.py").display().to_string(),
             ],
             Runtime::Javascript | Runtime::Typescript => {
-                vec![self
-                    .bootstrap_dir
-                    .join("bootstrap.ts")
-                    .display()
-                    .to_string()]
+                vec![self.bootstrap_dir.join("bootstrap.ts").display().to_string()]
             }
         };
         let mut args = args;
-        args.extend([
-            "--fd".to_owned(),
-            fd,
-            "--marker".to_owned(),
-            marker.to_owned(),
-        ]);
+        args.extend(["--fd".to_owned(), fd, "--marker".to_owned(), marker.to_owned()]);
         Some((program, args))
     }
 
@@ -114,10 +102,7 @@ impl Runtimes {
 }
 
 async fn find_python(config: &RuntimeConfig) -> Interpreter {
-    let candidate = config
-        .python
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let candidate = config.python.clone().unwrap_or_else(|| PathBuf::from("python3"));
     let probe = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])";
     match probe_interpreter(&candidate, &["-c", probe]).await {
         Ok((path, version)) => {
@@ -146,10 +131,7 @@ async fn find_bun(config: &RuntimeConfig) -> Interpreter {
     });
     match probe_interpreter(
         &candidate,
-        &[
-            "-e",
-            "console.log(process.execPath); console.log(Bun.version)",
-        ],
+        &["-e", "console.log(process.execPath); console.log(Bun.version)"],
     )
     .await
     {

@@ -123,15 +123,11 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
 }
 
 /// Reads one frame from an instance and decodes it.
-pub async fn read_message<R: AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<InstanceMessage, ProtocolError> {
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<InstanceMessage, ProtocolError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(ProtocolError::Closed)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ProtocolError::Closed),
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
@@ -203,10 +199,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            read_message(&mut r).await,
-            Err(ProtocolError::Closed)
-        ));
+        assert!(matches!(read_message(&mut r).await, Err(ProtocolError::Closed)));
     }
 
     #[tokio::test]

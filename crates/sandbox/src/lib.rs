@@ -20,10 +20,7 @@ pub enum SpawnError {
     #[error("could not create the control socket: {0}")]
     Socket(std::io::Error),
     #[error("could not start {program}: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    Spawn { program: String, source: std::io::Error },
 }
 
 /// What to run.
@@ -84,7 +81,9 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("the instance exited with status {code}"),
         (None, Some(sig)) => {
-            let name = Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("unknown signal");
+            let name = Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("unknown signal");
             format!("the instance was killed by signal {sig} ({name})")
         }
         (None, None) => "the instance ended".to_owned(),
@@ -115,7 +114,10 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
     // would never see EOF when the instance dies.
     drop(child_end);
 
-    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
     let stdout = child.stdout.take().expect("stdout was configured as piped");
     let stderr = child.stderr.take().expect("stderr was configured as piped");
     let control = UnixStream::from_std(host_end).map_err(SpawnError::Socket)?;
