@@ -1,1 +1,12 @@
-//! e2e
+//! End-to-end tests: the real `ignis` binary, real CPython and Bun, real HTTP.
+
+mod cli;
+mod harness;
+mod instances;
+mod lifecycle;
+mod logs;
+mod mapping;
+mod persistence;
+mod security;
+mod seeds;
+mod validation;

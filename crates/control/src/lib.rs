@@ -19,7 +19,7 @@ use ignis_store::{InvocationWriter, Store};
 
 pub use invoke::{too_large_message, Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{ControlError, DeployWait};
-pub use view::{FunctionView, InstanceCountsView};
+pub use view::FunctionView;
 
 /// Settings of the control plane, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ struct Status {
     reason: Option<String>,
     /// The newest version and its spec (what GET shows and the editor edits).
     latest_version: u32,
+    /// The version whose deploy decides the state: the newest one started. Usually the
+    /// latest; at restore, the last good one when the latest had failed.
+    deploying: Option<u32>,
     latest: Arc<FunctionSpec>,
     created_at: time::OffsetDateTime,
     updated_at: time::OffsetDateTime,

@@ -51,7 +51,7 @@ impl Platform {
         if self.slot(&name).is_some() {
             return Err(ControlError::AlreadyExists(name));
         }
-        let now = OffsetDateTime::now_utc();
+        let now = now_ms();
         let new = new_version(&spec, 1, now)?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.create_function(&new))
@@ -67,6 +67,7 @@ impl Platform {
                 state: FunctionState::Creating,
                 reason: None,
                 latest_version: 1,
+                deploying: None,
                 latest: spec.clone(),
                 created_at: now,
                 updated_at: now,
@@ -95,7 +96,7 @@ impl Platform {
             .slot(&name)
             .ok_or_else(|| ControlError::NotFound(name.clone()))?;
         let version = slot.status().latest_version + 1;
-        let now = OffsetDateTime::now_utc();
+        let now = now_ms();
         let new = new_version(&spec, version, now)?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.add_version(&new)).await??;
@@ -166,6 +167,7 @@ impl Platform {
                     },
                     reason,
                     latest_version: f.latest.version,
+                    deploying: None,
                     latest: Arc::new(latest.1),
                     created_at: f.created_at,
                     updated_at: f.updated_at,
@@ -174,7 +176,8 @@ impl Platform {
             self.insert_slot(&f.name, slot.clone());
             if let Some((version, spec)) = deploy {
                 self.write_code(&spec, version)?;
-                let _ = self.start_deploy(slot, Arc::new(spec), version);
+                // Restores run in the background; the server answers meanwhile.
+                drop(self.start_deploy(slot, Arc::new(spec), version));
             }
         }
         Ok(count)
@@ -216,7 +219,10 @@ impl Platform {
         version: u32,
     ) -> oneshot::Receiver<()> {
         let (done_tx, done_rx) = oneshot::channel();
-        slot.update_status(|s| s.state = s.state.on(StateEvent::DeployStarted));
+        slot.update_status(|s| {
+            s.state = s.state.on(StateEvent::DeployStarted);
+            s.deploying = Some(version);
+        });
         let platform = self.clone();
         tokio::spawn(async move {
             let result = platform.deploy(&spec, version).await;
@@ -295,11 +301,12 @@ impl Platform {
             Err(ref e) => tracing::info!(function = name, version, error = %e, "deploy failed"),
         }
         slot.update_status(|s| {
-            // Only the newest version decides the state; an older deploy finishing late
-            // must not override it.
-            if s.latest_version != version {
+            // Only the newest deploy decides the state; an older one finishing late must
+            // not override it.
+            if s.deploying != Some(version) {
                 return;
             }
+            s.deploying = None;
             let event = match reason {
                 None => StateEvent::DeploySucceeded,
                 Some(_) => StateEvent::DeployFailed {
@@ -307,9 +314,19 @@ impl Platform {
                 },
             };
             s.state = s.state.on(event);
-            s.reason = reason;
+            // A restored last-good version keeps the newest version's failure visible.
+            if reason.is_some() || version == s.latest_version {
+                s.reason = reason;
+            }
         });
     }
+}
+
+/// Now, at the millisecond precision the store keeps, so that what the API shows before
+/// and after a restart is the same.
+fn now_ms() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
 fn new_version(spec: &FunctionSpec, version: u32, now: OffsetDateTime) -> Result<NewVersion, ControlError> {

@@ -3,17 +3,11 @@
 use std::collections::BTreeMap;
 
 use ignis_core::FunctionState;
+use ignis_pool::InstanceCounts;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use crate::Slot;
-
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct InstanceCountsView {
-    pub starting: usize,
-    pub idle: usize,
-    pub busy: usize,
-}
 
 /// A function as the API returns it.
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +31,7 @@ pub struct FunctionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instances: Option<InstanceCountsView>,
+    pub instances: Option<InstanceCounts>,
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -68,14 +62,7 @@ impl FunctionView {
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
             code: detail.then(|| spec.code.clone()),
-            instances: detail.then(|| {
-                let c = active.as_ref().map(|a| a.pool.counts()).unwrap_or_default();
-                InstanceCountsView {
-                    starting: c.starting,
-                    idle: c.idle,
-                    busy: c.busy,
-                }
-            }),
+            instances: detail.then(|| active.as_ref().map(|a| a.pool.counts()).unwrap_or_default()),
         }
     }
 }

@@ -33,16 +33,6 @@ pub struct InstanceCounts {
     pub busy: usize,
 }
 
-impl InstanceCounts {
-    pub fn add(self, other: InstanceCounts) -> InstanceCounts {
-        InstanceCounts {
-            starting: self.starting + other.starting,
-            idle: self.idle + other.idle,
-            busy: self.busy + other.busy,
-        }
-    }
-}
-
 /// Why no instance could be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AcquireError {

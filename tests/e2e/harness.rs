@@ -1,0 +1,222 @@
+//! Starts the real `ignis` binary on a free port with a temporary data directory, and
+//! talks to it over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ignis");
+
+/// A running server. Killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    dir: tempfile::TempDir,
+    token: Option<String>,
+    http: Client,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    pub fn cold(&self) -> bool {
+        match self.header("x-ignis-cold-start") {
+            "true" => true,
+            "false" => false,
+            other => panic!("x-ignis-cold-start is {other:?}"),
+        }
+    }
+
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+/// Starts `ignis serve` and returns the child and its URL once it accepts connections.
+pub fn spawn(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(args)
+        .env_remove("IGNIS_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start ignis");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("ignis listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("ignis printed its listening line within 30 s");
+    (child, url)
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(None, &[])
+    }
+
+    pub fn start_with(token: Option<&str>, args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut all: Vec<&str> = args.to_vec();
+        if let Some(t) = token {
+            all.extend(["--token", t]);
+        }
+        let (child, url) = spawn(dir.path(), &all, &[]);
+        let http = Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client");
+        Server {
+            child,
+            url,
+            dir,
+            token: token.map(str::to_owned),
+            http,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// SIGKILLs the server and starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        let mut args = Vec::new();
+        if let Some(t) = &self.token {
+            args.extend(["--token", t.as_str()]);
+        }
+        let (child, url) = spawn(self.dir.path(), &args, &[]);
+        self.child = child;
+        self.url = url;
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    pub fn send(&self, r: RequestBuilder) -> Answer {
+        let resp = r.send().expect("request reaches the server");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.text().expect("body");
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.send(self.request(Method::GET, path))
+    }
+
+    pub fn post(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> Answer {
+        self.send(self.request(Method::POST, path).body(body))
+    }
+
+    /// Creates a function (waiting for its deploy) and returns the answer, whatever it is.
+    pub fn create(&self, body: &Value) -> Answer {
+        self.post("/v1/functions?wait=true", body.to_string())
+    }
+
+    /// Creates a function from `code` and `extra` fields, asserting it becomes ready.
+    pub fn deploy(&self, name: &str, runtime: &str, code: &str, extra: Value) -> Value {
+        let mut body = json!({"name": name, "runtime": runtime, "code": code});
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        let a = self.create(&body);
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let f = a.json();
+        assert_eq!(f["state"], "ready", "{f}");
+        f
+    }
+
+    pub fn update(&self, name: &str, body: &Value) -> Answer {
+        self.send(
+            self.request(Method::PUT, &format!("/v1/functions/{name}?wait=true"))
+                .body(body.to_string()),
+        )
+    }
+
+    pub fn invoke(&self, name: &str, event: &str) -> Answer {
+        self.post(&format!("/v1/functions/{name}/invoke"), event.to_owned())
+    }
+
+    pub fn function(&self, name: &str) -> Value {
+        let a = self.get(&format!("/v1/functions/{name}"));
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.json()
+    }
+
+    pub fn invocation(&self, id: &str) -> Value {
+        let a = self.get(&format!("/v1/invocations/{id}"));
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.json()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it is true, failing the test after `within`.
+pub fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The text lines of an invocation's logs.
+pub fn log_lines(invocation: &Value) -> Vec<String> {
+    invocation["logs"]
+        .as_array()
+        .expect("logs array")
+        .iter()
+        .map(|l| l["line"].as_str().expect("line").to_owned())
+        .collect()
+}
