@@ -9,7 +9,7 @@ PYTHON ?= python3
 LISTEN ?= 127.0.0.1:8080
 DATA ?= ./.ignis
 
-.PHONY: run build tools test test-rust test-runtimes lint fmt clean
+.PHONY: run build tools test test-rust test-runtimes lint fmt clean bench
 
 ## Install Bun (from the npm package `bun`) into the project-local tools folder.
 tools: $(BUN)
@@ -48,3 +48,7 @@ fmt:
 clean:
 	cargo clean
 	rm -rf $(TOOLS)
+
+## Warm-invocation benchmark against the release server (needs wrk: apt-get install wrk).
+bench: tools build
+	bash bench/run.sh

@@ -81,11 +81,18 @@ impl Platform {
         let (task_id, function, version) = (id.clone(), name.to_owned(), active.version);
         // The run is its own task so that it ends, is recorded and gives its instance back
         // even if the caller goes away.
-        let task = tokio::spawn(async move {
-            let ran = active.pool.invoke(task_id.clone(), Arc::from(event)).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let ran = match active.pool.invoke(task_id.clone(), Arc::from(event)).await {
+                Ok(ran) => ran,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            };
             let timeout_secs = u32::try_from(active.pool.spec.timeout.as_secs()).unwrap_or(u32::MAX);
             let result = InvokeResult::of(ran.result.outcome, timeout_secs);
-            platform.record(RecordRequest {
+            let record = record_of(RecordRequest {
                 id: &task_id,
                 function: &function,
                 version,
@@ -95,9 +102,12 @@ impl Platform {
                 result: &result,
                 logs: &ran.result.logs,
             });
-            Ok::<_, AcquireError>((ran.cold, ran.duration, result))
+            // The caller is answered first; recording (a channel send and a short lock
+            // on the writer's pending map) happens after, off the response path.
+            let _ = reply.send(Ok((ran.cold, ran.duration, result)));
+            platform.writer.record(record);
         });
-        let (cold, duration, result) = task
+        let (cold, duration, result) = answer
             .await
             .map_err(|e| InvokeError::StartFailed(format!("the invocation task failed: {e}")))?
             .map_err(|e| match e {
@@ -119,53 +129,54 @@ impl Platform {
             result,
         })
     }
+}
 
-    fn record(&self, r: RecordRequest<'_>) {
-        let (status, error) = match r.result {
-            InvokeResult::Response(_) => ("succeeded", None),
-            InvokeResult::FunctionError(e) => (
-                "function_error",
-                Some(json!({"type": e.kind, "message": e.message, "stack": e.stack})),
+/// The stored record of a finished invocation.
+fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
+    let (status, error) = match r.result {
+        InvokeResult::Response(_) => ("succeeded", None),
+        InvokeResult::FunctionError(e) => (
+            "function_error",
+            Some(json!({"type": e.kind, "message": e.message, "stack": e.stack})),
+        ),
+        InvokeResult::Timeout { secs } => (
+            "timeout",
+            Some(
+                json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
             ),
-            InvokeResult::Timeout { secs } => (
-                "timeout",
-                Some(
-                    json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
-                ),
-            ),
-            InvokeResult::Crashed { detail } => (
-                "crashed",
-                Some(json!({"code": "instance_crashed", "message": detail})),
-            ),
-            InvokeResult::ResponseTooLarge { size } => (
-                "response_too_large",
-                Some(json!({"code": "response_too_large", "message": too_large_message(*size)})),
-            ),
-            InvokeResult::InvalidResponse(m) => (
-                "invalid_response",
-                Some(json!({"code": "invalid_response", "message": m})),
-            ),
-        };
-        self.writer.record(InvocationRecord {
-            id: r.id.to_owned(),
-            function: r.function.to_owned(),
-            version: r.version,
-            status: status.to_owned(),
-            cold_start: r.cold,
-            started_at: r.started_at,
-            duration_ms: r.duration.as_secs_f64() * 1000.0,
-            error_json: error.map(|e| e.to_string()),
-            logs: r
-                .logs
-                .iter()
-                .map(|l| StoredLine {
-                    ts: OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000)
-                        .unwrap_or(r.started_at),
-                    stream: l.stream.as_str().to_owned(),
-                    line: l.line.clone(),
-                })
-                .collect(),
-        });
+        ),
+        InvokeResult::Crashed { detail } => (
+            "crashed",
+            Some(json!({"code": "instance_crashed", "message": detail})),
+        ),
+        InvokeResult::ResponseTooLarge { size } => (
+            "response_too_large",
+            Some(json!({"code": "response_too_large", "message": too_large_message(*size)})),
+        ),
+        InvokeResult::InvalidResponse(m) => (
+            "invalid_response",
+            Some(json!({"code": "invalid_response", "message": m})),
+        ),
+    };
+    InvocationRecord {
+        id: r.id.to_owned(),
+        function: r.function.to_owned(),
+        version: r.version,
+        status: status.to_owned(),
+        cold_start: r.cold,
+        started_at: r.started_at,
+        duration_ms: r.duration.as_secs_f64() * 1000.0,
+        error_json: error.map(|e| e.to_string()),
+        logs: r
+            .logs
+            .iter()
+            .map(|l| StoredLine {
+                ts: OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000)
+                    .unwrap_or(r.started_at),
+                stream: l.stream.as_str().to_owned(),
+                line: l.line.clone(),
+            })
+            .collect(),
     }
 }
 
