@@ -8,6 +8,14 @@ use clap::Parser;
 use ignis_cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // The sandbox re-executes this binary to set up an instance; those modes come before
+    // any argument parsing or runtime start, as the init must stay single-threaded.
+    let mut args = std::env::args();
+    match args.nth(1).as_deref() {
+        Some(ignis_sandbox::INIT_ARG) => ignis_sandbox::init::run(&args.next().unwrap_or_default()),
+        Some(ignis_sandbox::PROBE_ARG) => return ExitCode::SUCCESS,
+        _ => {}
+    }
     let cli = Cli::parse();
     match &cli.command {
         Command::Serve(args) => match serve::run(args) {

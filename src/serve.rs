@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use ignis_api::ApiConfig;
 use ignis_cli::ServeArgs;
 use ignis_control::{ControlConfig, Platform};
-use ignis_pool::{RuntimeConfig, Runtimes};
+use ignis_pool::{Launcher, RuntimeConfig, Runtimes};
+use ignis_sandbox::Sandbox;
 use ignis_store::Store;
 
 /// The configuration of a server, read once at start.
@@ -19,6 +20,7 @@ struct Config {
     token: Option<String>,
     retention: usize,
     log_limit_bytes: usize,
+    insecure_no_sandbox: bool,
     runtimes: RuntimeConfig,
 }
 
@@ -57,6 +59,7 @@ impl Config {
             token,
             retention: args.retention as usize,
             log_limit_bytes: args.log_limit_bytes as usize,
+            insecure_no_sandbox: args.insecure_no_sandbox,
             runtimes: RuntimeConfig {
                 python: std::env::var_os("IGNIS_PYTHON").map(PathBuf::from),
                 bun: std::env::var_os("IGNIS_BUN").map(PathBuf::from),
@@ -85,7 +88,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
     let store =
         Store::open(&data_dir).with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let runtimes = Arc::new(Runtimes::discover(&config.runtimes, &data_dir).await?);
+    let sandbox = if config.insecure_no_sandbox {
+        Sandbox::insecure()
+    } else {
+        Sandbox::detect(&data_dir).await.map_err(|e| {
+            anyhow::anyhow!(
+                "this host cannot sandbox functions: {e}. Ignis refuses to run functions without \
+                 isolation unless started with --insecure-no-sandbox (only for trusted code)"
+            )
+        })?
+    };
+    if !sandbox.enabled() {
+        tracing::warn!("{}", ignis_api::INSECURE_WARNING);
+        eprintln!("WARNING: {}", ignis_api::INSECURE_WARNING);
+    }
+    let runtimes = Runtimes::discover(&config.runtimes, &data_dir).await?;
     for (name, i) in [("python", &runtimes.python), ("bun", &runtimes.bun)] {
         match (&i.path, &i.version) {
             (Some(path), Some(version)) => tracing::info!("{name} {version} at {}", path.display()),
@@ -97,7 +114,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let platform = Platform::new(
         store,
-        runtimes,
+        Arc::new(Launcher { runtimes, sandbox }),
         ControlConfig {
             data_dir: data_dir.clone(),
             log_limit_bytes: config.log_limit_bytes,

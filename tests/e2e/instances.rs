@@ -224,17 +224,20 @@ fn concurrent_calls_get_their_own_answers_and_logs() {
 #[test]
 fn max_instances_queues_calls_and_throttles_past_the_deadline() {
     let s = Server::start();
+    // Each call holds the one instance for 1.4 s of a 2 s timeout: the second caller gets it
+    // at 1.4 s (0.6 s before its deadline), the third's deadline passes at 2 s while the
+    // second still runs (until 2.8 s). The margins absorb scheduling delays on a busy host.
     s.deploy(
         "one",
         "python",
         COUNTER_PY,
-        json!({"max_instances": 1, "timeout_secs": 1}),
+        json!({"max_instances": 1, "timeout_secs": 2}),
     );
     let answers: Vec<crate::harness::Answer> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..3)
             .map(|_| {
                 let s = &s;
-                scope.spawn(move || s.invoke("one", r#"{"sleep": 0.7}"#))
+                scope.spawn(move || s.invoke("one", r#"{"sleep": 1.4}"#))
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("thread")).collect()

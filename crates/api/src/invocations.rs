@@ -5,7 +5,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ignis_control::{too_large_message, InvokeError, InvokeResult};
+use ignis_control::{out_of_memory_message, too_large_message, InvokeError, InvokeResult};
 use ignis_core::limits::MAX_PAYLOAD_BYTES;
 use ignis_store::{InvocationRecord, StoredLogLine};
 use serde_json::value::RawValue;
@@ -78,6 +78,12 @@ pub(crate) async fn invoke(
             StatusCode::BAD_GATEWAY,
             "instance_crashed",
             format!("the function's instance died during the invocation: {detail}"),
+        )
+        .into_response(),
+        InvokeResult::OutOfMemory { memory_mb } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "out_of_memory",
+            out_of_memory_message(memory_mb),
         )
         .into_response(),
         InvokeResult::ResponseTooLarge { size } => ApiError::new(

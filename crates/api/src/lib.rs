@@ -92,8 +92,21 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     }
 }
 
+/// What the API says about isolation, on `/healthz` and `/v1/runtimes`.
+fn sandbox_json(state: &AppState) -> serde_json::Value {
+    if state.platform.sandboxed() {
+        json!({"enabled": true})
+    } else {
+        json!({"enabled": false, "warning": INSECURE_WARNING})
+    }
+}
+
+/// Shown wherever the server reports on itself when it runs without the sandbox.
+pub const INSECURE_WARNING: &str =
+    "started with --insecure-no-sandbox: functions run as plain processes of the server's user, with no isolation";
+
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "version": state.config.version }))
+    Json(json!({ "status": "ok", "version": state.config.version, "sandbox": sandbox_json(&state) }))
 }
 
 async fn runtimes(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -111,7 +124,7 @@ async fn runtimes(State(state): State<AppState>) -> Json<serde_json::Value> {
             })
         })
         .collect();
-    Json(json!({ "runtimes": list }))
+    Json(json!({ "runtimes": list, "sandbox": sandbox_json(&state) }))
 }
 
 /// Reads a whole body, answering 413 past `limit` bytes.

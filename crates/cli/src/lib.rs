@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Folder where `make tools` installed Bun (default: ./.tools).
     #[arg(long)]
     pub tools_dir: Option<PathBuf>,
+    /// Run functions WITHOUT isolation, on a host that cannot sandbox. Unsafe: only for
+    /// trusted code; the server warns at every start and in /healthz.
+    #[arg(long)]
+    pub insecure_no_sandbox: bool,
     /// Cap on the log output kept per invocation, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1024..))]
     pub log_limit_bytes: u32,

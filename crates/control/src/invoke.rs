@@ -38,6 +38,7 @@ pub enum InvokeResult {
     FunctionError(FunctionError),
     Timeout { secs: u32 },
     Crashed { detail: String },
+    OutOfMemory { memory_mb: u32 },
     ResponseTooLarge { size: u64 },
     InvalidResponse(String),
 }
@@ -91,7 +92,7 @@ impl Platform {
                 }
             };
             let timeout_secs = u32::try_from(active.pool.spec.timeout.as_secs()).unwrap_or(u32::MAX);
-            let result = InvokeResult::of(ran.result.outcome, timeout_secs);
+            let result = InvokeResult::of(ran.result.outcome, timeout_secs, active.pool.spec.memory_mb);
             let record = record_of(RecordRequest {
                 id: &task_id,
                 function: &function,
@@ -149,6 +150,10 @@ fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
             "crashed",
             Some(json!({"code": "instance_crashed", "message": detail})),
         ),
+        InvokeResult::OutOfMemory { memory_mb } => (
+            "out_of_memory",
+            Some(json!({"code": "out_of_memory", "message": out_of_memory_message(*memory_mb)})),
+        ),
         InvokeResult::ResponseTooLarge { size } => (
             "response_too_large",
             Some(json!({"code": "response_too_large", "message": too_large_message(*size)})),
@@ -192,12 +197,16 @@ struct RecordRequest<'a> {
     logs: &'a [LogLine],
 }
 
+pub fn out_of_memory_message(memory_mb: u32) -> String {
+    format!("the function used more than its memory_mb of {memory_mb} MB; its instance was killed and is replaced")
+}
+
 pub fn too_large_message(size: u64) -> String {
     format!("the function's response is {size} bytes; the limit is 6 MiB")
 }
 
 impl InvokeResult {
-    fn of(outcome: Outcome, timeout_secs: u32) -> InvokeResult {
+    fn of(outcome: Outcome, timeout_secs: u32, memory_mb: u32) -> InvokeResult {
         match outcome {
             Outcome::Ok(value) => match map_return_value(&value) {
                 Ok(response) => InvokeResult::Response(response),
@@ -207,6 +216,7 @@ impl InvokeResult {
             Outcome::FunctionError(e) => InvokeResult::FunctionError(e),
             Outcome::Timeout => InvokeResult::Timeout { secs: timeout_secs },
             Outcome::Crashed { detail } => InvokeResult::Crashed { detail },
+            Outcome::OutOfMemory => InvokeResult::OutOfMemory { memory_mb },
             Outcome::ResponseTooLarge { size } => InvokeResult::ResponseTooLarge { size },
         }
     }

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use ignis_core::{FunctionSpec, FunctionState};
-use ignis_pool::{Runtimes, VersionPool};
+use ignis_pool::{Launcher, Runtimes, VersionPool};
 use ignis_store::{InvocationWriter, Store};
 
-pub use invoke::{too_large_message, Invocation, InvokeError, InvokeResult};
+pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{ControlError, DeployWait};
 pub use view::FunctionView;
 
@@ -77,7 +77,7 @@ impl Slot {
 pub struct Platform {
     store: Store,
     writer: InvocationWriter,
-    runtimes: Arc<Runtimes>,
+    launcher: Arc<Launcher>,
     config: ControlConfig,
     table: ArcSwap<HashMap<String, Arc<Slot>>>,
     /// Serialises create, update and delete, which read then write the table and store.
@@ -85,12 +85,12 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(store: Store, runtimes: Arc<Runtimes>, config: ControlConfig) -> Arc<Platform> {
+    pub fn new(store: Store, launcher: Arc<Launcher>, config: ControlConfig) -> Arc<Platform> {
         let writer = store.start_invocation_writer(config.retention_per_function);
         Arc::new(Platform {
             store,
             writer,
-            runtimes,
+            launcher,
             config,
             table: ArcSwap::from_pointee(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),
@@ -98,7 +98,12 @@ impl Platform {
     }
 
     pub fn runtimes(&self) -> &Runtimes {
-        &self.runtimes
+        &self.launcher.runtimes
+    }
+
+    /// False only when the server was started with `--insecure-no-sandbox`.
+    pub fn sandboxed(&self) -> bool {
+        self.launcher.sandbox.enabled()
     }
 
     pub fn store(&self) -> &Store {

@@ -184,11 +184,11 @@ impl Platform {
     }
 
     fn check_runtime(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
-        if self.runtimes.interpreter(spec.runtime).available {
+        if self.launcher.runtimes.interpreter(spec.runtime).available {
             Ok(())
         } else {
             Err(ControlError::RuntimeUnavailable(
-                self.runtimes.missing_message(spec.runtime),
+                self.launcher.runtimes.missing_message(spec.runtime),
             ))
         }
     }
@@ -244,6 +244,7 @@ impl Platform {
             function: spec.name.as_str().to_owned(),
             version,
             memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
             timeout: Duration::from_secs(u64::from(spec.timeout_secs)),
             log_limit: self.config.log_limit_bytes,
         };
@@ -251,7 +252,7 @@ impl Platform {
             max_instances: spec.max_instances as usize,
             idle_timeout: Duration::from_secs(u64::from(spec.idle_timeout_secs)),
         };
-        VersionPool::deploy(self.runtimes.clone(), launch, limits).await
+        VersionPool::deploy(self.launcher.clone(), launch, limits).await
     }
 
     async fn finish_deploy(

@@ -23,6 +23,8 @@ pub enum Outcome {
     Timeout,
     /// The instance died while running the invocation.
     Crashed { detail: String },
+    /// The instance went past its memory limit and the kernel killed it.
+    OutOfMemory,
     /// The handler's encoded return value was larger than the limit.
     ResponseTooLarge { size: u64 },
 }
@@ -35,6 +37,7 @@ impl Outcome {
             Outcome::FunctionError(_) => "function_error",
             Outcome::Timeout => "timeout",
             Outcome::Crashed { .. } => "crashed",
+            Outcome::OutOfMemory => "out_of_memory",
             Outcome::ResponseTooLarge { .. } => "response_too_large",
         }
     }

@@ -14,7 +14,7 @@ use ignis_protocol::{
     read_message, write_message, FunctionInfo, HostMessage, InstanceMessage, LoadError, ProtocolError,
     WireLog,
 };
-use ignis_sandbox::{Process, SpawnRequest};
+use ignis_sandbox::{Bind, CgroupLimits, Process, Sandbox, SpawnRequest};
 use serde_json::value::RawValue;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +28,14 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for a dead process's last output.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Where the bootstraps and the function's code appear inside a sandbox.
+const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
+const SANDBOX_CODE_DIR: &str = "/code";
+/// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
+const PIDS_LIMIT: u32 = 256;
+/// Size of an instance's private `/tmp`.
+const TMP_SIZE_MB: u32 = 64;
+
 /// Everything needed to start instances of one function version.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -38,8 +46,76 @@ pub struct LaunchSpec {
     pub function: String,
     pub version: u32,
     pub memory_mb: u32,
+    pub vcpus: u32,
     pub timeout: Duration,
     pub log_limit: usize,
+}
+
+/// What starts instances: the interpreters found on this host and the sandbox they run in.
+pub struct Launcher {
+    pub runtimes: Runtimes,
+    pub sandbox: Sandbox,
+}
+
+impl Launcher {
+    /// The process to start for `spec`, and the code directory as that process sees it.
+    fn request(&self, spec: &LaunchSpec, marker: &str) -> Result<(SpawnRequest, PathBuf), StartError> {
+        let sandboxed = self.sandbox.enabled();
+        let (bootstrap_dir, code_dir) = if sandboxed {
+            (
+                PathBuf::from(SANDBOX_BOOTSTRAP_DIR),
+                PathBuf::from(SANDBOX_CODE_DIR),
+            )
+        } else {
+            (self.runtimes.bootstrap_dir.clone(), spec.code_dir.clone())
+        };
+        let (program, args) = self
+            .runtimes
+            .command(spec.runtime, marker, &bootstrap_dir)
+            .ok_or_else(|| StartError::RuntimeMissing(self.runtimes.missing_message(spec.runtime)))?;
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut shown: Vec<PathBuf> = ignis_sandbox::library_dirs();
+        shown.extend(self.runtimes.interpreter(spec.runtime).mounts.iter().cloned());
+        for path in shown {
+            // A path inside one already shown needs no mount of its own.
+            if !binds.iter().any(|b| path.starts_with(&b.source)) && !path.as_os_str().is_empty() {
+                binds.push(Bind {
+                    source: path.clone(),
+                    target: path,
+                });
+            }
+        }
+        binds.push(Bind {
+            source: self.runtimes.bootstrap_dir.clone(),
+            target: bootstrap_dir,
+        });
+        binds.push(Bind {
+            source: spec.code_dir.clone(),
+            target: code_dir.clone(),
+        });
+        let env = BTreeMap::from([
+            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+            ("HOME".to_owned(), "/tmp".to_owned()),
+            ("TMPDIR".to_owned(), "/tmp".to_owned()),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
+            ("NO_COLOR".to_owned(), "1".to_owned()),
+        ]);
+        let request = SpawnRequest {
+            program,
+            args,
+            env,
+            cwd: code_dir.clone(),
+            binds,
+            limits: CgroupLimits {
+                memory_mb: spec.memory_mb,
+                vcpus: spec.vcpus,
+                pids: PIDS_LIMIT,
+            },
+            tmp_size_mb: TMP_SIZE_MB,
+        };
+        Ok((request, code_dir))
+    }
 }
 
 /// Why an instance could not be started.
@@ -92,26 +168,13 @@ pub struct Instance {
 
 impl Instance {
     /// Starts a process, waits for its hello and loads the user's module into it.
-    pub async fn start(runtimes: &Runtimes, spec: &LaunchSpec) -> Result<Instance, StartError> {
+    pub async fn start(launcher: &Launcher, spec: &LaunchSpec) -> Result<Instance, StartError> {
         let nonce = hex::encode(rand::random::<[u8; 12]>());
-        let (program, args) = runtimes
-            .command(spec.runtime, &nonce)
-            .ok_or_else(|| StartError::RuntimeMissing(runtimes.missing_message(spec.runtime)))?;
-        let env = BTreeMap::from([
-            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            ("HOME".to_owned(), "/tmp".to_owned()),
-            ("TMPDIR".to_owned(), "/tmp".to_owned()),
-            ("LANG".to_owned(), "C.UTF-8".to_owned()),
-            ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
-            ("NO_COLOR".to_owned(), "1".to_owned()),
-        ]);
-        let spawned = ignis_sandbox::spawn(&SpawnRequest {
-            program,
-            args,
-            env,
-            cwd: spec.code_dir.clone(),
-        })
-        .map_err(|e| StartError::Spawn(e.to_string()))?;
+        let (request, code_dir) = launcher.request(spec, &nonce)?;
+        let spawned = launcher
+            .sandbox
+            .spawn(&request)
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
 
         let (out_tx, out_rx) = mpsc::channel(256);
         tokio::spawn(pump(
@@ -134,7 +197,7 @@ impl Instance {
             log_limit: spec.log_limit,
             eof: [false, false],
         };
-        match tokio::time::timeout(INIT_TIMEOUT, task.handshake(spec)).await {
+        match tokio::time::timeout(INIT_TIMEOUT, task.handshake(spec, &code_dir)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(StartError::Timeout),
@@ -207,13 +270,13 @@ fn stream_index(s: LogStream) -> usize {
 }
 
 impl InstanceTask {
-    async fn handshake(&mut self, spec: &LaunchSpec) -> Result<(), StartError> {
+    async fn handshake(&mut self, spec: &LaunchSpec, code_dir: &std::path::Path) -> Result<(), StartError> {
         match self.next_frame().await {
             Ok(InstanceMessage::Hello { .. }) => {}
             Ok(other) => return Err(StartError::Died(format!("unexpected first message {other:?}"))),
             Err(detail) => return Err(StartError::Died(detail)),
         }
-        let dir = spec.code_dir.display().to_string();
+        let dir = code_dir.display().to_string();
         let load = HostMessage::Load {
             dir: &dir,
             file: spec.runtime.source_file(),
@@ -361,7 +424,8 @@ impl InstanceTask {
                     Some(Err(_)) | None => {
                         let detail = self.death().await;
                         logs.append(&mut self.pending);
-                        return self.finish(Outcome::Crashed { detail }, logs, false);
+                        let outcome = if self.process.oom_killed() { Outcome::OutOfMemory } else { Outcome::Crashed { detail } };
+                        return self.finish(outcome, logs, false);
                     }
                 },
                 Some(ev) = self.output.recv() => match ev {

@@ -5,6 +5,6 @@ mod output;
 mod pool;
 pub mod runtimes;
 
-pub use instance::{Instance, LaunchSpec, RunResult, StartError};
+pub use instance::{Instance, LaunchSpec, Launcher, RunResult, StartError};
 pub use pool::{AcquireError, InstanceCounts, Lease, PoolLimits, Ran, VersionPool};
 pub use runtimes::{Interpreter, RuntimeConfig, Runtimes};

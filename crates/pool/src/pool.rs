@@ -12,8 +12,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::instance::{Instance, LaunchSpec, StartError};
-use crate::runtimes::Runtimes;
+use crate::instance::{Instance, LaunchSpec, Launcher, StartError};
 
 /// How often idle instances are checked against their idle timeout.
 const REAP_INTERVAL: Duration = Duration::from_millis(250);
@@ -85,16 +84,16 @@ impl VersionPool {
     /// Deploys a version: starts one instance, which checks that the module loads and the
     /// handler exists. On success that instance becomes the pool's first warm instance.
     pub async fn deploy(
-        runtimes: Arc<Runtimes>,
+        launcher: Arc<Launcher>,
         spec: LaunchSpec,
         limits: PoolLimits,
     ) -> Result<VersionPool, StartError> {
-        let first = Instance::start(&runtimes, &spec).await?;
+        let first = Instance::start(&launcher, &spec).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(PoolStats::default());
         let spec = Arc::new(spec);
         let task = PoolTask {
-            runtimes,
+            launcher,
             spec: spec.clone(),
             limits,
             tx: tx.downgrade(),
@@ -145,7 +144,7 @@ impl VersionPool {
 }
 
 struct PoolTask {
-    runtimes: Arc<Runtimes>,
+    launcher: Arc<Launcher>,
     spec: Arc<LaunchSpec>,
     limits: PoolLimits,
     tx: mpsc::WeakUnboundedSender<Msg>,
@@ -270,11 +269,11 @@ impl PoolTask {
             && self.busy + self.idle.len() + self.starting < self.limits.max_instances
         {
             self.starting += 1;
-            let runtimes = self.runtimes.clone();
+            let launcher = self.launcher.clone();
             let spec = self.spec.clone();
             let tx = self.tx.clone();
             tokio::spawn(async move {
-                let result = Instance::start(&runtimes, &spec).await;
+                let result = Instance::start(&launcher, &spec).await;
                 if let Some(tx) = tx.upgrade() {
                     let _ = tx.send(Msg::Started(result));
                 }

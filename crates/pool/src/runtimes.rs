@@ -27,6 +27,9 @@ pub struct Interpreter {
     /// The real executable (symlinks and shims such as pyenv's resolved away).
     pub path: Option<PathBuf>,
     pub error: Option<String>,
+    /// Host paths a sandbox must show (read-only, at the same place) for it to run.
+    #[serde(skip)]
+    pub mounts: Vec<PathBuf>,
 }
 
 /// The interpreters of this host.
@@ -63,8 +66,14 @@ impl Runtimes {
         }
     }
 
-    /// How to start the bootstrap of `runtime` with the given marker nonce.
-    pub fn command(&self, runtime: Runtime, marker: &str) -> Option<(PathBuf, Vec<String>)> {
+    /// How to start the bootstrap of `runtime` with the given marker nonce, the bootstraps
+    /// being in `bootstrap_dir` as the process sees it.
+    pub fn command(
+        &self,
+        runtime: Runtime,
+        marker: &str,
+        bootstrap_dir: &Path,
+    ) -> Option<(PathBuf, Vec<String>)> {
         let program = self.interpreter(runtime).path.clone()?;
         let fd = ignis_sandbox::CONTROL_FD.to_string();
         let args = match runtime {
@@ -73,10 +82,10 @@ impl Runtimes {
                 "-u".to_owned(),
                 "-X".to_owned(),
                 "utf8".to_owned(),
-                self.bootstrap_dir.join("bootstrap.py").display().to_string(),
+                bootstrap_dir.join("bootstrap.py").display().to_string(),
             ],
             Runtime::Javascript | Runtime::Typescript => {
-                vec![self.bootstrap_dir.join("bootstrap.ts").display().to_string()]
+                vec![bootstrap_dir.join("bootstrap.ts").display().to_string()]
             }
         };
         let mut args = args;
@@ -103,12 +112,17 @@ impl Runtimes {
 
 async fn find_python(config: &RuntimeConfig) -> Interpreter {
     let candidate = config.python.clone().unwrap_or_else(|| PathBuf::from("python3"));
-    let probe = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])";
+    let probe =
+        "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3]); print(sys.base_prefix)";
     match probe_interpreter(&candidate, &["-c", probe]).await {
-        Ok((path, version)) => {
+        Ok((path, version, extra)) => {
             let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
             if parts.len() >= 2 && (parts[0], parts[1]) >= (3, 11) {
-                found(path, version)
+                // The standard library lives under the prefix; the executable may be a
+                // symlink out of it, so both are shown.
+                let mut i = found(path.clone(), version);
+                i.mounts = vec![PathBuf::from(extra.unwrap_or_default()), path];
+                i
             } else {
                 missing(format!(
                     "{} is Python {version}; 3.11 or newer is needed",
@@ -135,7 +149,11 @@ async fn find_bun(config: &RuntimeConfig) -> Interpreter {
     )
     .await
     {
-        Ok((path, version)) => found(path, version),
+        Ok((path, version, _)) => {
+            let mut i = found(path.clone(), version);
+            i.mounts = vec![path];
+            i
+        }
         Err(e) => missing(e),
     }
 }
@@ -146,6 +164,7 @@ fn found(path: PathBuf, version: String) -> Interpreter {
         version: Some(version),
         path: Some(path),
         error: None,
+        mounts: Vec::new(),
     }
 }
 
@@ -155,12 +174,17 @@ fn missing(error: String) -> Interpreter {
         version: None,
         path: None,
         error: Some(error),
+        mounts: Vec::new(),
     }
 }
 
-/// Runs the interpreter once so it prints its real executable and version: a shim found
-/// on PATH costs a shell start on every instance, the real binary does not.
-async fn probe_interpreter(program: &Path, args: &[&str]) -> Result<(PathBuf, String), String> {
+/// Runs the interpreter once so it prints its real executable and version (and, for
+/// Python, its prefix): a shim found on PATH costs a shell start on every instance, the
+/// real binary does not.
+async fn probe_interpreter(
+    program: &Path,
+    args: &[&str],
+) -> Result<(PathBuf, String, Option<String>), String> {
     let run = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -185,5 +209,6 @@ async fn probe_interpreter(program: &Path, args: &[&str]) -> Result<(PathBuf, St
         return Err(format!("{} printed no version", program.display()));
     };
     let path = std::fs::canonicalize(path.trim()).unwrap_or_else(|_| PathBuf::from(path.trim()));
-    Ok((path, version.trim().to_owned()))
+    let extra = lines.next().map(|l| l.trim().to_owned());
+    Ok((path, version.trim().to_owned(), extra))
 }

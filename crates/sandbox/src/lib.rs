@@ -1,10 +1,19 @@
-//! Starting and stopping instance processes. The only crate with `unsafe` (in `sys`).
+//! Starting and stopping instance processes, sandboxed by default. The only crate with
+//! `unsafe` (in `sys`).
 
+mod cgroup;
+pub mod init;
+pub mod seccomp;
 mod sys;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use cgroup::{CgroupLimits, Cgroups, InstanceCgroup};
+pub use init::{Bind, InitConfig, INIT_ARG};
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use nix::sys::signal::{killpg, Signal};
@@ -19,6 +28,8 @@ pub const CONTROL_FD: i32 = 3;
 pub enum SpawnError {
     #[error("could not create the control socket: {0}")]
     Socket(std::io::Error),
+    #[error("could not set up the instance's cgroup: {0}")]
+    Cgroup(String),
     #[error("could not start {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
 }
@@ -30,7 +41,160 @@ pub struct SpawnRequest {
     pub args: Vec<String>,
     /// The whole environment of the process: nothing of the host's leaks in.
     pub env: BTreeMap<String, String>,
+    /// The working directory, as the process sees it.
     pub cwd: PathBuf,
+    /// What the sandbox makes visible (read-only); ignored without a sandbox.
+    pub binds: Vec<Bind>,
+    pub limits: CgroupLimits,
+    pub tmp_size_mb: u32,
+}
+
+/// The argument that makes the `ignis` binary check, inside a sandbox, that it can run.
+pub const PROBE_ARG: &str = "__sandbox-probe";
+
+/// Ids inside the sandbox start here; each instance gets its own uid and gid.
+const FIRST_UID: u64 = 200_000;
+const UID_RANGE: u64 = 100_000;
+
+/// How instances are started: inside the sandbox, or (only when asked) without it.
+pub struct Sandbox {
+    mode: Mode,
+}
+
+enum Mode {
+    On {
+        /// The `ignis` binary, re-executed as the sandbox init.
+        exe: PathBuf,
+        /// An empty directory, the mount point of every instance's private root.
+        root: PathBuf,
+        cgroups: Cgroups,
+        next_id: AtomicU64,
+    },
+    Off,
+}
+
+/// The host directories holding shared libraries, made visible to every instance.
+pub fn library_dirs() -> Vec<PathBuf> {
+    ["/lib", "/lib64", "/usr/lib", "/usr/lib64"]
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect()
+}
+
+impl Sandbox {
+    /// Sets up the sandbox and checks, by starting one sandboxed process, that this host
+    /// can run it. The error says why not.
+    pub async fn detect(data_dir: &Path) -> Result<Sandbox, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(
+                "the sandbox needs root (rootless mode with user namespaces is not built yet)".to_owned(),
+            );
+        }
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find the ignis binary: {e}"))?;
+        let root = data_dir.join("sandbox-root");
+        std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        let cgroups = Cgroups::detect()?;
+        let sandbox = Sandbox {
+            mode: Mode::On {
+                exe: exe.clone(),
+                root,
+                cgroups,
+                next_id: AtomicU64::new(0),
+            },
+        };
+        let mut binds: Vec<Bind> = library_dirs()
+            .into_iter()
+            .map(|d| Bind {
+                source: d.clone(),
+                target: d,
+            })
+            .collect();
+        binds.push(Bind {
+            source: exe.clone(),
+            target: exe.clone(),
+        });
+        let probe = SpawnRequest {
+            program: exe,
+            args: vec![PROBE_ARG.to_owned()],
+            env: BTreeMap::new(),
+            cwd: PathBuf::from("/"),
+            binds,
+            limits: CgroupLimits {
+                memory_mb: 64,
+                vcpus: 1,
+                pids: 16,
+            },
+            tmp_size_mb: 1,
+        };
+        let mut spawned = sandbox.spawn(&probe).map_err(|e| e.to_string())?;
+        let status = spawned
+            .process
+            .child
+            .wait()
+            .await
+            .map_err(|e| format!("sandbox probe: {e}"))?;
+        if !status.success() {
+            use tokio::io::AsyncReadExt;
+            let mut err = String::new();
+            let _ = spawned.stderr.read_to_string(&mut err).await;
+            return Err(format!(
+                "a sandboxed test process failed ({status}): {}",
+                err.trim()
+            ));
+        }
+        Ok(sandbox)
+    }
+
+    /// No sandbox: instances run as plain processes of the server's user.
+    pub fn insecure() -> Sandbox {
+        Sandbox { mode: Mode::Off }
+    }
+
+    pub fn enabled(&self) -> bool {
+        matches!(self.mode, Mode::On { .. })
+    }
+
+    /// Starts a process with a fresh control socket on fd 3 and pipes on stdout and
+    /// stderr, inside the sandbox when it is on.
+    pub fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
+        match &self.mode {
+            Mode::Off => spawn_plain(req, None),
+            Mode::On {
+                exe,
+                root,
+                cgroups,
+                next_id,
+            } => {
+                let n = next_id.fetch_add(1, Ordering::Relaxed);
+                let id = format!("{}-{n}", std::process::id());
+                let cgroup = cgroups.create(&id, req.limits).map_err(SpawnError::Cgroup)?;
+                let uid = u32::try_from(FIRST_UID + n % UID_RANGE).expect("uid range fits in u32");
+                let config = InitConfig {
+                    root: root.clone(),
+                    binds: req.binds.clone(),
+                    tmp_size_mb: req.tmp_size_mb,
+                    cgroup_procs: cgroup.procs.clone(),
+                    uid,
+                    gid: uid,
+                    nofile: 1024,
+                    program: req.program.clone(),
+                    args: req.args.clone(),
+                    env: req.env.clone(),
+                    cwd: req.cwd.clone(),
+                };
+                let json = serde_json::to_string(&config).map_err(|e| SpawnError::Cgroup(e.to_string()))?;
+                let outer = SpawnRequest {
+                    program: exe.clone(),
+                    args: vec![INIT_ARG.to_owned(), json],
+                    env: BTreeMap::new(),
+                    cwd: PathBuf::from("/"),
+                    ..req.clone()
+                };
+                spawn_plain(&outer, Some(cgroup))
+            }
+        }
+    }
 }
 
 /// A started instance process and its channels.
@@ -45,11 +209,18 @@ pub struct Spawned {
 pub struct Process {
     child: Child,
     pgid: Option<Pid>,
+    /// Dropped after the process (fields drop in order), when it can be removed.
+    cgroup: Option<InstanceCgroup>,
 }
 
 impl Process {
     pub fn id(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this instance.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(InstanceCgroup::oom_killed)
     }
 
     /// Kills the process group at once (SIGKILL): used for timeouts and stops.
@@ -90,8 +261,7 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Starts a process with a fresh control socket on fd 3 and pipes on stdout and stderr.
-pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
+fn spawn_plain(req: &SpawnRequest, cgroup: Option<InstanceCgroup>) -> Result<Spawned, SpawnError> {
     let (host_end, child_end) = std::os::unix::net::UnixStream::pair().map_err(SpawnError::Socket)?;
     host_end.set_nonblocking(true).map_err(SpawnError::Socket)?;
     let child_end: OwnedFd = child_end.into();
@@ -122,7 +292,7 @@ pub fn spawn(req: &SpawnRequest) -> Result<Spawned, SpawnError> {
     let stderr = child.stderr.take().expect("stderr was configured as piped");
     let control = UnixStream::from_std(host_end).map_err(SpawnError::Socket)?;
     Ok(Spawned {
-        process: Process { child, pgid },
+        process: Process { child, pgid, cgroup },
         control,
         stdout,
         stderr,

@@ -1,0 +1,183 @@
+//! Per-instance cgroups on cgroup v2 or v1/hybrid hosts: memory without swap, CPU quota,
+//! a pids limit, and whether the kernel's OOM killer struck.
+
+use std::path::{Path, PathBuf};
+
+/// Limits of one instance's cgroup.
+#[derive(Debug, Clone, Copy)]
+pub struct CgroupLimits {
+    pub memory_mb: u32,
+    pub vcpus: u32,
+    pub pids: u32,
+}
+
+/// Where Ignis makes its cgroups.
+#[derive(Debug, Clone)]
+pub enum Cgroups {
+    /// One unified hierarchy: `<base>/i-<id>`.
+    V2 { base: PathBuf },
+    /// Separate hierarchies per controller (cgroup v1 or hybrid).
+    V1 {
+        memory: PathBuf,
+        cpu: PathBuf,
+        pids: PathBuf,
+    },
+}
+
+/// One instance's cgroup (one directory per hierarchy). Removed on drop, once empty.
+#[derive(Debug)]
+pub struct InstanceCgroup {
+    dirs: Vec<PathBuf>,
+    /// The `cgroup.procs` files the instance joins.
+    pub procs: Vec<PathBuf>,
+    /// `memory.events` (v2) or `memory.oom_control` (v1): has an `oom_kill N` line.
+    oom_file: PathBuf,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("cannot write {value:?} to {}: {e}", path.display()))
+}
+
+/// This process's cgroup path in hierarchy `key` ("" for v2, else a controller name).
+fn own_path(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if key.is_empty() {
+            controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == key)
+        };
+        matches.then(|| path.to_owned())
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create cgroup {}: {e}", path.display()))
+}
+
+impl Cgroups {
+    /// Finds a writable place for Ignis's cgroups, preferring v2 when it has the memory,
+    /// cpu and pids controllers, else v1 hierarchies for them.
+    pub fn detect() -> Result<Cgroups, String> {
+        let root = Path::new("/sys/fs/cgroup");
+        if root.join("cgroup.controllers").exists() {
+            return Cgroups::setup_v2(root);
+        }
+        let v1 = |controller: &str| -> Result<PathBuf, String> {
+            let mount = root.join(controller);
+            if !mount.join("cgroup.procs").exists() {
+                return Err(format!(
+                    "no cgroup v1 {controller} hierarchy at {}",
+                    mount.display()
+                ));
+            }
+            let own = own_path(controller).unwrap_or_default();
+            let dir = mount.join(own.trim_start_matches('/')).join("ignis");
+            mkdir(&dir)?;
+            Ok(dir)
+        };
+        Ok(Cgroups::V1 {
+            memory: v1("memory")?,
+            cpu: v1("cpu")?,
+            pids: v1("pids")?,
+        })
+    }
+
+    fn setup_v2(root: &Path) -> Result<Cgroups, String> {
+        let own = root.join(own_path("").unwrap_or_default().trim_start_matches('/'));
+        let available = std::fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
+        for needed in ["memory", "cpu", "pids"] {
+            if !available.split_whitespace().any(|c| c == needed) {
+                return Err(format!(
+                    "the {needed} controller is not delegated to {}",
+                    own.display()
+                ));
+            }
+        }
+        // cgroup v2 forbids controllers in a group's children while the group itself
+        // holds processes: move this server into a leaf of its own first.
+        let server = own.join("ignis-server");
+        mkdir(&server)?;
+        write(&server.join("cgroup.procs"), &std::process::id().to_string())?;
+        write(&own.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+        let base = own.join("ignis");
+        mkdir(&base)?;
+        write(&base.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+        Ok(Cgroups::V2 { base })
+    }
+
+    /// Creates the cgroup of one instance with its limits.
+    pub fn create(&self, id: &str, limits: CgroupLimits) -> Result<InstanceCgroup, String> {
+        let memory = u64::from(limits.memory_mb) * 1024 * 1024;
+        let quota = u64::from(limits.vcpus) * 100_000;
+        match self {
+            Cgroups::V2 { base } => {
+                let dir = base.join(format!("i-{id}"));
+                mkdir(&dir)?;
+                let cg = InstanceCgroup {
+                    dirs: vec![dir.clone()],
+                    procs: vec![dir.join("cgroup.procs")],
+                    oom_file: dir.join("memory.events"),
+                };
+                write(&dir.join("memory.max"), &memory.to_string())?;
+                if dir.join("memory.swap.max").exists() {
+                    write(&dir.join("memory.swap.max"), "0")?;
+                }
+                write(&dir.join("cpu.max"), &format!("{quota} 100000"))?;
+                write(&dir.join("pids.max"), &limits.pids.to_string())?;
+                Ok(cg)
+            }
+            Cgroups::V1 { memory: m, cpu, pids } => {
+                let name = format!("i-{id}");
+                let (m, c, p) = (m.join(&name), cpu.join(&name), pids.join(&name));
+                for d in [&m, &c, &p] {
+                    mkdir(d)?;
+                }
+                let cg = InstanceCgroup {
+                    dirs: vec![m.clone(), c.clone(), p.clone()],
+                    procs: vec![
+                        m.join("cgroup.procs"),
+                        c.join("cgroup.procs"),
+                        p.join("cgroup.procs"),
+                    ],
+                    oom_file: m.join("memory.oom_control"),
+                };
+                write(&m.join("memory.limit_in_bytes"), &memory.to_string())?;
+                // Without swap accounting there is no swap limit to set; with it, memory
+                // plus swap gets the same limit, so no swap at all.
+                if m.join("memory.memsw.limit_in_bytes").exists() {
+                    write(&m.join("memory.memsw.limit_in_bytes"), &memory.to_string())?;
+                }
+                write(&m.join("memory.swappiness"), "0").ok();
+                write(&c.join("cpu.cfs_period_us"), "100000")?;
+                write(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                write(&p.join("pids.max"), &limits.pids.to_string())?;
+                Ok(cg)
+            }
+        }
+    }
+}
+
+impl InstanceCgroup {
+    /// Whether the OOM killer killed a process of this instance.
+    pub fn oom_killed(&self) -> bool {
+        let text = std::fs::read_to_string(&self.oom_file).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    }
+}
+
+impl Drop for InstanceCgroup {
+    fn drop(&mut self) {
+        // The instance's processes are dead by now (the process group was killed and
+        // reaped); a cgroup that still holds a process cannot be removed and is left for
+        // the next start's sweep.
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

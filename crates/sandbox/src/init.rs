@@ -1,0 +1,264 @@
+//! The sandbox init: `ignis __sandbox-init <config>` runs as root, joins the instance's
+//! cgroups, enters new namespaces, builds a minimal read-only root, drops every privilege
+//! and execs the runtime. It is single-threaded, which is what makes `fork` here sound.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{chdir, pivot_root, setgid, setgroups, sethostname, setuid, ForkResult, Gid, Uid};
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+
+/// The argument that makes the `ignis` binary run as the sandbox init.
+pub const INIT_ARG: &str = "__sandbox-init";
+
+/// A host path made visible, read-only, at a path inside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+}
+
+/// Everything the init needs, passed as JSON in its argument list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitConfig {
+    /// An empty host directory: the mount point of the new root (in the private mount
+    /// namespace only, so every instance can use the same one).
+    pub root: PathBuf,
+    pub binds: Vec<Bind>,
+    pub tmp_size_mb: u32,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub uid: u32,
+    pub gid: u32,
+    pub nofile: u64,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the sandbox.
+    pub cwd: PathBuf,
+}
+
+/// Runs the init and never returns: it execs the runtime or exits with status 127 after
+/// printing why on stderr (which the host shows as the reason the instance died).
+pub fn run(config_json: &str) -> ! {
+    let config: InitConfig = match serde_json::from_str(config_json) {
+        Ok(c) => c,
+        Err(e) => fail(&format!("bad sandbox config: {e}")),
+    };
+    if let Err(e) = enter(&config) {
+        fail(&e);
+    }
+    fail("unreachable: enter returns only on error")
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("ignis sandbox: {message}");
+    std::process::exit(127)
+}
+
+fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn enter(c: &InitConfig) -> Result<(), String> {
+    let pid = std::process::id().to_string();
+    for procs in &c.cgroup_procs {
+        ctx(
+            std::fs::write(procs, &pid),
+            &format!("joining cgroup {}", procs.display()),
+        )?;
+    }
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWCGROUP;
+    ctx(unshare(flags), "unshare")?;
+    // A new PID namespace applies to children only: fork so the runtime is its PID 1.
+    match ctx(sys::fork(), "fork")? {
+        ForkResult::Parent { child } => {
+            // This process stays outside as the instance's root process: it ends with
+            // its child, with the same status, so the host sees how the runtime ended.
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => {
+                        // The init installs no handlers, so the signal's default action
+                        // ends it the same way.
+                        let _ = nix::sys::signal::raise(sig);
+                        std::process::exit(128 + sig as i32);
+                    }
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => fail(&format!("waiting for the runtime: {e}")),
+                }
+            }
+        }
+        ForkResult::Child => {}
+    }
+    build_root(c)?;
+    ctx(sethostname("ignis"), "sethostname")?;
+    ctx(sys::loopback_up(), "bringing up the loopback interface")?;
+    ctx(
+        setrlimit(Resource::RLIMIT_NOFILE, c.nofile, c.nofile),
+        "RLIMIT_NOFILE",
+    )?;
+    ctx(setrlimit(Resource::RLIMIT_CORE, 0, 0), "RLIMIT_CORE")?;
+    ctx(chdir(&c.cwd), &format!("chdir {}", c.cwd.display()))?;
+    drop_privileges(c)?;
+    crate::seccomp::install()?;
+    exec(c)
+}
+
+fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
+    let what = format!("bind {} at {}", source.display(), target.display());
+    ctx(
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        &what,
+    )?;
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+    ctx(
+        mount(None::<&str>, target, None::<&str>, ro, None::<&str>),
+        &format!("read-only {what}"),
+    )
+}
+
+/// Creates `target` (a directory, or an empty file for a file source) inside the root.
+fn mount_point(root: &Path, inside: &Path, is_dir: bool) -> Result<PathBuf, String> {
+    let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
+    if is_dir {
+        ctx(
+            std::fs::create_dir_all(&target),
+            &format!("mkdir {}", target.display()),
+        )?;
+    } else {
+        if let Some(parent) = target.parent() {
+            ctx(
+                std::fs::create_dir_all(parent),
+                &format!("mkdir {}", parent.display()),
+            )?;
+        }
+        ctx(
+            std::fs::write(&target, b""),
+            &format!("create {}", target.display()),
+        )?;
+    }
+    Ok(target)
+}
+
+fn build_root(c: &InitConfig) -> Result<(), String> {
+    let none = None::<&str>;
+    // Nothing mounted from here on may propagate back to the host.
+    ctx(
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none),
+        "make / private",
+    )?;
+    let root = &c.root;
+    ctx(
+        mount(
+            Some("tmpfs"),
+            root,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=4m,mode=0755"),
+        ),
+        "root tmpfs",
+    )?;
+    for b in &c.binds {
+        let target = mount_point(root, &b.target, b.source.is_dir())?;
+        bind_ro(&b.source, &target)?;
+    }
+    let tmp = mount_point(root, Path::new("/tmp"), true)?;
+    let tmp_opts = format!("size={}m,mode=1777", c.tmp_size_mb);
+    ctx(
+        mount(
+            Some("tmpfs"),
+            &tmp,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(tmp_opts.as_str()),
+        ),
+        "/tmp",
+    )?;
+    for dev in ["null", "zero", "random", "urandom"] {
+        let target = mount_point(root, &Path::new("/dev").join(dev), false)?;
+        let source = Path::new("/dev").join(dev);
+        ctx(
+            mount(Some(&source), &target, none, MsFlags::MS_BIND, none),
+            &format!("bind /dev/{dev}"),
+        )?;
+    }
+    mount_point(root, Path::new("/proc"), true)?;
+
+    ctx(chdir(root), "chdir to the new root")?;
+    ctx(std::fs::create_dir_all(".old"), "mkdir .old")?;
+    ctx(pivot_root(".", ".old"), "pivot_root")?;
+    ctx(chdir("/"), "chdir /")?;
+    ctx(umount2("/.old", MntFlags::MNT_DETACH), "detach the old root")?;
+    ctx(std::fs::remove_dir("/.old"), "rmdir /.old")?;
+    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    ctx(
+        mount(Some("proc"), "/proc", Some("proc"), proc_flags, none),
+        "mount /proc",
+    )?;
+    // The root itself becomes read-only; /tmp stays the only writable place.
+    let ro_root = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    ctx(mount(none, "/", none, ro_root, none), "read-only root")
+}
+
+fn drop_privileges(c: &InitConfig) -> Result<(), String> {
+    // The bounding set first (that needs CAP_SETPCAP, which root still has), so nothing
+    // can ever regain a capability; then the ids, which clear the rest.
+    for cap in caps::all() {
+        ctx(
+            caps::drop(None, caps::CapSet::Bounding, cap),
+            &format!("drop {cap} from the bounding set"),
+        )?;
+    }
+    ctx(setgroups(&[]), "setgroups")?;
+    ctx(setgid(Gid::from_raw(c.gid)), "setgid")?;
+    ctx(setuid(Uid::from_raw(c.uid)), "setuid")?;
+    for set in [
+        caps::CapSet::Ambient,
+        caps::CapSet::Inheritable,
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+    ] {
+        ctx(caps::clear(None, set), "clear capabilities")?;
+    }
+    ctx(nix::sys::prctl::set_no_new_privs(), "no_new_privs")
+}
+
+fn exec(c: &InitConfig) -> Result<(), String> {
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| "a NUL byte in an argument".to_owned());
+    let program = cstr(c.program.as_os_str().as_bytes())?;
+    let mut argv = vec![program.clone()];
+    for a in &c.args {
+        argv.push(cstr(a.as_bytes())?);
+    }
+    let env = c
+        .env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}").as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let err = nix::unistd::execve(&program, &argv, &env).err();
+    Err(format!(
+        "exec {}: {}",
+        c.program.display(),
+        err.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
