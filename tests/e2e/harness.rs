@@ -87,12 +87,21 @@ impl Server {
     }
 
     pub fn start_with(token: Option<&str>, args: &[&str]) -> Server {
+        Server::start_full(token, args, &[])
+    }
+
+    /// A server with extra environment variables (secrets a sandbox must not leak).
+    pub fn start_env(env: &[(&str, &str)]) -> Server {
+        Server::start_full(None, &[], env)
+    }
+
+    fn start_full(token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut all: Vec<&str> = args.to_vec();
         if let Some(t) = token {
             all.extend(["--token", t]);
         }
-        let (child, url) = spawn(dir.path(), &all, &[]);
+        let (child, url) = spawn(dir.path(), &all, env);
         let http = Client::builder()
             .timeout(Duration::from_secs(120))
             .build()

@@ -7,6 +7,7 @@ mod lifecycle;
 mod logs;
 mod mapping;
 mod persistence;
+mod sandbox;
 mod security;
 mod seeds;
 mod validation;

@@ -89,6 +89,14 @@ fn enter(c: &InitConfig) -> Result<(), String> {
             // its child, with the same status, so the host sees how the runtime ended.
             loop {
                 match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) if code > 128 && code < 128 + 32 => {
+                        // PID 1 reports a signal death as 128 + signal; die of the same
+                        // signal so the host sees how the runtime ended.
+                        if let Ok(sig) = nix::sys::signal::Signal::try_from(code - 128) {
+                            let _ = nix::sys::signal::raise(sig);
+                        }
+                        std::process::exit(code)
+                    }
                     Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
                     Ok(WaitStatus::Signaled(_, sig, _)) => {
                         // The init installs no handlers, so the signal's default action
@@ -115,7 +123,27 @@ fn enter(c: &InitConfig) -> Result<(), String> {
     ctx(chdir(&c.cwd), &format!("chdir {}", c.cwd.display()))?;
     drop_privileges(c)?;
     crate::seccomp::install()?;
-    exec(c)
+    // This process is PID 1 of the namespace. The runtime must not be: the kernel drops
+    // signals to PID 1 that it has no handler for, and PID 1 must reap orphans. So it
+    // stays as a minimal reaper, unprivileged and filtered like the runtime, and the
+    // runtime runs as PID 2.
+    match ctx(sys::fork(), "fork the runtime")? {
+        ForkResult::Child => exec(c),
+        ForkResult::Parent { child } => reap_until(child),
+    }
+}
+
+/// Reaps every process of the namespace until `runtime` ends, then ends the same way (as
+/// PID 1 it cannot die by its own signal, so a signal death becomes 128 + the signal).
+fn reap_until(runtime: nix::unistd::Pid) -> ! {
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => std::process::exit(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime => std::process::exit(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => fail(&format!("waiting for the runtime: {e}")),
+        }
+    }
 }
 
 fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
