@@ -8,11 +8,24 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1
 DURATION=${DURATION:-10s}
 data=$(mktemp -d)
 out=$(mktemp)
-./target/release/ignis serve --listen 127.0.0.1:0 --data "$data" > "$out" 2>/dev/null &
-pid=$!
+# Starts a server with extra flags; sets $url and $pid.
+start_server() {
+  : > "$out"
+  ./target/release/ignis serve --listen 127.0.0.1:0 --data "$data" "$@" > "$out" 2>/dev/null &
+  pid=$!
+  for _ in $(seq 100); do grep -q "listening" "$out" && break; sleep 0.1; done
+  url=$(sed -n 's/^ignis listening on //p' "$out")
+}
 trap 'kill $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
-for _ in $(seq 100); do grep -q "listening" "$out" && break; sleep 0.1; done
-url=$(sed -n 's/^ignis listening on //p' "$out")
+
+echo "== instance start (deploy check), without the sandbox"
+data_plain=$(mktemp -d)
+( data=$data_plain; start_server --insecure-no-sandbox; python3 bench/coldstart.py "$url" "${STARTS:-30}"; kill $pid )
+rm -rf "$data_plain"
+echo "== instance start (deploy check), sandboxed"
+start_server
+python3 bench/coldstart.py "$url" "${STARTS:-30}"
+
 deploy() { # name runtime file max_instances
   python3 - "$url" "$1" "$2" "$3" "$4" <<'PY'
 import json, sys, urllib.request

@@ -91,3 +91,36 @@ fn a_missing_runtime_is_a_clear_error_at_deploy() {
         "{v}"
     );
 }
+
+#[test]
+fn insecure_mode_is_opt_in_and_says_so_everywhere() {
+    let s = Server::start_with(None, &["--insecure-no-sandbox"]);
+    let health = s.get("/healthz").json();
+    assert_eq!(health["sandbox"]["enabled"], false);
+    assert!(
+        health["sandbox"]["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("no isolation")),
+        "{health}"
+    );
+    let runtimes = s.get("/v1/runtimes").json();
+    assert_eq!(runtimes["sandbox"]["enabled"], false);
+    s.deploy(
+        "plain",
+        "python",
+        "import os\ndef handler(e):\n    return os.getpid() != 1 and os.getpid() != 2\n",
+        json!({}),
+    );
+    assert_eq!(
+        s.invoke("plain", "{}").body,
+        "true",
+        "without the sandbox the runtime is a host process"
+    );
+
+    let sandboxed = Server::start();
+    assert_eq!(
+        sandboxed.get("/healthz").json()["sandbox"]["enabled"],
+        true,
+        "the sandbox is on by default"
+    );
+}

@@ -169,12 +169,14 @@ pub struct Instance {
 impl Instance {
     /// Starts a process, waits for its hello and loads the user's module into it.
     pub async fn start(launcher: &Launcher, spec: &LaunchSpec) -> Result<Instance, StartError> {
+        let started = Instant::now();
         let nonce = hex::encode(rand::random::<[u8; 12]>());
         let (request, code_dir) = launcher.request(spec, &nonce)?;
         let spawned = launcher
             .sandbox
             .spawn(&request)
             .map_err(|e| StartError::Spawn(e.to_string()))?;
+        let spawned_at = started.elapsed();
 
         let (out_tx, out_rx) = mpsc::channel(256);
         tokio::spawn(pump(
@@ -198,7 +200,13 @@ impl Instance {
             eof: [false, false],
         };
         match tokio::time::timeout(INIT_TIMEOUT, task.handshake(spec, &code_dir)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(hello_at)) => tracing::debug!(
+                function = %spec.function,
+                spawn_ms = spawned_at.as_secs_f64() * 1e3,
+                hello_ms = hello_at.duration_since(started).as_secs_f64() * 1e3,
+                loaded_ms = started.elapsed().as_secs_f64() * 1e3,
+                "instance started"
+            ),
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(StartError::Timeout),
         }
@@ -270,7 +278,12 @@ fn stream_index(s: LogStream) -> usize {
 }
 
 impl InstanceTask {
-    async fn handshake(&mut self, spec: &LaunchSpec, code_dir: &std::path::Path) -> Result<(), StartError> {
+    /// Says hello and loads the module; returns when the hello came (for start timings).
+    async fn handshake(
+        &mut self,
+        spec: &LaunchSpec,
+        code_dir: &std::path::Path,
+    ) -> Result<Instant, StartError> {
         match self.next_frame().await {
             Ok(InstanceMessage::Hello { .. }) => {}
             Ok(other) => return Err(StartError::Died(format!("unexpected first message {other:?}"))),
@@ -291,11 +304,12 @@ impl InstanceTask {
             log_limit_bytes: spec.log_limit,
             max_response_bytes: limits::MAX_RESPONSE_BYTES,
         };
+        let hello_at = Instant::now();
         write_message(&mut self.control, &load)
             .await
             .map_err(|e| StartError::Died(e.to_string()))?;
         match self.next_frame().await {
-            Ok(InstanceMessage::Loaded) => Ok(()),
+            Ok(InstanceMessage::Loaded) => Ok(hello_at),
             Ok(InstanceMessage::LoadError { error }) => Err(StartError::Load(error)),
             Ok(other) => Err(StartError::Died(format!("unexpected message {other:?}"))),
             Err(detail) => Err(StartError::Died(detail)),

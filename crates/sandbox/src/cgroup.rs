@@ -28,7 +28,7 @@ pub enum Cgroups {
 #[derive(Debug)]
 pub struct InstanceCgroup {
     dirs: Vec<PathBuf>,
-    /// The `cgroup.procs` files the instance joins.
+    /// The files the instance writes itself into (`cgroup.procs` on v2, `tasks` on v1).
     pub procs: Vec<PathBuf>,
     /// `memory.events` (v2) or `memory.oom_control` (v1): has an `oom_kill N` line.
     oom_file: PathBuf,
