@@ -128,3 +128,24 @@ fn invocation_history_is_newest_first() {
     assert!(first["duration_ms"].as_f64().expect("duration") > 0.0);
     assert_eq!(log_lines(&s.invocation(&ids[0])), ["0"]);
 }
+
+#[test]
+fn a_handler_that_closes_its_stdout_still_answers_promptly() {
+    let s = Server::start();
+    let py = "import os\ndef handler(e):\n    os.close(1)\n    os.close(2)\n    return 'closed'\n";
+    s.deploy("closer", "python", py, json!({"timeout_secs": 20}));
+    let started = std::time::Instant::now();
+    let a = s.invoke("closer", "{}");
+    assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, r#""closed""#));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let next = s.invoke("closer", "{}");
+    assert_eq!(next.status, StatusCode::OK);
+    assert!(
+        next.cold(),
+        "the instance with broken output channels was replaced"
+    );
+}

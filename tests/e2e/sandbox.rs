@@ -323,3 +323,43 @@ fn concurrent_instances_do_not_share_tmp() {
         innocent_answers(&s);
     }
 }
+
+/// Regression: the sandbox's private /tmp was mounted over binds of host paths under /tmp,
+/// hiding an interpreter (or a checkout) that lives there.
+#[test]
+fn an_interpreter_under_tmp_stays_visible() {
+    let host_tmp = tempfile::tempdir_in("/tmp").expect("tempdir in /tmp");
+    let bun = installed_bun();
+    let copy = host_tmp.path().join("bun");
+    if std::fs::hard_link(&bun, &copy).is_err() {
+        std::fs::copy(&bun, &copy).expect("copy bun");
+    }
+    let data = tempfile::tempdir().expect("data");
+    let copy_str = copy.to_str().expect("utf-8 path");
+    let (mut child, url) = crate::harness::spawn(data.path(), &[], &[("IGNIS_BUN", copy_str)]);
+    let http = reqwest::blocking::Client::new();
+    let body = json!({"name": "tmpbun", "runtime": "javascript", "code": "export const handler = () => process.execPath;"});
+    let created: Value = http
+        .post(format!("{url}/v1/functions?wait=true"))
+        .body(body.to_string())
+        .send()
+        .expect("send")
+        .json()
+        .expect("json");
+    let answer = http
+        .post(format!("{url}/v1/functions/tmpbun/invoke"))
+        .send()
+        .expect("send")
+        .text()
+        .expect("text");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(created["state"], "ready", "{created}");
+    assert_eq!(answer, json!(copy_str).to_string());
+}
+
+/// The Bun that `make tools` installed, resolved to the real file.
+fn installed_bun() -> std::path::PathBuf {
+    let link = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/.bin/bun");
+    std::fs::canonicalize(&link).expect("make tools installed bun")
+}

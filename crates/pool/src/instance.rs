@@ -25,6 +25,8 @@ use crate::runtimes::Runtimes;
 
 /// How long an instance may take to start and import the user's module.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the end markers may lag behind an answer (they were written before it).
+const MARKER_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a dead process's last output.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -419,11 +421,24 @@ impl InstanceTask {
         }
         let mut answer: Option<(Outcome, Vec<WireLog>)> = None;
         let mut markers = self.eof;
+        // Set when the answer came: how long its end markers may still take.
+        let mut marker_deadline: Option<Instant> = None;
+        let mut markers_lost = false;
         while answer.is_none() || !(markers[0] && markers[1]) {
             tokio::select! {
+                // The markers were written before the answer, so they are in the pipes by
+                // now; if they do not come, the handler closed or broke its stdout/stderr.
+                () = tokio::time::sleep_until(marker_deadline.unwrap_or(deadline)), if marker_deadline.is_some() => {
+                    tracing::debug!(?markers, "end markers missing after the answer");
+                    markers_lost = true;
+                    break;
+                }
                 frame = self.frames.recv(), if answer.is_none() => match frame {
                     Some(Ok(msg)) => match answer_of(msg, &job.id) {
-                        Some(a) => answer = Some(a),
+                        Some(a) => {
+                            answer = Some(a);
+                            marker_deadline = Some(Instant::now() + MARKER_GRACE);
+                        }
                         None => {
                             self.process.kill();
                             let detail = "the instance broke the protocol".to_owned();
@@ -452,6 +467,7 @@ impl InstanceTask {
                     }
                 },
                 () = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(answered = answer.is_some(), ?markers, eof = ?self.eof, "invocation timed out");
                     self.process.kill();
                     return self.finish(Outcome::Timeout, logs, false);
                 }
@@ -463,7 +479,9 @@ impl InstanceTask {
             stream: LogStream::parse(&l.stream),
             line: l.line,
         }));
-        let reusable = !(self.eof[0] || self.eof[1]);
+        // An instance whose output channels ended or lost their markers would make every
+        // later call wait: it is replaced.
+        let reusable = !(self.eof[0] || self.eof[1] || markers_lost);
         self.finish(outcome, logs, reusable)
     }
 

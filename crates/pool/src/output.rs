@@ -40,7 +40,9 @@ impl LineSplitter {
             let line: Vec<u8> = self.buf.drain(..=nl).collect();
             self.emit_line(&line[..line.len() - 1], now_ms, out);
         }
-        while self.buf.len() > MAX_LINE {
+        // A long unterminated line is passed on in chunks, but never into its last
+        // marker-length bytes: they may be the start of a marker still arriving.
+        while self.buf.len() > MAX_LINE + self.marker.len() {
             let chunk: Vec<u8> = self.buf.drain(..MAX_LINE).collect();
             self.emit_text(&chunk, now_ms, out);
         }
@@ -168,14 +170,48 @@ mod tests {
         assert!(matches!(&out[0], OutputEvent::Line(_)));
     }
 
+    /// Regression: a marker arriving in two reads after a long unterminated line was cut
+    /// in half by the chunking of the line, and the invocation waited for it until its
+    /// timeout.
+    #[test]
+    fn marker_split_across_reads_after_a_long_line() {
+        let mut s = LineSplitter::new(LogStream::Stdout, "nonce");
+        let mut out = Vec::new();
+        let mut first = vec![b'z'; MAX_LINE + 3];
+        first.extend_from_slice(b"\0ignis-en");
+        s.push(&first, 1, &mut out);
+        s.push(b"d:nonce:id-9\n", 1, &mut out);
+        let got = lines(&out);
+        assert_eq!(
+            got.last().map(String::as_str),
+            Some("<end id-9>"),
+            "{:?}",
+            got.len()
+        );
+        let text: usize = out
+            .iter()
+            .filter_map(|e| match e {
+                OutputEvent::Line(l) => Some(l.line.len()),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(
+            text,
+            MAX_LINE + 3,
+            "every byte of the line is kept, none of the marker"
+        );
+    }
+
     #[test]
     fn long_lines_are_split_and_tail_flushed() {
         let mut s = LineSplitter::new(LogStream::Stdout, "n");
         let mut out = Vec::new();
-        s.push(&vec![b'x'; MAX_LINE * 2 + 5], 1, &mut out);
+        s.push(&vec![b'x'; MAX_LINE * 3 + 5], 1, &mut out);
+        // Two full chunks go at once; the rest waits, since its end could start a marker.
         assert_eq!(out.len(), 2);
+        assert!(lines(&out).iter().all(|l| l.len() == MAX_LINE));
         s.finish(1, &mut out);
         assert_eq!(out.len(), 3);
-        assert_eq!(lines(&out)[2].len(), 5);
+        assert_eq!(lines(&out)[2].len(), MAX_LINE + 5);
     }
 }

@@ -87,6 +87,7 @@ fn enter(c: &InitConfig) -> Result<(), String> {
         ForkResult::Parent { child } => {
             // This process stays outside as the instance's root process: it ends with
             // its child, with the same status, so the host sees how the runtime ended.
+            let_go_of_channels();
             loop {
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, code)) if code > 128 && code < 128 + 32 => {
@@ -129,8 +130,27 @@ fn enter(c: &InitConfig) -> Result<(), String> {
     // runtime runs as PID 2.
     match ctx(sys::fork(), "fork the runtime")? {
         ForkResult::Child => exec(c),
-        ForkResult::Parent { child } => reap_until(child),
+        ForkResult::Parent { child } => {
+            let_go_of_channels();
+            reap_until(child)
+        }
     }
+}
+
+/// The host's channels belong to the runtime alone: holding copies here would keep the
+/// host from seeing them close when the runtime closes them or dies.
+fn let_go_of_channels() {
+    if let Ok(null) = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null, fd);
+        }
+        let _ = nix::unistd::close(null);
+    }
+    let _ = nix::unistd::close(crate::CONTROL_FD);
 }
 
 /// Reaps every process of the namespace until `runtime` ends, then ends the same way (as
@@ -206,10 +226,8 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
         ),
         "root tmpfs",
     )?;
-    for b in &c.binds {
-        let target = mount_point(root, &b.target, b.source.is_dir())?;
-        bind_ro(&b.source, &target)?;
-    }
+    // /tmp first: binds of host paths under /tmp (a checkout or tools folder there) go
+    // on top of it rather than being hidden by it.
     let tmp = mount_point(root, Path::new("/tmp"), true)?;
     let tmp_opts = format!("size={}m,mode=1777", c.tmp_size_mb);
     ctx(
@@ -222,6 +240,10 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
         ),
         "/tmp",
     )?;
+    for b in &c.binds {
+        let target = mount_point(root, &b.target, b.source.is_dir())?;
+        bind_ro(&b.source, &target)?;
+    }
     for dev in ["null", "zero", "random", "urandom"] {
         let target = mount_point(root, &Path::new("/dev").join(dev), false)?;
         let source = Path::new("/dev").join(dev);
