@@ -9,10 +9,27 @@ PYTHON ?= python3
 LISTEN ?= 127.0.0.1:8080
 DATA ?= ./.ignis
 
+
+.PHONY: system-packages
 .PHONY: run build tools test test-rust test-runtimes lint fmt clean bench
 
-## Install Bun (from the npm package `bun`) into the project-local tools folder.
-tools: $(BUN)
+## Install Bun (from the npm package `bun`) into the project-local tools folder, and, as
+## root, the Debian packages the sandbox uses (slirp4netns for outbound networking;
+## iproute2 for the network tests).
+tools: $(BUN) system-packages
+
+system-packages:
+	@missing=""; \
+	command -v slirp4netns >/dev/null || missing="$$missing slirp4netns"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    apt-get install -y -qq $$missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $$missing; }; \
+	  else \
+	    echo "missing:$$missing (install them as root for outbound networking and its tests)"; \
+	  fi; \
+	fi
 
 $(BUN):
 	@command -v npm >/dev/null || { echo "npm is needed to install Bun: apt-get install nodejs npm"; exit 1; }

@@ -6,6 +6,7 @@ mod instances;
 mod lifecycle;
 mod logs;
 mod mapping;
+mod network;
 mod persistence;
 mod sandbox;
 mod security;

@@ -76,6 +76,10 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runtime_unavailable", m)
                     .with("field", "runtime")
             }
+            ControlError::NetworkUnavailable(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "network_unavailable", m)
+                    .with("field", "network")
+            }
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Join(_) => internal(&e),
         }
     }

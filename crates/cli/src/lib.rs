@@ -89,6 +89,9 @@ pub struct DeployArgs {
     /// Seconds an idle instance is kept (1-86400).
     #[arg(long)]
     pub idle_timeout: Option<u32>,
+    /// Network: none (default, loopback only) or outbound (internet egress).
+    #[arg(long)]
+    pub network: Option<String>,
     /// Environment variable for the function, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

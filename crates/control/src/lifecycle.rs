@@ -23,6 +23,8 @@ pub enum ControlError {
     NotFound(String),
     #[error("{0}")]
     RuntimeUnavailable(String),
+    #[error("{0}")]
+    NetworkUnavailable(String),
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     #[error("could not write the function's code: {0}")]
@@ -184,6 +186,11 @@ impl Platform {
     }
 
     fn check_runtime(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
+        if spec.network == ignis_core::Network::Outbound {
+            if let Some(why) = self.launcher.sandbox.outbound_unavailable() {
+                return Err(ControlError::NetworkUnavailable(why));
+            }
+        }
         if self.launcher.runtimes.interpreter(spec.runtime).available {
             Ok(())
         } else {
@@ -245,6 +252,7 @@ impl Platform {
             version,
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
+            network: spec.network,
             timeout: Duration::from_secs(u64::from(spec.timeout_secs)),
             log_limit: self.config.log_limit_bytes,
         };

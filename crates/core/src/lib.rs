@@ -9,5 +9,5 @@ pub mod state;
 
 pub use logs::{LogLine, LogStream};
 pub use outcome::{FunctionError, Outcome};
-pub use spec::{parse_spec, FunctionName, FunctionSpec, Runtime, SpecError, SpecErrorKind};
+pub use spec::{parse_spec, FunctionName, FunctionSpec, Network, Runtime, SpecError, SpecErrorKind};
 pub use state::{FunctionState, StateEvent};

@@ -91,6 +91,26 @@ impl Runtime {
     }
 }
 
+/// What network an instance gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// Only its own loopback.
+    #[default]
+    None,
+    /// Internet egress through user-mode NAT, still with no route to the host's loopback.
+    Outbound,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Outbound => "outbound",
+        }
+    }
+}
+
 /// A validated function specification: everything a version of a function is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionSpec {
@@ -106,6 +126,9 @@ pub struct FunctionSpec {
     pub max_instances: u32,
     pub idle_timeout_secs: u32,
     pub env: BTreeMap<String, String>,
+    /// Absent in versions stored before the field existed: those had no network.
+    #[serde(default)]
+    pub network: Network,
 }
 
 impl FunctionSpec {
@@ -153,7 +176,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "name",
     "runtime",
     "code",
@@ -164,6 +187,7 @@ const FIELDS: [&str; 10] = [
     "max_instances",
     "idle_timeout_secs",
     "env",
+    "network",
 ];
 
 /// Parses and validates a create or update body. `path_name` is the name from the URL of
@@ -241,6 +265,16 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
     }
 
     let env = parse_env(&fields)?;
+    let network = match fields.string("network")? {
+        None | Some("none") => Network::None,
+        Some("outbound") => Network::Outbound,
+        Some(other) => {
+            return Err(SpecError::invalid(
+                "network",
+                format!("network {other:?} is not one of none, outbound"),
+            ))
+        }
+    };
 
     Ok(FunctionSpec {
         name,
@@ -253,6 +287,7 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         max_instances: fields.bounded("max_instances", limits::MAX_INSTANCES)?,
         idle_timeout_secs: fields.bounded("idle_timeout_secs", limits::IDLE_TIMEOUT_SECS)?,
         env,
+        network,
     })
 }
 
@@ -488,6 +523,20 @@ mod tests {
         assert_eq!(err.code, "invalid_type");
         let err = parse(with("env", json!({"A": "x".repeat(4096)}))).expect_err("size");
         assert_eq!(err.field.as_deref(), Some("env"));
+    }
+
+    #[test]
+    fn network_rules() {
+        assert_eq!(parse(ok_body()).expect("valid").network, Network::None);
+        assert_eq!(
+            parse(with("network", json!("outbound"))).expect("valid").network,
+            Network::Outbound
+        );
+        let err = parse(with("network", json!("host"))).expect_err("host");
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("invalid_value", Some("network"))
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ignis_core::{limits, logs::cap_logs, FunctionError, LogLine, LogStream, Outcome, Runtime};
+use ignis_core::{limits, logs::cap_logs, FunctionError, LogLine, LogStream, Network, Outcome, Runtime};
 use ignis_protocol::{
     read_message, write_message, FunctionInfo, HostMessage, InstanceMessage, LoadError, ProtocolError,
     WireLog,
@@ -49,6 +49,7 @@ pub struct LaunchSpec {
     pub version: u32,
     pub memory_mb: u32,
     pub vcpus: u32,
+    pub network: Network,
     pub timeout: Duration,
     pub log_limit: usize,
 }
@@ -87,6 +88,15 @@ impl Launcher {
                 });
             }
         }
+        let outbound = spec.network == Network::Outbound;
+        let certs = PathBuf::from("/etc/ssl/certs");
+        if outbound && certs.is_dir() {
+            // TLS clients need the host's CA certificates.
+            binds.push(Bind {
+                source: certs.clone(),
+                target: certs,
+            });
+        }
         binds.push(Bind {
             source: self.runtimes.bootstrap_dir.clone(),
             target: bootstrap_dir,
@@ -115,6 +125,7 @@ impl Launcher {
                 pids: PIDS_LIMIT,
             },
             tmp_size_mb: TMP_SIZE_MB,
+            outbound,
         };
         Ok((request, code_dir))
     }
@@ -201,7 +212,7 @@ impl Instance {
             log_limit: spec.log_limit,
             eof: [false, false],
         };
-        match tokio::time::timeout(INIT_TIMEOUT, task.handshake(spec, &code_dir)).await {
+        match tokio::time::timeout(INIT_TIMEOUT, task.handshake(&launcher.sandbox, spec, &code_dir)).await {
             Ok(Ok(hello_at)) => tracing::debug!(
                 function = %spec.function,
                 spawn_ms = spawned_at.as_secs_f64() * 1e3,
@@ -283,6 +294,7 @@ impl InstanceTask {
     /// Says hello and loads the module; returns when the hello came (for start timings).
     async fn handshake(
         &mut self,
+        sandbox: &Sandbox,
         spec: &LaunchSpec,
         code_dir: &std::path::Path,
     ) -> Result<Instant, StartError> {
@@ -290,6 +302,14 @@ impl InstanceTask {
             Ok(InstanceMessage::Hello { .. }) => {}
             Ok(other) => return Err(StartError::Died(format!("unexpected first message {other:?}"))),
             Err(detail) => return Err(StartError::Died(detail)),
+        }
+        // The hello proves the instance's namespaces exist; its network is attached before
+        // any user code runs.
+        if spec.network == Network::Outbound {
+            sandbox
+                .connect_outbound(&mut self.process)
+                .await
+                .map_err(|e| StartError::Spawn(e.to_string()))?;
         }
         let dir = code_dir.display().to_string();
         let load = HostMessage::Load {

@@ -43,6 +43,10 @@ pub struct InitConfig {
     pub env: BTreeMap<String, String>,
     /// Working directory inside the sandbox.
     pub cwd: PathBuf,
+    /// Whether the host will give the instance outbound networking (so it needs a
+    /// resolver configuration).
+    #[serde(default)]
+    pub outbound: bool,
 }
 
 /// Runs the init and never returns: it execs the runtime or exits with status 127 after
@@ -253,6 +257,18 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
         )?;
     }
     mount_point(root, Path::new("/proc"), true)?;
+    if c.outbound {
+        // slirp4netns answers DNS on 10.0.2.3.
+        let etc = mount_point(root, Path::new("/etc"), true)?;
+        ctx(
+            std::fs::write(etc.join("resolv.conf"), "nameserver 10.0.2.3\n"),
+            "write /etc/resolv.conf",
+        )?;
+        ctx(
+            std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n::1 localhost\n"),
+            "write /etc/hosts",
+        )?;
+    }
 
     ctx(chdir(root), "chdir to the new root")?;
     ctx(std::fs::create_dir_all(".old"), "mkdir .old")?;

@@ -28,6 +28,8 @@ pub const CONTROL_FD: i32 = 3;
 pub enum SpawnError {
     #[error("could not create the control socket: {0}")]
     Socket(std::io::Error),
+    #[error("could not give the instance a network: {0}")]
+    Network(String),
     #[error("could not set up the instance's cgroup: {0}")]
     Cgroup(String),
     #[error("could not start {program}: {source}")]
@@ -47,6 +49,8 @@ pub struct SpawnRequest {
     pub binds: Vec<Bind>,
     pub limits: CgroupLimits,
     pub tmp_size_mb: u32,
+    /// Outbound networking (see [`Sandbox::connect_outbound`]); without it, only loopback.
+    pub outbound: bool,
 }
 
 /// The argument that makes the `ignis` binary check, inside a sandbox, that it can run.
@@ -69,8 +73,20 @@ enum Mode {
         root: PathBuf,
         cgroups: Cgroups,
         next_id: AtomicU64,
+        /// slirp4netns, which gives instances outbound networking; None if not installed.
+        slirp: Option<PathBuf>,
     },
     Off,
+}
+
+/// How long slirp4netns may take to configure an instance's network.
+const NETWORK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The host directories holding shared libraries, made visible to every instance.
@@ -101,6 +117,7 @@ impl Sandbox {
                 root,
                 cgroups,
                 next_id: AtomicU64::new(0),
+                slirp: find_on_path("slirp4netns"),
             },
         };
         let mut binds: Vec<Bind> = library_dirs()
@@ -126,6 +143,7 @@ impl Sandbox {
                 pids: 16,
             },
             tmp_size_mb: 1,
+            outbound: false,
         };
         let mut spawned = sandbox.spawn(&probe).map_err(|e| e.to_string())?;
         let status = spawned
@@ -155,6 +173,77 @@ impl Sandbox {
         matches!(self.mode, Mode::On { .. })
     }
 
+    /// Why functions with outbound networking cannot run here, if they cannot.
+    pub fn outbound_unavailable(&self) -> Option<String> {
+        match &self.mode {
+            Mode::On { slirp: None, .. } => Some(
+                "this host cannot give functions outbound networking: slirp4netns is not installed \
+                 (apt-get install slirp4netns, or run `make tools` as root)"
+                    .to_owned(),
+            ),
+            Mode::On { slirp: Some(_), .. } | Mode::Off => None,
+        }
+    }
+
+    /// Gives a started instance outbound networking: slirp4netns attaches a NAT to its
+    /// network namespace, with no route to the host's loopback. Call it once the instance
+    /// has said hello (its namespace exists) and before user code runs.
+    pub async fn connect_outbound(&self, process: &mut Process) -> Result<(), SpawnError> {
+        let Mode::On {
+            slirp: Some(slirp), ..
+        } = &self.mode
+        else {
+            // Without the sandbox the instance already shares the host's network.
+            return Ok(());
+        };
+        let pid = process
+            .id()
+            .ok_or_else(|| SpawnError::Network("the instance has already exited".to_owned()))?;
+        let (ready_r, ready_w) =
+            nix::unistd::pipe().map_err(|e| SpawnError::Network(format!("pipe: {e}")))?;
+        let (exit_r, exit_w) = nix::unistd::pipe().map_err(|e| SpawnError::Network(format!("pipe: {e}")))?;
+        let mut cmd = Command::new(slirp);
+        cmd.args([
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            "--enable-sandbox",
+            "--enable-seccomp",
+        ])
+        .args(["--ready-fd=3", "--exit-fd=4", &pid.to_string(), "tap0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        sys::pass_fds(&mut cmd, vec![(ready_w.as_raw_fd(), 3), (exit_r.as_raw_fd(), 4)]);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| SpawnError::Network(format!("cannot start slirp4netns: {e}")))?;
+        // slirp4netns exits when the write end of its exit pipe closes: when the instance
+        // is dropped, or when this server dies.
+        drop((ready_w, exit_r));
+        let mut ready = tokio::fs::File::from_std(std::fs::File::from(ready_r));
+        let mut byte = [0u8; 1];
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(NETWORK_TIMEOUT, ready.read(&mut byte)).await {
+            Ok(Ok(1)) => {
+                process.network = Some((child, exit_w));
+                Ok(())
+            }
+            _ => {
+                let _ = child.start_kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = tokio::time::timeout(NETWORK_TIMEOUT, e.read_to_string(&mut err)).await;
+                }
+                Err(SpawnError::Network(format!(
+                    "slirp4netns did not configure the network: {}",
+                    err.trim()
+                )))
+            }
+        }
+    }
+
     /// Starts a process with a fresh control socket on fd 3 and pipes on stdout and
     /// stderr, inside the sandbox when it is on.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
@@ -165,6 +254,7 @@ impl Sandbox {
                 root,
                 cgroups,
                 next_id,
+                slirp: _,
             } => {
                 let n = next_id.fetch_add(1, Ordering::Relaxed);
                 let id = format!("{}-{n}", std::process::id());
@@ -182,6 +272,7 @@ impl Sandbox {
                     args: req.args.clone(),
                     env: req.env.clone(),
                     cwd: req.cwd.clone(),
+                    outbound: req.outbound,
                 };
                 let json = serde_json::to_string(&config).map_err(|e| SpawnError::Cgroup(e.to_string()))?;
                 let outer = SpawnRequest {
@@ -209,6 +300,8 @@ pub struct Spawned {
 pub struct Process {
     child: Child,
     pgid: Option<Pid>,
+    /// The instance's slirp4netns and the pipe that keeps it alive, if it has a network.
+    network: Option<(Child, OwnedFd)>,
     /// Dropped after the process (fields drop in order), when it can be removed.
     cgroup: Option<InstanceCgroup>,
 }
@@ -292,7 +385,12 @@ fn spawn_plain(req: &SpawnRequest, cgroup: Option<InstanceCgroup>) -> Result<Spa
     let stderr = child.stderr.take().expect("stderr was configured as piped");
     let control = UnixStream::from_std(host_end).map_err(SpawnError::Socket)?;
     Ok(Spawned {
-        process: Process { child, pgid, cgroup },
+        process: Process {
+            child,
+            pgid,
+            network: None,
+            cgroup,
+        },
         control,
         stdout,
         stderr,

@@ -25,6 +25,20 @@ pub(crate) fn prepare_child(cmd: &mut Command, control: RawFd) {
     }
 }
 
+/// Arranges for the child to find each `(host fd, child fd)` pair at the child fd number.
+pub(crate) fn pass_fds(cmd: &mut Command, fds: Vec<(RawFd, RawFd)>) {
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which
+    // is async-signal-safe; it allocates nothing (the vector was built before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(from, to) in &fds {
+                nix::unistd::dup2(from, to)?;
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Forks the single-threaded sandbox init.
 pub(crate) fn fork() -> nix::Result<nix::unistd::ForkResult> {
     // SAFETY: the sandbox init runs this before it has started any thread (it is a fresh
