@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     // any argument parsing or runtime start, as the init must stay single-threaded.
     let mut args = std::env::args();
     match args.nth(1).as_deref() {
-        Some(ignis_sandbox::INIT_ARG) => ignis_sandbox::init::run(&args.next().unwrap_or_default()),
+        Some(ignis_sandbox::INIT_ARG) => ignis_sandbox::init::run(&args.collect::<Vec<_>>()),
         Some(ignis_sandbox::PROBE_ARG) => return ExitCode::SUCCESS,
         _ => {}
     }

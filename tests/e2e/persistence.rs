@@ -60,3 +60,45 @@ fn functions_and_records_survive_a_kill_and_restart() {
     assert_eq!(s.invoke("keep-js", "{}").body, r#""js""#);
     assert_eq!(log_lines(&s.invocation(&id)), ["kept"]);
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.ok()?.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(needle).then_some(text)
+        })
+        .collect()
+}
+
+/// Regression: pipes made without close-on-exec kept parked sandbox inits waiting forever,
+/// and alive after their server was killed.
+#[test]
+fn a_killed_server_leaves_no_instance_or_parked_init_behind() {
+    let mut s = Server::start();
+    s.deploy(
+        "lingering",
+        "python",
+        "def handler(e):\n    return 1\n",
+        json!({}),
+    );
+    s.deploy(
+        "lingering-js",
+        "javascript",
+        "export const handler = () => 1;",
+        json!({}),
+    );
+    let server_cgroups = format!("i-{}-", s.pid());
+    assert!(
+        !processes_mentioning(&server_cgroups).is_empty(),
+        "parked inits exist while the server runs"
+    );
+    s.restart();
+    wait_until(
+        "the old server's inits and instances are gone",
+        Duration::from_secs(15),
+        || processes_mentioning(&server_cgroups).is_empty(),
+    );
+}

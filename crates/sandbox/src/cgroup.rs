@@ -28,10 +28,12 @@ pub enum Cgroups {
 #[derive(Debug)]
 pub struct InstanceCgroup {
     dirs: Vec<PathBuf>,
-    /// The files the instance writes itself into (`cgroup.procs` on v2, `tasks` on v1).
+    /// The `cgroup.procs` files the instance joins.
     pub procs: Vec<PathBuf>,
     /// `memory.events` (v2) or `memory.oom_control` (v1): has an `oom_kill N` line.
     oom_file: PathBuf,
+    /// v2: one directory; v1: memory, cpu, pids.
+    v2: bool,
 }
 
 fn write(path: &Path, value: &str) -> Result<(), String> {
@@ -110,57 +112,69 @@ impl Cgroups {
 
     /// Creates the cgroup of one instance with its limits.
     pub fn create(&self, id: &str, limits: CgroupLimits) -> Result<InstanceCgroup, String> {
-        let memory = u64::from(limits.memory_mb) * 1024 * 1024;
-        let quota = u64::from(limits.vcpus) * 100_000;
+        let cg = self.create_empty(id)?;
+        cg.set_limits(limits)?;
+        Ok(cg)
+    }
+
+    /// Creates the cgroup of one instance with no limits yet (for a parked init).
+    pub fn create_empty(&self, id: &str) -> Result<InstanceCgroup, String> {
+        let name = format!("i-{id}");
         match self {
             Cgroups::V2 { base } => {
-                let dir = base.join(format!("i-{id}"));
+                let dir = base.join(name);
                 mkdir(&dir)?;
-                let cg = InstanceCgroup {
-                    dirs: vec![dir.clone()],
+                Ok(InstanceCgroup {
                     procs: vec![dir.join("cgroup.procs")],
                     oom_file: dir.join("memory.events"),
-                };
-                write(&dir.join("memory.max"), &memory.to_string())?;
-                if dir.join("memory.swap.max").exists() {
-                    write(&dir.join("memory.swap.max"), "0")?;
-                }
-                write(&dir.join("cpu.max"), &format!("{quota} 100000"))?;
-                write(&dir.join("pids.max"), &limits.pids.to_string())?;
-                Ok(cg)
+                    dirs: vec![dir],
+                    v2: true,
+                })
             }
-            Cgroups::V1 { memory: m, cpu, pids } => {
-                let name = format!("i-{id}");
-                let (m, c, p) = (m.join(&name), cpu.join(&name), pids.join(&name));
-                for d in [&m, &c, &p] {
+            Cgroups::V1 { memory, cpu, pids } => {
+                let dirs = vec![memory.join(&name), cpu.join(&name), pids.join(&name)];
+                for d in &dirs {
                     mkdir(d)?;
                 }
-                let cg = InstanceCgroup {
-                    dirs: vec![m.clone(), c.clone(), p.clone()],
-                    procs: vec![
-                        m.join("cgroup.procs"),
-                        c.join("cgroup.procs"),
-                        p.join("cgroup.procs"),
-                    ],
-                    oom_file: m.join("memory.oom_control"),
-                };
-                write(&m.join("memory.limit_in_bytes"), &memory.to_string())?;
-                // Without swap accounting there is no swap limit to set; with it, memory
-                // plus swap gets the same limit, so no swap at all.
-                if m.join("memory.memsw.limit_in_bytes").exists() {
-                    write(&m.join("memory.memsw.limit_in_bytes"), &memory.to_string())?;
-                }
-                write(&m.join("memory.swappiness"), "0").ok();
-                write(&c.join("cpu.cfs_period_us"), "100000")?;
-                write(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                write(&p.join("pids.max"), &limits.pids.to_string())?;
-                Ok(cg)
+                Ok(InstanceCgroup {
+                    procs: dirs.iter().map(|d| d.join("cgroup.procs")).collect(),
+                    oom_file: dirs[0].join("memory.oom_control"),
+                    dirs,
+                    v2: false,
+                })
             }
         }
     }
 }
 
 impl InstanceCgroup {
+    /// Sets memory (no swap), CPU and process limits.
+    pub fn set_limits(&self, limits: CgroupLimits) -> Result<(), String> {
+        let memory = (u64::from(limits.memory_mb) * 1024 * 1024).to_string();
+        let quota = u64::from(limits.vcpus) * 100_000;
+        if self.v2 {
+            let dir = &self.dirs[0];
+            write(&dir.join("memory.max"), &memory)?;
+            if dir.join("memory.swap.max").exists() {
+                write(&dir.join("memory.swap.max"), "0")?;
+            }
+            write(&dir.join("cpu.max"), &format!("{quota} 100000"))?;
+            write(&dir.join("pids.max"), &limits.pids.to_string())
+        } else {
+            let (m, c, p) = (&self.dirs[0], &self.dirs[1], &self.dirs[2]);
+            write(&m.join("memory.limit_in_bytes"), &memory)?;
+            // Without swap accounting there is no swap limit to set; with it, memory plus
+            // swap gets the same limit, so no swap at all.
+            if m.join("memory.memsw.limit_in_bytes").exists() {
+                write(&m.join("memory.memsw.limit_in_bytes"), &memory)?;
+            }
+            write(&m.join("memory.swappiness"), "0").ok();
+            write(&c.join("cpu.cfs_period_us"), "100000")?;
+            write(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            write(&p.join("pids.max"), &limits.pids.to_string())
+        }
+    }
+
     /// Whether the OOM killer killed a process of this instance.
     pub fn oom_killed(&self) -> bool {
         let text = std::fs::read_to_string(&self.oom_file).unwrap_or_default();

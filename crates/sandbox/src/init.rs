@@ -49,10 +49,40 @@ pub struct InitConfig {
     pub outbound: bool,
 }
 
+/// The argument that makes the init park: join the cgroups named next, then wait for its
+/// config on stdin.
+pub const PARK_ARG: &str = "--parked";
+
 /// Runs the init and never returns: it execs the runtime or exits with status 127 after
 /// printing why on stderr (which the host shows as the reason the instance died).
-pub fn run(config_json: &str) -> ! {
-    let config: InitConfig = match serde_json::from_str(config_json) {
+///
+/// `args` is either the config (JSON), or [`PARK_ARG`] and the JSON list of `cgroup.procs`
+/// files to join at once; the config then comes on stdin. Joining a cgroup costs a
+/// kernel-wide wait (~10 ms); a parked init pays it before it is needed.
+pub fn run(args: &[String]) -> ! {
+    let config_json = match args {
+        [park, procs] if park == PARK_ARG => {
+            let procs: Vec<PathBuf> = match serde_json::from_str(procs) {
+                Ok(p) => p,
+                Err(e) => fail(&format!("bad cgroup list: {e}")),
+            };
+            if let Err(e) = join_cgroups(&procs) {
+                fail(&e);
+            }
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                fail(&format!("reading the config: {e}"));
+            }
+            if text.is_empty() {
+                // The server let go of this parked init (it stopped): nothing to do.
+                std::process::exit(0);
+            }
+            text
+        }
+        [config] => config.clone(),
+        _ => fail("usage: __sandbox-init CONFIG | __sandbox-init --parked CGROUPS"),
+    };
+    let config: InitConfig = match serde_json::from_str(&config_json) {
         Ok(c) => c,
         Err(e) => fail(&format!("bad sandbox config: {e}")),
     };
@@ -60,6 +90,17 @@ pub fn run(config_json: &str) -> ! {
         fail(&e);
     }
     fail("unreachable: enter returns only on error")
+}
+
+fn join_cgroups(procs: &[PathBuf]) -> Result<(), String> {
+    let pid = std::process::id().to_string();
+    for file in procs {
+        ctx(
+            std::fs::write(file, &pid),
+            &format!("joining cgroup {}", file.display()),
+        )?;
+    }
+    Ok(())
 }
 
 fn fail(message: &str) -> ! {
@@ -72,13 +113,7 @@ fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> Result<T, String
 }
 
 fn enter(c: &InitConfig) -> Result<(), String> {
-    let pid = std::process::id().to_string();
-    for procs in &c.cgroup_procs {
-        ctx(
-            std::fs::write(procs, &pid),
-            &format!("joining cgroup {}", procs.display()),
-        )?;
-    }
+    join_cgroups(&c.cgroup_procs)?;
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC

@@ -3,10 +3,14 @@
 
 mod cgroup;
 pub mod init;
+mod parked;
 pub mod seccomp;
 mod sys;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use parked::{Parked, PARKED};
 
 pub use cgroup::{CgroupLimits, Cgroups, InstanceCgroup};
 pub use init::{Bind, InitConfig, INIT_ARG};
@@ -66,17 +70,63 @@ pub struct Sandbox {
 }
 
 enum Mode {
-    On {
-        /// The `ignis` binary, re-executed as the sandbox init.
-        exe: PathBuf,
-        /// An empty directory, the mount point of every instance's private root.
-        root: PathBuf,
-        cgroups: Cgroups,
-        next_id: AtomicU64,
-        /// slirp4netns, which gives instances outbound networking; None if not installed.
-        slirp: Option<PathBuf>,
-    },
+    On(Arc<On>),
     Off,
+}
+
+struct On {
+    /// The `ignis` binary, re-executed as the sandbox init.
+    exe: PathBuf,
+    /// An empty directory, the mount point of every instance's private root.
+    root: PathBuf,
+    cgroups: Cgroups,
+    next_id: AtomicU64,
+    /// slirp4netns, which gives instances outbound networking; None if not installed.
+    slirp: Option<PathBuf>,
+    /// Inits waiting in their cgroups. Locked only to push or pop, never across a wait.
+    parked: Mutex<Vec<Parked>>,
+}
+
+impl On {
+    fn next_id(&self) -> (String, u64) {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        (format!("{}-{n}", std::process::id()), n)
+    }
+
+    fn lot(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
+        // Nothing panics while holding the lock; a poisoned one still holds valid inits.
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Parks inits until there are enough. Runs on a blocking thread.
+    fn refill(&self) {
+        while self.lot().len() < PARKED {
+            let (id, _) = self.next_id();
+            let parked = self
+                .cgroups
+                .create_empty(&id)
+                .map_err(SpawnError::Cgroup)
+                .and_then(|cg| Parked::start(&self.exe, cg));
+            match parked {
+                Ok(p) => self.lot().push(p),
+                Err(e) => {
+                    // Starts then take the direct path, which pays the cgroup join itself.
+                    tracing::warn!("could not park a sandbox init: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn take(&self) -> Option<Parked> {
+        let mut lot = self.lot();
+        while let Some(mut p) = lot.pop() {
+            if p.alive() {
+                return Some(p);
+            }
+        }
+        None
+    }
 }
 
 /// How long slirp4netns may take to configure an instance's network.
@@ -111,14 +161,16 @@ impl Sandbox {
         let root = data_dir.join("sandbox-root");
         std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         let cgroups = Cgroups::detect()?;
+        let on = Arc::new(On {
+            exe: exe.clone(),
+            root,
+            cgroups,
+            next_id: AtomicU64::new(0),
+            slirp: find_on_path("slirp4netns"),
+            parked: Mutex::new(Vec::new()),
+        });
         let sandbox = Sandbox {
-            mode: Mode::On {
-                exe: exe.clone(),
-                root,
-                cgroups,
-                next_id: AtomicU64::new(0),
-                slirp: find_on_path("slirp4netns"),
-            },
+            mode: Mode::On(on.clone()),
         };
         let mut binds: Vec<Bind> = library_dirs()
             .into_iter()
@@ -161,6 +213,9 @@ impl Sandbox {
                 err.trim()
             ));
         }
+        tokio::task::spawn_blocking(move || on.refill())
+            .await
+            .map_err(|e| format!("parking sandbox inits: {e}"))?;
         Ok(sandbox)
     }
 
@@ -176,12 +231,12 @@ impl Sandbox {
     /// Why functions with outbound networking cannot run here, if they cannot.
     pub fn outbound_unavailable(&self) -> Option<String> {
         match &self.mode {
-            Mode::On { slirp: None, .. } => Some(
+            Mode::On(on) if on.slirp.is_none() => Some(
                 "this host cannot give functions outbound networking: slirp4netns is not installed \
                  (apt-get install slirp4netns, or run `make tools` as root)"
                     .to_owned(),
             ),
-            Mode::On { slirp: Some(_), .. } | Mode::Off => None,
+            Mode::On(_) | Mode::Off => None,
         }
     }
 
@@ -189,19 +244,20 @@ impl Sandbox {
     /// network namespace, with no route to the host's loopback. Call it once the instance
     /// has said hello (its namespace exists) and before user code runs.
     pub async fn connect_outbound(&self, process: &mut Process) -> Result<(), SpawnError> {
-        let Mode::On {
-            slirp: Some(slirp), ..
-        } = &self.mode
-        else {
+        let Some(slirp) = (match &self.mode {
+            Mode::On(on) => on.slirp.as_ref(),
+            Mode::Off => None,
+        }) else {
             // Without the sandbox the instance already shares the host's network.
             return Ok(());
         };
         let pid = process
             .id()
             .ok_or_else(|| SpawnError::Network("the instance has already exited".to_owned()))?;
-        let (ready_r, ready_w) =
-            nix::unistd::pipe().map_err(|e| SpawnError::Network(format!("pipe: {e}")))?;
-        let (exit_r, exit_w) = nix::unistd::pipe().map_err(|e| SpawnError::Network(format!("pipe: {e}")))?;
+        let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SpawnError::Network(format!("pipe: {e}")))?;
+        let (exit_r, exit_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SpawnError::Network(format!("pipe: {e}")))?;
         let mut cmd = Command::new(slirp);
         cmd.args([
             "--configure",
@@ -247,44 +303,43 @@ impl Sandbox {
     /// Starts a process with a fresh control socket on fd 3 and pipes on stdout and
     /// stderr, inside the sandbox when it is on.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
-        match &self.mode {
-            Mode::Off => spawn_plain(req, None),
-            Mode::On {
-                exe,
-                root,
-                cgroups,
-                next_id,
-                slirp: _,
-            } => {
-                let n = next_id.fetch_add(1, Ordering::Relaxed);
-                let id = format!("{}-{n}", std::process::id());
-                let cgroup = cgroups.create(&id, req.limits).map_err(SpawnError::Cgroup)?;
-                let uid = u32::try_from(FIRST_UID + n % UID_RANGE).expect("uid range fits in u32");
-                let config = InitConfig {
-                    root: root.clone(),
-                    binds: req.binds.clone(),
-                    tmp_size_mb: req.tmp_size_mb,
-                    cgroup_procs: cgroup.procs.clone(),
-                    uid,
-                    gid: uid,
-                    nofile: 1024,
-                    program: req.program.clone(),
-                    args: req.args.clone(),
-                    env: req.env.clone(),
-                    cwd: req.cwd.clone(),
-                    outbound: req.outbound,
-                };
-                let json = serde_json::to_string(&config).map_err(|e| SpawnError::Cgroup(e.to_string()))?;
-                let outer = SpawnRequest {
-                    program: exe.clone(),
-                    args: vec![INIT_ARG.to_owned(), json],
-                    env: BTreeMap::new(),
-                    cwd: PathBuf::from("/"),
-                    ..req.clone()
-                };
-                spawn_plain(&outer, Some(cgroup))
-            }
+        let on = match &self.mode {
+            Mode::Off => return spawn_plain(req, None, Stdio::null()),
+            Mode::On(on) => on,
+        };
+        let (id, n) = on.next_id();
+        let uid = u32::try_from(FIRST_UID + n % UID_RANGE).expect("uid range fits in u32");
+        let mut config = InitConfig {
+            root: on.root.clone(),
+            binds: req.binds.clone(),
+            tmp_size_mb: req.tmp_size_mb,
+            cgroup_procs: Vec::new(),
+            uid,
+            gid: uid,
+            nofile: 1024,
+            program: req.program.clone(),
+            args: req.args.clone(),
+            env: req.env.clone(),
+            cwd: req.cwd.clone(),
+            outbound: req.outbound,
+        };
+        if let Some(parked) = on.take() {
+            // A parked init is already in its cgroup; a new one parks in the background.
+            let refill = on.clone();
+            tokio::task::spawn_blocking(move || refill.refill());
+            return parked.release(&config, req.limits);
         }
+        let cgroup = on.cgroups.create(&id, req.limits).map_err(SpawnError::Cgroup)?;
+        config.cgroup_procs = cgroup.procs.clone();
+        let json = serde_json::to_string(&config).map_err(|e| SpawnError::Cgroup(e.to_string()))?;
+        let outer = SpawnRequest {
+            program: on.exe.clone(),
+            args: vec![INIT_ARG.to_owned(), json],
+            env: BTreeMap::new(),
+            cwd: PathBuf::from("/"),
+            ..req.clone()
+        };
+        spawn_plain(&outer, Some(cgroup), Stdio::null())
     }
 }
 
@@ -354,7 +409,11 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-fn spawn_plain(req: &SpawnRequest, cgroup: Option<InstanceCgroup>) -> Result<Spawned, SpawnError> {
+fn spawn_plain(
+    req: &SpawnRequest,
+    cgroup: Option<InstanceCgroup>,
+    stdin: Stdio,
+) -> Result<Spawned, SpawnError> {
     let (host_end, child_end) = std::os::unix::net::UnixStream::pair().map_err(SpawnError::Socket)?;
     host_end.set_nonblocking(true).map_err(SpawnError::Socket)?;
     let child_end: OwnedFd = child_end.into();
@@ -364,7 +423,7 @@ fn spawn_plain(req: &SpawnRequest, cgroup: Option<InstanceCgroup>) -> Result<Spa
         .env_clear()
         .envs(&req.env)
         .current_dir(&req.cwd)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
