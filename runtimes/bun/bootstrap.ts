@@ -1,135 +1,212 @@
 // Ignis instance bootstrap for Bun: loads one user module, then serves invocations.
 //
-// Speaks the host protocol of docs/protocol.md over the socket on the fd given by --fd.
-// Console and process.stdout/stderr output during an invocation is captured into that
-// invocation's logs through AsyncLocalStorage (per call, never a global), and never
-// reaches fd 1.
+// Speaks the host protocol of docs/protocol.md over the socket inherited on --fd. Started
+// as `bun bootstrap.ts --fd 3 --marker NONCE`.
+//
+// What user code writes through console.* and process.stdout/stderr.write while an
+// invocation runs is captured into that invocation's logs. The capture is found through
+// AsyncLocalStorage, never a global, so that concurrent invocations (of a later version)
+// would each keep their own logs, event and context.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import util from "node:util";
 
-type Log = { ts: number; stream: "stdout" | "stderr"; line: string };
+type Stream = "stdout" | "stderr";
+type Log = { ts: number; stream: Stream; line: string };
+type Handler = (event: unknown, context: unknown) => unknown;
+type Loaded = { handler: Handler; function: any; logLimit: number; maxResponse: number };
 
+const BOOTSTRAP = import.meta.path;
+
+// The log lines of one invocation, in write order, capped at `limit` bytes of text.
 class Capture {
-  used = 0;
-  lines: Log[] = [];
-  truncated = false;
-  partial = { stdout: "", stderr: "" };
-  constructor(readonly limit: number) {}
+  readonly lines: Log[] = [];
+  closed = false; // the answer is built: late writers (timers left behind) go to the real fd
+  private used = 0;
+  private full = false; // the cap was reached: everything else is dropped
+  // Pieces of each stream's unfinished line, joined once when the line ends, so that
+  // many small writes without a newline do not copy the line over and over.
+  private pending: Record<Stream, string[]> = { stdout: [], stderr: [] };
+  private pendingLen: Record<Stream, number> = { stdout: 0, stderr: 0 };
+  constructor(private readonly limit: number) {}
 
-  write(stream: "stdout" | "stderr", text: string) {
-    const parts = (this.partial[stream] + text).split("\n");
-    this.partial[stream] = parts.pop() ?? "";
-    for (const line of parts) this.add(stream, line);
+  write(stream: Stream, text: string) {
+    if (this.full) return;
+    const done = text.split("\n");
+    const last = done.pop()!;
+    const pending = this.pending[stream];
+    if (done.length > 0) {
+      pending.push(done[0]);
+      done[0] = pending.join("");
+      pending.length = 0;
+      this.pendingLen[stream] = 0;
+      for (const line of done) this.add(stream, line);
+    }
+    if (last && !this.full) {
+      pending.push(last);
+      this.pendingLen[stream] += last.length;
+      // A line longer than what is left can never fit (UTF-16 units <= UTF-8 bytes): cut
+      // now rather than hold an endless unterminated line in memory.
+      if (this.used + this.pendingLen[stream] > this.limit) this.truncate();
+    }
   }
 
-  flushPartial() {
+  // Flushes the trailing partial lines and closes the capture.
+  finish(): Log[] {
     for (const stream of ["stdout", "stderr"] as const) {
-      if (this.partial[stream]) this.add(stream, this.partial[stream]);
-      this.partial[stream] = "";
+      if (this.pending[stream].length > 0 && !this.full) this.add(stream, this.pending[stream].join(""));
+      this.pending[stream].length = 0;
     }
+    this.closed = true;
+    return this.lines;
   }
 
-  private add(stream: "stdout" | "stderr", line: string) {
-    if (this.truncated) return;
-    const size = Buffer.byteLength(line);
-    if (this.used + size > this.limit) {
-      this.truncated = true;
-      this.lines.push({ ts: Date.now(), stream: "stderr", line: `[ignis] log output truncated at ${this.limit} bytes` });
-      return;
-    }
+  private add(stream: Stream, line: string) {
+    if (this.full) return;
+    if (line.endsWith("\r")) line = line.slice(0, -1); // as the host does for raw lines
+    // A lone surrogate would reach the host as a \ud800 escape, which it refuses.
+    line = line.toWellFormed();
+    const size = Buffer.byteLength(line, "utf8");
+    if (this.used + size > this.limit) return this.truncate();
     this.used += size;
     this.lines.push({ ts: Date.now(), stream, line });
   }
+
+  private truncate() {
+    this.full = true;
+    this.pending.stdout.length = this.pending.stderr.length = 0;
+    const line = `[ignis] log output truncated at ${this.limit} bytes`;
+    this.lines.push({ ts: Date.now(), stream: "stderr", line });
+  }
 }
 
-const current = new AsyncLocalStorage<Capture>();
+const captures = new AsyncLocalStorage<Capture>();
 
-// Outside an invocation (at import), output goes to the real fd as raw output.
-function emit(stream: "stdout" | "stderr", text: string) {
-  const cap = current.getStore();
-  if (cap) cap.write(stream, text);
-  else fs.writeSync(stream === "stdout" ? 1 : 2, text);
+// Bun makes fd 1 and fd 2 non-blocking once they are used, so a plain writeSync can fail
+// with EAGAIN while the host is behind in reading: wait a little and go on.
+function writeAllSync(fd: number, data: string | Uint8Array) {
+  const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  for (let off = 0; off < buf.length; ) {
+    try {
+      off += fs.writeSync(fd, buf, off);
+    } catch (err) {
+      if ((err as { code?: string }).code !== "EAGAIN") throw err;
+      Bun.sleepSync(1);
+    }
+  }
+}
+
+// Inside an invocation, output is captured; outside (at import, or from timers the last
+// invocation left behind) it goes to the real fd, which the host reads as raw output.
+function emit(stream: Stream, text: string) {
+  const cap = captures.getStore();
+  if (cap && !cap.closed) cap.write(stream, text);
+  else writeAllSync(stream === "stdout" ? 1 : 2, text);
 }
 
 function installConsole() {
-  const fmt = (args: unknown[]) => util.formatWithOptions({ colors: false }, ...args) + "\n";
-  const out = (...a: unknown[]) => emit("stdout", fmt(a));
-  const err = (...a: unknown[]) => emit("stderr", fmt(a));
-  console.log = out;
-  console.info = out;
-  console.debug = out;
-  console.warn = err;
-  console.error = err;
-  console.trace = (...a: unknown[]) => emit("stderr", fmt(["Trace:", ...a]) + (new Error().stack ?? "") + "\n");
-  const writer = (stream: "stdout" | "stderr") =>
+  // Formatted like Node's console: util.format, so objects read as util.inspect shows them.
+  const line = (args: unknown[]) => util.format(...args) + "\n";
+  const out = (...args: unknown[]) => emit("stdout", line(args));
+  const err = (...args: unknown[]) => emit("stderr", line(args));
+  console.log = console.info = console.debug = out;
+  console.warn = console.error = err;
+  console.dir = (obj: unknown, options?: object) => emit("stdout", util.inspect(obj, options) + "\n");
+  console.trace = (...args: unknown[]) => {
+    // Drop "Error" and this function's own frame: the trace starts at the caller.
+    const frames = (new Error().stack ?? "").split("\n").slice(2).join("\n");
+    emit("stderr", `Trace${args.length ? ": " + util.format(...args) : ""}\n${frames}\n`);
+  };
+  const writer = (stream: Stream) =>
     ((chunk: unknown, encoding?: unknown, cb?: unknown) => {
-      const text = typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8");
+      const enc = typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8";
+      const text = typeof chunk === "string"
+        ? (enc === "utf8" || enc === "utf-8" ? chunk : Buffer.from(chunk, enc).toString("utf8"))
+        : Buffer.from(chunk as Uint8Array).toString("utf8");
       emit(stream, text);
       const done = typeof encoding === "function" ? encoding : cb;
-      if (typeof done === "function") done();
+      if (typeof done === "function") process.nextTick(done as () => void);
       return true;
     }) as typeof process.stdout.write;
   process.stdout.write = writer("stdout");
   process.stderr.write = writer("stderr");
 }
 
-// Bun reports a module that does not parse as an AggregateError of BuildMessages (objects
-// with a message and a position, not Errors); the first one is the one to show.
-function firstBuildMessage(err: unknown): any {
+// --- errors ---------------------------------------------------------------------------
+
+function isBuildMessage(e: unknown): e is { message: string; position?: any } {
+  return (e as { name?: string } | null)?.name === "BuildMessage";
+}
+
+// Bun reports a module that does not parse as a BuildMessage (or an AggregateError of
+// them), with the position of the problem; the first one is the one to show.
+function buildMessage(err: unknown) {
+  if (isBuildMessage(err)) return err;
   const errors = (err as { errors?: unknown[] } | null)?.errors;
-  return Array.isArray(errors) && errors.length > 0 ? errors[0] : err;
+  return Array.isArray(errors) && isBuildMessage(errors[0]) ? errors[0] : null;
 }
 
-function describe(err: unknown) {
-  if (err instanceof Error && !(err instanceof AggregateError)) {
-    return { type: err.name || "Error", message: err.message, stack: err.stack ?? "" };
+function text(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return util.inspect(value); // e.g. Object.create(null)
   }
-  const first = firstBuildMessage(err);
-  if (first && typeof first === "object" && typeof first.message === "string") {
-    const type = first.name === "BuildMessage" ? "SyntaxError" : first.name || "Error";
-    const pos = first.position;
+}
+
+function describe(err: unknown): { type: string; message: string; stack: string } {
+  const build = buildMessage(err);
+  if (build) {
+    const pos = build.position;
     const where = pos ? `\n    at ${pos.file}:${pos.line}:${pos.column}\n${pos.lineText}` : "";
-    return { type, message: first.message, stack: `${type}: ${first.message}${where}` };
+    return { type: "SyntaxError", message: build.message, stack: `SyntaxError: ${build.message}${where}` };
   }
-  return { type: "Error", message: String(err), stack: "" };
+  if (err instanceof Error) {
+    // The bootstrap's own frames tell the user nothing.
+    const stack = (err.stack ?? "").split("\n").filter((l) => !(l.includes(BOOTSTRAP) && /^\s+at /.test(l)));
+    return { type: err.name || "Error", message: err.message, stack: stack.join("\n") };
+  }
+  return { type: "Error", message: text(err), stack: "" };
 }
 
-function lineOf(err: unknown, file: string): number | null {
-  const pos = firstBuildMessage(err)?.position;
-  if (pos && typeof pos.line === "number" && pos.line > 0) return pos.line;
-  const text = `${(err as { stack?: string })?.stack ?? ""}\n${String(err)}`;
+// The line of the user's file to blame for an error at import: the position of a syntax
+// error, else the first (deepest) frame of the user's file in the stack.
+function userLine(err: unknown, file: string): number | null {
+  const line = buildMessage(err)?.position?.line;
+  if (typeof line === "number" && line > 0) return line;
+  const stack = err instanceof Error ? err.stack ?? "" : "";
   const escaped = file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  const m = text.match(new RegExp(`${escaped}:(\\d+)(?::\\d+)?`));
+  const m = stack.match(new RegExp(`${escaped}:(\\d+)`));
   return m ? Number(m[1]) : null;
 }
 
-type Handler = (event: unknown, context: unknown) => unknown;
+// --- loading and invoking -------------------------------------------------------------
 
-async function load(msg: any): Promise<{ handler?: Handler; error?: unknown }> {
+async function load(msg: any): Promise<{ handler?: Handler; error?: object }> {
   Object.assign(process.env, msg.env);
   process.chdir(msg.dir);
-  const file = path.join(msg.dir, msg.file);
+  const file = path.resolve(msg.dir, msg.file);
   let mod: any;
   try {
     mod = await import(file);
   } catch (err) {
-    return { error: { ...describe(err), line: lineOf(err, file) } };
+    return { error: { ...describe(err), line: userLine(err, file) } };
   }
-  const name = msg.handler;
-  const candidates = [mod?.[name], mod?.default, mod?.default?.[name]];
-  const handler = candidates.find((c) => typeof c === "function");
-  if (!handler) {
-    const message = `handler '${name}' is not a function in ${msg.file}`;
-    return { error: { type: "HandlerNotFound", message, stack: "", line: null } };
-  }
-  // Methods of an exported object keep their `this`.
-  const owner = handler === mod?.default?.[name] ? mod.default : undefined;
-  return { handler: owner ? handler.bind(owner) : handler };
+  const name: string = msg.handler;
+  const own = mod?.[name];
+  const def = mod?.default;
+  if (typeof own === "function") return { handler: own };
+  if (typeof def === "function") return { handler: def };
+  // A method of the default export keeps its object as `this`.
+  if (typeof def?.[name] === "function") return { handler: def[name].bind(def) };
+  const message = `handler '${name}' is not a function in ${msg.file}`;
+  return { error: { type: "HandlerNotFound", message, stack: "", line: null } };
 }
 
+// A fresh context per call, with the Ignis and the AWS Lambda names of each field.
 function context(id: string, fn: any, deadlineMs: number) {
   return {
     requestId: id,
@@ -143,132 +220,127 @@ function context(id: string, fn: any, deadlineMs: number) {
   };
 }
 
-// Frames in: 4-byte big-endian length + JSON. Collected chunks are joined once per frame.
-class Frames {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  private waiting: ((m: any) => void) | null = null;
-  private queue: any[] = [];
-  private ended = false;
-
-  constructor(fd: number) {
-    // A read stream on the fd, not net.Socket: Bun's fd-backed sockets refuse to write
-    // before their first read.
-    const input = fs.createReadStream("", { fd, highWaterMark: 1 << 20, autoClose: false });
-    input.on("data", (d) => this.push(d as Buffer));
-    input.on("end", () => this.end());
-    input.on("error", () => this.end());
+async function invoke(chan: Channel, marker: string, run: Loaded, msg: any) {
+  const id = String(msg.id);
+  const cap = new Capture(run.logLimit);
+  let answer: Record<string, unknown>;
+  let value: string | undefined;
+  try {
+    // Encoding inside the capture too: a toJSON that logs is the handler's output.
+    const encoded = await captures.run(cap, async () => {
+      const result = await run.handler(msg.event, context(id, run.function, msg.deadline_ms));
+      try {
+        return JSON.stringify(result) ?? "null"; // undefined, functions, symbols: null
+      } catch (err) {
+        throw new TypeError(`the handler's return value is not JSON: ${(err as Error)?.message ?? text(err)}`);
+      }
+    });
+    const size = Buffer.byteLength(encoded, "utf8");
+    if (size > run.maxResponse) answer = { t: "too_large", id, size };
+    else [answer, value] = [{ t: "result", id }, encoded];
+  } catch (err) {
+    answer = { t: "error", id, error: describe(err) };
   }
-
-  private push(d: Buffer) {
-    this.chunks.push(d);
-    this.size += d.length;
-    while (this.size >= 4) {
-      const buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-      this.chunks = [buf];
-      const len = buf.readUInt32BE(0);
-      if (buf.length < 4 + len) break;
-      this.deliver(JSON.parse(buf.subarray(4, 4 + len).toString("utf8")));
-      const rest = buf.subarray(4 + len);
-      this.chunks = rest.length ? [rest] : [];
-      this.size = rest.length;
-    }
-  }
-
-  private deliver(m: any) {
-    if (this.waiting) {
-      const w = this.waiting;
-      this.waiting = null;
-      w(m);
-    } else this.queue.push(m);
-  }
-
-  private end() {
-    this.ended = true;
-    this.deliver(null);
-  }
-
-  next(): Promise<any> {
-    if (this.queue.length) return Promise.resolve(this.queue.shift());
-    if (this.ended) return Promise.resolve(null);
-    return new Promise((resolve) => (this.waiting = resolve));
-  }
+  answer.logs = cap.finish();
+  endMarkers(marker, id);
+  chan.send(answer, value);
 }
 
-function send(fd: number, msg: object, valueJson?: string) {
-  let text = JSON.stringify(msg);
-  // The value is already encoded (its size was checked): splice it in, not twice.
-  if (valueJson !== undefined) text = `${text.slice(0, -1)},"value":${valueJson}}`;
-  const body = Buffer.from(text, "utf8");
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(body.length, 0);
-  // The fd is blocking in this process: writeSync waits for room and may write part of
-  // the frame at a time.
-  const frame = Buffer.concat([header, body]);
-  for (let off = 0; off < frame.length; ) off += fs.writeSync(fd, frame, off);
-}
-
+// Everything written to fd 1 / fd 2 so far belongs to this invocation: mark the end on
+// both, before the answer is sent. (Bun's console and our overrides write synchronously,
+// so there is no runtime buffer left to flush.)
 function endMarkers(marker: string, id: string) {
   const data = `\0ignis-end:${marker}:${id}\n`;
   for (const fd of [1, 2]) {
     try {
-      fs.writeSync(fd, data);
+      writeAllSync(fd, data);
     } catch {
-      // A closed stdout/stderr has nothing left to deliver either.
+      // A closed stdout / stderr has nothing left to deliver either.
     }
   }
 }
 
-async function main() {
+// --- framing: 4-byte big-endian length, then UTF-8 JSON -------------------------------
+
+class Channel {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private need = -1; // length of the body being read; -1 while its header is incomplete
+  private sock: net.Socket;
+
+  constructor(fd: number, onMessage: (msg: any) => void) {
+    // net.createConnection({ fd }): a `new net.Socket({ fd })` in Bun neither reads nor
+    // keeps the process alive, and plain fs writes on the socket would block the loop.
+    this.sock = net.createConnection({ fd } as any);
+    this.sock.on("data", (d: Buffer) => {
+      this.chunks.push(d);
+      this.size += d.length;
+      for (;;) {
+        if (this.need < 0) {
+          if (this.size < 4) return;
+          this.need = this.take(4).readUInt32BE(0);
+        }
+        if (this.size < this.need) return;
+        const body = this.take(this.need);
+        this.need = -1;
+        onMessage(JSON.parse(body.toString("utf8")));
+      }
+    });
+    this.sock.on("end", () => process.exit(0)); // the host hung up: the normal end
+    this.sock.on("error", () => process.exit(1));
+  }
+
+  // The first n buffered bytes, joining chunks only once enough has arrived.
+  private take(n: number): Buffer {
+    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+    const rest = all.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.size = rest.length;
+    return all.subarray(0, n);
+  }
+
+  send(msg: object, value?: string) {
+    let json = JSON.stringify(msg);
+    // The value is already encoded (its size was checked): splice it in as is.
+    if (value !== undefined) json = `${json.slice(0, -1)},"value":${value}}`;
+    // JSON.stringify escapes lone surrogates as \udXXX, which the host refuses. Only
+    // lone ones are escaped (pairs are written as is), so each such escape not itself
+    // behind an escaped backslash becomes U+FFFD, of the same length.
+    if (json.includes("\\ud")) json = json.replace(/(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/gi, "$1\\ufffd");
+    const body = Buffer.from(json, "utf8");
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(body.length, 0);
+    this.sock.write(head);
+    this.sock.write(body);
+  }
+}
+
+function main() {
   const args = process.argv.slice(2);
   const fd = Number(args[args.indexOf("--fd") + 1]);
   const marker = args[args.indexOf("--marker") + 1];
-  const frames = new Frames(fd);
-  installConsole();
-  send(fd, { t: "hello", protocol: 1, runtime: "bun", version: Bun.version });
-
-  const loadMsg = await frames.next();
-  if (!loadMsg) process.exit(0);
-  const { handler, error } = await load(loadMsg);
-  if (!handler) {
-    send(fd, { t: "load_error", error });
-    process.exit(0);
-  }
-  send(fd, { t: "loaded" });
-  const fn = loadMsg.function;
-  const logLimit: number = loadMsg.log_limit_bytes;
-  const maxResponse: number = loadMsg.max_response_bytes;
-
-  for (;;) {
-    const msg = await frames.next();
-    if (!msg) process.exit(0);
-    const id: string = msg.id;
-    const cap = new Capture(logLimit);
-    let answer: Record<string, unknown>;
-    let valueJson: string | undefined;
-    try {
-      const result = await current.run(cap, async () => handler(msg.event, context(id, fn, msg.deadline_ms)));
-      let encoded: string | undefined;
-      try {
-        encoded = JSON.stringify(result);
-      } catch (e) {
-        throw new TypeError(`the return value is not JSON: ${(e as Error).message}`);
-      }
-      encoded ??= "null"; // undefined, functions and symbols encode to nothing
-      const size = Buffer.byteLength(encoded);
-      if (size > maxResponse) answer = { t: "too_large", id, size };
-      else {
-        answer = { t: "result", id };
-        valueJson = encoded;
-      }
-    } catch (err) {
-      answer = { t: "error", id, error: describe(err) };
+  // A bug here must end the instance (the host reports it) rather than leave a call hanging.
+  const crash = (err: unknown) => {
+    writeAllSync(2, `[ignis] bootstrap failure: ${util.inspect(err)}\n`);
+    process.exit(70);
+  };
+  let ready: Promise<Loaded | null> | null = null;
+  const chan: Channel = new Channel(fd, (msg) => {
+    if (msg.t === "load" && !ready) {
+      ready = load(msg).then(({ handler, error }) => {
+        chan.send(handler ? { t: "loaded" } : { t: "load_error", error });
+        // After a load error there is nothing to serve: wait for the host to hang up.
+        if (!handler) return null;
+        return { handler, function: msg.function, logLimit: msg.log_limit_bytes, maxResponse: msg.max_response_bytes };
+      });
+      ready.catch(crash);
+    } else if (msg.t === "invoke" && ready) {
+      // Not awaited: the host sends one invoke at a time, and nothing here relies on it.
+      ready.then((run) => run && invoke(chan, marker, run, msg)).catch(crash);
     }
-    cap.flushPartial();
-    answer.logs = cap.lines;
-    endMarkers(marker, id);
-    send(fd, answer, valueJson);
-  }
+  });
+  installConsole();
+  chan.send({ t: "hello", protocol: 1, runtime: "bun", version: Bun.version });
 }
 
 main();

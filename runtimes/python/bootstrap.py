@@ -1,82 +1,134 @@
 """Ignis instance bootstrap for CPython: loads one user module, then serves invocations.
 
-Speaks the host protocol of docs/protocol.md over the socket on the fd given by --fd.
-Output written through sys.stdout / sys.stderr during an invocation is captured into that
-invocation's logs (per call, through a ContextVar, never a global), and never reaches fd 1.
+Speaks the host protocol of docs/protocol.md over the socket inherited on --fd. Started as
+`python3 -I -u -X utf8 bootstrap.py --fd 3 --marker NONCE`.
+
+What user code writes through sys.stdout / sys.stderr (print, logging, warnings, ...)
+while an invocation runs is captured into that invocation's logs. The capture is found
+through a ContextVar, never a global, so that concurrent invocations (threads or asyncio
+tasks of a later version) would each keep their own logs, event and context.
 """
 
+# Every instance start pays for these imports, so only modules that CPython has already
+# loaded at start-up, or that are nearly free, are imported here. socket, inspect,
+# traceback and asyncio cost 5-30 ms each; they are avoided or imported on first need.
 import contextvars
 import importlib.util
-import inspect
 import io
 import json
 import os
-import socket
-import struct
 import sys
 import time
-import traceback
+from _thread import allocate_lock
 
-_current = contextvars.ContextVar("ignis_invocation", default=None)
+_BOOTSTRAP = os.path.abspath(__file__)
+
+# The capture of the invocation running in the current context; None outside one.
+_capture = contextvars.ContextVar("ignis_capture", default=None)
+
+
+def _now_ms():
+    return time.time_ns() // 1_000_000
 
 
 class _Capture:
-    """The logs of one invocation: lines with timestamps, capped in bytes."""
+    """The log lines of one invocation, in write order, capped at `limit` bytes of text."""
 
     def __init__(self, limit):
         self.limit = limit
         self.used = 0
         self.lines = []
-        self.partial = {"stdout": "", "stderr": ""}
-        self.truncated = False
+        # Pieces of the unfinished line of each stream, joined once when the line ends,
+        # so that many small writes without a newline do not copy the line over and over.
+        self.pending = {"stdout": [], "stderr": []}
+        self.pending_len = {"stdout": 0, "stderr": 0}
+        self.full = False  # the cap was reached: everything else is dropped
+        self.closed = False  # the answer is built: late writers go to the real stream
+        # asyncio.to_thread and executors carry the context, and so this capture, into
+        # other threads.
+        self.lock = allocate_lock()
 
     def write(self, stream, text):
-        buf = self.partial[stream] + text
-        *complete, rest = buf.split("\n")
-        self.partial[stream] = rest
-        for line in complete:
-            self._add(stream, line)
+        with self.lock:
+            if self.full:
+                return
+            *done, last = text.split("\n")
+            pending = self.pending[stream]
+            if done:
+                pending.append(done[0])
+                done[0] = "".join(pending)
+                pending.clear()
+                self.pending_len[stream] = 0
+                for line in done:
+                    self._add(stream, line)
+            if last and not self.full:
+                pending.append(last)
+                self.pending_len[stream] += len(last)
+                # A line longer than what is left can never fit (characters <= bytes):
+                # cut now rather than hold an endless unterminated line in memory.
+                if self.used + self.pending_len[stream] > self.limit:
+                    self._truncate()
 
-    def flush_partial(self):
-        for stream in ("stdout", "stderr"):
-            if self.partial[stream]:
-                self._add(stream, self.partial[stream])
-                self.partial[stream] = ""
+    def finish(self):
+        """Flushes the trailing partial lines and returns the lines; later writes to this
+        capture (work the handler left behind) go to the real streams as raw output."""
+        with self.lock:
+            for stream, pending in self.pending.items():
+                if pending and not self.full:
+                    self._add(stream, "".join(pending))
+                pending.clear()
+            self.closed = True
+            return self.lines
 
     def _add(self, stream, line):
-        if self.truncated:
-            return
-        size = len(line.encode("utf-8", "replace"))
+        if line.endswith("\r"):
+            line = line[:-1]  # as the host does for raw lines: CRLF output reads the same
+        size = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
         if self.used + size > self.limit:
-            self.truncated = True
-            line = "[ignis] log output truncated at %d bytes" % self.limit
-            stream = "stderr"
-        else:
-            self.used += size
-        self.lines.append({"ts": int(time.time() * 1000), "stream": stream, "line": line})
+            self._truncate()
+            return
+        self.used += size
+        self.lines.append({"ts": _now_ms(), "stream": stream, "line": line})
+
+    def _truncate(self):
+        self.full = True
+        for pending in self.pending.values():
+            pending.clear()
+        line = "[ignis] log output truncated at %d bytes" % self.limit
+        self.lines.append({"ts": _now_ms(), "stream": "stderr", "line": line})
 
 
 class _Stream(io.TextIOBase):
-    """Stands in for sys.stdout / sys.stderr: inside an invocation it captures, outside it
-    writes to the real stream (output at import goes to the host as raw output)."""
+    """Stands in for sys.stdout / sys.stderr. Installed before user code is imported, so
+    that handlers, logging.StreamHandler and anything else holding on to sys.stdout or
+    sys.stderr write through it. Inside an invocation it captures; outside (at import, or
+    in threads without the invocation's context) it writes to the real stream, which the
+    host reads as raw output."""
+
+    encoding = "utf-8"
+    errors = "replace"
+    line_buffering = False
 
     def __init__(self, name, real):
-        self._name = name
+        self.name = "<%s>" % name
+        self._stream = name
         self._real = real
+        self.buffer = _Bytes(self)
 
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError("write() argument must be str, not %s" % type(text).__name__)
-        cap = _current.get()
-        if cap is None:
+        cap = _capture.get()
+        if cap is None or cap.closed:
             self._real.write(text)
             self._real.flush()
         else:
-            cap.write(self._name, text)
+            cap.write(self._stream, text)
         return len(text)
 
     def flush(self):
-        if _current.get() is None:
+        cap = _capture.get()
+        if cap is None or cap.closed:
             self._real.flush()
 
     def writable(self):
@@ -85,184 +137,283 @@ class _Stream(io.TextIOBase):
     def isatty(self):
         return False
 
-    @property
-    def encoding(self):
-        return "utf-8"
-
     def fileno(self):
+        # Child processes given sys.stdout write to the real fd: raw output, as they should.
         return self._real.fileno()
 
 
-class _Context:
-    """The context object handed to handlers, with Ignis and AWS Lambda names."""
+class _Bytes:
+    """sys.stdout.buffer: bytes written here are decoded and captured like text."""
 
-    def __init__(self, request_id, fn, deadline_ms):
+    def __init__(self, text):
+        self._text = text
+
+    def write(self, data):
+        self._text.write(bytes(data).decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self):
+        self._text.flush()
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self._text.fileno()
+
+
+class _Context:
+    """The context of one call, with the Ignis and the AWS Lambda names of each field so
+    that Lambda handlers run unchanged."""
+
+    def __init__(self, request_id, function, deadline_ms):
         self.request_id = self.aws_request_id = request_id
-        self.function_name = fn["name"]
-        self.function_version = str(fn["version"])
-        self.memory_limit_mb = self.memory_limit_in_mb = fn["memory_mb"]
-        self.invoked_function_arn = "ignis:function:%s" % fn["name"]
+        self.function_name = function["name"]
+        self.function_version = str(function["version"])
+        self.memory_limit_mb = self.memory_limit_in_mb = int(function["memory_mb"])
+        self.invoked_function_arn = "ignis:function:%s" % function["name"]
         self._deadline_ms = deadline_ms
 
     def get_remaining_time_ms(self):
-        return max(0, int(self._deadline_ms - time.time() * 1000))
+        return max(0, int(self._deadline_ms - _now_ms()))
 
     def __repr__(self):
         return "<Context request_id=%s function=%s>" % (self.request_id, self.function_name)
 
 
-class _Channel:
-    def __init__(self, fd):
-        self.sock = socket.socket(fileno=fd)
-        self.rfile = self.sock.makefile("rb")
+# --- framing: 4-byte big-endian length, then UTF-8 JSON -------------------------------
 
-    def read(self):
-        header = self.rfile.read(4)
-        if len(header) < 4:
+
+def _read_exact(fd, n):
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
             return None
-        (size,) = struct.unpack(">I", header)
-        body = self.rfile.read(size)
-        if len(body) < size:
-            return None
-        return json.loads(body)
-
-    def send(self, msg, value_json=None):
-        text = json.dumps(msg, ensure_ascii=False, allow_nan=False)
-        if value_json is not None:
-            # The value is already encoded (its size was checked): splice it in rather
-            # than encode it a second time.
-            text = text[:-1] + ', "value": ' + value_json + "}"
-        body = text.encode("utf-8")
-        self.sock.sendall(struct.pack(">I", len(body)) + body)
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
-def _error(exc, user_file=None):
-    err = {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "stack": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
-    if user_file is not None:
-        line = None
-        if isinstance(exc, SyntaxError) and exc.filename == user_file:
-            line = exc.lineno
-        else:
-            for frame in traceback.extract_tb(exc.__traceback__):
-                if frame.filename == user_file:
-                    line = frame.lineno
-        err["line"] = line
-    return err
+def _read_frame(fd):
+    head = _read_exact(fd, 4)
+    body = head and _read_exact(fd, int.from_bytes(head, "big"))
+    return None if body is None else json.loads(body)
 
 
-def _load(msg):
-    os.environ.update(msg["env"])
-    os.chdir(msg["dir"])
-    sys.path.insert(0, msg["dir"])
-    path = os.path.join(msg["dir"], msg["file"])
-    name = os.path.splitext(msg["file"])[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            # fd 1 / fd 2 may have been made non-blocking (by the host or by user code).
+            import select
+
+            select.select([], [fd], [])
+
+
+def _send(fd, msg, value=None):
+    # "replace": a str can hold lone surrogates (surrogateescape'd bytes), which are not
+    # UTF-8; the host would refuse the whole frame.
+    body = json.dumps(msg, ensure_ascii=False).encode("utf-8", "replace")
+    if value is not None:
+        # The value is already encoded (its size was checked): splice it in as is.
+        body = b"".join([body[:-1], b', "value": ', value, b"}"])
+    _write_all(fd, len(body).to_bytes(4, "big") + body)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+def _is_machinery(filename):
+    if filename == _BOOTSTRAP or filename.startswith("<frozen importlib"):
+        return True
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and filename.startswith(os.path.dirname(asyncio.__file__))
+
+
+def _describe(exc):
+    """type / message / stack of an exception, the stack starting at the user's code."""
+    import traceback
+
+    tb = exc.__traceback__
+    while tb is not None and _is_machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
     try:
-        spec.loader.exec_module(module)
-    except BaseException as exc:  # noqa: B036 - a SystemExit at import is a load error too
-        return None, _error(exc, path)
-    fn = getattr(module, msg["handler"], None)
-    if not callable(fn):
-        message = "handler %r is not a function in %s" % (msg["handler"], msg["file"])
-        return None, {"type": "HandlerNotFound", "message": message, "stack": "", "line": None}
-    return fn, None
+        message = str(exc)
+    except Exception:  # a broken __str__ must not take the instance down
+        message = "<unprintable %s>" % type(exc).__name__
+    stack = "".join(traceback.format_exception(type(exc), exc, tb))
+    return {"type": type(exc).__name__, "message": message, "stack": stack}
 
 
-def _wants_context(fn):
+def _user_line(exc, path):
+    """The line of the user's file to blame for an exception raised at import."""
+    if isinstance(exc, SyntaxError) and exc.filename == path:
+        return exc.lineno
+    line, tb = None, exc.__traceback__
+    while tb is not None:  # the last match is the deepest frame
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+# --- loading and invoking -------------------------------------------------------------
+
+
+def _takes_context(fn):
+    """Whether fn is called as fn(event, context) rather than fn(event): it is unless it
+    takes exactly one positional parameter."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and not hasattr(fn, "__wrapped__"):
+        # Plain functions and methods, without the cost of importing inspect.
+        count = code.co_argcount - (1 if getattr(fn, "__self__", None) is not None else 0)
+        return count != 1 or bool(code.co_flags & 0x04)  # CO_VARARGS
+    import inspect  # decorated functions (follows __wrapped__), classes, partials, ...
+
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return True
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
-    return varargs or len(positional) >= 2
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return True
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) != 1
 
 
-def _end_markers(marker, inv_id):
-    """Flush the real streams, then mark the end of this invocation's raw output on fd 1
-    and fd 2, so the host knows it has every byte written before the answer."""
+def _load(msg):
+    """Imports the user's module; returns (handler, None) or (None, load error)."""
+    os.environ.update(msg["env"])
+    os.chdir(msg["dir"])
+    sys.path.insert(0, msg["dir"])
+    path = os.path.join(msg["dir"], msg["file"])
+    name = os.path.splitext(os.path.basename(msg["file"]))[0]
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # as a normal import would: pickle, dataclasses need it
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # SystemExit or KeyboardInterrupt at import fail the load too
+        error = _describe(exc)
+        error["line"] = _user_line(exc, path)
+        return None, error
+    fn = getattr(module, msg["handler"], None)
+    if not callable(fn):
+        message = "handler '%s' is not a function in %s" % (msg["handler"], msg["file"])
+        return None, {"type": "HandlerNotFound", "message": message, "stack": "", "line": None}
+    return fn, None
+
+
+class _Instance:
+    def __init__(self, fd, marker, handler, load):
+        self.fd = fd
+        self.marker = marker
+        self.handler = handler
+        self.with_context = _takes_context(handler)
+        self.function = load["function"]
+        self.log_limit = load["log_limit_bytes"]
+        self.max_response = load["max_response_bytes"]
+        self.loop = None  # one event loop for the life of the instance, made on first need
+
+    def invoke(self, msg):
+        cap = _Capture(self.log_limit)
+        # Each call runs in its own copy of the context: the capture, and any ContextVar
+        # the handler sets, belong to this call only.
+        answer, value = contextvars.copy_context().run(self._call, cap, msg)
+        answer["logs"] = cap.finish()
+        self._end_markers(msg["id"])
+        _send(self.fd, answer, value)
+
+    def _call(self, cap, msg):
+        """Runs the handler; returns the answer without logs, and the encoded value."""
+        _capture.set(cap)
+        inv_id = msg["id"]
+        try:
+            context = _Context(inv_id, self.function, msg["deadline_ms"])
+            if self.with_context:
+                result = self.handler(msg["event"], context)
+            else:
+                result = self.handler(msg["event"])
+            if hasattr(type(result), "__await__"):
+                # The task the loop wraps the coroutine in copies this context: logs of
+                # the coroutine (and of tasks it starts) land in this capture.
+                result = self._loop().run_until_complete(result)
+        except BaseException as exc:  # SystemExit in a handler fails the call, not the instance
+            return {"t": "error", "id": inv_id, "error": _describe(exc)}, None
+        try:
+            text = json.dumps(result, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            error = TypeError("the handler's return value is not JSON: %s" % exc)
+            return {"t": "error", "id": inv_id, "error": _describe(error)}, None
+        value = text.encode("utf-8", "replace")
+        if len(value) > self.max_response:
+            return {"t": "too_large", "id": inv_id, "size": len(value)}, None
+        return {"t": "result", "id": inv_id}, value
+
+    def _loop(self):
+        if self.loop is None:
+            import asyncio  # ~30 ms: paid only by functions with async handlers
+
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+        return self.loop
+
+    def _end_markers(self, inv_id):
+        """Everything written to fd 1 / fd 2 so far belongs to this invocation: flush what
+        Python still buffers, then mark the end on both, before the answer is sent."""
+        for real in (sys.__stdout__, sys.__stderr__):
+            try:
+                real.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        data = ("\0ignis-end:%s:%s\n" % (self.marker, inv_id)).encode("utf-8", "replace")
+        for fd in (1, 2):
+            try:
+                _write_all(fd, data)
+            except OSError:
+                pass  # a closed stdout / stderr has nothing left to deliver either
+
+
+def _exit():
     for real in (sys.__stdout__, sys.__stderr__):
         try:
             real.flush()
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):
             pass
-    data = ("\0ignis-end:%s:%s\n" % (marker, inv_id)).encode()
-    for fd in (1, 2):
-        try:
-            os.write(fd, data)
-        except OSError:
-            pass
+    # os._exit: threads or atexit hooks left by user code must not keep the instance
+    # alive after the host hung up.
+    os._exit(0)
 
 
 def main():
     args = sys.argv[1:]
     fd = int(args[args.index("--fd") + 1])
     marker = args[args.index("--marker") + 1]
-    chan = _Channel(fd)
+    # Frames are read and written whole; the socket may arrive non-blocking.
+    os.set_blocking(fd, True)
     sys.stdout = _Stream("stdout", sys.__stdout__)
     sys.stderr = _Stream("stderr", sys.__stderr__)
-    chan.send({"t": "hello", "protocol": 1, "runtime": "python", "version": "%d.%d.%d" % sys.version_info[:3]})
+    version = "%d.%d.%d" % sys.version_info[:3]
+    _send(fd, {"t": "hello", "protocol": 1, "runtime": "python", "version": version})
 
-    load = chan.read()
+    load = _read_frame(fd)
     if load is None:
-        return
-    handler, err = _load(load)
-    if err is not None:
-        chan.send({"t": "load_error", "error": err})
-        return
-    chan.send({"t": "loaded"})
-    with_context = _wants_context(handler)
-    fn_info = load["function"]
-    log_limit = load["log_limit_bytes"]
-    max_response = load["max_response_bytes"]
-    loop = None
-
+        _exit()
+    handler, error = _load(load)
+    if error is not None:
+        _send(fd, {"t": "load_error", "error": error})
+        while _read_frame(fd) is not None:
+            pass  # nothing to serve; wait for the host to hang up
+        _exit()
+    _send(fd, {"t": "loaded"})
+    instance = _Instance(fd, marker, handler, load)
     while True:
-        msg = chan.read()
+        msg = _read_frame(fd)
         if msg is None:
-            return
-        inv_id = msg["id"]
-        cap = _Capture(log_limit)
-        token = _current.set(cap)
-        answer = None
-        value_json = None
-        try:
-            ctx = _Context(inv_id, fn_info, msg["deadline_ms"])
-            result = handler(msg["event"], ctx) if with_context else handler(msg["event"])
-            if inspect.isawaitable(result):
-                if loop is None:
-                    import asyncio
-
-                    loop = asyncio.new_event_loop()
-                    asyncio.set_event_loop(loop)
-                result = loop.run_until_complete(result)
-            try:
-                encoded = json.dumps(result, ensure_ascii=False, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                answer = {"t": "error", "id": inv_id, "error": _error(TypeError("the return value is not JSON: %s" % exc))}
-            else:
-                size = len(encoded.encode("utf-8"))
-                if size > max_response:
-                    answer = {"t": "too_large", "id": inv_id, "size": size}
-                else:
-                    answer = {"t": "result", "id": inv_id}
-                    value_json = encoded
-        except BaseException as exc:  # noqa: B036 - SystemExit from a handler fails only the call
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            answer = {"t": "error", "id": inv_id, "error": _error(exc)}
-        finally:
-            _current.reset(token)
-        cap.flush_partial()
-        answer["logs"] = cap.lines
-        _end_markers(marker, inv_id)
-        chan.send(answer, value_json)
+            _exit()
+        if msg.get("t") == "invoke":
+            instance.invoke(msg)
 
 
 if __name__ == "__main__":

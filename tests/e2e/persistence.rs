@@ -102,3 +102,55 @@ fn a_killed_server_leaves_no_instance_or_parked_init_behind() {
         || processes_mentioning(&server_cgroups).is_empty(),
     );
 }
+
+/// This server's per-instance cgroups in the pids hierarchy (cgroup v1, as on CI) or the
+/// unified one (v2).
+fn instance_cgroups(server_pid: u32) -> usize {
+    let own = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
+    let base = match own.lines().find(|l| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "pids"))
+    }) {
+        Some(line) => format!(
+            "/sys/fs/cgroup/pids{}/ignis",
+            line.splitn(3, ':').nth(2).expect("path").trim_end_matches('/')
+        ),
+        None => format!(
+            "/sys/fs/cgroup{}/ignis",
+            own.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("v2 path")
+                .trim_end_matches('/')
+        ),
+    };
+    let prefix = format!("i-{server_pid}-");
+    std::fs::read_dir(&base)
+        .unwrap_or_else(|e| panic!("{base}: {e}"))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        })
+        .count()
+}
+
+/// Regression: a stopped instance's cgroup was removed while its killed process was still
+/// exiting, failed as busy, and was never removed: thousands piled up.
+#[test]
+fn stopped_instances_leave_no_cgroups_behind() {
+    let s = Server::start();
+    let pid = s.pid();
+    for n in 0..4 {
+        let name = format!("short-lived-{n}");
+        s.deploy(&name, "python", "def handler(e):\n    return 1\n", json!({}));
+        assert_eq!(s.invoke(&name, "{}").status, reqwest::StatusCode::OK);
+        let gone = s.send(s.request(reqwest::Method::DELETE, &format!("/v1/functions/{name}")));
+        assert_eq!(gone.status, reqwest::StatusCode::NO_CONTENT);
+    }
+    // Only the parked inits' cgroups remain (two).
+    wait_until(
+        "the stopped instances' cgroups are removed",
+        Duration::from_secs(15),
+        || instance_cgroups(pid) <= 2,
+    );
+}

@@ -121,6 +121,8 @@ fn the_host_environment_and_processes_are_invisible() {
     assert_eq!(v["no_new_privs"], "1");
     assert_eq!(v["seccomp"], "2", "a seccomp filter is installed");
     assert_eq!(v["hostname"], "ignis");
+    assert_eq!(v["nofile"], json!([1024, 1024]), "open files are limited");
+    assert_eq!(v["core"], json!([0, 0]), "no core dumps");
     for name in HOSTILE {
         let v = attack(&s, name, json!({"attack": "procs"})).json();
         let pids = v["pids"].as_array().expect("pids");

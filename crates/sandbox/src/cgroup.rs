@@ -80,11 +80,11 @@ impl Cgroups {
             mkdir(&dir)?;
             Ok(dir)
         };
-        Ok(Cgroups::V1 {
-            memory: v1("memory")?,
-            cpu: v1("cpu")?,
-            pids: v1("pids")?,
-        })
+        let (memory, cpu, pids) = (v1("memory")?, v1("cpu")?, v1("pids")?);
+        for base in [&memory, &cpu, &pids] {
+            sweep(base);
+        }
+        Ok(Cgroups::V1 { memory, cpu, pids })
     }
 
     fn setup_v2(root: &Path) -> Result<Cgroups, String> {
@@ -106,6 +106,7 @@ impl Cgroups {
         write(&own.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
         let base = own.join("ignis");
         mkdir(&base)?;
+        sweep(&base);
         write(&base.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
         Ok(Cgroups::V2 { base })
     }
@@ -187,11 +188,49 @@ impl InstanceCgroup {
 
 impl Drop for InstanceCgroup {
     fn drop(&mut self) {
-        // The instance's processes are dead by now (the process group was killed and
-        // reaped); a cgroup that still holds a process cannot be removed and is left for
-        // the next start's sweep.
-        for dir in &self.dirs {
-            let _ = std::fs::remove_dir(dir);
+        let mut dirs = std::mem::take(&mut self.dirs);
+        if remove_empty(&mut dirs) {
+            return;
+        }
+        // The instance was killed but has not finished exiting, so its cgroup is still
+        // busy: retry in the background for a while; what is left then goes in the sweep
+        // of the next start.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for _ in 0..200 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    if remove_empty(&mut dirs) {
+                        return;
+                    }
+                }
+                tracing::warn!("cgroups still busy after 10 s: {dirs:?}");
+            });
+        }
+    }
+}
+
+/// Removes the directories that can be removed; true when none is left.
+fn remove_empty(dirs: &mut Vec<PathBuf>) -> bool {
+    dirs.retain(|d| match std::fs::remove_dir(d) {
+        Ok(()) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    });
+    dirs.is_empty()
+}
+
+/// Removes the instance cgroups that servers no longer running left behind (killed before
+/// they could). Names are `i-<server pid>-<n>`: other live servers' cgroups, even empty
+/// ones about to be joined, are left alone.
+fn sweep(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("i-").and_then(|rest| rest.split('-').next()) else {
+            continue;
+        };
+        let owner_alive = pid != std::process::id().to_string() && Path::new("/proc").join(pid).exists();
+        if !owner_alive {
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }
