@@ -222,7 +222,9 @@ fn remove_empty(dirs: &mut Vec<PathBuf>) -> bool {
 /// they could). Names are `i-<server pid>-<n>`: other live servers' cgroups, even empty
 /// ones about to be joined, are left alone.
 fn sweep(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else { return };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix("i-").and_then(|rest| rest.split('-').next()) else {
