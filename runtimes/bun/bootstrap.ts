@@ -173,10 +173,18 @@ function describe(err: unknown): { type: string; message: string; stack: string 
 }
 
 // The line of the user's file to blame for an error at import: the position of a syntax
-// error, else the first (deepest) frame of the user's file in the stack.
+// error, the import that does not resolve, else the first (deepest) frame of the user's
+// file in the stack.
 function userLine(err: unknown, file: string): number | null {
   const line = buildMessage(err)?.position?.line;
   if (typeof line === "number" && line > 0) return line;
+  const unresolved = err as { name?: string; specifier?: string; referrer?: string };
+  if (unresolved?.name === "ResolveMessage" && unresolved.referrer === file && unresolved.specifier) {
+    // Bun gives no position for an import it cannot resolve: find the import's line.
+    const quoted = [`"${unresolved.specifier}"`, `'${unresolved.specifier}'`];
+    const at = fs.readFileSync(file, "utf8").split("\n").findIndex((l) => quoted.some((q) => l.includes(q)));
+    if (at >= 0) return at + 1;
+  }
   const stack = err instanceof Error ? err.stack ?? "" : "";
   const escaped = file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const m = stack.match(new RegExp(`${escaped}:(\\d+)`));

@@ -1,17 +1,16 @@
-"""Ignis instance bootstrap for CPython: loads one user module, then serves invocations.
+"""Ignis instance bootstrap for CPython: loads one user module, then serves invocations
+over the socket inherited on --fd, as docs/protocol.md says.
 
-Speaks the host protocol of docs/protocol.md over the socket inherited on --fd. Started as
-`python3 -I -u -X utf8 bootstrap.py --fd 3 --marker NONCE`.
-
-What user code writes through sys.stdout / sys.stderr (print, logging, warnings, ...)
-while an invocation runs is captured into that invocation's logs. The capture is found
-through a ContextVar, never a global, so that concurrent invocations (threads or asyncio
-tasks of a later version) would each keep their own logs, event and context.
+Output of user code through sys.stdout / sys.stderr (print, logging, ...) during an
+invocation is captured into its logs. The capture is found through a ContextVar, never a
+global, so that concurrent invocations (threads or asyncio tasks of a later version) would
+each keep their own logs; event and context are only ever passed as arguments.
 """
 
 # Every instance start pays for these imports, so only modules that CPython has already
 # loaded at start-up, or that are nearly free, are imported here. socket, inspect,
 # traceback and asyncio cost 5-30 ms each; they are avoided or imported on first need.
+import codecs
 import contextvars
 import importlib.util
 import io
@@ -26,6 +25,11 @@ _BOOTSTRAP = os.path.abspath(__file__)
 # The capture of the invocation running in the current context; None outside one.
 _capture = contextvars.ContextVar("ignis_capture", default=None)
 
+# A str can hold lone surrogates (surrogateescape'd bytes), which UTF-8 cannot encode and
+# the host would refuse in a frame: they become U+FFFD, as they do under Bun.
+# (The UTF-8 encoder takes a non-ASCII replacement only as bytes.)
+codecs.register_error("ignis_fffd", lambda e: ("\ufffd".encode() * (e.end - e.start), e.end))
+
 
 def _now_ms():
     return time.time_ns() // 1_000_000
@@ -35,23 +39,23 @@ class _Capture:
     """The log lines of one invocation, in write order, capped at `limit` bytes of text."""
 
     def __init__(self, limit):
-        self.limit = limit
-        self.used = 0
-        self.lines = []
+        self.limit, self.used, self.lines = limit, 0, []
         # Pieces of the unfinished line of each stream, joined once when the line ends,
         # so that many small writes without a newline do not copy the line over and over.
         self.pending = {"stdout": [], "stderr": []}
         self.pending_len = {"stdout": 0, "stderr": 0}
         self.full = False  # the cap was reached: everything else is dropped
-        self.closed = False  # the answer is built: late writers go to the real stream
-        # asyncio.to_thread and executors carry the context, and so this capture, into
-        # other threads.
+        self.closed = False  # the answer is built: late writers go to the real streams
+        # asyncio.to_thread and executors carry the context (so this capture) to threads.
         self.lock = allocate_lock()
 
     def write(self, stream, text):
+        """Takes text written to `stream`; False once the capture is closed."""
         with self.lock:
+            if self.closed:
+                return False
             if self.full:
-                return
+                return True
             *done, last = text.split("\n")
             pending = self.pending[stream]
             if done:
@@ -68,22 +72,25 @@ class _Capture:
                 # cut now rather than hold an endless unterminated line in memory.
                 if self.used + self.pending_len[stream] > self.limit:
                     self._truncate()
+            return True
 
     def finish(self):
         """Flushes the trailing partial lines and returns the lines; later writes to this
         capture (work the handler left behind) go to the real streams as raw output."""
         with self.lock:
             for stream, pending in self.pending.items():
-                if pending and not self.full:
+                if pending:
                     self._add(stream, "".join(pending))
-                pending.clear()
+                    pending.clear()
             self.closed = True
             return self.lines
 
     def _add(self, stream, line):
+        if self.full:
+            return
         if line.endswith("\r"):
             line = line[:-1]  # as the host does for raw lines: CRLF output reads the same
-        size = len(line) if line.isascii() else len(line.encode("utf-8", "replace"))
+        size = len(line) if line.isascii() else len(line.encode("utf-8", "ignis_fffd"))
         if self.used + size > self.limit:
             self._truncate()
             return
@@ -99,31 +106,25 @@ class _Capture:
 
 
 class _Stream(io.TextIOBase):
-    """Stands in for sys.stdout / sys.stderr. Installed before user code is imported, so
-    that handlers, logging.StreamHandler and anything else holding on to sys.stdout or
-    sys.stderr write through it. Inside an invocation it captures; outside (at import, or
-    in threads without the invocation's context) it writes to the real stream, which the
-    host reads as raw output."""
+    """sys.stdout / sys.stderr, installed before user code is imported so that whatever
+    holds on to them (logging.StreamHandler, ...) writes through it. Inside an invocation
+    it captures; outside (at import, or in a thread without the invocation's context) it
+    writes to the real stream, which the host reads as raw output."""
 
     encoding = "utf-8"
     errors = "replace"
-    line_buffering = False
 
     def __init__(self, name, real):
-        self.name = "<%s>" % name
-        self._stream = name
-        self._real = real
+        self.name, self._stream, self._real = "<%s>" % name, name, real
         self.buffer = _Bytes(self)
 
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError("write() argument must be str, not %s" % type(text).__name__)
         cap = _capture.get()
-        if cap is None or cap.closed:
+        if cap is None or not cap.write(self._stream, text):
             self._real.write(text)
             self._real.flush()
-        else:
-            cap.write(self._stream, text)
         return len(text)
 
     def flush(self):
@@ -134,37 +135,25 @@ class _Stream(io.TextIOBase):
     def writable(self):
         return True
 
-    def isatty(self):
-        return False
-
     def fileno(self):
         # Child processes given sys.stdout write to the real fd: raw output, as they should.
         return self._real.fileno()
 
 
 class _Bytes:
-    """sys.stdout.buffer: bytes written here are decoded and captured like text."""
+    """sys.stdout.buffer: bytes written here are decoded and go the way of text."""
 
     def __init__(self, text):
         self._text = text
+        self.flush, self.fileno = text.flush, text.fileno
 
     def write(self, data):
         self._text.write(bytes(data).decode("utf-8", "replace"))
         return len(data)
 
-    def flush(self):
-        self._text.flush()
-
-    def writable(self):
-        return True
-
-    def fileno(self):
-        return self._text.fileno()
-
 
 class _Context:
-    """The context of one call, with the Ignis and the AWS Lambda names of each field so
-    that Lambda handlers run unchanged."""
+    """The context of one call, with Ignis and AWS Lambda names: Lambda handlers run as is."""
 
     def __init__(self, request_id, function, deadline_ms):
         self.request_id = self.aws_request_id = request_id
@@ -176,12 +165,6 @@ class _Context:
 
     def get_remaining_time_ms(self):
         return max(0, int(self._deadline_ms - _now_ms()))
-
-    def __repr__(self):
-        return "<Context request_id=%s function=%s>" % (self.request_id, self.function_name)
-
-
-# --- framing: 4-byte big-endian length, then UTF-8 JSON -------------------------------
 
 
 def _read_exact(fd, n):
@@ -214,16 +197,11 @@ def _write_all(fd, data):
 
 
 def _send(fd, msg, value=None):
-    # "replace": a str can hold lone surrogates (surrogateescape'd bytes), which are not
-    # UTF-8; the host would refuse the whole frame.
-    body = json.dumps(msg, ensure_ascii=False).encode("utf-8", "replace")
+    body = json.dumps(msg, ensure_ascii=False).encode("utf-8", "ignis_fffd")
     if value is not None:
         # The value is already encoded (its size was checked): splice it in as is.
         body = b"".join([body[:-1], b', "value": ', value, b"}"])
     _write_all(fd, len(body).to_bytes(4, "big") + body)
-
-
-# --- errors ---------------------------------------------------------------------------
 
 
 def _is_machinery(filename):
@@ -258,9 +236,6 @@ def _user_line(exc, path):
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
-
-
-# --- loading and invoking -------------------------------------------------------------
 
 
 def _takes_context(fn):
@@ -346,7 +321,7 @@ class _Instance:
         except (TypeError, ValueError, RecursionError) as exc:
             error = TypeError("the handler's return value is not JSON: %s" % exc)
             return {"t": "error", "id": inv_id, "error": _describe(error)}, None
-        value = text.encode("utf-8", "replace")
+        value = text.encode("utf-8", "ignis_fffd")
         if len(value) > self.max_response:
             return {"t": "too_large", "id": inv_id, "size": len(value)}, None
         return {"t": "result", "id": inv_id}, value
@@ -362,12 +337,8 @@ class _Instance:
     def _end_markers(self, inv_id):
         """Everything written to fd 1 / fd 2 so far belongs to this invocation: flush what
         Python still buffers, then mark the end on both, before the answer is sent."""
-        for real in (sys.__stdout__, sys.__stderr__):
-            try:
-                real.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
-        data = ("\0ignis-end:%s:%s\n" % (self.marker, inv_id)).encode("utf-8", "replace")
+        _flush_real()
+        data = ("\0ignis-end:%s:%s\n" % (self.marker, inv_id)).encode("utf-8", "ignis_fffd")
         for fd in (1, 2):
             try:
                 _write_all(fd, data)
@@ -375,12 +346,16 @@ class _Instance:
                 pass  # a closed stdout / stderr has nothing left to deliver either
 
 
-def _exit():
+def _flush_real():
     for real in (sys.__stdout__, sys.__stderr__):
         try:
             real.flush()
         except (AttributeError, OSError, ValueError):
-            pass
+            pass  # None, or closed by user code
+
+
+def _exit():
+    _flush_real()
     # os._exit: threads or atexit hooks left by user code must not keep the instance
     # alive after the host hung up.
     os._exit(0)

@@ -47,7 +47,7 @@ impl Platform {
         spec: FunctionSpec,
         wait: DeployWait,
     ) -> Result<FunctionView, ControlError> {
-        self.check_runtime(&spec)?;
+        self.check_host_can_run(&spec)?;
         let guard = self.changes.lock().await;
         let name = spec.name.as_str().to_owned();
         if self.slot(&name).is_some() {
@@ -91,7 +91,7 @@ impl Platform {
         spec: FunctionSpec,
         wait: DeployWait,
     ) -> Result<FunctionView, ControlError> {
-        self.check_runtime(&spec)?;
+        self.check_host_can_run(&spec)?;
         let guard = self.changes.lock().await;
         let name = spec.name.as_str().to_owned();
         let slot = self
@@ -185,7 +185,9 @@ impl Platform {
         Ok(count)
     }
 
-    fn check_runtime(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
+    /// Refuses a spec this host cannot run: a missing runtime, or outbound networking
+    /// without slirp4netns. Checked before anything is stored.
+    fn check_host_can_run(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
         if spec.network == ignis_core::Network::Outbound {
             if let Some(why) = self.launcher.sandbox.outbound_unavailable() {
                 return Err(ControlError::NetworkUnavailable(why));

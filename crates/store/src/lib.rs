@@ -1,19 +1,31 @@
 //! Every SQL statement of Ignis: functions, their versions, invocation records and log lines.
 //!
-//! Control-plane calls are synchronous on one connection (callers run them on blocking
-//! threads). Invocation records go through [`InvocationWriter`]: a channel send for the
-//! caller, batched transactions on a thread of its own.
+//! Control-plane calls are synchronous on one connection behind a mutex (callers run them
+//! on blocking threads). Invocation records go through [`InvocationWriter`]: a channel send
+//! for the caller, batched transactions on a thread and connection of its own.
+//!
+//! The store knows nothing of the domain crate: a version's validated spec is an opaque
+//! JSON string, an invocation's status and error are opaque text.
 
+mod functions;
+mod invocations;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
 pub use writer::InvocationWriter;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "ignis.db";
+
+/// How long a statement waits for the other connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,6 +33,8 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("function {0:?} does not exist")]
     NotFound(String),
+    #[error("function {function:?} has no version {version}")]
+    VersionNotFound { function: String, version: u32 },
     #[error("function {function:?} is at version {latest}; version {given} cannot follow it")]
     VersionConflict {
         function: String,
@@ -37,7 +51,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The deploy status of one version.
+/// The deploy status of one version, stored as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionStatus {
     Deploying,
@@ -46,7 +60,7 @@ pub enum VersionStatus {
 }
 
 impl VersionStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             VersionStatus::Deploying => "deploying",
             VersionStatus::Ready => "ready",
@@ -64,8 +78,8 @@ impl VersionStatus {
     }
 }
 
-/// A version to store.
-#[derive(Debug, Clone)]
+/// A version to store. Its status starts as [`VersionStatus::Deploying`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewVersion {
     pub function: String,
     pub version: u32,
@@ -73,6 +87,7 @@ pub struct NewVersion {
     pub handler: String,
     pub code: String,
     pub code_sha256: String,
+    /// The validated spec, opaque to the store.
     pub spec_json: String,
     pub created_at: OffsetDateTime,
 }
@@ -94,7 +109,9 @@ pub struct StoredVersion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredFunction {
     pub name: String,
+    /// When version 1 was created.
     pub created_at: OffsetDateTime,
+    /// When the latest version was created.
     pub updated_at: OffsetDateTime,
     pub latest: StoredVersion,
     /// The highest version whose deploy succeeded.
@@ -118,9 +135,11 @@ pub struct StoredLogLine {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvocationRecord {
+    /// UUIDv7 text.
     pub id: String,
     pub function: String,
     pub version: u32,
+    /// `succeeded`, `function_error`, `timeout`, `crashed`, ...: opaque to the store.
     pub status: String,
     pub cold_start: bool,
     pub started_at: OffsetDateTime,
@@ -136,12 +155,14 @@ pub struct Store {
 }
 
 struct Inner {
-    path: std::path::PathBuf,
+    path: PathBuf,
     conn: Mutex<Connection>,
-    pending: writer::Pending,
+    pending: Arc<writer::Pending>,
 }
 
 fn migrations() -> Migrations<'static> {
+    // Append new migrations; never edit one that has shipped (databases remember only the
+    // index of the last one applied).
     Migrations::new(vec![M::up(include_str!("migrations/001_initial.sql"))])
 }
 
@@ -151,13 +172,16 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // NORMAL in WAL mode cannot corrupt the database on a crash; it may lose the last
     // transactions on a power cut, not on a process kill.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Per connection: without it the cascade from functions to versions does nothing.
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
 
+/// Unix milliseconds, the stored form of every timestamp (exact at ms precision).
 pub(crate) fn ms(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    // Floor, not truncation, so an instant before 1970 keeps its millisecond.
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn from_ms(v: i64) -> Result<OffsetDateTime, StoreError> {
@@ -165,20 +189,30 @@ pub(crate) fn from_ms(v: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("timestamp {v}: {e}")))
 }
 
+/// A `LIMIT` bound: SQLite takes i64.
+pub(crate) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 impl Store {
     /// Opens (creating if needed) `<dir>/ignis.db` and brings its schema up to date.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join("ignis.db");
+        let path = dir.join(DB_FILE);
         let mut conn = open_connection(&path)?;
         migrations().to_latest(&mut conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
-                pending: writer::Pending::default(),
+                pending: Arc::default(),
             }),
         })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -186,277 +220,36 @@ impl Store {
         // consistent (SQLite rolls back an unfinished transaction), so keep using it.
         self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    pub fn create_function(&self, v: &NewVersion) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let inserted = tx.execute(
-            "INSERT INTO functions (name, created_at, updated_at, latest_version) VALUES (?1, ?2, ?2, 1)
-             ON CONFLICT (name) DO NOTHING",
-            params![v.function, ms(v.created_at)],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::AlreadyExists(v.function.clone()));
-        }
-        insert_version(&tx, v, 1)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn add_version(&self, v: &NewVersion) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let latest: Option<u32> = tx
-            .query_row(
-                "SELECT latest_version FROM functions WHERE name = ?1",
-                [&v.function],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let latest = latest.ok_or_else(|| StoreError::NotFound(v.function.clone()))?;
-        if v.version != latest + 1 {
-            return Err(StoreError::VersionConflict {
-                function: v.function.clone(),
-                latest,
-                given: v.version,
-            });
-        }
-        insert_version(&tx, v, v.version)?;
-        tx.execute(
-            "UPDATE functions SET latest_version = ?2, updated_at = ?3 WHERE name = ?1",
-            params![v.function, v.version, ms(v.created_at)],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    pub fn set_version_status(
-        &self,
-        function: &str,
-        version: u32,
-        status: VersionStatus,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let changed = self.conn().execute(
-            "UPDATE function_versions SET status = ?3, status_reason = ?4 WHERE function = ?1 AND version = ?2",
-            params![function, version, status.as_str(), reason],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!("{function} version {version}")));
-        }
-        Ok(())
-    }
-
-    pub fn list_functions(&self) -> Result<Vec<StoredFunction>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(FUNCTION_QUERY_ALL)?;
-        let rows = stmt.query_map([], function_row)?;
-        rows.map(|r| r?).collect()
-    }
-
-    pub fn get_function(&self, name: &str) -> Result<Option<StoredFunction>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(FUNCTION_QUERY_ONE)?;
-        stmt.query_row([name], function_row).optional()?.transpose()
-    }
-
-    pub fn get_version(&self, function: &str, version: u32) -> Result<Option<StoredVersion>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {VERSION_COLUMNS} FROM function_versions v WHERE function = ?1 AND version = ?2"
-        ))?;
-        stmt.query_row(params![function, version], |r| Ok(version_row(r, 0)))
-            .optional()?
-            .transpose()
-    }
-
-    /// Deletes a function with its versions, invocation records and log lines.
-    pub fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let deleted = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
-        tx.execute("DELETE FROM log_lines WHERE function = ?1", [name])?;
-        tx.execute("DELETE FROM invocations WHERE function = ?1", [name])?;
-        tx.commit()?;
-        self.inner.pending.remove_function(name);
-        Ok(deleted > 0)
-    }
-
-    /// Starts the background writer of invocation records.
-    pub fn start_invocation_writer(&self, retention_per_function: usize) -> InvocationWriter {
-        writer::start(
-            self.inner.path.clone(),
-            self.inner.pending.clone(),
-            retention_per_function,
-        )
-    }
-
-    /// One invocation with its logs; sees records the writer has not committed yet.
-    pub fn get_invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError> {
-        if let Some(rec) = self.inner.pending.get(id) {
-            return Ok(Some(rec));
-        }
-        let conn = self.conn();
-        let rec = conn
-            .query_row(
-                &format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = ?1"),
-                [id],
-                |r| Ok(invocation_row(r)),
-            )
-            .optional()?
-            .transpose()?;
-        let Some(mut rec) = rec else { return Ok(None) };
-        let mut stmt =
-            conn.prepare("SELECT ts, stream, line FROM log_lines WHERE invocation_id = ?1 ORDER BY seq")?;
-        let lines = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
-        for line in lines {
-            let (ts, stream, line) = line?;
-            rec.logs.push(LogLine {
-                ts: from_ms(ts)?,
-                stream,
-                line,
-            });
-        }
-        Ok(Some(rec))
-    }
-
-    /// The newest invocations of a function (without their logs), pending ones included.
-    pub fn list_invocations(
-        &self,
-        function: &str,
-        limit: usize,
-    ) -> Result<Vec<InvocationRecord>, StoreError> {
-        let mut records = self.inner.pending.of_function(function);
-        {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE function = ?1
-                 ORDER BY started_at DESC, id DESC LIMIT ?2"
-            ))?;
-            let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-            for rec in stmt.query_map(params![function, limit_sql], |r| Ok(invocation_row(r)))? {
-                let rec = rec??;
-                // A record may be committed and still in the pending map for a moment.
-                if !records.iter().any(|p| p.id == rec.id) {
-                    records.push(rec);
-                }
-            }
-        }
-        for rec in &mut records {
-            rec.logs.clear();
-        }
-        records.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
-        records.truncate(limit);
-        Ok(records)
-    }
-
-    /// The most recent `limit` log lines of a function across invocations, oldest first.
-    pub fn recent_logs(&self, function: &str, limit: usize) -> Result<Vec<StoredLogLine>, StoreError> {
-        let mut lines: Vec<StoredLogLine> = Vec::new();
-        {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT invocation_id, ts, stream, line FROM log_lines WHERE function = ?1 ORDER BY seq DESC LIMIT ?2",
-            )?;
-            let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = stmt.query_map(params![function, limit_sql], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?))
-            })?;
-            for row in rows {
-                let (invocation_id, ts, stream, line) = row?;
-                lines.push(StoredLogLine {
-                    invocation_id,
-                    ts: from_ms(ts)?,
-                    stream,
-                    line,
-                });
-            }
-        }
-        lines.reverse();
-        // Lines still pending are newer than everything committed.
-        let committed: std::collections::HashSet<String> =
-            lines.iter().map(|l| l.invocation_id.clone()).collect();
-        let mut pending = self.inner.pending.of_function(function);
-        pending.sort_by(|a, b| a.started_at.cmp(&b.started_at).then_with(|| a.id.cmp(&b.id)));
-        for rec in pending.into_iter().filter(|r| !committed.contains(&r.id)) {
-            lines.extend(rec.logs.into_iter().map(|l| StoredLogLine {
-                invocation_id: rec.id.clone(),
-                ts: l.ts,
-                stream: l.stream,
-                line: l.line,
-            }));
-        }
-        let excess = lines.len().saturating_sub(limit);
-        lines.drain(..excess);
-        Ok(lines)
-    }
 }
 
-fn insert_version(tx: &rusqlite::Transaction<'_>, v: &NewVersion, version: u32) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO function_versions
-         (function, version, runtime, handler, code, code_sha256, spec_json, status, status_reason, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'deploying', NULL, ?8)",
-        params![v.function, version, v.runtime, v.handler, v.code, v.code_sha256, v.spec_json, ms(v.created_at)],
-    )?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-const VERSION_COLUMNS: &str =
-    "v.function, v.version, v.runtime, v.handler, v.code, v.code_sha256, v.spec_json, v.status, v.status_reason, v.created_at";
+    #[test]
+    fn milliseconds_round_trip_before_and_after_the_epoch() {
+        for v in [-1_500, -1, 0, 1, 1_700_000_000_123] {
+            assert_eq!(ms(from_ms(v).expect("in range")), v);
+        }
+        let t = from_ms(1_234).expect("in range") + time::Duration::microseconds(999);
+        assert_eq!(
+            ms(t),
+            1_234,
+            "sub-millisecond precision is dropped, not rounded up"
+        );
+        let before = from_ms(-1_000).expect("in range") + time::Duration::microseconds(1);
+        assert_eq!(ms(before), -1_000);
+    }
 
-const FUNCTION_QUERY_ALL: &str = "SELECT f.name, f.created_at, f.updated_at,
-    (SELECT MAX(version) FROM function_versions r WHERE r.function = f.name AND r.status = 'ready'),
-    v.function, v.version, v.runtime, v.handler, v.code, v.code_sha256, v.spec_json, v.status, v.status_reason, v.created_at
-    FROM functions f JOIN function_versions v ON v.function = f.name AND v.version = f.latest_version
-    ORDER BY f.name";
-
-const FUNCTION_QUERY_ONE: &str = "SELECT f.name, f.created_at, f.updated_at,
-    (SELECT MAX(version) FROM function_versions r WHERE r.function = f.name AND r.status = 'ready'),
-    v.function, v.version, v.runtime, v.handler, v.code, v.code_sha256, v.spec_json, v.status, v.status_reason, v.created_at
-    FROM functions f JOIN function_versions v ON v.function = f.name AND v.version = f.latest_version
-    WHERE f.name = ?1";
-
-fn version_row(r: &Row<'_>, at: usize) -> Result<StoredVersion, StoreError> {
-    Ok(StoredVersion {
-        function: r.get(at)?,
-        version: r.get(at + 1)?,
-        runtime: r.get(at + 2)?,
-        handler: r.get(at + 3)?,
-        code: r.get(at + 4)?,
-        code_sha256: r.get(at + 5)?,
-        spec_json: r.get(at + 6)?,
-        status: VersionStatus::parse(&r.get::<_, String>(at + 7)?)?,
-        status_reason: r.get(at + 8)?,
-        created_at: from_ms(r.get(at + 9)?)?,
-    })
-}
-
-fn function_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredFunction, StoreError>> {
-    Ok((|| {
-        Ok(StoredFunction {
-            name: r.get(0)?,
-            created_at: from_ms(r.get(1)?)?,
-            updated_at: from_ms(r.get(2)?)?,
-            last_ready_version: r.get(3)?,
-            latest: version_row(r, 4)?,
-        })
-    })())
-}
-
-const INVOCATION_COLUMNS: &str =
-    "id, function, version, status, cold_start, started_at, duration_ms, error_json";
-
-fn invocation_row(r: &Row<'_>) -> Result<InvocationRecord, StoreError> {
-    Ok(InvocationRecord {
-        id: r.get(0)?,
-        function: r.get(1)?,
-        version: r.get(2)?,
-        status: r.get(3)?,
-        cold_start: r.get(4)?,
-        started_at: from_ms(r.get(5)?)?,
-        duration_ms: r.get(6)?,
-        error_json: r.get(7)?,
-        logs: Vec::new(),
-    })
+    #[test]
+    fn version_status_text_round_trips() {
+        for s in [
+            VersionStatus::Deploying,
+            VersionStatus::Ready,
+            VersionStatus::Error,
+        ] {
+            assert_eq!(VersionStatus::parse(s.as_str()).expect("parses"), s);
+        }
+        assert!(VersionStatus::parse("gone").is_err());
+    }
 }

@@ -1,42 +1,131 @@
-//! The background writer of invocation records: batched transactions on its own thread,
-//! retention after each batch, and a pending map that makes records readable at once.
+//! The background writer of invocation records: batched transactions on its own thread and
+//! connection, retention after each batch, and the pending map that makes a record readable
+//! from the moment it is recorded until (and a little after) it is committed.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::{ms, open_connection, InvocationRecord, StoreError};
+use crate::{ms, open_connection, sql_limit, InvocationRecord, StoreError};
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// Wait before retrying a failed commit; doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Records handed to the writer and not committed yet, by id.
-#[derive(Clone, Default)]
-pub(crate) struct Pending(Arc<Mutex<HashMap<String, InvocationRecord>>>);
+/// Records handed to the writer and not committed yet, shared by the store's readers, the
+/// writers' handles and the writer thread.
+#[derive(Default)]
+pub(crate) struct Pending {
+    records: Mutex<PendingMap>,
+    /// Held by the writer thread from taking a batch out of the map to removing it after the
+    /// commit, and by `delete_function`: a delete never falls inside a batch's commit.
+    commit: Mutex<()>,
+}
+
+#[derive(Default)]
+struct PendingMap {
+    /// Record order, so readers can list pending records the way they will be committed.
+    next_seq: u64,
+    by_id: HashMap<String, (u64, InvocationRecord)>,
+}
+
+/// A record as the writer took it from the map.
+struct Taken {
+    seq: u64,
+    rec: InvocationRecord,
+}
 
 impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InvocationRecord>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn records(&self) -> MutexGuard<'_, PendingMap> {
+        // Every critical section is a plain map operation; a panic in one leaves the map usable.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn commit_gate(&self) -> MutexGuard<'_, ()> {
+        self.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, rec: InvocationRecord) {
+        let mut map = self.records();
+        let seq = map.next_seq;
+        map.next_seq += 1;
+        map.by_id.insert(rec.id.clone(), (seq, rec));
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<InvocationRecord> {
-        self.lock().get(id).cloned()
+        self.records().by_id.get(id).map(|(_, r)| r.clone())
     }
 
+    /// A function's pending records, in record order.
     pub(crate) fn of_function(&self, function: &str) -> Vec<InvocationRecord> {
-        self.lock()
-            .values()
-            .filter(|r| r.function == function)
-            .cloned()
-            .collect()
+        self.collect(function, InvocationRecord::clone)
+    }
+
+    /// Same, without cloning the logs (listing leaves them out).
+    pub(crate) fn of_function_without_logs(&self, function: &str) -> Vec<InvocationRecord> {
+        self.collect(function, |r| InvocationRecord {
+            id: r.id.clone(),
+            function: r.function.clone(),
+            version: r.version,
+            status: r.status.clone(),
+            cold_start: r.cold_start,
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            error_json: r.error_json.clone(),
+            logs: Vec::new(),
+        })
+    }
+
+    fn collect(
+        &self,
+        function: &str,
+        copy: impl Fn(&InvocationRecord) -> InvocationRecord,
+    ) -> Vec<InvocationRecord> {
+        let mut found: Vec<(u64, InvocationRecord)> = {
+            let map = self.records();
+            map.by_id
+                .values()
+                .filter(|(_, r)| r.function == function)
+                .map(|(seq, r)| (*seq, copy(r)))
+                .collect()
+        };
+        found.sort_by_key(|(seq, _)| *seq);
+        found.into_iter().map(|(_, r)| r).collect()
     }
 
     pub(crate) fn remove_function(&self, function: &str) {
-        self.lock().retain(|_, r| r.function != function);
+        self.records().by_id.retain(|_, (_, r)| r.function != function);
+    }
+
+    /// The records of `ids` still pending (a delete may have removed some).
+    fn take(&self, ids: &[String]) -> Vec<Taken> {
+        let map = self.records();
+        let mut seen = HashSet::new();
+        ids.iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .filter_map(|id| map.by_id.get(id))
+            .map(|(seq, rec)| Taken {
+                seq: *seq,
+                rec: rec.clone(),
+            })
+            .collect()
+    }
+
+    fn remove_committed(&self, batch: &[Taken]) {
+        let mut map = self.records();
+        for t in batch {
+            // Recorded again under the same id since the batch was taken: that newer record
+            // is queued behind this batch and stays readable until its own commit.
+            if map.by_id.get(&t.rec.id).is_some_and(|(seq, _)| *seq == t.seq) {
+                map.by_id.remove(&t.rec.id);
+            }
+        }
     }
 }
 
@@ -45,36 +134,48 @@ enum Msg {
     Flush(mpsc::Sender<()>),
 }
 
-/// Hands invocation records to the writer thread. Cheap to clone.
+/// Hands invocation records to the writer thread. Cheap to clone; the thread ends once
+/// every clone is dropped and everything queued is written.
 #[derive(Clone)]
 pub struct InvocationWriter {
     tx: mpsc::Sender<Msg>,
-    pending: Pending,
+    pending: Arc<Pending>,
+}
+
+impl std::fmt::Debug for InvocationWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvocationWriter").finish_non_exhaustive()
+    }
 }
 
 impl InvocationWriter {
-    /// Queues a record. Never blocks on SQLite and never drops the record.
+    /// Queues a record. Never blocks on SQLite and never drops the record; it is readable
+    /// through the store at once.
     pub fn record(&self, rec: InvocationRecord) {
         let id = rec.id.clone();
-        self.pending.lock().insert(id.clone(), rec);
-        // The thread only ends when every writer is gone, so this send cannot fail while
-        // `self` exists.
-        let _ = self.tx.send(Msg::Record(id));
+        // Into the map before the channel: the writer must find the record when it gets the id.
+        self.pending.insert(rec);
+        // The thread only ends when every sender is gone (or if it panicked, a bug), so
+        // this send cannot fail while `self` exists in practice.
+        if self.tx.send(Msg::Record(id)).is_err() {
+            tracing::error!("the invocation writer thread is gone; the record stays in memory only");
+        }
     }
 
     /// Blocks until everything recorded before the call is committed.
     pub fn flush(&self) {
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
+            // An error here means the thread is gone; there is nothing left to wait for.
             let _ = rx.recv();
         }
     }
 }
 
-pub(crate) fn start(path: PathBuf, pending: Pending, retention: usize) -> InvocationWriter {
-    // The channel is unbounded on purpose: a record must never be dropped and recording
-    // must never block an invocation. Memory is bounded in practice by the rate of
-    // invocations times the commit latency.
+pub(crate) fn start(path: PathBuf, pending: Arc<Pending>, retention: usize) -> InvocationWriter {
+    // Unbounded on purpose: a record must never be dropped and recording must never block
+    // an invocation. Memory is bounded in practice by the rate of invocations times the
+    // commit latency.
     let (tx, rx) = mpsc::channel();
     let thread_pending = pending.clone();
     std::thread::Builder::new()
@@ -84,23 +185,28 @@ pub(crate) fn start(path: PathBuf, pending: Pending, retention: usize) -> Invoca
     InvocationWriter { tx, pending }
 }
 
-fn run(path: PathBuf, pending: Pending, retention: usize, rx: mpsc::Receiver<Msg>) {
+fn run(path: PathBuf, pending: Arc<Pending>, retention: usize, rx: mpsc::Receiver<Msg>) {
+    let mut backoff = FIRST_BACKOFF;
     let mut conn = loop {
         match open_connection(&path) {
             Ok(c) => break c,
             Err(e) => {
-                tracing::error!("invocation writer cannot open the store, retrying: {e}");
-                std::thread::sleep(Duration::from_secs(1));
+                // Records keep queueing (and stay readable) meanwhile.
+                tracing::error!("invocation writer cannot open {}, retrying: {e}", path.display());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     };
     while let Ok(first) = rx.recv() {
+        // Everything queued, up to MAX_BATCH records, in one transaction.
         let mut ids = Vec::new();
         let mut flushes = Vec::new();
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
                 Msg::Record(id) => ids.push(id),
+                // Every record sent before this flush is already in `ids`.
                 Msg::Flush(done) => flushes.push(done),
             }
             next = if ids.len() < MAX_BATCH {
@@ -109,50 +215,64 @@ fn run(path: PathBuf, pending: Pending, retention: usize, rx: mpsc::Receiver<Msg
                 None
             };
         }
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let batch: Vec<InvocationRecord> = {
-                let map = pending.lock();
-                ids.iter().filter_map(|id| map.get(id).cloned()).collect()
-            };
-            match commit(&mut conn, &batch, retention) {
-                Ok(()) => {
-                    let mut map = pending.lock();
-                    for id in &ids {
-                        map.remove(id);
-                    }
-                    break;
-                }
-                Err(e) => {
-                    // Disk full, I/O errors: keep the records pending (still readable) and
-                    // try again; they are never dropped.
-                    tracing::error!(
-                        "could not write {} invocation records, retrying: {e}",
-                        batch.len()
-                    );
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        write_batch(&mut conn, &pending, &ids, retention);
         for done in flushes {
             let _ = done.send(());
         }
     }
 }
 
-fn commit(conn: &mut Connection, batch: &[InvocationRecord], retention: usize) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+/// Commits the records of `ids`, retrying until it succeeds.
+fn write_batch(conn: &mut Connection, pending: &Pending, ids: &[String], retention: usize) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let result = {
+            let _gate = pending.commit_gate();
+            // Taken afresh on every attempt: a function deleted meanwhile drops out.
+            let batch = pending.take(ids);
+            if batch.is_empty() {
+                return;
+            }
+            let result = commit(conn, &batch, retention);
+            if result.is_ok() {
+                pending.remove_committed(&batch);
+            }
+            result.map_err(|e| (e, batch.len()))
+        };
+        match result {
+            Ok(()) => return,
+            Err((e, n)) => {
+                // Disk full, I/O errors, a lock held too long: the records stay pending (and
+                // readable) and are tried again, never dropped. The gate is released while
+                // waiting so deletes go on.
+                tracing::error!("could not write {n} invocation records, retrying in {backoff:?}: {e}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut inv = tx.prepare_cached(
-            "INSERT OR REPLACE INTO invocations (id, function, version, status, cold_start, started_at, duration_ms, error_json)
+            "INSERT OR REPLACE INTO invocations
+             (id, function, version, status, cold_start, started_at, duration_ms, error_json)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         let mut del_logs = tx.prepare_cached("DELETE FROM log_lines WHERE invocation_id = ?1")?;
         let mut log = tx.prepare_cached(
             "INSERT INTO log_lines (invocation_id, function, ts, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for r in batch {
+        for Taken { rec: r, .. } in batch {
+            // SQLite stores NaN as NULL, which the NOT NULL column refuses: one such record
+            // would fail every retry of its batch forever.
+            let duration = if r.duration_ms.is_nan() {
+                0.0
+            } else {
+                r.duration_ms
+            };
             inv.execute(params![
                 r.id,
                 r.function,
@@ -160,39 +280,43 @@ fn commit(conn: &mut Connection, batch: &[InvocationRecord], retention: usize) -
                 r.status,
                 r.cold_start,
                 ms(r.started_at),
-                r.duration_ms,
+                duration,
                 r.error_json
             ])?;
-            // A retried batch must not duplicate lines.
+            // The same id recorded again replaces its lines rather than adding to them.
             del_logs.execute([&r.id])?;
             for l in &r.logs {
                 log.execute(params![r.id, r.function, ms(l.ts), l.stream, l.line])?;
             }
         }
     }
-    let touched: HashSet<&str> = batch.iter().map(|r| r.function.as_str()).collect();
-    let keep = i64::try_from(retention).unwrap_or(i64::MAX);
+    let touched: HashSet<&str> = batch.iter().map(|t| t.rec.function.as_str()).collect();
     for function in touched {
-        let cutoff: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT started_at, id FROM invocations WHERE function = ?1
-                 ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?2",
-                params![function, keep],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        if let Some((at, id)) = cutoff {
-            tx.execute(
-                "DELETE FROM log_lines WHERE invocation_id IN (SELECT id FROM invocations WHERE function = ?1
-                   AND (started_at < ?2 OR (started_at = ?2 AND id <= ?3)))",
-                params![function, at, id],
-            )?;
-            tx.execute(
-                "DELETE FROM invocations WHERE function = ?1 AND (started_at < ?2 OR (started_at = ?2 AND id <= ?3))",
-                params![function, at, id],
-            )?;
-        }
+        enforce_retention(&tx, function, retention)?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Deletes all but the newest `keep` invocations of `function`, with their log lines.
+fn enforce_retention(tx: &rusqlite::Transaction<'_>, function: &str, keep: usize) -> Result<(), StoreError> {
+    // The newest invocation past the limit; it and everything older go.
+    let cutoff: Option<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT started_at, id FROM invocations WHERE function = ?1
+             ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?2",
+        )?
+        .query_row(params![function, sql_limit(keep)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((at, id)) = cutoff else { return Ok(()) };
+    tx.prepare_cached(
+        "DELETE FROM log_lines WHERE invocation_id IN (SELECT id FROM invocations WHERE function = ?1
+           AND (started_at < ?2 OR (started_at = ?2 AND id <= ?3)))",
+    )?
+    .execute(params![function, at, id])?;
+    tx.prepare_cached(
+        "DELETE FROM invocations WHERE function = ?1 AND (started_at < ?2 OR (started_at = ?2 AND id <= ?3))",
+    )?
+    .execute(params![function, at, id])?;
     Ok(())
 }

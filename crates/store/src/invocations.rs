@@ -1,0 +1,147 @@
+//! Reading invocation records and log lines, merging what the writer has not committed yet.
+//!
+//! Every read takes its snapshot of the pending map before it reads SQLite. A record leaves
+//! the map only after its commit, so it is always in one of the two snapshots (possibly
+//! both, hence the de-duplication by id).
+
+use std::collections::HashSet;
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::writer::{self, InvocationWriter};
+use crate::{from_ms, sql_limit, InvocationRecord, LogLine, Store, StoreError, StoredLogLine};
+
+const INVOCATION_COLUMNS: &str =
+    "id, function, version, status, cold_start, started_at, duration_ms, error_json";
+
+impl Store {
+    /// Starts the background writer of invocation records. After each batch it keeps the
+    /// newest `retention_per_function` invocations of each function the batch touched.
+    pub fn start_invocation_writer(&self, retention_per_function: usize) -> InvocationWriter {
+        writer::start(
+            self.inner.path.clone(),
+            self.inner.pending.clone(),
+            retention_per_function,
+        )
+    }
+
+    /// One invocation with its logs; sees records the writer has not committed yet.
+    pub fn get_invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+        if let Some(rec) = self.inner.pending.get(id) {
+            return Ok(Some(rec));
+        }
+        let conn = self.conn();
+        // One read transaction: retention may delete the record between the two queries.
+        let tx = conn.unchecked_transaction()?;
+        let rec = tx
+            .prepare_cached(&format!(
+                "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE id = ?1"
+            ))?
+            .query_row([id], |r| Ok(invocation_row(r)))
+            .optional()?
+            .transpose()?;
+        let Some(mut rec) = rec else { return Ok(None) };
+        let mut stmt = tx
+            .prepare_cached("SELECT ts, stream, line FROM log_lines WHERE invocation_id = ?1 ORDER BY seq")?;
+        let lines = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))?;
+        for line in lines {
+            let (ts, stream, line) = line?;
+            rec.logs.push(LogLine {
+                ts: from_ms(ts)?,
+                stream,
+                line,
+            });
+        }
+        Ok(Some(rec))
+    }
+
+    /// The newest `limit` invocations of a function (started_at, then id, descending),
+    /// pending ones included, with `logs` left empty.
+    pub fn list_invocations(
+        &self,
+        function: &str,
+        limit: usize,
+    ) -> Result<Vec<InvocationRecord>, StoreError> {
+        let mut records = self.inner.pending.of_function_without_logs(function);
+        let pending_ids: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE function = ?1
+                 ORDER BY started_at DESC, id DESC LIMIT ?2"
+            ))?;
+            for rec in stmt.query_map(params![function, sql_limit(limit)], |r| Ok(invocation_row(r)))? {
+                let rec = rec??;
+                // Committed while this call read the pending map: keep one copy.
+                if !pending_ids.contains(&rec.id) {
+                    records.push(rec);
+                }
+            }
+        }
+        records.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
+        records.truncate(limit);
+        Ok(records)
+    }
+
+    /// The most recent `limit` log lines of a function across its invocations, oldest
+    /// first (like `tail`). Lines are in the order their invocations were recorded.
+    pub fn recent_logs(&self, function: &str, limit: usize) -> Result<Vec<StoredLogLine>, StoreError> {
+        // In record order, which is the order the writer will commit them in.
+        let pending = self.inner.pending.of_function(function);
+        let mut lines: Vec<StoredLogLine> = Vec::new();
+        let mut uncommitted = Vec::with_capacity(pending.len());
+        {
+            let conn = self.conn();
+            let tx = conn.unchecked_transaction()?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT invocation_id, ts, stream, line FROM log_lines WHERE function = ?1
+                 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![function, sql_limit(limit)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            for row in rows {
+                let (invocation_id, ts, stream, line) = row?;
+                lines.push(StoredLogLine {
+                    invocation_id,
+                    ts: from_ms(ts)?,
+                    stream,
+                    line,
+                });
+            }
+            lines.reverse();
+            let mut committed = tx.prepare_cached("SELECT 1 FROM invocations WHERE id = ?1")?;
+            for rec in pending {
+                if !committed.exists([&rec.id])? {
+                    uncommitted.push(rec);
+                }
+            }
+        }
+        // Not committed yet, so recorded after everything that is.
+        for rec in uncommitted {
+            lines.extend(rec.logs.into_iter().map(|l| StoredLogLine {
+                invocation_id: rec.id.clone(),
+                ts: l.ts,
+                stream: l.stream,
+                line: l.line,
+            }));
+        }
+        let excess = lines.len().saturating_sub(limit);
+        lines.drain(..excess);
+        Ok(lines)
+    }
+}
+
+fn invocation_row(r: &Row<'_>) -> Result<InvocationRecord, StoreError> {
+    Ok(InvocationRecord {
+        id: r.get(0)?,
+        function: r.get(1)?,
+        version: r.get(2)?,
+        status: r.get(3)?,
+        cold_start: r.get(4)?,
+        started_at: from_ms(r.get(5)?)?,
+        duration_ms: r.get(6)?,
+        error_json: r.get(7)?,
+        logs: Vec::new(),
+    })
+}
