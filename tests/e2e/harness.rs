@@ -55,7 +55,16 @@ impl Answer {
 
 /// Starts `ignis serve` and returns the child and its URL once it accepts connections.
 pub fn spawn(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    spawn_as(data, args, env, None)
+}
+
+/// As [`spawn`], as the given uid and gid (the test runs as root) when one is given.
+pub fn spawn_as(data: &Path, args: &[&str], env: &[(&str, &str)], user: Option<u32>) -> (Child, String) {
     let mut cmd = Command::new(BIN);
+    if let Some(id) = user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(id).gid(id);
+    }
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(args)

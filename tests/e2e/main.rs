@@ -8,6 +8,7 @@ mod logs;
 mod mapping;
 mod network;
 mod persistence;
+mod rootless;
 mod sandbox;
 mod security;
 mod seeds;

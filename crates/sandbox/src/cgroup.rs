@@ -76,8 +76,26 @@ impl Cgroups {
                 ));
             }
             let own = own_path(controller).unwrap_or_default();
-            let dir = mount.join(own.trim_start_matches('/')).join("ignis");
-            mkdir(&dir)?;
+            // v1 hierarchies are shared by every user: a server that is not root uses the
+            // subtree root delegated to it (created and chowned to its uid by root).
+            let uid = nix::unistd::geteuid();
+            let name = if uid.is_root() {
+                "ignis".to_owned()
+            } else {
+                format!("ignis-{uid}")
+            };
+            let dir = mount.join(own.trim_start_matches('/')).join(name);
+            mkdir(&dir).map_err(|e| {
+                if uid.is_root() {
+                    e
+                } else {
+                    format!(
+                        "{e}; a non-root server needs a delegated cgroup: as root, run \
+                         `mkdir -p {d} && chown -R {uid} {d}`",
+                        d = dir.display()
+                    )
+                }
+            })?;
             Ok(dir)
         };
         let (memory, cpu, pids) = (v1("memory")?, v1("cpu")?, v1("pids")?);

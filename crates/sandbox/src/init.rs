@@ -114,13 +114,31 @@ fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> Result<T, String
 
 fn enter(c: &InitConfig) -> Result<(), String> {
     join_cgroups(&c.cgroup_procs)?;
-    let flags = CloneFlags::CLONE_NEWNS
+    let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWCGROUP;
+    // Without root, a user namespace gives the capabilities the setup needs, over the new
+    // namespaces only; the instance's ids map to the server's user, the only ids it has.
+    let rootless = !nix::unistd::geteuid().is_root();
+    let (outer_uid, outer_gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    if rootless {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
     ctx(unshare(flags), "unshare")?;
+    if rootless {
+        ctx(std::fs::write("/proc/self/setgroups", "deny"), "deny setgroups")?;
+        ctx(
+            std::fs::write("/proc/self/uid_map", format!("{} {outer_uid} 1", c.uid)),
+            "uid_map",
+        )?;
+        ctx(
+            std::fs::write("/proc/self/gid_map", format!("{} {outer_gid} 1", c.gid)),
+            "gid_map",
+        )?;
+    }
     // A new PID namespace applies to children only: fork so the runtime is its PID 1.
     match ctx(sys::fork(), "fork")? {
         ForkResult::Parent { child } => {
@@ -217,7 +235,23 @@ fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
         ),
         &what,
     )?;
-    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+    // Inside a user namespace the source mount's flags are locked: a remount must keep
+    // them (adding read-only and nosuid is always allowed).
+    let mut ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+    if let Ok(st) = nix::sys::statvfs::statvfs(source) {
+        use nix::sys::statvfs::FsFlags;
+        for (fs, ms) in [
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if st.flags().contains(fs) {
+                ro |= ms;
+            }
+        }
+    }
     ctx(
         mount(None::<&str>, target, None::<&str>, ro, None::<&str>),
         &format!("read-only {what}"),
@@ -291,7 +325,14 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
             &format!("bind /dev/{dev}"),
         )?;
     }
-    mount_point(root, Path::new("/proc"), true)?;
+    // /proc is mounted while the host's is still visible: inside a user namespace the
+    // kernel allows a new proc mount only then. It shows this PID namespace only.
+    let proc_dir = mount_point(root, Path::new("/proc"), true)?;
+    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    ctx(
+        mount(Some("proc"), &proc_dir, Some("proc"), proc_flags, none),
+        "mount /proc",
+    )?;
     if c.outbound {
         // slirp4netns answers DNS on 10.0.2.3.
         let etc = mount_point(root, Path::new("/etc"), true)?;
@@ -311,11 +352,6 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
     ctx(chdir("/"), "chdir /")?;
     ctx(umount2("/.old", MntFlags::MNT_DETACH), "detach the old root")?;
     ctx(std::fs::remove_dir("/.old"), "rmdir /.old")?;
-    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    ctx(
-        mount(Some("proc"), "/proc", Some("proc"), proc_flags, none),
-        "mount /proc",
-    )?;
     // The root itself becomes read-only; /tmp stays the only writable place.
     let ro_root = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     ctx(mount(none, "/", none, ro_root, none), "read-only root")
@@ -330,7 +366,10 @@ fn drop_privileges(c: &InitConfig) -> Result<(), String> {
             &format!("drop {cap} from the bounding set"),
         )?;
     }
-    ctx(setgroups(&[]), "setgroups")?;
+    if nix::unistd::geteuid().is_root() {
+        // In a rootless sandbox setgroups is denied (and there are no groups to drop).
+        ctx(setgroups(&[]), "setgroups")?;
+    }
     ctx(setgid(Gid::from_raw(c.gid)), "setgid")?;
     ctx(setuid(Uid::from_raw(c.uid)), "setuid")?;
     for set in [
