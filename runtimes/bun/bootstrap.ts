@@ -11,7 +11,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import fs from "node:fs";
 import path from "node:path";
-import type { Writable } from "node:stream";
 import util from "node:util";
 
 type Stream = "stdout" | "stderr";
@@ -120,21 +119,20 @@ function installConsole() {
     const frames = (new Error().stack ?? "").split("\n").slice(2).join("\n");
     emit("stderr", `Trace${args.length ? ": " + util.format(...args) : ""}\n${frames}\n`);
   };
-  // Bun's own process.stdout / stderr cost ~6 ms to build, node:stream ~4 ms to load:
-  // stand-ins whose writes go through emit() are built on first use only.
-  for (const [stream, fd] of [["stdout", 1], ["stderr", 2]] as const) {
-    let standIn: Writable | undefined;
-    const get = () => (standIn ??= Object.assign(new (require("node:stream").Writable)({
-      decodeStrings: false,
-      write(chunk: string | Uint8Array, encoding: BufferEncoding, done: () => void) {
-        const text = typeof chunk !== "string" ? Buffer.from(chunk).toString("utf8")
-          : encoding === "utf8" || encoding === "utf-8" ? chunk : Buffer.from(chunk, encoding).toString("utf8");
-        emit(stream, text);
-        done();
-      },
-    }), { fd, isTTY: false }));
-    Object.defineProperty(process, stream, { configurable: true, enumerable: true, get });
-  }
+  // Patching write on Bun's own streams keeps everything else about them (fd, isTTY,
+  // events) as user code expects.
+  const writer = (stream: Stream) =>
+    ((chunk: unknown, encoding?: unknown, cb?: unknown) => {
+      const enc = typeof encoding === "string" ? (encoding as BufferEncoding) : "utf8";
+      const text = typeof chunk !== "string" ? Buffer.from(chunk as Uint8Array).toString("utf8")
+        : enc === "utf8" || enc === "utf-8" ? chunk : Buffer.from(chunk, enc).toString("utf8");
+      emit(stream, text);
+      const done = typeof encoding === "function" ? encoding : cb;
+      if (typeof done === "function") process.nextTick(done as () => void);
+      return true;
+    }) as typeof process.stdout.write;
+  process.stdout.write = writer("stdout");
+  process.stderr.write = writer("stderr");
 }
 
 // --- errors ---------------------------------------------------------------------------
@@ -328,8 +326,10 @@ async function main() {
   const args = process.argv.slice(2);
   const chan = new Channel(Number(args[args.indexOf("--fd") + 1]));
   const marker = args[args.indexOf("--marker") + 1];
-  installConsole();
   chan.send({ t: "hello", protocol: 1, runtime: "bun", version: Bun.version });
+  // After the hello, so that the ~6 ms Bun takes to build process.stdout / stderr
+  // overlap with the host's reply; still before any user code.
+  installConsole();
   let ready: Promise<Loaded | null> | null = null;
   for await (const msg of chan.messages()) {
     if (msg.t === "load" && !ready) {

@@ -84,6 +84,18 @@ fn a_non_root_server_sandboxes_with_a_user_namespace() {
     let oom = invoke("hostile-js", json!({"attack": "memory", "mb": 400}));
     let api_port: u16 = url.rsplit(':').next().expect("port").parse().expect("port");
     let connect = invoke("hostile-py", json!({"attack": "connect", "port": api_port}));
+    // Whether outbound networking can be had depends on /dev/net/tun being usable by
+    // this user; either way the answer must be the truth, never a broken instance.
+    let tun_usable = std::fs::metadata("/dev/net/tun").is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o006 == 0o006
+    });
+    let outbound = http
+        .post(format!("{url}/v1/functions?wait=true"))
+        .body(json!({"name": "out", "runtime": "python", "code": "def handler(e):\n    return 1\n", "network": "outbound"}).to_string())
+        .send()
+        .expect("send");
+    let outbound = (outbound.status(), outbound.json::<Value>().expect("json"));
     let _ = child.kill();
     let _ = child.wait();
 
@@ -115,4 +127,19 @@ fn a_non_root_server_sandboxes_with_a_user_namespace() {
         oom.1
     );
     assert!(connect.1.get("connected").is_none(), "{}", connect.1);
+    if tun_usable {
+        assert_eq!(
+            (outbound.0, &outbound.1["state"]),
+            (StatusCode::CREATED, &json!("ready")),
+            "{}",
+            outbound.1
+        );
+    } else {
+        assert_eq!(outbound.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", outbound.1);
+        assert_eq!(outbound.1["error"]["code"], "network_unavailable");
+        assert!(outbound.1["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("/dev/net/tun"));
+    }
 }

@@ -83,6 +83,9 @@ struct On {
     next_id: AtomicU64,
     /// slirp4netns, which gives instances outbound networking; None if not installed.
     slirp: Option<PathBuf>,
+    /// Whether this server's user may open /dev/net/tun (root always can), which a
+    /// rootless slirp4netns needs.
+    tun_usable: bool,
     /// Inits waiting in their cgroups. Locked only to push or pop, never across a wait.
     parked: Mutex<Vec<Parked>>,
 }
@@ -162,6 +165,12 @@ impl Sandbox {
             cgroups,
             next_id: AtomicU64::new(0),
             slirp: find_on_path("slirp4netns"),
+            tun_usable: nix::unistd::geteuid().is_root()
+                || std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/net/tun")
+                    .is_ok(),
             parked: Mutex::new(Vec::new()),
         });
         let sandbox = Sandbox {
@@ -231,6 +240,11 @@ impl Sandbox {
                  (apt-get install slirp4netns, or run `make tools` as root)"
                     .to_owned(),
             ),
+            Mode::On(on) if !on.tun_usable => Some(
+                "this host cannot give functions outbound networking: this server's user cannot \
+                 open /dev/net/tun (it is usually mode 0666; here it is not)"
+                    .to_owned(),
+            ),
             Mode::On(_) | Mode::Off => None,
         }
     }
@@ -258,14 +272,23 @@ impl Sandbox {
             "--configure",
             "--mtu=65520",
             "--disable-host-loopback",
-            "--enable-sandbox",
             "--enable-seccomp",
         ])
-        .args(["--ready-fd=3", "--exit-fd=4", &pid.to_string(), "tap0"])
+        .args(["--ready-fd=3", "--exit-fd=4"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+        if nix::unistd::geteuid().is_root() {
+            // Its own mount-namespace sandbox; it needs to be root inside the namespace it
+            // joins, which a rootless instance's (one mapped id) cannot offer.
+            cmd.arg("--enable-sandbox");
+        } else {
+            // Without root, only the instance's own user namespace gives the rights to
+            // make its tap device.
+            cmd.arg(format!("--userns-path=/proc/{pid}/ns/user"));
+        }
+        cmd.args([pid.to_string().as_str(), "tap0"]);
         sys::pass_fds(&mut cmd, vec![(ready_w.as_raw_fd(), 3), (exit_r.as_raw_fd(), 4)]);
         let mut child = cmd
             .spawn()

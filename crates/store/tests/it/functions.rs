@@ -3,7 +3,7 @@
 use ignis_store::{StoreError, StoredVersion, VersionStatus};
 use time::macros::offset;
 
-use crate::{count, open, raw, record, t, version};
+use crate::{count, open, raw, record, t, version, WriteLock};
 
 #[test]
 fn a_created_function_reads_back_field_for_field() {
@@ -225,4 +225,30 @@ fn deleting_a_function_removes_its_versions_invocations_and_logs() {
     // The name is free again, with no history.
     store.create_function(&version("doomed", 1)).expect("re-create");
     assert!(store.list_invocations("doomed", 10).expect("list").is_empty());
+}
+
+#[test]
+fn a_delete_during_a_blocked_commit_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.create_function(&version("doomed", 1)).expect("create");
+    let writer = store.start_invocation_writer(100);
+    // The writer takes the record and then waits on the lock; the delete comes meanwhile.
+    let lock = WriteLock::take(dir.path());
+    writer.record(record("d1", "doomed", 1_000, &["d1 out"]));
+    let deleting = {
+        let store = store.clone();
+        std::thread::spawn(move || store.delete_function("doomed"))
+    };
+    lock.release();
+    assert!(deleting.join().expect("delete thread").expect("delete"));
+    writer.flush();
+    let db = raw(dir.path());
+    assert_eq!(
+        count(&db, "invocations", "function", "doomed"),
+        0,
+        "the record came back"
+    );
+    assert_eq!(count(&db, "log_lines", "function", "doomed"), 0);
+    assert_eq!(store.get_invocation("d1").expect("get"), None);
 }

@@ -1,7 +1,9 @@
 //! The invocation writer and the reads beside it: read-your-writes, persistence, retention,
 //! listing order, recent logs, failed commits.
 
-use ignis_store::{InvocationRecord, LogLine, StoredLogLine};
+use std::time::Duration;
+
+use ignis_store::{InvocationRecord, InvocationWriter, LogLine, StoredLogLine};
 
 use crate::{count, ids, open, raw, record, t, WriteLock};
 
@@ -258,10 +260,22 @@ fn a_nan_duration_does_not_wedge_the_writer() {
     rec.duration_ms = f64::NAN;
     writer.record(rec);
     writer.record(record("after", "f", 2_000, &[]));
-    // Hangs here if the batch cannot commit.
-    writer.flush();
+    flush_or_fail(&writer);
     let db = raw(dir.path());
     assert_eq!(count(&db, "invocations", "id", "after"), 1);
     let stored = store.get_invocation("nan").expect("get").expect("stored");
     assert_eq!(stored.duration_ms, 0.0);
+}
+
+/// Flushes, failing the test rather than hanging it if the writer is stuck on a batch.
+fn flush_or_fail(writer: &InvocationWriter) {
+    let (done, flushed) = std::sync::mpsc::channel();
+    let writer = writer.clone();
+    std::thread::spawn(move || {
+        writer.flush();
+        let _ = done.send(());
+    });
+    flushed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the writer committed the batch");
 }
