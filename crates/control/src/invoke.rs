@@ -102,6 +102,7 @@ impl Platform {
                 duration: ran.duration,
                 result: &result,
                 logs: &ran.result.logs,
+                memory_mb: active.pool.spec.memory_mb,
             });
             // The caller is answered first; recording (a channel send and a short lock
             // on the writer's pending map) happens after, off the response path.
@@ -172,6 +173,10 @@ fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
         started_at: r.started_at,
         duration_ms: r.duration.as_secs_f64() * 1000.0,
         error_json: error.map(|e| e.to_string()),
+        memory_mb: r.memory_mb,
+        billed_ms: billed_ms(r.duration),
+        peak_memory_mb: None,
+        init: None,
         logs: r
             .logs
             .iter()
@@ -195,6 +200,13 @@ struct RecordRequest<'a> {
     duration: Duration,
     result: &'a InvokeResult,
     logs: &'a [LogLine],
+    memory_mb: u32,
+}
+
+/// Billed time: the duration rounded up to a whole millisecond (at least 1).
+fn billed_ms(duration: Duration) -> u64 {
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    micros.div_ceil(1000).max(1)
 }
 
 pub fn out_of_memory_message(memory_mb: u32) -> String {

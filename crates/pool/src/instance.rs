@@ -315,6 +315,8 @@ impl InstanceTask {
         let load = HostMessage::Load {
             dir: &dir,
             file: spec.runtime.source_file(),
+            code: None,
+            concurrency: 1,
             handler: &spec.handler,
             env: &spec.env,
             function: FunctionInfo {

@@ -40,6 +40,11 @@ pub enum HostMessage<'a> {
     Load {
         dir: &'a str,
         file: &'a str,
+        /// The source itself, when the instance has no copy of it: the bootstrap writes it
+        /// to `dir/file` before importing. `None` when `dir/file` already exists.
+        code: Option<&'a str>,
+        /// How many invocations the host may have in flight on this instance at once.
+        concurrency: u32,
         handler: &'a str,
         env: &'a BTreeMap<String, String>,
         function: FunctionInfo<'a>,

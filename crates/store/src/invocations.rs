@@ -143,5 +143,9 @@ fn invocation_row(r: &Row<'_>) -> Result<InvocationRecord, StoreError> {
         duration_ms: r.get(6)?,
         error_json: r.get(7)?,
         logs: Vec::new(),
+        memory_mb: 0,
+        billed_ms: 0,
+        peak_memory_mb: None,
+        init: None,
     })
 }

@@ -146,6 +146,29 @@ pub struct InvocationRecord {
     pub duration_ms: f64,
     pub error_json: Option<String>,
     pub logs: Vec<LogLine>,
+    /// The function version's `memory_mb` (for GB-seconds).
+    pub memory_mb: u32,
+    /// `duration_ms` rounded up to a whole millisecond.
+    pub billed_ms: u64,
+    /// The instance's peak memory use as of the end of this invocation, when known.
+    pub peak_memory_mb: Option<u32>,
+    /// Set when this invocation had to start its instance.
+    pub init: Option<ColdStart>,
+}
+
+/// Why and how an invocation's instance was started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColdStart {
+    /// `first_call`, `scale_out`, `after_idle` or `new_version`.
+    pub reason: String,
+    /// Whole start, as the caller waited for it.
+    pub init_ms: f64,
+    /// Making the sandbox (0 when a pre-warmed instance was used).
+    pub sandbox_ms: f64,
+    /// Starting the interpreter up to its hello (0 when pre-warmed).
+    pub runtime_ms: f64,
+    /// Loading the function's code.
+    pub load_ms: f64,
 }
 
 /// The store. Cheap to clone.

@@ -79,6 +79,10 @@ impl Pending {
             duration_ms: r.duration_ms,
             error_json: r.error_json.clone(),
             logs: Vec::new(),
+            memory_mb: r.memory_mb,
+            billed_ms: r.billed_ms,
+            peak_memory_mb: r.peak_memory_mb,
+            init: r.init.clone(),
         })
     }
 

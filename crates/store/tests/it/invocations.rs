@@ -30,6 +30,10 @@ fn full_record(id: &str, at: i64) -> InvocationRecord {
                 line: "Traceback: ünïcödé".to_owned(),
             },
         ],
+        memory_mb: 256,
+        billed_ms: 13,
+        peak_memory_mb: None,
+        init: None,
     }
 }
 

@@ -51,6 +51,10 @@ pub fn record(id: &str, function: &str, at: i64, lines: &[&str]) -> InvocationRe
                 line: (*l).to_owned(),
             })
             .collect(),
+        memory_mb: 128,
+        billed_ms: 2,
+        peak_memory_mb: None,
+        init: None,
     }
 }
 
