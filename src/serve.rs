@@ -3,13 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ignis_api::ApiConfig;
 use ignis_cli::ServeArgs;
 use ignis_control::{ControlConfig, Platform};
-use ignis_pool::{Launcher, RuntimeConfig, Runtimes};
+use ignis_pool::{Capacity, Launcher, RuntimeConfig, Runtimes};
 use ignis_sandbox::Sandbox;
 use ignis_store::Store;
 
@@ -22,6 +21,8 @@ struct Config {
     log_limit_bytes: usize,
     insecure_no_sandbox: bool,
     runtimes: RuntimeConfig,
+    prewarm: usize,
+    memory_capacity_mb: u64,
 }
 
 impl Config {
@@ -60,6 +61,11 @@ impl Config {
             retention: args.retention as usize,
             log_limit_bytes: args.log_limit_bytes as usize,
             insecure_no_sandbox: args.insecure_no_sandbox,
+            prewarm: args.prewarm as usize,
+            memory_capacity_mb: match args.memory_capacity {
+                Some(mb) => mb,
+                None => host_memory_mb()? * 3 / 4,
+            },
             runtimes: RuntimeConfig {
                 python: std::env::var_os("IGNIS_PYTHON").map(PathBuf::from),
                 bun: std::env::var_os("IGNIS_BUN").map(PathBuf::from),
@@ -67,6 +73,17 @@ impl Config {
             },
         })
     }
+}
+
+/// The host's memory (MemTotal) in MiB.
+fn host_memory_mb() -> anyhow::Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
+    let kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no MemTotal in /proc/meminfo; set --memory-capacity")?;
+    Ok(kb / 1024)
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
@@ -112,9 +129,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ),
         }
     }
+    let launcher = Launcher::new(runtimes, sandbox, config.prewarm);
+    launcher.refill();
+    tracing::info!(
+        prewarm = config.prewarm,
+        memory_capacity_mb = config.memory_capacity_mb,
+        "capacity"
+    );
     let platform = Platform::new(
         store,
-        Arc::new(Launcher { runtimes, sandbox }),
+        launcher,
+        Capacity::new(config.memory_capacity_mb),
         ControlConfig {
             data_dir: data_dir.clone(),
             log_limit_bytes: config.log_limit_bytes,

@@ -5,8 +5,8 @@
 //
 // What user code writes through console.* and process.stdout/stderr.write while an
 // invocation runs is captured into that invocation's logs. The capture is found through
-// AsyncLocalStorage, never a global, so that concurrent invocations (of a later version)
-// would each keep their own logs, event and context.
+// AsyncLocalStorage, never a global, so that concurrent invocations each keep their own
+// logs, event and context.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import fs from "node:fs";
@@ -175,14 +175,14 @@ function describe(err: unknown): { type: string; message: string; stack: string 
 // The line of the user's file to blame for an error at import: the position of a syntax
 // error, the import that does not resolve, else the first (deepest) frame of the user's
 // file in the stack.
-function userLine(err: unknown, file: string): number | null {
+function userLine(err: unknown, file: string, code?: string): number | null {
   const line = buildMessage(err)?.position?.line;
   if (typeof line === "number" && line > 0) return line;
   const unresolved = err as { name?: string; specifier?: string; referrer?: string };
   if (unresolved?.name === "ResolveMessage" && unresolved.referrer === file && unresolved.specifier) {
     // Bun gives no position for an import it cannot resolve: find the import's line.
     const quoted = [`"${unresolved.specifier}"`, `'${unresolved.specifier}'`];
-    const at = fs.readFileSync(file, "utf8").split("\n").findIndex((l) => quoted.some((q) => l.includes(q)));
+    const at = (code ?? fs.readFileSync(file, "utf8")).split("\n").findIndex((l) => quoted.some((q) => l.includes(q)));
     if (at >= 0) return at + 1;
   }
   const stack = err instanceof Error ? err.stack ?? "" : "";
@@ -197,11 +197,18 @@ async function load(msg: any): Promise<{ handler?: Handler; error?: object }> {
   Object.assign(process.env, msg.env);
   process.chdir(msg.dir);
   const file = path.resolve(msg.dir, msg.file);
+  const code: string | undefined = typeof msg.code === "string" ? msg.code : undefined;
+  if (code !== undefined) {
+    // A sandboxed instance gets its code in the message, never on a disk it could write
+    // to: a virtual module under its would-be path (loader by extension: js or ts).
+    const loader = file.endsWith(".ts") ? "ts" : "js";
+    Bun.plugin({ name: "ignis-code", setup: (build) => void build.module(file, () => ({ contents: code, loader })) });
+  }
   let mod: any;
   try {
     mod = await import(file);
   } catch (err) {
-    return { error: { ...describe(err), line: userLine(err, file) } };
+    return { error: { ...describe(err), line: userLine(err, file, code) } };
   }
   const name: string = msg.handler;
   const own = mod?.[name];
@@ -341,7 +348,9 @@ async function main() {
       });
       ready.catch(crash);
     } else if (msg.t === "invoke" && ready) {
-      // Not awaited: the host sends one invoke at a time, and nothing here relies on it.
+      // Not awaited: with `concurrency` above 1 the host sends up to that many before the
+      // first answers, and they run as concurrent async calls. Markers and answer are
+      // written synchronously, so frames never interleave.
       ready.then((run) => run && invoke(chan, marker, run, msg)).catch(crash);
     }
   }

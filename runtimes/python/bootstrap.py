@@ -264,11 +264,23 @@ def _load(msg):
     sys.path.insert(0, msg["dir"])
     path = os.path.join(msg["dir"], msg["file"])
     name = os.path.splitext(os.path.basename(msg["file"]))[0]
+    code = msg.get("code")
     try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # as a normal import would: pickle, dataclasses need it
-        spec.loader.exec_module(module)
+        if code is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # as a normal import would: pickle, dataclasses need it
+            spec.loader.exec_module(module)
+        else:
+            # A sandboxed instance gets its code in the message, never on a disk it could
+            # write to; it runs under its would-be path, and tracebacks show its lines.
+            import linecache
+
+            linecache.cache[path] = (len(code), None, code.splitlines(True), path)
+            module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, None, origin=path))
+            module.__file__ = path
+            sys.modules[name] = module
+            exec(compile(code, path, "exec", dont_inherit=True), module.__dict__)
     except BaseException as exc:  # SystemExit or KeyboardInterrupt at import fail the load too
         error = _describe(exc)
         error["line"] = _user_line(exc, path)
@@ -278,6 +290,17 @@ def _load(msg):
         message = "handler '%s' is not a function in %s" % (msg["handler"], msg["file"])
         return None, {"type": "HandlerNotFound", "message": message, "stack": "", "line": None}
     return fn, None
+
+
+def _is_coroutine_function(fn):
+    code = getattr(fn, "__code__", None)
+    if code is not None and not hasattr(fn, "__wrapped__"):
+        return bool(code.co_flags & 0x80)  # CO_COROUTINE
+    import inspect
+
+    return inspect.iscoroutinefunction(inspect.unwrap(fn)) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)
+    )
 
 
 class _Instance:
@@ -290,6 +313,7 @@ class _Instance:
         self.log_limit = load["log_limit_bytes"]
         self.max_response = load["max_response_bytes"]
         self.loop = None  # one event loop for the life of the instance, made on first need
+        self.concurrency = max(1, int(load.get("concurrency", 1)))
 
     def invoke(self, msg):
         cap = _Capture(self.log_limit)
@@ -316,6 +340,10 @@ class _Instance:
                 result = self._loop().run_until_complete(result)
         except BaseException as exc:  # SystemExit in a handler fails the call, not the instance
             return {"t": "error", "id": inv_id, "error": _describe(exc)}, None
+        return self._encode(inv_id, result)
+
+    def _encode(self, inv_id, result):
+        """The answer for a handler's return value, and the value encoded."""
         try:
             text = json.dumps(result, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -344,6 +372,107 @@ class _Instance:
                 _write_all(fd, data)
             except OSError:
                 pass  # a closed stdout / stderr has nothing left to deliver either
+
+
+class _ConcurrentInstance(_Instance):
+    """Serves up to `concurrency` invocations at once (the host never sends more). Async
+    handlers run as tasks of one event loop on a thread of its own; other handlers run on
+    a pool of threads. The main thread only reads frames. Each call keeps its own capture
+    (a ContextVar, carried into its task or thread), and each answer is written whole,
+    after its end markers, under one lock."""
+
+    def __init__(self, fd, marker, handler, load):
+        super().__init__(fd, marker, handler, load)
+        import threading
+
+        self.send_lock = threading.Lock()
+        self.is_async = _is_coroutine_function(handler)
+        self.loop_ready = threading.Event()
+        self.pool = None
+        if self.is_async:
+            self._start_loop_thread()
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Threads are made on demand, up to one per call in flight.
+            self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ignis-call")
+
+    def _start_loop_thread(self):
+        import asyncio
+        import threading
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.loop_ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, name="ignis-loop", daemon=True).start()
+        self.loop_ready.wait()
+
+    def invoke(self, msg):
+        if self.is_async:
+            self.loop.call_soon_threadsafe(self._begin_task, msg)
+        else:
+            self.pool.submit(self._run_in_thread, msg)
+
+    def _begin_task(self, msg):
+        # In the loop thread: the task runs in a context of its own.
+        self.loop.create_task(self._run_task(msg), context=contextvars.copy_context())
+
+    async def _run_task(self, msg):
+        cap = _Capture(self.log_limit)
+        _capture.set(cap)
+        inv_id = msg["id"]
+        try:
+            context = _Context(inv_id, self.function, msg["deadline_ms"])
+            if self.with_context:
+                result = self.handler(msg["event"], context)
+            else:
+                result = self.handler(msg["event"])
+            if hasattr(type(result), "__await__"):
+                result = await result
+        except BaseException as exc:
+            self._answer(cap, msg, ({"t": "error", "id": inv_id, "error": _describe(exc)}, None))
+            return
+        self._answer(cap, msg, self._encode(inv_id, result))
+
+    def _run_in_thread(self, msg):
+        cap = _Capture(self.log_limit)
+        answer = contextvars.copy_context().run(self._call, cap, msg)
+        self._answer(cap, msg, answer)
+
+    def _loop(self):
+        # A sync handler returned an awaitable: it runs on the shared loop thread while
+        # this call's thread waits for it.
+        if self.loop is None:
+            with self.send_lock:
+                if self.loop is None:
+                    self._start_loop_thread()
+        return _LoopProxy(self.loop)
+
+    def _answer(self, cap, msg, answer_value):
+        answer, value = answer_value
+        answer["logs"] = cap.finish()
+        with self.send_lock:
+            self._end_markers(msg["id"])
+            _send(self.fd, answer, value)
+
+
+class _LoopProxy:
+    """What `_Instance._call` expects of a loop, backed by a loop running on another thread."""
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def run_until_complete(self, awaitable):
+        import asyncio
+
+        async def wrap():
+            return await awaitable
+
+        # The task copies this thread's context: the call's capture goes with it.
+        return asyncio.run_coroutine_threadsafe(wrap(), self.loop).result()
 
 
 def _flush_real():
@@ -382,7 +511,8 @@ def main():
             pass  # nothing to serve; wait for the host to hang up
         _exit()
     _send(fd, {"t": "loaded"})
-    instance = _Instance(fd, marker, handler, load)
+    concurrent = int(load.get("concurrency", 1)) > 1
+    instance = (_ConcurrentInstance if concurrent else _Instance)(fd, marker, handler, load)
     while True:
         msg = _read_frame(fd)
         if msg is None:

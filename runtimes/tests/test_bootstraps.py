@@ -122,17 +122,23 @@ class Instance:
         assert hello["t"] == "hello", hello
         return hello
 
-    def load(self, env=None, limit=LOG_LIMIT, max_response=6 * 1024 * 1024):
+    def load(self, env=None, limit=LOG_LIMIT, max_response=6 * 1024 * 1024, code=None, concurrency=1, dir=None):
         self.hello()
-        self.send({
-            "t": "load", "dir": self.dir, "file": self.filename, "handler": self.handler, "env": env or {},
+        msg = {
+            "t": "load", "dir": dir or self.dir, "file": self.filename, "handler": self.handler, "env": env or {},
             "function": {"name": "greet", "version": 4, "memory_mb": 128, "timeout_ms": TIMEOUT_MS},
-            "log_limit_bytes": limit, "max_response_bytes": max_response,
-        })
+            "log_limit_bytes": limit, "max_response_bytes": max_response, "concurrency": concurrency,
+        }
+        if code is not None:
+            msg["code"] = code
+        self.send(msg)
         return self.frame()
 
-    def invoke(self, inv_id, event=None):
+    def send_invoke(self, inv_id, event=None):
         self.send({"t": "invoke", "id": inv_id, "event": event, "deadline_ms": int(time.time() * 1000) + TIMEOUT_MS})
+
+    def invoke(self, inv_id, event=None):
+        self.send_invoke(inv_id, event)
         answer = self.frame()
         assert answer.get("id") == inv_id, answer
         return answer
@@ -153,7 +159,7 @@ class Case(unittest.TestCase):
         return inst
 
     def loaded(self, runtime_file, source, **kw):
-        load_kw = {k: kw.pop(k) for k in ("env", "limit", "max_response") if k in kw}
+        load_kw = {k: kw.pop(k) for k in ("env", "limit", "max_response", "concurrency") if k in kw}
         inst = self.start(runtime_file, source, **kw)
         self.assertEqual(inst.load(**load_kw), {"t": "loaded"})
         return inst
@@ -280,6 +286,35 @@ class Loading(Case):
                 inst.drain_now()
                 self.assertEqual(inst.out[1], b"importing\n" + marker("0") + marker("1") + marker("2"))
 
+    def test_code_sent_in_the_load_message_runs_from_memory(self):
+        # A sandboxed instance gets its code inline, and nothing is written to disk: its
+        # code directory is empty and read-only. The code still runs under its path, and
+        # errors point into it.
+        sources = {
+            PY: "import os\ndef handler(e):\n    if e: raise ValueError('no')\n    return [os.getcwd(), __file__]\n",
+            JS: "export function handler(e) {\n  if (e) throw new Error('no');\n  return [process.cwd(), import.meta.path];\n}\n",
+            TS: "export function handler(e: unknown): string[] {\n  if (e) throw new Error('no');\n  return [process.cwd(), import.meta.path];\n}\n",
+        }
+        for runtime_file, source in pairs(sources):
+            with self.sub(runtime_file):
+                inst = self.start(runtime_file, "this file is not the one loaded")
+                empty = os.path.join(inst.tmp, "empty")
+                os.mkdir(empty)
+                self.assertEqual(inst.load(code=source, dir=empty), {"t": "loaded"})
+                path = os.path.join(os.path.realpath(empty), runtime_file[1])
+                self.assertEqual(inst.invoke("1")["value"], [os.path.realpath(empty), path])
+                error = inst.invoke("2", True)["error"]
+                self.assertEqual(error["message"], "no")
+                where = ('File "%s", line 3' % path) if runtime_file == PY else ("%s:2:" % path)
+                self.assertIn(where, error["stack"])
+                self.assertEqual(os.listdir(empty), [], "nothing was written")
+        for runtime_file in (PY, JS):
+            with self.sub(runtime_file):
+                inst = self.start(runtime_file, "")
+                broken = "x = 1\n\ndef handler(e:\n" if runtime_file == PY else "const x = 1;\n\nexport function handler( {\n"
+                err = inst.load(code=broken, dir=inst.tmp)
+                self.assertEqual((err["t"], err["error"]["type"], err["error"]["line"]), ("load_error", "SyntaxError", 3), err)
+
     def test_env_and_working_directory(self):
         py = "import os\ndef handler(e):\n    return [os.environ.get('GREETING'), os.getcwd()]\n"
         js = "export const handler = () => [process.env.GREETING, process.cwd()];\n"
@@ -312,6 +347,61 @@ class Handlers(Case):
                     self.assertIn(("stdout", "after await"), logs(answer))
                 if runtime_file == PY:
                     self.assertIn(("stdout", "from a thread with the context"), logs(answer))
+
+    def test_concurrent_calls_overlap_in_one_instance(self):
+        # Call "a" cannot finish before call "b" has run: with one call at a time this
+        # would never answer. Each call keeps its own logs.
+        wait_py = ("import os, time\n"
+                   "def handler(e):\n    print('start', e['id'])\n    flag = os.path.join(os.getcwd(), 'flag')\n"
+                   "    if e['id'] == 'b':\n        open(flag, 'w').close()\n"
+                   "    while not os.path.exists(flag):\n        time.sleep(0.002)\n"
+                   "    print('end', e['id'])\n    return e['id']\n")
+        wait_py_async = ("import asyncio, os\n"
+                         "async def handler(e):\n    print('start', e['id'])\n    flag = os.path.join(os.getcwd(), 'flag')\n"
+                         "    if e['id'] == 'b':\n        open(flag, 'w').close()\n"
+                         "    while not os.path.exists(flag):\n        await asyncio.sleep(0.002)\n"
+                         "    print('end', e['id'])\n    return e['id']\n")
+        # A plain function returning a coroutine: awaited on the shared loop.
+        wait_py_returns_coro = wait_py_async.replace("async def handler(e):", "async def work(e):") + \
+            "def handler(e):\n    return work(e)\n"
+        wait_js = ("import fs from 'node:fs';\n"
+                   "export async function handler(e) {\n  console.log('start', e.id);\n"
+                   "  if (e.id === 'b') fs.writeFileSync('flag', '');\n"
+                   "  while (!fs.existsSync('flag')) await Bun.sleep(2);\n"
+                   "  console.log('end', e.id);\n  return e.id;\n}\n")
+        cases = [(PY, wait_py), (PY, wait_py_async), (PY, wait_py_returns_coro), (JS, wait_js)]
+        for n, (runtime_file, source) in enumerate(cases):
+            with self.subTest(case=n, runtime=runtime_file[0]):
+                inst = self.loaded(runtime_file, source, concurrency=4)
+                inst.send_invoke("a", {"id": "a"})
+                inst.send_invoke("b", {"id": "b"})
+                first, second = inst.frame(), inst.frame()
+                self.assertEqual([first["id"], second["id"]], ["b", "a"])
+                for answer in (first, second):
+                    i = answer["id"]
+                    self.assertEqual(answer["value"], i)
+                    self.assertEqual(logs(answer), [("stdout", "start " + i), ("stdout", "end " + i)])
+                inst.pump(lambda: marker("a") in inst.out[1] and marker("a") in inst.out[2], "the markers")
+
+    def test_many_concurrent_async_calls_each_get_their_own_answer(self):
+        py = ("import asyncio\nasync def handler(e, ctx):\n    await asyncio.sleep(0.01)\n"
+              "    print(ctx.request_id)\n    return {'id': ctx.request_id, 'n': e['n']}\n")
+        js = ("export async function handler(e, ctx) {\n  await Bun.sleep(10);\n"
+              "  console.log(ctx.requestId);\n  return { id: ctx.requestId, n: e.n };\n}\n")
+        for runtime_file, source in pairs({PY: py, JS: js}):
+            with self.sub(runtime_file):
+                inst = self.loaded(runtime_file, source, concurrency=200)
+                for i in range(200):
+                    inst.send_invoke("c%d" % i, {"n": i})
+                answers = {}
+                for _ in range(200):
+                    a = inst.frame()
+                    answers[a["id"]] = a
+                self.assertEqual(sorted(answers), sorted("c%d" % i for i in range(200)))
+                for i in range(200):
+                    a = answers["c%d" % i]
+                    self.assertEqual(a["value"], {"id": "c%d" % i, "n": i})
+                    self.assertEqual(logs(a), [("stdout", "c%d" % i)])
 
     def test_python_one_and_two_argument_handlers(self):
         cases = {

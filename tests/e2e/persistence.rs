@@ -138,7 +138,8 @@ fn instance_cgroups(server_pid: u32) -> usize {
 /// exiting, failed as busy, and was never removed: thousands piled up.
 #[test]
 fn stopped_instances_leave_no_cgroups_behind() {
-    let s = Server::start();
+    // Without pre-warmed instances, whose cgroups rightly stay.
+    let s = Server::start_with(None, &["--prewarm", "0"]);
     let pid = s.pid();
     for n in 0..4 {
         let name = format!("short-lived-{n}");

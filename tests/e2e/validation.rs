@@ -50,11 +50,23 @@ fn invalid_values_are_422_naming_the_field() {
         ("memory_mb", 127, 3073),
         ("vcpus", 0, 33),
         ("max_instances", 0, 1001),
-        ("idle_timeout_secs", 0, 86401),
+        ("idle_timeout_secs", -1, 86401),
+        ("min_instances", -1, 1001),
+        ("concurrency", 0, 1001),
     ] {
         assert_rejected(&s, &with(field, json!(low)), unprocessable, field);
         assert_rejected(&s, &with(field, json!(high)), unprocessable, field);
     }
+    assert_rejected(
+        &s,
+        &{
+            let mut b = with("min_instances", json!(3));
+            b["max_instances"] = json!(2);
+            b
+        },
+        unprocessable,
+        "min_instances",
+    );
     assert_rejected(&s, &with("env", json!({"1BAD": "x"})), unprocessable, "env.1BAD");
     assert_rejected(
         &s,
@@ -110,6 +122,7 @@ fn limits_at_their_bounds_are_accepted_and_returned() {
     let body = json!({
         "name": "bounds", "runtime": "python", "code": "def main(e):\n    return 1\n", "handler": "main",
         "timeout_secs": 300, "memory_mb": 3072, "vcpus": 32, "max_instances": 1000, "idle_timeout_secs": 86400,
+        "min_instances": 0, "concurrency": 1000,
         "env": {"A_1": "x"}
     });
     let a = s.create(&body);
@@ -121,6 +134,8 @@ fn limits_at_their_bounds_are_accepted_and_returned() {
         "vcpus",
         "max_instances",
         "idle_timeout_secs",
+        "min_instances",
+        "concurrency",
         "env",
         "handler",
     ] {
@@ -134,9 +149,19 @@ fn limits_at_their_bounds_are_accepted_and_returned() {
             &defaults["memory_mb"],
             &defaults["vcpus"],
             &defaults["max_instances"],
-            &defaults["idle_timeout_secs"]
+            &defaults["idle_timeout_secs"],
+            &defaults["min_instances"],
+            &defaults["concurrency"]
         ),
-        (&json!(30), &json!(128), &json!(1), &json!(10), &json!(300))
+        (
+            &json!(30),
+            &json!(128),
+            &json!(1),
+            &json!(10),
+            &json!(300),
+            &json!(0),
+            &json!(1)
+        )
     );
 }
 

@@ -42,6 +42,9 @@ pub(crate) async fn invoke(
             InvokeError::Throttled(_) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
             }
+            InvokeError::CapacityExhausted(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "capacity_exhausted", e.to_string())
+            }
             InvokeError::StartFailed(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string())
             }
@@ -101,8 +104,15 @@ pub(crate) async fn invoke(
     h.insert("x-ignis-invocation-id", id);
     h.insert(
         "x-ignis-cold-start",
-        HeaderValue::from_static(if inv.cold { "true" } else { "false" }),
+        HeaderValue::from_static(if inv.cold.is_some() { "true" } else { "false" }),
     );
+    if let Some(cold) = inv.cold {
+        let ms = format!("{:.3}", cold.timings.total().as_secs_f64() * 1000.0);
+        h.insert(
+            "x-ignis-init-ms",
+            HeaderValue::from_str(&ms).map_err(|e| internal(&e))?,
+        );
+    }
     let ms = format!("{:.3}", inv.duration.as_secs_f64() * 1000.0);
     h.insert(
         "x-ignis-duration-ms",

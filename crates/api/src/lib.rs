@@ -54,14 +54,32 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/invocations/{id}", get(invocations::get))
         .route("/runtimes", get(runtimes))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // Metrics name every function: behind the token like the API.
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(metrics)
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found("no such route") })
         // Bodies are read with explicit limits by each handler, which answer 413 with the
         // API's error shape rather than axum's plain-text one.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics text) exposition.
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = ignis_control::metrics::render(&state.platform).map_err(|e| error::internal(&e))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -59,6 +59,14 @@ pub struct ServeArgs {
     /// trusted code; the server warns at every start and in /healthz.
     #[arg(long)]
     pub insecure_no_sandbox: bool,
+    /// Generic instances kept started per interpreter, waiting for code, so that cold
+    /// starts only load code (0 turns the pre-warmed pool off).
+    #[arg(long, env = "IGNIS_PREWARM", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub prewarm: u32,
+    /// Cap on the sum of `memory_mb` of live instances, in MiB (default: 75% of the
+    /// host's memory).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(128..))]
+    pub memory_capacity: Option<u64>,
     /// Cap on the log output kept per invocation, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1024..))]
     pub log_limit_bytes: u32,

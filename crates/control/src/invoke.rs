@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use ignis_core::response::{map_return_value, MapError, MappedResponse};
 use ignis_core::{FunctionError, FunctionState, LogLine, Outcome};
-use ignis_pool::AcquireError;
-use ignis_store::{InvocationRecord, LogLine as StoredLine};
+use ignis_pool::{AcquireError, ColdStart};
+use ignis_store::{ColdStart as StoredColdStart, InvocationRecord, LogLine as StoredLine};
 use serde_json::json;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
+use crate::metrics::Throttle;
 use crate::Platform;
 
 /// Why an invocation did not reach a handler.
@@ -27,6 +28,8 @@ pub enum InvokeError {
     },
     #[error("{0}")]
     Throttled(String),
+    #[error("{0}")]
+    CapacityExhausted(String),
     #[error("could not start an instance: {0}")]
     StartFailed(String),
 }
@@ -48,7 +51,8 @@ pub enum InvokeResult {
 pub struct Invocation {
     pub id: String,
     pub version: u32,
-    pub cold: bool,
+    /// Set when the call waited for its instance to start.
+    pub cold: Option<ColdStart>,
     pub duration: Duration,
     pub result: InvokeResult,
 }
@@ -83,17 +87,24 @@ impl Platform {
         // The run is its own task so that it ends, is recorded and gives its instance back
         // even if the caller goes away.
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let task_slot = slot.clone();
         tokio::spawn(async move {
             let ran = match active.pool.invoke(task_id.clone(), Arc::from(event)).await {
                 Ok(ran) => ran,
                 Err(e) => {
+                    task_slot.metrics.throttled(match e {
+                        AcquireError::QueueFull => Throttle::QueueFull,
+                        AcquireError::CapacityExhausted => Throttle::Capacity,
+                        _ => Throttle::Deadline,
+                    });
                     let _ = reply.send(Err(e));
                     return;
                 }
             };
-            let timeout_secs = u32::try_from(active.pool.spec.timeout.as_secs()).unwrap_or(u32::MAX);
-            let result = InvokeResult::of(ran.result.outcome, timeout_secs, active.pool.spec.memory_mb);
-            let record = record_of(RecordRequest {
+            let spec = &active.pool.spec;
+            let timeout_secs = u32::try_from(spec.timeout.as_secs()).unwrap_or(u32::MAX);
+            let result = InvokeResult::of(ran.result.outcome, timeout_secs, spec.memory_mb);
+            let mut record = record_of(RecordRequest {
                 id: &task_id,
                 function: &function,
                 version,
@@ -102,11 +113,18 @@ impl Platform {
                 duration: ran.duration,
                 result: &result,
                 logs: &ran.result.logs,
-                memory_mb: active.pool.spec.memory_mb,
+                memory_mb: spec.memory_mb,
             });
-            // The caller is answered first; recording (a channel send and a short lock
-            // on the writer's pending map) happens after, off the response path.
+            task_slot.metrics.invoked(&result, ran.duration);
+            if let Some(cold) = ran.cold {
+                task_slot.metrics.cold_start(cold.reason, cold.timings.total());
+            }
+            // The caller is answered first; the peak memory (a file read) and recording
+            // (a channel send and a short lock on the writer's pending map) happen after,
+            // off the response path.
             let _ = reply.send(Ok((ran.cold, ran.duration, result)));
+            record.peak_memory_mb = ran.instance.peak_memory_mb();
+            drop(ran.instance);
             platform.writer.record(record);
         });
         let (cold, duration, result) = answer
@@ -115,6 +133,9 @@ impl Platform {
             .map_err(|e| match e {
                 AcquireError::QueueFull | AcquireError::DeadlinePassed => InvokeError::Throttled(format!(
                     "function {name:?} is at its max_instances and no instance became free in time: {e}"
+                )),
+                AcquireError::CapacityExhausted => InvokeError::CapacityExhausted(format!(
+                    "no instance of {name:?} could start: {e} (--memory-capacity)"
                 )),
                 AcquireError::StartFailed(e) => InvokeError::StartFailed(e.to_string()),
                 AcquireError::Retired => InvokeError::NotReady {
@@ -169,14 +190,20 @@ fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
         function: r.function.to_owned(),
         version: r.version,
         status: status.to_owned(),
-        cold_start: r.cold,
+        cold_start: r.cold.is_some(),
         started_at: r.started_at,
         duration_ms: r.duration.as_secs_f64() * 1000.0,
         error_json: error.map(|e| e.to_string()),
         memory_mb: r.memory_mb,
         billed_ms: billed_ms(r.duration),
         peak_memory_mb: None,
-        init: None,
+        init: r.cold.map(|c| StoredColdStart {
+            reason: c.reason.as_str().to_owned(),
+            init_ms: ms(c.timings.total()),
+            sandbox_ms: ms(c.timings.sandbox),
+            runtime_ms: ms(c.timings.runtime),
+            load_ms: ms(c.timings.load),
+        }),
         logs: r
             .logs
             .iter()
@@ -195,12 +222,16 @@ struct RecordRequest<'a> {
     id: &'a str,
     function: &'a str,
     version: u32,
-    cold: bool,
+    cold: Option<ColdStart>,
     started_at: OffsetDateTime,
     duration: Duration,
     result: &'a InvokeResult,
     logs: &'a [LogLine],
     memory_mb: u32,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// Billed time: the duration rounded up to a whole millisecond (at least 1).

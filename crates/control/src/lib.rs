@@ -6,6 +6,7 @@
 
 mod invoke;
 mod lifecycle;
+pub mod metrics;
 mod view;
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use ignis_core::{FunctionSpec, FunctionState};
-use ignis_pool::{Launcher, Runtimes, VersionPool};
+use ignis_pool::{Capacity, Launcher, Runtimes, VersionPool};
 use ignis_store::{InvocationWriter, Store};
 
 pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
@@ -55,6 +56,7 @@ struct Status {
 struct Slot {
     active: ArcSwapOption<Active>,
     status: Mutex<Status>,
+    metrics: metrics::FunctionMetrics,
 }
 
 impl Slot {
@@ -78,6 +80,7 @@ pub struct Platform {
     store: Store,
     writer: InvocationWriter,
     launcher: Arc<Launcher>,
+    capacity: Arc<Capacity>,
     config: ControlConfig,
     table: ArcSwap<HashMap<String, Arc<Slot>>>,
     /// Serialises create, update and delete, which read then write the table and store.
@@ -85,12 +88,18 @@ pub struct Platform {
 }
 
 impl Platform {
-    pub fn new(store: Store, launcher: Arc<Launcher>, config: ControlConfig) -> Arc<Platform> {
+    pub fn new(
+        store: Store,
+        launcher: Arc<Launcher>,
+        capacity: Arc<Capacity>,
+        config: ControlConfig,
+    ) -> Arc<Platform> {
         let writer = store.start_invocation_writer(config.retention_per_function);
         Arc::new(Platform {
             store,
             writer,
             launcher,
+            capacity,
             config,
             table: ArcSwap::from_pointee(HashMap::new()),
             changes: tokio::sync::Mutex::new(()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use ignis_core::{FunctionName, FunctionSpec, FunctionState, StateEvent};
-use ignis_pool::{LaunchSpec, PoolLimits, StartError, VersionPool};
+use ignis_pool::{LaunchSpec, PoolLimits, StartError, Starter, VersionPool};
 use ignis_store::{NewVersion, StoreError, StoredVersion, VersionStatus};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
@@ -64,6 +64,7 @@ impl Platform {
             })?;
         let spec = Arc::new(spec);
         let slot = Arc::new(Slot {
+            metrics: Default::default(),
             active: ArcSwapOption::empty(),
             status: std::sync::Mutex::new(Status {
                 state: FunctionState::Creating,
@@ -160,6 +161,7 @@ impl Platform {
                 (VersionStatus::Ready | VersionStatus::Deploying, _) => (Some(latest.clone()), None),
             };
             let slot = Arc::new(Slot {
+                metrics: Default::default(),
                 active: ArcSwapOption::empty(),
                 status: std::sync::Mutex::new(Status {
                     state: if deploy.is_some() {
@@ -234,20 +236,26 @@ impl Platform {
         });
         let platform = self.clone();
         tokio::spawn(async move {
-            let result = platform.deploy(&spec, version).await;
+            let result = platform.deploy(&slot, &spec, version).await;
             platform.finish_deploy(&slot, &spec, version, result).await;
             let _ = done_tx.send(());
         });
         done_rx
     }
 
-    async fn deploy(&self, spec: &FunctionSpec, version: u32) -> Result<VersionPool, StartError> {
+    async fn deploy(
+        &self,
+        slot: &Slot,
+        spec: &FunctionSpec,
+        version: u32,
+    ) -> Result<VersionPool, StartError> {
         let code_dir = self
             .write_code(spec, version)
             .map_err(|e| StartError::Spawn(e.to_string()))?;
         let launch = LaunchSpec {
             runtime: spec.runtime,
             code_dir,
+            code: Arc::from(spec.code.as_str()),
             handler: spec.handler.clone(),
             env: spec.env.clone(),
             function: spec.name.as_str().to_owned(),
@@ -257,12 +265,17 @@ impl Platform {
             network: spec.network,
             timeout: Duration::from_secs(u64::from(spec.timeout_secs)),
             log_limit: self.config.log_limit_bytes,
+            concurrency: spec.concurrency,
         };
         let limits = PoolLimits {
+            min_instances: spec.min_instances as usize,
             max_instances: spec.max_instances as usize,
+            concurrency: spec.concurrency as usize,
             idle_timeout: Duration::from_secs(u64::from(spec.idle_timeout_secs)),
         };
-        VersionPool::deploy(self.launcher.clone(), launch, limits).await
+        let starter: Arc<dyn Starter> = self.launcher.clone();
+        let evictions = slot.metrics.evictions.clone();
+        VersionPool::deploy(starter, self.capacity.clone(), launch, limits, evictions).await
     }
 
     async fn finish_deploy(

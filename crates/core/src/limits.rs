@@ -15,7 +15,10 @@ pub const TIMEOUT_SECS: (u32, u32, u32) = (1, 300, 30);
 pub const MEMORY_MB: (u32, u32, u32) = (128, 3072, 128);
 pub const VCPUS: (u32, u32, u32) = (1, 32, 1);
 pub const MAX_INSTANCES: (u32, u32, u32) = (1, 1000, 10);
-pub const IDLE_TIMEOUT_SECS: (u32, u32, u32) = (1, 86_400, 300);
+pub const MIN_INSTANCES: (u32, u32, u32) = (0, 1000, 0);
+pub const CONCURRENCY: (u32, u32, u32) = (1, 1000, 1);
+/// Zero stops an instance as soon as it has nothing to do (a fresh sandbox per call).
+pub const IDLE_TIMEOUT_SECS: (u32, u32, u32) = (0, 86_400, 300);
 
 /// Requests waiting for an instance of one function beyond this many are throttled at once.
 pub const MAX_QUEUED_PER_FUNCTION: usize = 1000;

@@ -124,6 +124,12 @@ pub struct FunctionSpec {
     pub memory_mb: u32,
     pub vcpus: u32,
     pub max_instances: u32,
+    /// Instances kept warm at all times (absent in versions stored before it existed).
+    #[serde(default)]
+    pub min_instances: u32,
+    /// Invocations one instance runs at once.
+    #[serde(default = "one")]
+    pub concurrency: u32,
     pub idle_timeout_secs: u32,
     pub env: BTreeMap<String, String>,
     /// Absent in versions stored before the field existed: those had no network.
@@ -176,7 +182,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 13] = [
     "name",
     "runtime",
     "code",
@@ -185,6 +191,8 @@ const FIELDS: [&str; 11] = [
     "memory_mb",
     "vcpus",
     "max_instances",
+    "min_instances",
+    "concurrency",
     "idle_timeout_secs",
     "env",
     "network",
@@ -276,6 +284,14 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         }
     };
 
+    let max_instances = fields.bounded("max_instances", limits::MAX_INSTANCES)?;
+    let min_instances = fields.bounded("min_instances", limits::MIN_INSTANCES)?;
+    if min_instances > max_instances {
+        return Err(SpecError::invalid(
+            "min_instances",
+            format!("min_instances ({min_instances}) must not exceed max_instances ({max_instances})"),
+        ));
+    }
     Ok(FunctionSpec {
         name,
         runtime,
@@ -284,11 +300,17 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         timeout_secs: fields.bounded("timeout_secs", limits::TIMEOUT_SECS)?,
         memory_mb: fields.bounded("memory_mb", limits::MEMORY_MB)?,
         vcpus: fields.bounded("vcpus", limits::VCPUS)?,
-        max_instances: fields.bounded("max_instances", limits::MAX_INSTANCES)?,
+        max_instances,
+        min_instances,
+        concurrency: fields.bounded("concurrency", limits::CONCURRENCY)?,
         idle_timeout_secs: fields.bounded("idle_timeout_secs", limits::IDLE_TIMEOUT_SECS)?,
         env,
         network,
     })
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn missing(field: &str) -> SpecError {
@@ -451,6 +473,7 @@ mod tests {
             ("memory_mb", limits::MEMORY_MB),
             ("vcpus", limits::VCPUS),
             ("max_instances", limits::MAX_INSTANCES),
+            ("concurrency", limits::CONCURRENCY),
             ("idle_timeout_secs", limits::IDLE_TIMEOUT_SECS),
         ] {
             assert!(parse(with(field, json!(min))).is_ok());
@@ -465,6 +488,42 @@ mod tests {
             let err = parse(with(field, json!(1.5))).expect_err(field);
             assert_eq!(err.code, "invalid_type");
         }
+    }
+
+    #[test]
+    fn min_instances_within_bounds_and_max() {
+        let mut body = with("min_instances", json!(1000));
+        body["max_instances"] = json!(1000);
+        assert_eq!(parse(body).expect("valid").min_instances, 1000);
+        assert_eq!(parse(ok_body()).expect("valid").min_instances, 0);
+        for bad in [-1, 1001] {
+            let mut body = with("min_instances", json!(bad));
+            body["max_instances"] = json!(1000);
+            let err = parse(body).expect_err("out of bounds");
+            assert_eq!(
+                (err.field.as_deref(), err.code),
+                (Some("min_instances"), "invalid_value")
+            );
+        }
+        let mut body = with("min_instances", json!(3));
+        body["max_instances"] = json!(2);
+        let err = parse(body).expect_err("min above max");
+        assert_eq!(err.field.as_deref(), Some("min_instances"));
+        assert!(
+            err.message.contains("must not exceed max_instances (2)"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn stored_specs_without_scaling_fields_read_back_with_defaults() {
+        let mut stored = serde_json::to_value(parse(ok_body()).expect("valid")).expect("json");
+        let obj = stored.as_object_mut().expect("object");
+        obj.remove("min_instances");
+        obj.remove("concurrency");
+        let spec: FunctionSpec = serde_json::from_value(stored).expect("old spec");
+        assert_eq!((spec.min_instances, spec.concurrency), (0, 1));
     }
 
     #[test]

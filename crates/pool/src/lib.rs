@@ -1,10 +1,17 @@
-//! Instance lifecycle: finding runtimes, starting instances, warm reuse, scaling, reaping.
+//! Instance lifecycle: finding runtimes, starting instances (pre-warmed or fresh), warm
+//! reuse, scaling, host capacity and eviction, reaping.
 
+mod capacity;
 mod instance;
 mod output;
 mod pool;
+mod prewarm;
 pub mod runtimes;
 
-pub use instance::{Instance, LaunchSpec, Launcher, RunResult, StartError};
-pub use pool::{AcquireError, InstanceCounts, Lease, PoolLimits, Ran, VersionPool};
+pub use capacity::{Capacity, Reservation};
+pub use instance::{
+    Generic, Instance, LaunchSpec, Launcher, RunResult, StartError, StartTimings, Started, Starter,
+};
+pub use pool::{AcquireError, ColdReason, ColdStart, InstanceCounts, Lease, PoolLimits, Ran, VersionPool};
+pub use prewarm::PREWARMED;
 pub use runtimes::{Interpreter, RuntimeConfig, Runtimes};

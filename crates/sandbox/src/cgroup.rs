@@ -181,17 +181,33 @@ impl InstanceCgroup {
             write(&dir.join("pids.max"), &limits.pids.to_string())
         } else {
             let (m, c, p) = (&self.dirs[0], &self.dirs[1], &self.dirs[2]);
-            write(&m.join("memory.limit_in_bytes"), &memory)?;
             // Without swap accounting there is no swap limit to set; with it, memory plus
-            // swap gets the same limit, so no swap at all.
-            if m.join("memory.memsw.limit_in_bytes").exists() {
-                write(&m.join("memory.memsw.limit_in_bytes"), &memory)?;
+            // swap gets the same limit, so no swap at all. The kernel keeps memory <=
+            // memory+swap at every step: raising writes memsw first, lowering memory first.
+            let memsw = m.join("memory.memsw.limit_in_bytes");
+            if write(&m.join("memory.limit_in_bytes"), &memory).is_err() && memsw.exists() {
+                write(&memsw, &memory)?;
+                write(&m.join("memory.limit_in_bytes"), &memory)?;
+            }
+            if memsw.exists() {
+                write(&memsw, &memory)?;
             }
             write(&m.join("memory.swappiness"), "0").ok();
             write(&c.join("cpu.cfs_period_us"), "100000")?;
             write(&c.join("cpu.cfs_quota_us"), &quota.to_string())?;
             write(&p.join("pids.max"), &limits.pids.to_string())
         }
+    }
+
+    /// The file holding the memory high-water mark of the instance (v1 `memory.max_usage_in_bytes`, v2
+    /// `memory.peak`, which kernels before 5.19 lack).
+    pub fn peak_memory_file(&self) -> PathBuf {
+        let file = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        self.dirs[0].join(file)
     }
 
     /// Whether the OOM killer killed a process of this instance.

@@ -47,6 +47,11 @@ pub struct InitConfig {
     /// resolver configuration).
     #[serde(default)]
     pub outbound: bool,
+    /// An empty directory made at this path inside the sandbox, read-only like the rest
+    /// of the root: the working directory of a generic instance, whose code arrives in
+    /// memory (it may start before the function exists, so nothing can be bound there).
+    #[serde(default)]
+    pub empty_dir: Option<PathBuf>,
 }
 
 /// The argument that makes the init park: join the cgroups named next, then wait for its
@@ -313,6 +318,9 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
         ),
         "/tmp",
     )?;
+    if let Some(path) = &c.empty_dir {
+        mount_point(root, path, true)?;
+    }
     for b in &c.binds {
         let target = mount_point(root, &b.target, b.source.is_dir())?;
         bind_ro(&b.source, &target)?;
@@ -352,7 +360,7 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
     ctx(chdir("/"), "chdir /")?;
     ctx(umount2("/.old", MntFlags::MNT_DETACH), "detach the old root")?;
     ctx(std::fs::remove_dir("/.old"), "rmdir /.old")?;
-    // The root itself becomes read-only; /tmp stays the only writable place.
+    // The root itself becomes read-only; only /tmp stays writable.
     let ro_root = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     ctx(mount(none, "/", none, ro_root, none), "read-only root")
 }

@@ -55,6 +55,8 @@ pub struct SpawnRequest {
     pub tmp_size_mb: u32,
     /// Outbound networking (see [`Sandbox::connect_outbound`]); without it, only loopback.
     pub outbound: bool,
+    /// An empty, read-only directory made at this path inside (see [`InitConfig::empty_dir`]).
+    pub empty_dir: Option<PathBuf>,
 }
 
 /// The argument that makes the `ignis` binary check, inside a sandbox, that it can run.
@@ -200,6 +202,7 @@ impl Sandbox {
             },
             tmp_size_mb: 1,
             outbound: false,
+            empty_dir: None,
         };
         let mut spawned = sandbox.spawn(&probe).map_err(|e| e.to_string())?;
         let status = spawned
@@ -340,6 +343,7 @@ impl Sandbox {
             env: req.env.clone(),
             cwd: req.cwd.clone(),
             outbound: req.outbound,
+            empty_dir: req.empty_dir.clone(),
         };
         if let Some(parked) = on.take() {
             // A parked init is already in its cgroup; a new one parks in the background.
@@ -369,6 +373,37 @@ pub struct Spawned {
     pub stderr: ChildStderr,
 }
 
+/// A file that tells an instance's peak memory use.
+#[derive(Debug, Clone)]
+pub enum MemoryProbe {
+    /// A cgroup file holding bytes.
+    Cgroup(PathBuf),
+    /// A `/proc/<pid>/status` file (its `VmHWM` line).
+    Status(PathBuf),
+}
+
+impl MemoryProbe {
+    /// The peak in MiB (rounded up), or `None` once the instance is gone.
+    pub fn read_mb(&self) -> Option<u32> {
+        let bytes = match self {
+            MemoryProbe::Cgroup(path) => std::fs::read_to_string(path).ok()?.trim().parse::<u64>().ok()?,
+            MemoryProbe::Status(path) => {
+                let status = std::fs::read_to_string(path).ok()?;
+                let kb: u64 = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                kb * 1024
+            }
+        };
+        u32::try_from(bytes.div_ceil(1024 * 1024)).ok()
+    }
+}
+
 /// A running instance process. Dropping it kills the process and its whole group.
 pub struct Process {
     child: Child,
@@ -387,6 +422,32 @@ impl Process {
     /// Whether the kernel's OOM killer killed a process of this instance.
     pub fn oom_killed(&self) -> bool {
         self.cgroup.as_ref().is_some_and(InstanceCgroup::oom_killed)
+    }
+
+    /// Sets the instance's memory, CPU and process limits (a generic instance gets its
+    /// function's limits when it is given the function). No-op without a sandbox.
+    pub fn set_limits(&self, limits: CgroupLimits) -> Result<(), SpawnError> {
+        match &self.cgroup {
+            Some(cg) => cg.set_limits(limits).map_err(SpawnError::Cgroup),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Where the instance's peak memory use can be read later: its cgroup's high-water
+    /// mark, or the process's own (VmHWM) without a sandbox.
+    pub fn memory_probe(&self) -> Option<MemoryProbe> {
+        match &self.cgroup {
+            Some(cg) => Some(MemoryProbe::Cgroup(cg.peak_memory_file())),
+            None => Some(MemoryProbe::Status(PathBuf::from(format!(
+                "/proc/{}/status",
+                self.child.id()?
+            )))),
+        }
     }
 
     /// Kills the process group at once (SIGKILL): used for timeouts and stops.

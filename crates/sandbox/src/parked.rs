@@ -40,6 +40,7 @@ impl Parked {
             },
             tmp_size_mb: 0,
             outbound: false,
+            empty_dir: None,
         };
         let spawned = spawn_plain(&req, Some(cgroup), Stdio::from(read))?;
         Ok(Parked {

@@ -4,15 +4,21 @@
 //! the map only after its commit, so it is always in one of the two snapshots (possibly
 //! both, hence the de-duplication by id).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+
+use time::OffsetDateTime;
 
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::writer::{self, InvocationWriter};
-use crate::{from_ms, sql_limit, InvocationRecord, LogLine, Store, StoreError, StoredLogLine};
+use crate::{
+    from_ms, ms, sql_limit, ColdStart, FunctionUsage, InvocationRecord, LogLine, Store, StoreError,
+    StoredLogLine,
+};
 
-const INVOCATION_COLUMNS: &str =
-    "id, function, version, status, cold_start, started_at, duration_ms, error_json";
+const INVOCATION_COLUMNS: &str = "id, function, version, status, cold_start, started_at, duration_ms, \
+     error_json, memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms, \
+     init_runtime_ms, init_load_ms";
 
 impl Store {
     /// Starts the background writer of invocation records. After each batch it keeps the
@@ -132,6 +138,89 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Per function, what was used by invocations started in `[since, until)`, counted by
+    /// the minute: both ends are rounded down to a whole minute. Functions with no
+    /// invocations in the period are left out; deleted functions are not (their use
+    /// happened). Sees records the writer has not committed yet.
+    pub fn usage(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<FunctionUsage>, StoreError> {
+        let (from, to) = (minute_of(since), minute_of(until));
+        let mut by_function: BTreeMap<String, FunctionUsage> = BTreeMap::new();
+        // Under the commit gate the pending map holds exactly the records not committed:
+        // nothing is counted twice or missed.
+        let _gate = self.inner.pending.commit_gate();
+        {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT function, SUM(invocations), SUM(errors), SUM(cold_starts), SUM(billed_ms), SUM(mb_ms)
+                 FROM usage_minutes WHERE minute >= ?1 AND minute < ?2 GROUP BY function
+                 HAVING SUM(invocations) > 0",
+            )?;
+            let rows = stmt.query_map(params![from, to], |r| {
+                Ok(FunctionUsage {
+                    function: r.get(0)?,
+                    invocations: r.get(1)?,
+                    errors: r.get(2)?,
+                    cold_starts: r.get(3)?,
+                    billed_ms: r.get(4)?,
+                    mb_ms: r.get(5)?,
+                })
+            })?;
+            for row in rows {
+                let u = row?;
+                by_function.insert(u.function.clone(), u);
+            }
+        }
+        for rec in self.inner.pending.all_without_logs() {
+            let minute = minute_of(rec.started_at);
+            if minute < from || minute >= to {
+                continue;
+            }
+            let u = by_function
+                .entry(rec.function.clone())
+                .or_insert_with(|| FunctionUsage {
+                    function: rec.function.clone(),
+                    ..FunctionUsage::default()
+                });
+            let c = Contribution::of(&rec);
+            u.invocations += 1;
+            u.errors += u64::from(c.error);
+            u.cold_starts += u64::from(c.cold);
+            u.billed_ms += c.billed_ms;
+            u.mb_ms += c.mb_ms;
+        }
+        Ok(by_function.into_values().collect())
+    }
+}
+
+/// The usage bucket of an instant: Unix minutes.
+pub(crate) fn minute_of(t: OffsetDateTime) -> i64 {
+    ms(t).div_euclid(60_000)
+}
+
+/// What one invocation adds to its usage bucket.
+pub(crate) struct Contribution {
+    pub(crate) error: bool,
+    pub(crate) cold: bool,
+    pub(crate) billed_ms: u64,
+    pub(crate) mb_ms: u64,
+}
+
+impl Contribution {
+    pub(crate) fn of(rec: &InvocationRecord) -> Contribution {
+        Contribution {
+            error: rec.status != "succeeded",
+            cold: rec.cold_start,
+            billed_ms: rec.billed_ms,
+            mb_ms: u64::from(rec.memory_mb).saturating_mul(rec.billed_ms),
+        }
+    }
+}
+
 fn invocation_row(r: &Row<'_>) -> Result<InvocationRecord, StoreError> {
     Ok(InvocationRecord {
         id: r.get(0)?,
@@ -143,9 +232,18 @@ fn invocation_row(r: &Row<'_>) -> Result<InvocationRecord, StoreError> {
         duration_ms: r.get(6)?,
         error_json: r.get(7)?,
         logs: Vec::new(),
-        memory_mb: 0,
-        billed_ms: 0,
-        peak_memory_mb: None,
-        init: None,
+        memory_mb: r.get(8)?,
+        billed_ms: r.get(9)?,
+        peak_memory_mb: r.get(10)?,
+        init: match r.get::<_, Option<String>>(11)? {
+            None => None,
+            Some(reason) => Some(ColdStart {
+                reason,
+                init_ms: r.get(12)?,
+                sandbox_ms: r.get(13)?,
+                runtime_ms: r.get(14)?,
+                load_ms: r.get(15)?,
+            }),
+        },
     })
 }

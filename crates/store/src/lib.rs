@@ -171,6 +171,19 @@ pub struct ColdStart {
     pub load_ms: f64,
 }
 
+/// What one function used over a period (see [`Store::usage`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FunctionUsage {
+    pub function: String,
+    pub invocations: u64,
+    /// Invocations whose status is not `succeeded`.
+    pub errors: u64,
+    pub cold_starts: u64,
+    pub billed_ms: u64,
+    /// Sum over invocations of `memory_mb` × `billed_ms`; GB-seconds is this / 1024 / 1000.
+    pub mb_ms: u64,
+}
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -194,7 +207,10 @@ struct Inner {
 fn migrations() -> Migrations<'static> {
     // Append new migrations; never edit one that has shipped (databases remember only the
     // index of the last one applied).
-    Migrations::new(vec![M::up(include_str!("migrations/001_initial.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/001_initial.sql")),
+        M::up(include_str!("migrations/002_usage.sql")),
+    ])
 }
 
 pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::invocations::{minute_of, Contribution};
 use crate::{ms, open_connection, sql_limit, InvocationRecord, StoreError};
 
 /// Most records committed in one transaction.
@@ -64,38 +65,29 @@ impl Pending {
 
     /// A function's pending records, in record order.
     pub(crate) fn of_function(&self, function: &str) -> Vec<InvocationRecord> {
-        self.collect(function, InvocationRecord::clone)
+        self.collect(Some(function), InvocationRecord::clone)
     }
 
     /// Same, without cloning the logs (listing leaves them out).
     pub(crate) fn of_function_without_logs(&self, function: &str) -> Vec<InvocationRecord> {
-        self.collect(function, |r| InvocationRecord {
-            id: r.id.clone(),
-            function: r.function.clone(),
-            version: r.version,
-            status: r.status.clone(),
-            cold_start: r.cold_start,
-            started_at: r.started_at,
-            duration_ms: r.duration_ms,
-            error_json: r.error_json.clone(),
-            logs: Vec::new(),
-            memory_mb: r.memory_mb,
-            billed_ms: r.billed_ms,
-            peak_memory_mb: r.peak_memory_mb,
-            init: r.init.clone(),
-        })
+        self.collect(Some(function), without_logs)
+    }
+
+    /// Every pending record, without logs.
+    pub(crate) fn all_without_logs(&self) -> Vec<InvocationRecord> {
+        self.collect(None, without_logs)
     }
 
     fn collect(
         &self,
-        function: &str,
+        function: Option<&str>,
         copy: impl Fn(&InvocationRecord) -> InvocationRecord,
     ) -> Vec<InvocationRecord> {
         let mut found: Vec<(u64, InvocationRecord)> = {
             let map = self.records();
             map.by_id
                 .values()
-                .filter(|(_, r)| r.function == function)
+                .filter(|(_, r)| function.is_none_or(|f| r.function == f))
                 .map(|(seq, r)| (*seq, copy(r)))
                 .collect()
         };
@@ -130,6 +122,24 @@ impl Pending {
                 map.by_id.remove(&t.rec.id);
             }
         }
+    }
+}
+
+fn without_logs(r: &InvocationRecord) -> InvocationRecord {
+    InvocationRecord {
+        id: r.id.clone(),
+        function: r.function.clone(),
+        version: r.version,
+        status: r.status.clone(),
+        cold_start: r.cold_start,
+        started_at: r.started_at,
+        duration_ms: r.duration_ms,
+        error_json: r.error_json.clone(),
+        logs: Vec::new(),
+        memory_mb: r.memory_mb,
+        billed_ms: r.billed_ms,
+        peak_memory_mb: r.peak_memory_mb,
+        init: r.init.clone(),
     }
 }
 
@@ -262,21 +272,57 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
     {
         let mut inv = tx.prepare_cached(
             "INSERT OR REPLACE INTO invocations
-             (id, function, version, status, cold_start, started_at, duration_ms, error_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (id, function, version, status, cold_start, started_at, duration_ms, error_json,
+              memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms,
+              init_runtime_ms, init_load_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        let mut previous = tx.prepare_cached(
+            "SELECT function, started_at, status, cold_start, memory_mb, billed_ms
+             FROM invocations WHERE id = ?1",
+        )?;
+        let mut add_usage = tx.prepare_cached(
+            "INSERT INTO usage_minutes (function, minute, invocations, errors, cold_starts, billed_ms, mb_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (function, minute) DO UPDATE SET
+               invocations = invocations + excluded.invocations,
+               errors = errors + excluded.errors,
+               cold_starts = cold_starts + excluded.cold_starts,
+               billed_ms = billed_ms + excluded.billed_ms,
+               mb_ms = mb_ms + excluded.mb_ms",
         )?;
         let mut del_logs = tx.prepare_cached("DELETE FROM log_lines WHERE invocation_id = ?1")?;
         let mut log = tx.prepare_cached(
             "INSERT INTO log_lines (invocation_id, function, ts, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for Taken { rec: r, .. } in batch {
-            // SQLite stores NaN as NULL, which the NOT NULL column refuses: one such record
-            // would fail every retry of its batch forever.
-            let duration = if r.duration_ms.is_nan() {
-                0.0
-            } else {
-                r.duration_ms
-            };
+            let duration = finite(r.duration_ms);
+            // The same id recorded again replaces its record: take the old one out of the
+            // usage rollup first (if retention has not deleted it already).
+            let old = previous
+                .query_row([&r.id], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, bool>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, i64>(5)?,
+                    ))
+                })
+                .optional()?;
+            if let Some((function, started_at, status, cold, memory_mb, billed_ms)) = old {
+                add_usage.execute(params![
+                    function,
+                    started_at.div_euclid(60_000),
+                    -1,
+                    -i64::from(status != "succeeded"),
+                    -i64::from(cold),
+                    -billed_ms,
+                    -memory_mb.saturating_mul(billed_ms)
+                ])?;
+            }
+            let init = r.init.as_ref();
             inv.execute(params![
                 r.id,
                 r.function,
@@ -285,7 +331,25 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
                 r.cold_start,
                 ms(r.started_at),
                 duration,
-                r.error_json
+                r.error_json,
+                r.memory_mb,
+                sql_i64(r.billed_ms),
+                r.peak_memory_mb,
+                init.map(|i| i.reason.as_str()),
+                init.map(|i| finite(i.init_ms)),
+                init.map(|i| finite(i.sandbox_ms)),
+                init.map(|i| finite(i.runtime_ms)),
+                init.map(|i| finite(i.load_ms)),
+            ])?;
+            let c = Contribution::of(r);
+            add_usage.execute(params![
+                r.function,
+                minute_of(r.started_at),
+                1,
+                i64::from(c.error),
+                i64::from(c.cold),
+                sql_i64(c.billed_ms),
+                sql_i64(c.mb_ms)
             ])?;
             // The same id recorded again replaces its lines rather than adding to them.
             del_logs.execute([&r.id])?;
@@ -300,6 +364,20 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
     }
     tx.commit()?;
     Ok(())
+}
+
+/// NaN would be stored as NULL, which a NOT NULL column refuses: one such record would fail
+/// every retry of its batch forever.
+fn finite(v: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v
+    }
+}
+
+fn sql_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Deletes all but the newest `keep` invocations of `function`, with their log lines.

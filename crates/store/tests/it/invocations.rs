@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ignis_store::{InvocationRecord, InvocationWriter, LogLine, StoredLogLine};
+use ignis_store::{ColdStart, InvocationRecord, InvocationWriter, LogLine, StoredLogLine};
 
 use crate::{count, ids, open, raw, record, t, WriteLock};
 
@@ -32,8 +32,14 @@ fn full_record(id: &str, at: i64) -> InvocationRecord {
         ],
         memory_mb: 256,
         billed_ms: 13,
-        peak_memory_mb: None,
-        init: None,
+        peak_memory_mb: Some(87),
+        init: Some(ColdStart {
+            reason: "scale_out".to_owned(),
+            init_ms: 4.25,
+            sandbox_ms: 1.5,
+            runtime_ms: 2.0,
+            load_ms: 0.75,
+        }),
     }
 }
 

@@ -3,6 +3,7 @@
 mod functions;
 mod invocations;
 mod schema;
+mod usage;
 
 use std::path::Path;
 

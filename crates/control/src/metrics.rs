@@ -1,0 +1,297 @@
+//! Per-function counters and histograms, kept in atomics on the invocation path (no lock)
+//! and encoded in the Prometheus/OpenMetrics text format by `prometheus-client` at scrape
+//! time, from a collector that walks the function table.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ignis_pool::{ColdReason, PREWARMED};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::invoke::InvokeResult;
+use crate::Platform;
+
+/// Invocation outcomes, as in invocation records' `status`.
+pub const OUTCOMES: [&str; 7] = [
+    "succeeded",
+    "function_error",
+    "timeout",
+    "crashed",
+    "out_of_memory",
+    "response_too_large",
+    "invalid_response",
+];
+const REASONS: [ColdReason; 4] = [
+    ColdReason::FirstCall,
+    ColdReason::NewVersion,
+    ColdReason::AfterIdle,
+    ColdReason::ScaleOut,
+];
+/// Why a call was refused without running.
+#[derive(Debug, Clone, Copy)]
+pub enum Throttle {
+    QueueFull = 0,
+    Deadline = 1,
+    Capacity = 2,
+}
+const THROTTLES: [&str; 3] = ["queue_full", "deadline", "capacity_exhausted"];
+
+/// Upper bounds of the histogram buckets, in seconds: from 100 µs (a warm call) to the
+/// longest timeout.
+const BOUNDS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    60.0, 300.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BOUNDS.partition_point(|b| *b < secs);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, cumulative buckets).
+    fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(BOUNDS.len() + 1);
+        for (i, b) in self.buckets.iter().enumerate() {
+            total += b.load(Ordering::Relaxed);
+            buckets.push((BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), total));
+        }
+        #[allow(clippy::cast_precision_loss)] // nanoseconds as f64 seconds: precise enough
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (sum, total, buckets)
+    }
+}
+
+/// The counters of one function (all its versions).
+#[derive(Debug, Default)]
+pub struct FunctionMetrics {
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    duration: Histogram,
+    cold: [AtomicU64; REASONS.len()],
+    cold_duration: Histogram,
+    throttles: [AtomicU64; THROTTLES.len()],
+    /// Incremented by the function's pools when they evict an idle instance.
+    pub(crate) evictions: Arc<AtomicU64>,
+}
+
+impl FunctionMetrics {
+    pub(crate) fn invoked(&self, result: &InvokeResult, duration: Duration) {
+        let i = match result {
+            InvokeResult::Response(_) => 0,
+            InvokeResult::FunctionError(_) => 1,
+            InvokeResult::Timeout { .. } => 2,
+            InvokeResult::Crashed { .. } => 3,
+            InvokeResult::OutOfMemory { .. } => 4,
+            InvokeResult::ResponseTooLarge { .. } => 5,
+            InvokeResult::InvalidResponse(_) => 6,
+        };
+        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        self.duration.observe(duration);
+    }
+
+    pub(crate) fn cold_start(&self, reason: ColdReason, init: Duration) {
+        let i = REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+        self.cold[i].fetch_add(1, Ordering::Relaxed);
+        self.cold_duration.observe(init);
+    }
+
+    pub(crate) fn throttled(&self, why: Throttle) {
+        self.throttles[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Encodes the platform's metrics in the OpenMetrics text format.
+pub fn render(platform: &Arc<Platform>) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(PlatformCollector(platform.clone())));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+struct PlatformCollector(Arc<Platform>);
+
+impl std::fmt::Debug for PlatformCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlatformCollector")
+    }
+}
+
+fn counter(v: u64) -> ConstCounter<u64> {
+    ConstCounter::new(v)
+}
+
+fn gauge(v: usize) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+impl Collector for PlatformCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let table = self.0.table.load();
+        let mut functions: Vec<(&String, &Arc<crate::Slot>)> = table.iter().collect();
+        functions.sort_by(|a, b| a.0.cmp(b.0));
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_invocations",
+            "Finished invocations by function and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, slot) in &functions {
+            for (i, outcome) in OUTCOMES.iter().enumerate() {
+                let labels = [("function", name.as_str()), ("outcome", outcome)];
+                counter(slot.metrics.outcomes[i].load(Ordering::Relaxed))
+                    .encode(e.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_invocation_duration_seconds",
+            "Time in the handler, from dispatch to the instance to its answer",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (name, slot) in &functions {
+            let (sum, count, buckets) = slot.metrics.duration.snapshot();
+            let labels = [("function", name.as_str())];
+            e.encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_cold_starts",
+            "Invocations that waited for their instance to start, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, slot) in &functions {
+            for (i, reason) in REASONS.iter().enumerate() {
+                let labels = [("function", name.as_str()), ("reason", reason.as_str())];
+                counter(slot.metrics.cold[i].load(Ordering::Relaxed)).encode(e.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_cold_start_duration_seconds",
+            "Instance start time (sandbox, runtime, code load) of cold invocations",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (name, slot) in &functions {
+            let (sum, count, buckets) = slot.metrics.cold_duration.snapshot();
+            let labels = [("function", name.as_str())];
+            e.encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_instances",
+            "Instances of the serving version by state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, slot) in &functions {
+            let counts = slot
+                .active
+                .load()
+                .as_ref()
+                .map(|a| a.pool.counts())
+                .unwrap_or_default();
+            for (state, n) in [
+                ("starting", counts.starting),
+                ("idle", counts.idle),
+                ("busy", counts.busy),
+            ] {
+                let labels = [("function", name.as_str()), ("state", state)];
+                gauge(n).encode(e.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_queue_depth",
+            "Invocations waiting for an instance",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (name, slot) in &functions {
+            let depth = slot.active.load().as_ref().map_or(0, |a| a.pool.queue_depth());
+            gauge(depth).encode(e.encode_family(&[("function", name.as_str())])?)?;
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_throttles",
+            "Invocations refused without running, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, slot) in &functions {
+            for (i, reason) in THROTTLES.iter().enumerate() {
+                let labels = [("function", name.as_str()), ("reason", reason)];
+                counter(slot.metrics.throttles[i].load(Ordering::Relaxed))
+                    .encode(e.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut e = encoder.encode_descriptor(
+            "ignis_evictions",
+            "Idle instances stopped to make room for another function",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, slot) in &functions {
+            let n = slot.metrics.evictions.load(Ordering::Relaxed);
+            counter(n).encode(e.encode_family(&[("function", name.as_str())])?)?;
+        }
+
+        let launcher = &self.0.launcher;
+        let mut e = encoder.encode_descriptor(
+            "ignis_prewarmed_instances",
+            "Generic instances waiting for code, by interpreter",
+            None,
+            MetricType::Gauge,
+        )?;
+        for runtime in PREWARMED {
+            let label = if runtime == ignis_core::Runtime::Python {
+                "python"
+            } else {
+                "bun"
+            };
+            gauge(launcher.prewarmed(runtime)).encode(e.encode_family(&[("runtime", label)])?)?;
+        }
+
+        let capacity = &self.0.capacity;
+        for (name, help, value) in [
+            (
+                "ignis_memory_capacity_mb",
+                "The memory all instances may reserve (--memory-capacity)",
+                capacity.total_mb(),
+            ),
+            (
+                "ignis_memory_reserved_mb",
+                "The memory reserved by live and starting instances",
+                capacity.used_mb(),
+            ),
+        ] {
+            let e = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            gauge(usize::try_from(value).unwrap_or(usize::MAX)).encode(e)?;
+        }
+        Ok(())
+    }
+}
