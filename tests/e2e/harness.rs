@@ -242,3 +242,16 @@ pub fn log_lines(invocation: &Value) -> Vec<String> {
         .map(|l| l["line"].as_str().expect("line").to_owned())
         .collect()
 }
+
+impl Server {
+    /// The value of one series of `GET /metrics`, named exactly as printed, e.g.
+    /// `ignis_invocations_total{function="f",outcome="succeeded"}`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let page = self.get("/metrics");
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        page.body.lines().find_map(|l| {
+            let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+            Some(value.parse().expect("a number"))
+        })
+    }
+}

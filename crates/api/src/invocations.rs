@@ -147,6 +147,16 @@ fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
         "cold_start": r.cold_start,
         "started_at": ts(r.started_at),
         "duration_ms": r.duration_ms,
+        "billed_ms": r.billed_ms,
+        "memory_mb": r.memory_mb,
+        "peak_memory_mb": r.peak_memory_mb,
+        "init": r.init.as_ref().map(|i| json!({
+            "reason": i.reason,
+            "init_ms": i.init_ms,
+            "sandbox_ms": i.sandbox_ms,
+            "runtime_ms": i.runtime_ms,
+            "load_ms": i.load_ms,
+        })),
         "error": error,
     });
     if with_logs {

@@ -3,6 +3,7 @@
 mod error;
 mod functions;
 mod invocations;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/functions/{name}/logs", get(invocations::logs))
         .route("/invocations/{id}", get(invocations::get))
         .route("/runtimes", get(runtimes))
+        .route("/usage", get(usage::usage))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     // Metrics name every function: behind the token like the API.
     let metrics = Router::new()
@@ -175,6 +177,11 @@ impl Query {
             map.insert(k.to_owned(), v.to_owned());
         }
         Ok(Query(map))
+    }
+
+    /// A parameter's raw value, if given.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
     }
 
     pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {

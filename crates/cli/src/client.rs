@@ -76,6 +76,7 @@ pub fn run_client(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Usage { since, until } => usage(&api, since.as_deref(), until.as_deref()),
         Command::Fn(cmd) => match cmd {
             FnCommand::Create(args) => deploy(&api, Method::POST, "/v1/functions?wait=true".to_owned(), args),
             FnCommand::Update(args) => deploy(
@@ -216,5 +217,48 @@ fn deploy(
             return Ok(failure());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn usage(api: &Api<'_>, since: Option<&str>, until: Option<&str>) -> anyhow::Result<ExitCode> {
+    use time::format_description::well_known::Rfc3339;
+    let since = match since {
+        Some(s) => s.to_owned(),
+        None => (time::OffsetDateTime::now_utc() - time::Duration::days(1)).format(&Rfc3339)?,
+    };
+    // `+` of an offset must reach the server as such, not as a space.
+    let mut path = format!("/v1/usage?since={}", since.replace('+', "%2B"));
+    if let Some(u) = until {
+        path.push_str(&format!("&until={}", u.replace('+', "%2B")));
+    }
+    let resp = api.send(api.req(reqwest::Method::GET, &path))?;
+    if !resp.status().is_success() {
+        return Ok(report(resp));
+    }
+    let body: Value = resp.json()?;
+    println!(
+        "usage from {} to {}",
+        body["since"].as_str().unwrap_or("?"),
+        body["until"].as_str().unwrap_or("now")
+    );
+    println!(
+        "{:<32} {:>12} {:>8} {:>8} {:>14} {:>14}",
+        "FUNCTION", "INVOCATIONS", "ERRORS", "COLD", "BILLED_MS", "GB_SECONDS"
+    );
+    let row = |name: &str, u: &Value| {
+        println!(
+            "{:<32} {:>12} {:>8} {:>8} {:>14} {:>14.6}",
+            name,
+            u["invocations"].as_u64().unwrap_or(0),
+            u["errors"].as_u64().unwrap_or(0),
+            u["cold_starts"].as_u64().unwrap_or(0),
+            u["billed_ms"].as_u64().unwrap_or(0),
+            u["gb_seconds"].as_f64().unwrap_or(0.0)
+        );
+    };
+    for f in body["functions"].as_array().into_iter().flatten() {
+        row(f["function"].as_str().unwrap_or(""), f);
+    }
+    row("TOTAL", &body["total"]);
     Ok(ExitCode::SUCCESS)
 }

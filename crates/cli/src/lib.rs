@@ -36,6 +36,15 @@ pub enum Command {
     Fn(FnCommand),
     /// Show the runtimes the server found.
     Runtimes,
+    /// Show what each function used: invocations, errors, cold starts, GB-seconds.
+    Usage {
+        /// Start of the period (RFC 3339, e.g. 2026-01-31T00:00:00Z); default 24 hours ago.
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the period (RFC 3339); default now.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
