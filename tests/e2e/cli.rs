@@ -45,10 +45,25 @@ fn cli_round_trip() {
             "MOOD=glad",
             "--memory",
             "256",
+            "--min-instances",
+            "1",
+            "--concurrency",
+            "3",
+            "--idle-timeout",
+            "0",
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("greet v1 ready"), "{}", stdout(&o));
+    let f = s.function("greet");
+    assert_eq!(
+        (&f["min_instances"], &f["concurrency"], &f["idle_timeout_secs"]),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(3),
+            &serde_json::json!(0)
+        )
+    );
 
     let o = ignis(&s, &["fn", "invoke", "greet", "--data", r#"{"name": "Ada"}"#]);
     assert!(o.status.success(), "{}", stderr(&o));

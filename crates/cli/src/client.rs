@@ -186,6 +186,8 @@ fn deploy(
         ("memory_mb", args.memory.map(|v| json!(v))),
         ("max_instances", args.max_instances.map(|v| json!(v))),
         ("idle_timeout_secs", args.idle_timeout.map(|v| json!(v))),
+        ("min_instances", args.min_instances.map(|v| json!(v))),
+        ("concurrency", args.concurrency.map(|v| json!(v))),
         ("network", args.network.as_ref().map(|v| json!(v))),
     ];
     for (key, value) in optional {

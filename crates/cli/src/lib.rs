@@ -103,9 +103,15 @@ pub struct DeployArgs {
     /// Most instances at once (1-1000).
     #[arg(long)]
     pub max_instances: Option<u32>,
-    /// Seconds an idle instance is kept (1-86400).
+    /// Seconds an idle instance is kept (0-86400; 0 stops it right after each call).
     #[arg(long)]
     pub idle_timeout: Option<u32>,
+    /// Instances kept warm at all times, started at deploy (0-1000).
+    #[arg(long)]
+    pub min_instances: Option<u32>,
+    /// Invocations one instance runs at once (1-1000; above 1 for async handlers).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
     /// Network: none (default, loopback only) or outbound (internet egress).
     #[arg(long)]
     pub network: Option<String>,
