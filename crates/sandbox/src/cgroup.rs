@@ -106,7 +106,12 @@ impl Cgroups {
     }
 
     fn setup_v2(root: &Path) -> Result<Cgroups, String> {
-        let own = root.join(own_path("").unwrap_or_default().trim_start_matches('/'));
+        Cgroups::setup_v2_at(root, &own_path("").unwrap_or_default())
+    }
+
+    /// v2 setup under `root` for a server whose cgroup is `own` (as /proc/self/cgroup says).
+    fn setup_v2_at(root: &Path, own: &str) -> Result<Cgroups, String> {
+        let own = root.join(own.trim_start_matches('/'));
         let available = std::fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
         for needed in ["memory", "cpu", "pids"] {
             if !available.split_whitespace().any(|c| c == needed) {
@@ -268,5 +273,89 @@ fn sweep(base: &Path) {
         if !owner_alive {
             let _ = std::fs::remove_dir(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cgroup v2 file layout, on a directory standing in for a delegated cgroup (the
+    //! CI host is v1/hybrid; the v1 path runs for real in the end-to-end tests).
+
+    use super::*;
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn delegated(controllers: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("tempdir");
+        let own = root.path().join("user.slice/ignis.service");
+        std::fs::create_dir_all(&own).expect("mkdir");
+        std::fs::write(own.join("cgroup.controllers"), controllers).expect("write");
+        root
+    }
+
+    #[test]
+    fn v2_moves_the_server_to_a_leaf_and_enables_the_controllers_below_it() {
+        let root = delegated("cpuset cpu io memory hugetlb pids rdma\n");
+        let cg = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service").expect("set up");
+        let own = root.path().join("user.slice/ignis.service");
+        assert_eq!(
+            read(&own.join("ignis-server/cgroup.procs")),
+            std::process::id().to_string()
+        );
+        assert_eq!(read(&own.join("cgroup.subtree_control")), "+memory +cpu +pids");
+        assert_eq!(
+            read(&own.join("ignis/cgroup.subtree_control")),
+            "+memory +cpu +pids"
+        );
+        let Cgroups::V2 { base } = cg else {
+            panic!("v2 expected")
+        };
+        assert_eq!(base, own.join("ignis"));
+    }
+
+    #[test]
+    fn v2_refuses_when_a_controller_is_not_delegated() {
+        let root = delegated("cpu memory\n");
+        let err = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service").expect_err("no pids");
+        assert!(err.contains("pids controller is not delegated"), "{err}");
+    }
+
+    #[test]
+    fn v2_instance_limits_peak_and_oom_files() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let cgroups = Cgroups::V2 {
+            base: base.path().to_owned(),
+        };
+        let cg = cgroups.create_empty("1-7").expect("create");
+        let dir = base.path().join("i-1-7");
+        assert_eq!(cg.procs, vec![dir.join("cgroup.procs")]);
+        // The kernel makes memory.swap.max where swap is accounted.
+        std::fs::write(dir.join("memory.swap.max"), "max").expect("write");
+        cg.set_limits(CgroupLimits {
+            memory_mb: 256,
+            vcpus: 2,
+            pids: 64,
+        })
+        .expect("limits");
+        assert_eq!(read(&dir.join("memory.max")), (256u64 << 20).to_string());
+        assert_eq!(read(&dir.join("memory.swap.max")), "0", "no swap");
+        assert_eq!(read(&dir.join("cpu.max")), "200000 100000");
+        assert_eq!(read(&dir.join("pids.max")), "64");
+        assert_eq!(cg.peak_memory_file(), dir.join("memory.peak"));
+        assert!(!cg.oom_killed(), "no memory.events yet");
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n",
+        )
+        .expect("write");
+        assert!(!cg.oom_killed());
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .expect("write");
+        assert!(cg.oom_killed());
     }
 }
