@@ -66,6 +66,6 @@ clean:
 	cargo clean
 	rm -rf $(TOOLS)
 
-## Warm-invocation benchmark against the release server (needs wrk: apt-get install wrk).
+## The benchmark of issue 4 against the release server, sandbox on (installs wrk as root).
 bench: tools build
 	bash bench/run.sh
