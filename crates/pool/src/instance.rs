@@ -79,6 +79,10 @@ pub struct Launcher {
     pub runtimes: Runtimes,
     pub sandbox: Sandbox,
     pub(crate) prewarm: Prewarm,
+    /// Interpreter starts in flight at once. Starting an interpreter is CPU-bound: fifty
+    /// at once on two cores would all finish late, so a burst is better served by a few
+    /// that come up fast (and then serve the queue) than by many that come up together.
+    starts: tokio::sync::Semaphore,
 }
 
 /// Starts instances of a function version. The pool depends on this, not on [`Launcher`],
@@ -118,6 +122,9 @@ impl Launcher {
             runtimes,
             sandbox,
             prewarm: Prewarm::new(prewarm),
+            starts: tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
         })
     }
 
@@ -186,6 +193,8 @@ impl Launcher {
     /// `outbound` instances get what outbound networking needs inside (a resolver).
     pub async fn start_generic(&self, runtime: Runtime, outbound: bool) -> Result<Generic, StartError> {
         let started = Instant::now();
+        // Held until the hello: the CPU-bound part. Waiting for it counts as sandbox time.
+        let _permit = self.starts.acquire().await;
         let nonce = hex::encode(rand::random::<[u8; 12]>());
         let request = self.request(runtime, outbound, &nonce)?;
         let spawned = self
