@@ -1,212 +1,461 @@
 """`make bench`: the release server, sandbox on, the seed's hello handlers, real HTTP.
 
 Scenarios (targets for a 2-core machine, from issue 4):
-  warm      one keep-alive connection (wrk): p50 <= 200 us, p99 <= 1 ms
-  throughput 64 connections (wrk): >= 30,000/s JavaScript, >= 10,000/s Python
-  cold      first call of a freshly deployed function, end to end, p50:
-            without pre-warming <= 15 ms JS / <= 25 ms Python; with it <= 5 ms;
-            and the same without the sandbox: the sandbox's cost <= 5 ms (issue 3)
-  burst     200 simultaneous requests, no instance yet, max_instances 50: no 5xx, p99 <= 1 s
-  density   PSS per idle instance, and how many fit in 8 GiB
+  warm        one keep-alive connection (wrk): p50 <= 200 us, p99 <= 1 ms
+  throughput  64 connections (wrk): >= 30,000/s JavaScript, >= 10,000/s Python
+  cold        first call of a freshly deployed function, end to end, p50 (and p90):
+              without pre-warming (--prewarm 0) <= 15 ms JS / <= 25 ms Python;
+              with the default pre-warming <= 5 ms; and without the sandbox, for the
+              sandbox's cost (issue 3: <= 5 ms)
+  burst       200 simultaneous requests, no instance yet, max_instances 50:
+              no 5xx, p99 <= 1 s
+  density     PSS per idle instance (init + runtime processes), and how many fit in 8 GiB
+
 Prints a table and writes target/bench/latest.json. Python 3.11 standard library only.
-Knobs: DURATION (wrk, default 10s), SAMPLES (cold starts per case, default 25).
+Knobs (environment):
+  DURATION   wrk duration per measurement (default 10s)
+  WARMUP     wrk load before measuring, to start the instances (default 2s)
+  SAMPLES    cold starts per case (default 25)
+  SCENARIOS  comma-separated subset of: warm, cold, burst, density (default all;
+             "warm" covers warm latency and throughput)
+  OUT        JSON output (default target/bench/latest.json)
 """
 
 import asyncio
+import atexit
 import http.client
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "ignis")
+POST_LUA = os.path.join(ROOT, "bench", "post.lua")
 DURATION = os.environ.get("DURATION", "10s")
+WARMUP = os.environ.get("WARMUP", "2s")
 SAMPLES = int(os.environ.get("SAMPLES", "25"))
+SCENARIOS = [s.strip() for s in os.environ.get("SCENARIOS", "warm,cold,burst,density").split(",") if s.strip()]
+OUT = os.path.join(ROOT, os.environ.get("OUT", "target/bench/latest.json"))
+
+RUNTIMES = ("python", "javascript")
+SHORT = {"python": "py", "javascript": "js"}
+# The label of ignis_prewarmed_instances, and the interpreter's /proc/PID/comm prefix.
+POOL_LABEL = {"python": "python", "javascript": "bun"}
+COMM = {"python": "python", "javascript": "bun"}
 HELLO = {
     "python": open(os.path.join(ROOT, "tests/e2e/fixtures/hello.py")).read(),
     "javascript": open(os.path.join(ROOT, "tests/e2e/fixtures/hello.js")).read(),
 }
-LABEL = {"python": "python", "javascript": "bun"}
-EVENT = b'{"name": "bench"}'
+EVENT = b'{"name": "bench"}'  # the same event as post.lua
+EXPECTED = b"Hello, bench!"
+
+DEFAULT_PREWARM = 2  # the server's default (--prewarm)
+# Settings a user would pick for a hot function on 2 cores: room to scale out, and for
+# Bun (async) 32 calls per instance, so 64 connections fill two instances, one per core
+# (an instance has 1 vCPU by default). Python handlers run one call at a time.
+THROUGHPUT_SETTINGS = {
+    "python": {"max_instances": 8, "concurrency": 1},
+    "javascript": {"max_instances": 8, "concurrency": 32},
+}
+BURST = {"requests": 200, "max_instances": 50}
+DENSITY_INSTANCES = 10
+WAIT_TIMEOUT = 60.0
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def wait_until(what, predicate, within=WAIT_TIMEOUT, every=0.005):
+    """Polls `predicate` until it is true; BenchError after `within` seconds."""
+    end = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise BenchError("timed out after %.0f s waiting until %s" % (within, what))
+        time.sleep(every)
+
+
+# ---------------------------------------------------------------------------- server
+
+LIVE_SERVERS = []
 
 
 class Server:
-    def __init__(self, *args):
+    """One `ignis serve` with its own data directory, stopped by close()."""
+
+    def __init__(self, *, prewarm, sandbox=True):
+        self.prewarm = prewarm
         self.data = tempfile.mkdtemp(prefix="ignis-bench-")
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", "127.0.0.1:0", "--data", self.data, *args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
+        self.log_path = os.path.join(self.data, "server.log")
+        args = [BIN, "serve", "--listen", "127.0.0.1:0", "--data", os.path.join(self.data, "data"),
+                "--prewarm", str(prewarm)]
+        if not sandbox:
+            args.append("--insecure-no-sandbox")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IGNIS_")}
+        env.setdefault("RUST_LOG", "warn")
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=self.log_file, text=True)
+        LIVE_SERVERS.append(self)
+        self.conn = None
         m = None
+        # The line comes first thing; readline ends at EOF if the server dies.
         for line in self.proc.stdout:
-            m = re.search(r"listening on (http://\S+)", line)
+            m = re.search(r"ignis listening on (http://\S+)", line)
             if m:
                 break
         if not m:
-            raise SystemExit("the server did not start")
+            self.close()
+            raise BenchError("the server did not start: " + self.log_tail())
         self.url = m.group(1)
+        # Keep reading stdout so that the server never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
         u = urllib.parse.urlparse(self.url)
         self.host, self.port = u.hostname, u.port
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        self.version = self.json("GET", "/healthz")[1].get("version")
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return "(no log)"
 
     def close(self):
-        self.proc.kill()
-        self.proc.wait()
+        if self not in LIVE_SERVERS:
+            return
+        LIVE_SERVERS.remove(self)
+        if self.conn:
+            self.conn.close()  # graceful shutdown waits for open connections
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        # The instances exit once their server is gone; make sure none is left behind.
+        try:
+            wait_until("the instances of server %d are gone" % self.proc.pid,
+                       lambda: not instance_groups(self.proc.pid), within=10, every=0.05)
+        except BenchError:
+            for pids in instance_groups(self.proc.pid).values():
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
         shutil.rmtree(self.data, ignore_errors=True)
 
     def call(self, method, path, body=None):
-        """(status, headers, body bytes) over the keep-alive connection."""
+        """(status, headers, body) over the keep-alive connection (reopened if dropped)."""
         data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        self.conn.request(method, path, data, {"content-type": "application/json"})
-        r = self.conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, data, {"content-type": "application/json"})
+                r = self.conn.getresponse()
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+            except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):
+                self.conn.close()
+                if attempt == 2 or self.proc.poll() is not None:
+                    raise BenchError("the server is gone: " + self.log_tail())
 
     def json(self, method, path, body=None):
         status, _, data = self.call(method, path, body)
         return status, json.loads(data or b"null")
 
-    def deploy(self, name, runtime, **extra):
-        status, f = self.json("POST", "/v1/functions?wait=true",
-                              {"name": name, "runtime": runtime, "code": HELLO[runtime], **extra})
+    def deploy(self, name, runtime, **settings):
+        spec = {"name": name, "runtime": runtime, "code": HELLO[runtime], **settings}
+        status, f = self.json("POST", "/v1/functions?wait=true", spec)
         if status != 201 or f.get("state") != "ready":
-            raise SystemExit("deploy of %s failed: %s %s" % (name, status, f))
+            raise BenchError("deploy of %s failed: %s %s" % (name, status, f))
+        return f
+
+    def delete(self, name):
+        self.call("DELETE", "/v1/functions/" + name)
 
     def instances(self, name):
         return self.json("GET", "/v1/functions/" + name)[1]["instances"]
 
-    def metric(self, series):
-        _, _, page = self.call("GET", "/metrics")
+    def no_instance(self, name):
+        return self.instances(name) == {"starting": 0, "idle": 0, "busy": 0}
+
+    def metrics(self):
+        """{(name, frozenset of label pairs): value} from /metrics."""
+        status, _, page = self.call("GET", "/metrics")
+        if status != 200:
+            raise BenchError("GET /metrics answered %d" % status)
+        out = {}
         for line in page.decode().splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[-1])
-        return None
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
+            if m:
+                labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+                out[(m.group(1), labels)] = float(m.group(3))
+        return out
 
-    def wait(self, what, f, within=60.0):
-        end = time.monotonic() + within
-        while not f():
-            if time.monotonic() > end:
-                raise SystemExit("timed out waiting until " + what)
-            time.sleep(0.005)
+    def metric(self, name, **labels):
+        """One series' value, or None when /metrics does not have it."""
+        return self.metrics().get((name, frozenset(labels.items())))
 
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    def pool_full(self, runtime):
+        return self.metric("ignis_prewarmed_instances", runtime=POOL_LABEL[runtime]) == self.prewarm
 
 
-def wrk(url, connections, threads):
-    out = subprocess.run(
-        ["wrk", "-t%d" % threads, "-c%d" % connections, "-d" + DURATION, "--latency",
-         "-s", os.path.join(ROOT, "bench/post.lua"), url],
-        capture_output=True, text=True, check=True,
-    ).stdout
+def stop_all():
+    for s in list(LIVE_SERVERS):
+        try:
+            s.close()
+        except Exception:  # best effort at exit
+            pass
 
-    def latency(p):
-        m = re.search(r"^\s+%d%%\s+([\d.]+)(us|ms|s)\s*$" % p, out, re.M)
-        scale = {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]
-        return float(m.group(1)) * scale
 
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+def on_signal(signum, _frame):
+    raise SystemExit("interrupted by signal %d" % signum)
+
+
+# ------------------------------------------------------------------------------- wrk
+
+def wrk(url, connections, threads, duration):
+    cmd = ["wrk", "-t%d" % threads, "-c%d" % connections, "-d" + duration, "--latency",
+           "-s", POST_LUA, url]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    out = p.stdout
+    if p.returncode != 0:
+        raise BenchError("wrk failed (%d): %s %s" % (p.returncode, out, p.stderr))
+
+    def latency_us(percent):
+        m = re.search(r"^\s+%d%%\s+([\d.]+)(us|ms|s|m)\s*$" % percent, out, re.M)
+        if not m:
+            raise BenchError("no %d%% latency in the wrk output:\n%s" % (percent, out))
+        return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[m.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
-    return {"p50_us": latency(50), "p99_us": latency(99), "rps": rps,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(1) if errors else None}
+    return {
+        "connections": connections, "threads": threads, "duration": duration,
+        "requests": int(total.group(1)) if total else None,
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_us": latency_us(50), "p75_us": latency_us(75), "p90_us": latency_us(90), "p99_us": latency_us(99),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else None,
+    }
 
 
-def warm(results):
-    s = Server()
+# ------------------------------------------------------------------------- scenarios
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    values = sorted(values)
+    return values[max(0, min(len(values) - 1, -(-len(values) * p // 100) - 1))]
+
+
+def scenario_warm(results):
+    """Warm latency on one keep-alive connection, and throughput on 64."""
+    s = Server(prewarm=DEFAULT_PREWARM)
     try:
-        for runtime in HELLO:
-            name = "hello-" + runtime[:2]
-            # Throughput settings a user would pick for a hot function: enough instances
-            # for both cores, and async concurrency where the runtime is async (Bun).
-            conc = 16 if runtime == "javascript" else 1
-            s.deploy(name, runtime, max_instances=4, min_instances=4, concurrency=conc)
+        for runtime in RUNTIMES:
+            name = "hello-" + SHORT[runtime]
+            settings = THROUGHPUT_SETTINGS[runtime]
+            s.deploy(name, runtime, **settings)
             url = s.url + "/v1/functions/%s/invoke" % name
-            one = wrk(url, 1, 1)
-            many = wrk(url, 64, 2)
-            results["warm"][runtime] = one
-            results["throughput"][runtime] = dict(many, settings={"min_instances": 4, "max_instances": 4, "concurrency": conc})
+            status, _, body = s.call("POST", "/v1/functions/%s/invoke" % name, EVENT)
+            if status != 200 or EXPECTED not in body:
+                raise BenchError("%s answered %d %r" % (name, status, body[:200]))
+            log("   %s: warm-up (%s, 64 connections)" % (runtime, WARMUP))
+            wrk(url, 64, 2, WARMUP)  # starts the instances the load needs
+            started = s.instances(name)
+            log("   %s: 1 connection, %s" % (runtime, DURATION))
+            results["warm"][runtime] = wrk(url, 1, 1, DURATION)
+            log("   %s: 64 connections, %s" % (runtime, DURATION))
+            many = wrk(url, 64, 2, DURATION)
+            many["settings"] = settings
+            many["instances_after_warmup"] = started
+            many["instances_after"] = s.instances(name)
+            results["throughput"][runtime] = many
+            s.delete(name)
     finally:
         s.close()
 
 
-def cold(results, prewarm, sandbox=True):
-    key = "cold_prewarmed" if prewarm else "cold_no_prewarm" if sandbox else "cold_no_sandbox"
-    s = Server("--prewarm", "2" if prewarm else "0", *([] if sandbox else ["--insecure-no-sandbox"]))
+def scenario_cold(results, key, prewarm, sandbox=True):
+    """First call of freshly deployed functions, one sample per function."""
+    s = Server(prewarm=prewarm, sandbox=sandbox)
     try:
-        for runtime in HELLO:
-            label = LABEL[runtime]
-            wall, init, reasons = [], [], set()
+        for runtime in RUNTIMES:
+            wall, init = [], []
+            pool_waits = []
             for i in range(SAMPLES):
-                name = "cold-%s-%d" % (runtime[:2], i)
+                name = "cold-%s-%d" % (SHORT[runtime], i)
+                # idle_timeout_secs 0: the deploy's check instance stops right after.
                 s.deploy(name, runtime, idle_timeout_secs=0)
-                # The deploy check instance is gone, and (with pre-warming) the pool is
-                # full again: this sample measures the path it claims to.
-                s.wait("no instance is left", lambda: s.instances(name) == {"starting": 0, "idle": 0, "busy": 0})
+                wait_until("%s has no instance" % name, lambda: s.no_instance(name))
                 if prewarm:
-                    s.wait("the pre-warmed pool is full",
-                           lambda: s.metric('ignis_prewarmed_instances{runtime="%s"}' % label) == 2)
+                    # The deploy may have used a pre-warmed instance: measure the
+                    # pre-warmed path only once the pool is full again.
+                    t = time.perf_counter()
+                    wait_until("the %s pre-warmed pool is back at %d" % (runtime, prewarm),
+                               lambda: s.pool_full(runtime))
+                    pool_waits.append((time.perf_counter() - t) * 1000)
                 start = time.perf_counter()
-                status, headers, _ = s.call("POST", "/v1/functions/%s/invoke" % name, EVENT)
+                status, headers, body = s.call("POST", "/v1/functions/%s/invoke" % name, EVENT)
                 wall.append((time.perf_counter() - start) * 1000)
-                assert status == 200 and headers.get("x-ignis-cold-start") == "true", (status, headers)
-                init.append(float(headers["x-ignis-init-ms"]))
-                s.call("DELETE", "/v1/functions/" + name)
+                if status != 200 or EXPECTED not in body:
+                    raise BenchError("%s answered %d %r" % (name, status, body[:200]))
+                if headers.get("x-ignis-cold-start") != "true":
+                    raise BenchError("%s: the first call was not cold: %s" % (name, headers))
+                init.append(float(headers.get("x-ignis-init-ms", "nan")))
+                s.delete(name)
             results[key][runtime] = {
+                "samples": SAMPLES, "prewarm": prewarm, "sandbox": sandbox,
                 "p50_ms": statistics.median(wall), "p90_ms": pct(wall, 90),
-                "init_p50_ms": statistics.median(init), "samples": SAMPLES,
+                "min_ms": min(wall), "max_ms": max(wall),
+                "init_p50_ms": statistics.median(init), "init_p90_ms": pct(init, 90),
+                "pool_refill_wait_p50_ms": statistics.median(pool_waits) if pool_waits else None,
+                "wall_ms": [round(x, 3) for x in wall], "init_ms": init,
             }
     finally:
         s.close()
 
 
-async def one_request(host, port, path, body):
+async def burst_requests(host, port, path, n):
+    """Opens n connections, then sends one request on each at once: [(status, ms, cold)].
+
+    Status 0: the connection failed or closed without an answer."""
+    async def connect():
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError as e:
+            return e
+
+    conns = await asyncio.gather(*(connect() for _ in range(n)))
+    request = (b"POST %s HTTP/1.1\r\nhost: %s:%d\r\ncontent-type: application/json\r\n"
+               b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+               % (path.encode(), host.encode(), port, len(EVENT), EVENT))
+
+    async def answer(conn, start):
+        if isinstance(conn, Exception):
+            return 0, 0.0, False, repr(conn)
+        reader, writer = conn
+        try:
+            raw = await reader.read()  # to the end: connection: close
+            ms = (time.perf_counter() - start) * 1000
+            head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            status = int(head[0].split()[1]) if head and head[0].startswith("HTTP/") else 0
+            cold = any(h.lower().replace(" ", "") == "x-ignis-cold-start:true" for h in head[1:])
+            return status, ms, cold, None
+        except OSError as e:
+            return 0, (time.perf_counter() - start) * 1000, False, repr(e)
+        finally:
+            writer.close()
+
+    # All the requests leave together: written without yielding in between.
     start = time.perf_counter()
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-                 % (path.encode(), host.encode(), len(body), body))
-    await writer.drain()
-    status_line = await reader.readline()
-    await reader.read()  # to the end: connection: close
-    writer.close()
-    status = int(status_line.split()[1]) if status_line else 0
-    return status, (time.perf_counter() - start) * 1000
+    for conn in conns:
+        if not isinstance(conn, Exception):
+            conn[1].write(request)
+    return await asyncio.gather(*(answer(c, start) for c in conns))
 
 
-async def fire(host, port, path, n):
-    return await asyncio.gather(*(one_request(host, port, path, EVENT) for _ in range(n)))
+class PeakWatch:
+    """Polls /metrics on its own connection while a burst runs: the most instances of
+    one function alive at once (starting + idle + busy) and the longest queue."""
+
+    def __init__(self, server, name):
+        self.server, self.name = server, name
+        self.instances = self.queue = self.polls = 0
+        self.done = threading.Event()
+
+    def poll(self):
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=30)
+        try:
+            while True:
+                conn.request("GET", "/metrics")
+                page = conn.getresponse().read().decode()
+                self.polls += 1
+                live = queue = 0
+                for m in re.finditer(r'^ignis_(instances|queue_depth)\{([^}]*)\} (\S+)$', page, re.M):
+                    if 'function="%s"' % self.name in m.group(2):
+                        if m.group(1) == "instances":
+                            live += int(float(m.group(3)))
+                        else:
+                            queue = int(float(m.group(3)))
+                self.instances = max(self.instances, live)
+                self.queue = max(self.queue, queue)
+                if self.done.wait(0.002):
+                    return
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join(30)
 
 
-def burst(results):
-    s = Server()
+def scenario_burst(results):
+    s = Server(prewarm=DEFAULT_PREWARM)
     try:
-        for runtime in HELLO:
-            name = "burst-" + runtime[:2]
-            s.deploy(name, runtime, max_instances=50, idle_timeout_secs=0)
-            s.wait("no instance is left", lambda: s.instances(name) == {"starting": 0, "idle": 0, "busy": 0})
-            answers = asyncio.run(fire(s.host, s.port, "/v1/functions/%s/invoke" % name, 200))
-            times = [t for _, t in answers]
+        for runtime in RUNTIMES:
+            name = "burst-" + SHORT[runtime]
+            s.deploy(name, runtime, max_instances=BURST["max_instances"], idle_timeout_secs=0)
+            wait_until("%s has no instance" % name, lambda: s.no_instance(name))
+            wait_until("the %s pre-warmed pool is full" % runtime, lambda: s.pool_full(runtime))
+            with PeakWatch(s, name) as peak:
+                answers = asyncio.run(burst_requests(s.host, s.port, "/v1/functions/%s/invoke" % name,
+                                                     BURST["requests"]))
             statuses = {}
-            for st, _ in answers:
-                statuses[st] = statuses.get(st, 0) + 1
-            cold_calls = sum(s.metric('ignis_cold_starts_total{function="%s",reason="%s"}' % (name, r)) or 0
-                          for r in ("first_call", "after_idle", "scale_out", "new_version"))
+            for status, _, _, _ in answers:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+            times = [ms for status, ms, _, _ in answers if status]
+            m = s.metrics()
+            fn = lambda metric, **labels: m.get((metric, frozenset(dict(function=name, **labels).items())), 0)
             results["burst"][runtime] = {
-                "requests": 200, "statuses": statuses,
-                "5xx": sum(v for k, v in statuses.items() if k >= 500 or k == 0),
-                "p50_ms": statistics.median(times), "p99_ms": pct(times, 99), "max_ms": max(times),
-                "cold_calls": cold_calls,
+                "requests": BURST["requests"], "max_instances": BURST["max_instances"],
+                "idle_timeout_secs": 0, "statuses": statuses,
+                "5xx": sum(v for k, v in statuses.items() if int(k) >= 500),
+                "no_answer": statuses.get("0", 0),
+                "errors": sorted({e for *_, e in answers if e})[:5],
+                "cold_answers": sum(1 for _, _, cold, _ in answers if cold),
+                "p50_ms": statistics.median(times) if times else None,
+                "p99_ms": pct(times, 99) if times else None,
+                "max_ms": max(times) if times else None,
+                # Invocations that waited for their instance to start (one per instance
+                # started for a waiting call; instances that found the queue empty once
+                # started are not counted here, but in peak_instances).
+                "cold_invocations": sum(fn("ignis_cold_starts_total", reason=r)
+                                        for r in ("first_call", "new_version", "after_idle", "scale_out")),
+                "peak_instances": peak.instances, "peak_queue_depth": peak.queue,
+                "metrics_polls": peak.polls,
+                "throttled": sum(fn("ignis_throttles_total", reason=r)
+                                 for r in ("queue_full", "deadline", "capacity_exhausted")),
             }
+            s.delete(name)
     finally:
         s.close()
 
@@ -214,129 +463,221 @@ def burst(results):
 def pss_kb(pid):
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
-            return sum(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+            return sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
     except OSError:
         return 0
 
 
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def instance_groups(server_pid):
-    """{instance cgroup: [pids]} of the server's instances, from /proc/PID/cgroup."""
+    """{instance id: {pids}} of one server's instances. Instance cgroups are named
+    i-<server pid>-<n> (crates/sandbox/src/cgroup.rs), in the v2 hierarchy or the v1
+    memory one; /proc/PID/cgroup tells where each process is."""
     groups = {}
     pattern = re.compile(r"/i-(%d-\d+)$" % server_pid)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            text = open("/proc/%s/cgroup" % entry).read()
+            with open("/proc/%s/cgroup" % entry) as f:
+                text = f.read()
         except OSError:
             continue
         for line in text.splitlines():
-            _, controllers, path = line.split(":", 2)
-            if "memory" in controllers.split(",") or controllers == "":
-                m = pattern.search(path)
+            parts = line.split(":", 2)
+            if len(parts) == 3 and (parts[1] == "" or "memory" in parts[1].split(",")):
+                m = pattern.search(parts[2])
                 if m:
                     groups.setdefault(m.group(1), set()).add(int(entry))
     return groups
 
 
-def comm(pid):
+def scenario_density(results):
+    n = DENSITY_INSTANCES
+    # No pre-warmed instances, so every instance with an interpreter is the function's.
+    s = Server(prewarm=0)
     try:
-        return open("/proc/%d/comm" % pid).read().strip()
-    except OSError:
-        return ""
-
-
-def density(results):
-    n = 10
-    s = Server("--prewarm", "0")
-    try:
-        for runtime in HELLO:
-            name = "dense-" + runtime[:2]
-            before = set(instance_groups(s.proc.pid))
+        for runtime in RUNTIMES:
+            name = "dense-" + SHORT[runtime]
+            # Parked inits (no interpreter yet) may become this function's instances:
+            # only groups that already ran an interpreter are someone else's.
+            before = {g for g, pids in instance_groups(s.proc.pid).items()
+                      if any(comm(p).startswith(tuple(COMM.values())) for p in pids)}
             s.deploy(name, runtime, min_instances=n, max_instances=n)
-            s.wait("%d idle instances" % n, lambda: s.instances(name)["idle"] == n)
-            interp = "python" if runtime == "python" else "bun"
+            wait_until("%s has %d idle instances" % (name, n),
+                       lambda: s.instances(name) == {"starting": 0, "idle": n, "busy": 0}, within=120)
             groups = {g: pids for g, pids in instance_groups(s.proc.pid).items()
-                      if g not in before and any(comm(p).startswith(interp) for p in pids)}
-            per = [sum(pss_kb(p) for p in pids) / 1024 for pids in groups.values()]
-            avg = statistics.mean(per)
+                      if g not in before and any(comm(p).startswith(COMM[runtime]) for p in pids)}
+            if len(groups) != n:
+                raise BenchError("%s: found %d instance cgroups with %s, expected %d"
+                                 % (name, len(groups), COMM[runtime], n))
+            total, runtime_only = [], []
+            for pids in groups.values():
+                total.append(sum(pss_kb(p) for p in pids) / 1024)
+                runtime_only.append(sum(pss_kb(p) for p in pids if comm(p).startswith(COMM[runtime])) / 1024)
+            avg = statistics.mean(total)
             results["density"][runtime] = {
-                "instances": len(per), "pss_mb_avg": avg, "pss_mb_max": max(per),
-                "fit_in_8gib": int(8192 // avg),
+                "instances": n, "memory_mb": 128,
+                "processes_per_instance": statistics.mean(len(p) for p in groups.values()),
+                "pss_mb_avg": avg, "pss_mb_min": min(total), "pss_mb_max": max(total),
+                "runtime_process_pss_mb_avg": statistics.mean(runtime_only),
+                "fit_in_8gib": int(8192 // avg) if avg else None,
+                # What the server admits in 8 GiB of --memory-capacity at memory_mb 128.
+                "fit_in_8gib_by_reservation": 8192 // 128,
             }
-            s.call("DELETE", "/v1/functions/" + name)
+            s.delete(name)
+            wait_until("the instances of %s are gone" % name,
+                       lambda: not any(g in groups for g in instance_groups(s.proc.pid)), within=30)
     finally:
         s.close()
 
 
+# ---------------------------------------------------------------------------- report
+
 def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
-    cgroup = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1/hybrid"
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory_mb": mem, "kernel": platform.release(), "cgroup": cgroup}
+    def first(path, prefix, conv=lambda v: v):
+        try:
+            with open(path) as f:
+                return next((conv(l.split(":", 1)[1].strip()) for l in f if l.startswith(prefix)), None)
+        except OSError:
+            return None
+
+    try:
+        wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()
+    except OSError:
+        wrk_version = None
+    return {
+        "nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "memory_mb": first("/proc/meminfo", "MemTotal", lambda v: int(v.split()[0]) // 1024),
+        "kernel": platform.release(),
+        "cgroup": "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1",
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(), "wrk": wrk_version,
+    }
 
 
-def table(r):
-    rows = []
+def rows(r):
+    """[(scenario, runtime, value, target, ok)]; ok None = reported only."""
+    out = []
+    for rt in RUNTIMES:
+        w = r["warm"].get(rt)
+        if w:
+            out.append(("warm, 1 connection", rt, "p50 %.0f us, p99 %.0f us" % (w["p50_us"], w["p99_us"]),
+                        "p50 <= 200 us, p99 <= 1 ms", w["p50_us"] <= 200 and w["p99_us"] <= 1000))
+    for rt in RUNTIMES:
+        t = r["throughput"].get(rt)
+        if t:
+            goal = 30000 if rt == "javascript" else 10000
+            st = t["settings"]
+            out.append(("throughput, 64 connections", rt,
+                        "%.0f/s, non-2xx %d (max_instances %d, concurrency %d)"
+                        % (t["rps"], t["non_2xx"], st["max_instances"], st["concurrency"]),
+                        ">= %d/s" % goal, t["rps"] >= goal and t["non_2xx"] == 0))
+    for key, title in [("cold_no_prewarm", "cold start, --prewarm 0"),
+                       ("cold_prewarmed", "cold start, pre-warmed")]:
+        for rt in RUNTIMES:
+            c = r[key].get(rt)
+            if c:
+                goal = 5 if key == "cold_prewarmed" else 15 if rt == "javascript" else 25
+                out.append((title, rt, "p50 %.1f ms, p90 %.1f ms (server init p50 %.1f ms)"
+                            % (c["p50_ms"], c["p90_ms"], c["init_p50_ms"]),
+                            "p50 <= %d ms" % goal, c["p50_ms"] <= goal))
+    for rt in RUNTIMES:
+        sand, bare = r["cold_no_prewarm"].get(rt), r["cold_no_sandbox"].get(rt)
+        if sand and bare:
+            cost = sand["p50_ms"] - bare["p50_ms"]
+            out.append(("sandbox cost, cold --prewarm 0", rt, "%+.1f ms (unsandboxed p50 %.1f ms)"
+                        % (cost, bare["p50_ms"]), "<= 5 ms", cost <= 5))
+    for rt in RUNTIMES:
+        b = r["burst"].get(rt)
+        if b:
+            p = lambda v: "%.0f" % v if v is not None else "-"
+            out.append(("burst %d, max_instances %d" % (b["requests"], b["max_instances"]), rt,
+                        "5xx %d, no answer %d, p50 %s ms, p99 %s ms, peak %d instances"
+                        % (b["5xx"], b["no_answer"], p(b["p50_ms"]), p(b["p99_ms"]), b["peak_instances"]),
+                        "no 5xx, p99 <= 1 s",
+                        b["5xx"] == 0 and b["no_answer"] == 0 and b["p99_ms"] is not None and b["p99_ms"] <= 1000))
+    for rt in RUNTIMES:
+        d = r["density"].get(rt)
+        if d:
+            out.append(("density, idle instance", rt, "PSS %.1f MiB, %d fit in 8 GiB"
+                        % (d["pss_mb_avg"], d["fit_in_8gib"]), "(reported)", None))
+    for name, err in r["errors"].items():
+        out.append((name, "-", "ERROR: " + err.splitlines()[0][:100], "", False))
+    return out
 
-    def row(scenario, runtime, value, target, ok):
-        rows.append((scenario, runtime, value, target, "ok" if ok else "MISSED"))
 
-    for rt in HELLO:
-        w = r["warm"][rt]
-        row("warm, 1 connection", rt, "p50 %.0f us, p99 %.0f us" % (w["p50_us"], w["p99_us"]),
-            "p50 <= 200 us, p99 <= 1 ms", w["p50_us"] <= 200 and w["p99_us"] <= 1000)
-    for rt in HELLO:
-        t = r["throughput"][rt]
-        goal = 30000 if rt == "javascript" else 10000
-        row("throughput, 64 connections", rt, "%.0f/s (non-2xx %d)" % (t["rps"], t["non_2xx"]),
-            ">= %d/s" % goal, t["rps"] >= goal and t["non_2xx"] == 0)
-    for rt in HELLO:
-        c = r["cold_no_prewarm"][rt]
-        goal = 15 if rt == "javascript" else 25
-        row("cold start, no pre-warm", rt, "p50 %.1f ms (p90 %.1f, init %.1f)" % (c["p50_ms"], c["p90_ms"], c["init_p50_ms"]),
-            "p50 <= %d ms" % goal, c["p50_ms"] <= goal)
-    for rt in HELLO:
-        cost = r["cold_no_prewarm"][rt]["p50_ms"] - r["cold_no_sandbox"][rt]["p50_ms"]
-        row("sandbox cost (cold, no pre-warm)", rt, "+%.1f ms (unsandboxed p50 %.1f ms)" % (cost, r["cold_no_sandbox"][rt]["p50_ms"]),
-            "<= 5 ms", cost <= 5)
-    for rt in HELLO:
-        c = r["cold_prewarmed"][rt]
-        row("cold start, pre-warmed", rt, "p50 %.1f ms (p90 %.1f, init %.1f)" % (c["p50_ms"], c["p90_ms"], c["init_p50_ms"]),
-            "p50 <= 5 ms", c["p50_ms"] <= 5)
-    for rt in HELLO:
-        b = r["burst"][rt]
-        row("burst 200, max 50", rt, "5xx %d, p50 %.0f ms, p99 %.0f ms, %d cold calls" % (b["5xx"], b["p50_ms"], b["p99_ms"], b["cold_calls"]),
-            "no 5xx, p99 <= 1 s", b["5xx"] == 0 and b["p99_ms"] <= 1000)
-    for rt in HELLO:
-        d = r["density"][rt]
-        row("density, idle instance", rt, "PSS %.1f MB, %d fit in 8 GiB" % (d["pss_mb_avg"], d["fit_in_8gib"]), "(reported)", True)
-    widths = [max(len(str(x[i])) for x in rows + [("scenario", "runtime", "value", "target", "")]) for i in range(5)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
-    print(line(("scenario", "runtime", "value", "target", "")))
-    for x in rows:
-        print(line(x))
+def print_table(table):
+    header = ("scenario", "runtime", "value", "target", "")
+    cells = [header] + [(a, b, c, d, "pass" if ok else "-" if ok is None else "FAIL") for a, b, c, d, ok in table]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(5)]
+    for row in cells:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 def main():
     if not os.path.exists(BIN):
         raise SystemExit("build the release binary first: make build")
-    results = {"machine": machine(), "duration": DURATION, "samples": SAMPLES,
-               "warm": {}, "throughput": {}, "cold_no_sandbox": {}, "cold_no_prewarm": {}, "cold_prewarmed": {},
-               "burst": {}, "density": {}}
-    print("machine:", json.dumps(results["machine"]), file=sys.stderr)
-    for step, f in [("warm and throughput", warm),
-                    ("cold, no sandbox (for the sandbox's cost)", lambda r: cold(r, False, sandbox=False)),
-                    ("cold, no pre-warm", lambda r: cold(r, False)),
-                    ("cold, pre-warmed", lambda r: cold(r, True)), ("burst", burst), ("density", density)]:
-        print("== " + step, file=sys.stderr)
-        f(results)
-    os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
-    with open(os.path.join(ROOT, "target/bench/latest.json"), "w") as f:
+    unknown = set(SCENARIOS) - {"warm", "cold", "burst", "density"}
+    if unknown:
+        raise SystemExit("unknown SCENARIOS: %s" % ", ".join(sorted(unknown)))
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    atexit.register(stop_all)
+
+    results = {
+        "machine": machine(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {"duration": DURATION, "warmup": WARMUP, "samples": SAMPLES, "scenarios": SCENARIOS,
+                     "throughput": THROUGHPUT_SETTINGS, "burst": BURST,
+                     "density_instances": DENSITY_INSTANCES, "default_prewarm": DEFAULT_PREWARM},
+        "warm": {}, "throughput": {}, "cold_no_prewarm": {}, "cold_prewarmed": {}, "cold_no_sandbox": {},
+        "burst": {}, "density": {}, "errors": {},
+    }
+    log("machine: " + json.dumps(results["machine"]))
+    steps = {
+        "warm": [("warm latency and throughput", scenario_warm)],
+        "cold": [("cold start, --prewarm 0", lambda r: scenario_cold(r, "cold_no_prewarm", 0)),
+                 ("cold start, --prewarm %d" % DEFAULT_PREWARM,
+                  lambda r: scenario_cold(r, "cold_prewarmed", DEFAULT_PREWARM)),
+                 ("cold start, --prewarm 0 --insecure-no-sandbox (the sandbox's cost)",
+                  lambda r: scenario_cold(r, "cold_no_sandbox", 0, sandbox=False))],
+        "burst": [("burst", scenario_burst)],
+        "density": [("density", scenario_density)],
+    }
+    for scenario in SCENARIOS:
+        for title, run in steps[scenario]:
+            log("== " + title)
+            t = time.monotonic()
+            try:
+                run(results)
+            except BenchError as e:
+                log("   ERROR: %s" % e)
+                results["errors"][title] = str(e)
+            except Exception:
+                log(traceback.format_exc())
+                results["errors"][title] = traceback.format_exc(limit=1)
+            log("   (%.0f s)" % (time.monotonic() - t))
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    table = rows(results)
+    results["summary"] = [dict(zip(("scenario", "runtime", "value", "target", "pass"), row)) for row in table]
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
         json.dump(results, f, indent=2)
-    table(results)
-    print("\nJSON: target/bench/latest.json")
+    print()
+    print_table(table)
+    print("\nmachine: %(nproc)d cores, %(cpu)s, kernel %(kernel)s, cgroup %(cgroup)s, load %(loadavg_at_start)s"
+          % {**results["machine"], "loadavg_at_start": " ".join("%.1f" % x for x in results["machine"]["loadavg_at_start"])})
+    print("JSON: " + os.path.relpath(OUT, ROOT))
+    return 1 if results["errors"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
