@@ -313,34 +313,41 @@ class _Instance:
         self.log_limit = load["log_limit_bytes"]
         self.max_response = load["max_response_bytes"]
         self.loop = None  # one event loop for the life of the instance, made on first need
-        self.concurrency = max(1, int(load.get("concurrency", 1)))
 
     def invoke(self, msg):
         cap = _Capture(self.log_limit)
         # Each call runs in its own copy of the context: the capture, and any ContextVar
         # the handler sets, belong to this call only.
-        answer, value = contextvars.copy_context().run(self._call, cap, msg)
-        answer["logs"] = cap.finish()
-        self._end_markers(msg["id"])
-        _send(self.fd, answer, value)
+        self._answer(cap, msg, contextvars.copy_context().run(self._call, cap, msg))
+
+    def _handle(self, msg):
+        """Calls the handler with the event (and a context when it takes one)."""
+        if self.with_context:
+            return self.handler(msg["event"], _Context(msg["id"], self.function, msg["deadline_ms"]))
+        return self.handler(msg["event"])
 
     def _call(self, cap, msg):
         """Runs the handler; returns the answer without logs, and the encoded value."""
         _capture.set(cap)
-        inv_id = msg["id"]
         try:
-            context = _Context(inv_id, self.function, msg["deadline_ms"])
-            if self.with_context:
-                result = self.handler(msg["event"], context)
-            else:
-                result = self.handler(msg["event"])
+            result = self._handle(msg)
             if hasattr(type(result), "__await__"):
                 # The task the loop wraps the coroutine in copies this context: logs of
                 # the coroutine (and of tasks it starts) land in this capture.
                 result = self._loop().run_until_complete(result)
         except BaseException as exc:  # SystemExit in a handler fails the call, not the instance
-            return {"t": "error", "id": inv_id, "error": _describe(exc)}, None
-        return self._encode(inv_id, result)
+            return {"t": "error", "id": msg["id"], "error": _describe(exc)}, None
+        return self._encode(msg["id"], result)
+
+    def _answer(self, cap, msg, answer_value):
+        """Sends a call's answer with its logs, after its end markers."""
+        answer, value = answer_value
+        answer["logs"] = cap.finish()
+        self._deliver(msg["id"], answer, value)
+
+    def _deliver(self, inv_id, answer, value):
+        self._end_markers(inv_id)
+        _send(self.fd, answer, value)
 
     def _encode(self, inv_id, result):
         """The answer for a handler's return value, and the value encoded."""
@@ -386,6 +393,7 @@ class _ConcurrentInstance(_Instance):
         import threading
 
         self.send_lock = threading.Lock()
+        self.loop_lock = threading.Lock()
         self.is_async = _is_coroutine_function(handler)
         self.loop_ready = threading.Event()
         self.pool = None
@@ -395,7 +403,7 @@ class _ConcurrentInstance(_Instance):
             from concurrent.futures import ThreadPoolExecutor
 
             # Threads are made on demand, up to one per call in flight.
-            self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ignis-call")
+            self.pool = ThreadPoolExecutor(int(load["concurrency"]), thread_name_prefix="ignis-call")
 
     def _start_loop_thread(self):
         import asyncio
@@ -423,19 +431,15 @@ class _ConcurrentInstance(_Instance):
     async def _run_task(self, msg):
         cap = _Capture(self.log_limit)
         _capture.set(cap)
-        inv_id = msg["id"]
         try:
-            context = _Context(inv_id, self.function, msg["deadline_ms"])
-            if self.with_context:
-                result = self.handler(msg["event"], context)
-            else:
-                result = self.handler(msg["event"])
+            result = self._handle(msg)
             if hasattr(type(result), "__await__"):
                 result = await result
         except BaseException as exc:
-            self._answer(cap, msg, ({"t": "error", "id": inv_id, "error": _describe(exc)}, None))
-            return
-        self._answer(cap, msg, self._encode(inv_id, result))
+            answer = {"t": "error", "id": msg["id"], "error": _describe(exc)}, None
+        else:
+            answer = self._encode(msg["id"], result)
+        self._answer(cap, msg, answer)
 
     def _run_in_thread(self, msg):
         cap = _Capture(self.log_limit)
@@ -446,17 +450,15 @@ class _ConcurrentInstance(_Instance):
         # A sync handler returned an awaitable: it runs on the shared loop thread while
         # this call's thread waits for it.
         if self.loop is None:
-            with self.send_lock:
+            with self.loop_lock:
                 if self.loop is None:
                     self._start_loop_thread()
         return _LoopProxy(self.loop)
 
-    def _answer(self, cap, msg, answer_value):
-        answer, value = answer_value
-        answer["logs"] = cap.finish()
+    def _deliver(self, inv_id, answer, value):
+        # Markers and frame of one call are never interleaved with another call's.
         with self.send_lock:
-            self._end_markers(msg["id"])
-            _send(self.fd, answer, value)
+            super()._deliver(inv_id, answer, value)
 
 
 class _LoopProxy:

@@ -12,7 +12,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::metrics::Throttle;
+use crate::metrics::{Throttle, OUTCOMES};
 use crate::Platform;
 
 /// Why an invocation did not reach a handler.
@@ -156,34 +156,23 @@ impl Platform {
 
 /// The stored record of a finished invocation.
 fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
-    let (status, error) = match r.result {
-        InvokeResult::Response(_) => ("succeeded", None),
-        InvokeResult::FunctionError(e) => (
-            "function_error",
-            Some(json!({"type": e.kind, "message": e.message, "stack": e.stack})),
+    let status = OUTCOMES[r.result.outcome()];
+    let error = match r.result {
+        InvokeResult::Response(_) => None,
+        InvokeResult::FunctionError(e) => {
+            Some(json!({"type": e.kind, "message": e.message, "stack": e.stack}))
+        }
+        InvokeResult::Timeout { secs } => Some(
+            json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
         ),
-        InvokeResult::Timeout { secs } => (
-            "timeout",
-            Some(
-                json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
-            ),
-        ),
-        InvokeResult::Crashed { detail } => (
-            "crashed",
-            Some(json!({"code": "instance_crashed", "message": detail})),
-        ),
-        InvokeResult::OutOfMemory { memory_mb } => (
-            "out_of_memory",
-            Some(json!({"code": "out_of_memory", "message": out_of_memory_message(*memory_mb)})),
-        ),
-        InvokeResult::ResponseTooLarge { size } => (
-            "response_too_large",
-            Some(json!({"code": "response_too_large", "message": too_large_message(*size)})),
-        ),
-        InvokeResult::InvalidResponse(m) => (
-            "invalid_response",
-            Some(json!({"code": "invalid_response", "message": m})),
-        ),
+        InvokeResult::Crashed { detail } => Some(json!({"code": "instance_crashed", "message": detail})),
+        InvokeResult::OutOfMemory { memory_mb } => {
+            Some(json!({"code": "out_of_memory", "message": out_of_memory_message(*memory_mb)}))
+        }
+        InvokeResult::ResponseTooLarge { size } => {
+            Some(json!({"code": "response_too_large", "message": too_large_message(*size)}))
+        }
+        InvokeResult::InvalidResponse(m) => Some(json!({"code": "invalid_response", "message": m})),
     };
     InvocationRecord {
         id: r.id.to_owned(),
@@ -249,6 +238,19 @@ pub fn too_large_message(size: u64) -> String {
 }
 
 impl InvokeResult {
+    /// Index into [`OUTCOMES`](crate::metrics::OUTCOMES): the record's status and the metrics' outcome label.
+    pub(crate) fn outcome(&self) -> usize {
+        match self {
+            InvokeResult::Response(_) => 0,
+            InvokeResult::FunctionError(_) => 1,
+            InvokeResult::Timeout { .. } => 2,
+            InvokeResult::Crashed { .. } => 3,
+            InvokeResult::OutOfMemory { .. } => 4,
+            InvokeResult::ResponseTooLarge { .. } => 5,
+            InvokeResult::InvalidResponse(_) => 6,
+        }
+    }
+
     fn of(outcome: Outcome, timeout_secs: u32, memory_mb: u32) -> InvokeResult {
         match outcome {
             Outcome::Ok(value) => match map_return_value(&value) {

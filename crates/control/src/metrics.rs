@@ -17,7 +17,8 @@ use prometheus_client::registry::Registry;
 use crate::invoke::InvokeResult;
 use crate::Platform;
 
-/// Invocation outcomes, as in invocation records' `status`.
+/// Invocation outcomes: invocation records' `status` and the metrics' `outcome` label,
+/// indexed by [`InvokeResult::outcome`].
 pub const OUTCOMES: [&str; 7] = [
     "succeeded",
     "function_error",
@@ -93,16 +94,7 @@ pub struct FunctionMetrics {
 
 impl FunctionMetrics {
     pub(crate) fn invoked(&self, result: &InvokeResult, duration: Duration) {
-        let i = match result {
-            InvokeResult::Response(_) => 0,
-            InvokeResult::FunctionError(_) => 1,
-            InvokeResult::Timeout { .. } => 2,
-            InvokeResult::Crashed { .. } => 3,
-            InvokeResult::OutOfMemory { .. } => 4,
-            InvokeResult::ResponseTooLarge { .. } => 5,
-            InvokeResult::InvalidResponse(_) => 6,
-        };
-        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        self.outcomes[result.outcome()].fetch_add(1, Ordering::Relaxed);
         self.duration.observe(duration);
     }
 
@@ -142,64 +134,87 @@ fn gauge(v: usize) -> ConstGauge<i64> {
     ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
+type Functions<'a> = [(&'a String, &'a Arc<crate::Slot>)];
+
+/// One counter family with a series per function and per `label` value.
+fn labelled_counters(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    functions: &Functions<'_>,
+    (label, values): (&str, &[&str]),
+    read: impl Fn(&FunctionMetrics, usize) -> u64,
+) -> Result<(), std::fmt::Error> {
+    let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (function, slot) in functions {
+        for (i, value) in values.iter().enumerate() {
+            let labels = [("function", function.as_str()), (label, value)];
+            counter(read(&slot.metrics, i)).encode(e.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// One histogram family with a series per function.
+fn histograms(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    functions: &Functions<'_>,
+    read: impl Fn(&FunctionMetrics) -> &Histogram,
+) -> Result<(), std::fmt::Error> {
+    let mut e = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (function, slot) in functions {
+        let (sum, count, buckets) = read(&slot.metrics).snapshot();
+        e.encode_family(&[("function", function.as_str())])?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
 impl Collector for PlatformCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let table = self.0.table.load();
         let mut functions: Vec<(&String, &Arc<crate::Slot>)> = table.iter().collect();
         functions.sort_by(|a, b| a.0.cmp(b.0));
 
-        let mut e = encoder.encode_descriptor(
-            "ignis_invocations",
-            "Finished invocations by function and outcome",
-            None,
-            MetricType::Counter,
+        labelled_counters(
+            &mut encoder,
+            (
+                "ignis_invocations",
+                "Finished invocations by function and outcome",
+            ),
+            &functions,
+            ("outcome", &OUTCOMES),
+            |m, i| m.outcomes[i].load(Ordering::Relaxed),
         )?;
-        for (name, slot) in &functions {
-            for (i, outcome) in OUTCOMES.iter().enumerate() {
-                let labels = [("function", name.as_str()), ("outcome", outcome)];
-                counter(slot.metrics.outcomes[i].load(Ordering::Relaxed))
-                    .encode(e.encode_family(&labels)?)?;
-            }
-        }
-
-        let mut e = encoder.encode_descriptor(
-            "ignis_invocation_duration_seconds",
-            "Time in the handler, from dispatch to the instance to its answer",
-            None,
-            MetricType::Histogram,
+        histograms(
+            &mut encoder,
+            (
+                "ignis_invocation_duration_seconds",
+                "Time in the handler, from dispatch to the instance to its answer",
+            ),
+            &functions,
+            |m| &m.duration,
         )?;
-        for (name, slot) in &functions {
-            let (sum, count, buckets) = slot.metrics.duration.snapshot();
-            let labels = [("function", name.as_str())];
-            e.encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
-        }
-
-        let mut e = encoder.encode_descriptor(
-            "ignis_cold_starts",
-            "Invocations that waited for their instance to start, by reason",
-            None,
-            MetricType::Counter,
+        let reasons = REASONS.map(ColdReason::as_str);
+        labelled_counters(
+            &mut encoder,
+            (
+                "ignis_cold_starts",
+                "Invocations that waited for their instance to start, by reason",
+            ),
+            &functions,
+            ("reason", &reasons),
+            |m, i| m.cold[i].load(Ordering::Relaxed),
         )?;
-        for (name, slot) in &functions {
-            for (i, reason) in REASONS.iter().enumerate() {
-                let labels = [("function", name.as_str()), ("reason", reason.as_str())];
-                counter(slot.metrics.cold[i].load(Ordering::Relaxed)).encode(e.encode_family(&labels)?)?;
-            }
-        }
-
-        let mut e = encoder.encode_descriptor(
-            "ignis_cold_start_duration_seconds",
-            "Instance start time (sandbox, runtime, code load) of cold invocations",
-            None,
-            MetricType::Histogram,
+        histograms(
+            &mut encoder,
+            (
+                "ignis_cold_start_duration_seconds",
+                "Instance start time (sandbox, runtime, code load) of cold invocations",
+            ),
+            &functions,
+            |m| &m.cold_duration,
         )?;
-        for (name, slot) in &functions {
-            let (sum, count, buckets) = slot.metrics.cold_duration.snapshot();
-            let labels = [("function", name.as_str())];
-            e.encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
-        }
 
         let mut e = encoder.encode_descriptor(
             "ignis_instances",
@@ -235,19 +250,16 @@ impl Collector for PlatformCollector {
             gauge(depth).encode(e.encode_family(&[("function", name.as_str())])?)?;
         }
 
-        let mut e = encoder.encode_descriptor(
-            "ignis_throttles",
-            "Invocations refused without running, by reason",
-            None,
-            MetricType::Counter,
+        labelled_counters(
+            &mut encoder,
+            (
+                "ignis_throttles",
+                "Invocations refused without running, by reason",
+            ),
+            &functions,
+            ("reason", &THROTTLES),
+            |m, i| m.throttles[i].load(Ordering::Relaxed),
         )?;
-        for (name, slot) in &functions {
-            for (i, reason) in THROTTLES.iter().enumerate() {
-                let labels = [("function", name.as_str()), ("reason", reason)];
-                counter(slot.metrics.throttles[i].load(Ordering::Relaxed))
-                    .encode(e.encode_family(&labels)?)?;
-            }
-        }
 
         let mut e = encoder.encode_descriptor(
             "ignis_evictions",
@@ -268,11 +280,7 @@ impl Collector for PlatformCollector {
             MetricType::Gauge,
         )?;
         for runtime in PREWARMED {
-            let label = if runtime == ignis_core::Runtime::Python {
-                "python"
-            } else {
-                "bun"
-            };
+            let label = ignis_pool::interpreter_name(runtime);
             gauge(launcher.prewarmed(runtime)).encode(e.encode_family(&[("runtime", label)])?)?;
         }
 

@@ -13,5 +13,5 @@ pub use instance::{
     Generic, Instance, LaunchSpec, Launcher, RunResult, StartError, StartTimings, Started, Starter,
 };
 pub use pool::{AcquireError, ColdReason, ColdStart, InstanceCounts, Lease, PoolLimits, Ran, VersionPool};
-pub use prewarm::PREWARMED;
+pub use prewarm::{interpreter_name, PREWARMED};
 pub use runtimes::{Interpreter, RuntimeConfig, Runtimes};

@@ -12,6 +12,14 @@ use crate::instance::{Generic, Launcher};
 /// The interpreters instances are pre-warmed for: Bun serves JavaScript and TypeScript.
 pub const PREWARMED: [Runtime; 2] = [Runtime::Python, Runtime::Javascript];
 
+/// The interpreter that runs `runtime`: `python` or `bun`.
+pub fn interpreter_name(runtime: Runtime) -> &'static str {
+    match runtime {
+        Runtime::Python => "python",
+        Runtime::Javascript | Runtime::Typescript => "bun",
+    }
+}
+
 fn slot_of(runtime: Runtime) -> usize {
     match runtime {
         Runtime::Python => 0,
