@@ -120,6 +120,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         eprintln!("WARNING: {}", ignis_api::INSECURE_WARNING);
     }
     let runtimes = Runtimes::discover(&config.runtimes, &data_dir).await?;
+    // Earlier versions kept a copy of every function's code here; the store is the only
+    // copy now (instances get the code in their load message).
+    let old_code = data_dir.join("code");
+    if old_code.exists() {
+        std::fs::remove_dir_all(&old_code)
+            .with_context(|| format!("cannot remove the old code copies in {}", old_code.display()))?;
+    }
     for (name, i) in [("python", &runtimes.python), ("bun", &runtimes.bun)] {
         match (&i.path, &i.version) {
             (Some(path), Some(version)) => tracing::info!("{name} {version} at {}", path.display()),
@@ -141,7 +148,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         launcher,
         Capacity::new(config.memory_capacity_mb),
         ControlConfig {
-            data_dir: data_dir.clone(),
             log_limit_bytes: config.log_limit_bytes,
             retention_per_function: config.retention,
         },

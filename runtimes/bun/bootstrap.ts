@@ -10,6 +10,7 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import util from "node:util";
 
@@ -175,14 +176,14 @@ function describe(err: unknown): { type: string; message: string; stack: string 
 // The line of the user's file to blame for an error at import: the position of a syntax
 // error, the import that does not resolve, else the first (deepest) frame of the user's
 // file in the stack.
-function userLine(err: unknown, file: string, code?: string): number | null {
+function userLine(err: unknown, file: string, code: string): number | null {
   const line = buildMessage(err)?.position?.line;
   if (typeof line === "number" && line > 0) return line;
   const unresolved = err as { name?: string; specifier?: string; referrer?: string };
   if (unresolved?.name === "ResolveMessage" && unresolved.referrer === file && unresolved.specifier) {
     // Bun gives no position for an import it cannot resolve: find the import's line.
     const quoted = [`"${unresolved.specifier}"`, `'${unresolved.specifier}'`];
-    const at = (code ?? fs.readFileSync(file, "utf8")).split("\n").findIndex((l) => quoted.some((q) => l.includes(q)));
+    const at = code.split("\n").findIndex((l) => quoted.some((q) => l.includes(q)));
     if (at >= 0) return at + 1;
   }
   const stack = err instanceof Error ? err.stack ?? "" : "";
@@ -196,19 +197,21 @@ function userLine(err: unknown, file: string, code?: string): number | null {
 async function load(msg: any): Promise<{ handler?: Handler; error?: object }> {
   Object.assign(process.env, msg.env);
   process.chdir(msg.dir);
-  const file = path.resolve(msg.dir, msg.file);
-  const code: string | undefined = typeof msg.code === "string" ? msg.code : undefined;
-  if (code !== undefined) {
-    // A sandboxed instance gets its code in the message, never on a disk it could write
-    // to: a virtual module under its would-be path (loader by extension: js or ts).
-    const loader = file.endsWith(".ts") ? "ts" : "js";
-    Bun.plugin({ name: "ignis-code", setup: (build) => void build.module(file, () => ({ contents: code, loader })) });
-  }
+  const code: string = msg.code;
+  // The code comes in the message, never from a shared disk. Bun tells CommonJS from ES
+  // modules only for real files (a `Bun.plugin` virtual module is always ESM), so it is
+  // written to a private temporary directory (the instance's own /tmp when sandboxed),
+  // imported from there and removed.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ignis-code-"));
+  const copy = path.join(tmp, msg.file);
   let mod: any;
   try {
-    mod = await import(file);
+    fs.writeFileSync(copy, code);
+    mod = await import(copy);
   } catch (err) {
-    return { error: { ...describe(err), line: userLine(err, file, code) } };
+    return { error: { ...describe(err), line: userLine(err, copy, code) } };
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
   const name: string = msg.handler;
   const own = mod?.[name];

@@ -264,23 +264,17 @@ def _load(msg):
     sys.path.insert(0, msg["dir"])
     path = os.path.join(msg["dir"], msg["file"])
     name = os.path.splitext(os.path.basename(msg["file"]))[0]
-    code = msg.get("code")
+    code = msg["code"]
     try:
-        if code is None:
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # as a normal import would: pickle, dataclasses need it
-            spec.loader.exec_module(module)
-        else:
-            # A sandboxed instance gets its code in the message, never on a disk it could
-            # write to; it runs under its would-be path, and tracebacks show its lines.
-            import linecache
+        # The code comes in the message, never from a disk the function could write to; it
+        # runs under its would-be path, and linecache gives tracebacks its lines.
+        import linecache
 
-            linecache.cache[path] = (len(code), None, code.splitlines(True), path)
-            module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, None, origin=path))
-            module.__file__ = path
-            sys.modules[name] = module
-            exec(compile(code, path, "exec", dont_inherit=True), module.__dict__)
+        linecache.cache[path] = (len(code), None, code.splitlines(True), path)
+        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, None, origin=path))
+        module.__file__ = path
+        sys.modules[name] = module  # as a normal import would: pickle, dataclasses need it
+        exec(compile(code, path, "exec", dont_inherit=True), module.__dict__)
     except BaseException as exc:  # SystemExit or KeyboardInterrupt at import fail the load too
         error = _describe(exc)
         error["line"] = _user_line(exc, path)

@@ -262,3 +262,24 @@ fn max_instances_queues_calls_and_throttles_past_the_deadline() {
     assert_eq!(pids[0], pids[1], "one instance served both");
     assert!(ok.iter().all(|a| !a.cold()));
 }
+
+#[test]
+fn commonjs_and_es_modules_both_load_from_the_load_message() {
+    let s = Server::start();
+    for (name, code) in [
+        (
+            "cjs",
+            "module.exports.handler = (e) => ({ kind: 'commonjs', x: e.x });\n",
+        ),
+        (
+            "esm",
+            "export const handler = (e) => ({ kind: 'module', x: e.x });\n",
+        ),
+    ] {
+        s.deploy(name, "javascript", code, json!({}));
+        let a = s.invoke(name, r#"{"x": 3}"#);
+        assert_eq!(a.status, StatusCode::OK, "{name}: {}", a.body);
+        assert_eq!(a.json()["x"], 3, "{name}");
+    }
+    assert_eq!(s.invoke("cjs", "{}").json()["kind"], "commonjs");
+}

@@ -179,6 +179,10 @@ fn full_capacity_evicts_the_least_recently_used_idle_instance_then_refuses() {
     assert_eq!(s.metric("ignis_memory_reserved_mb"), Some(512.0));
     // Used again, "first" is now more recent than "second".
     assert!(!s.invoke("first", r#"{"ping": true}"#).cold());
+    // Idle again in its pool's eyes (the release reaches the pool after the answer).
+    wait_until("first is idle again", WAIT, || {
+        instances(&s, "first") == (0, 1, 0)
+    });
     s.deploy("third", "python", GATE_PY, big.clone());
     assert_eq!(instances(&s, "second"), (0, 0, 0), "the least recently used went");
     assert_eq!(instances(&s, "first").1, 1, "the more recent one stayed");
@@ -197,10 +201,11 @@ fn full_capacity_evicts_the_least_recently_used_idle_instance_then_refuses() {
         assert_eq!(refused.error_code(), "capacity_exhausted");
         let throttled = r#"ignis_throttles_total{function="second",reason="capacity_exhausted"}"#;
         assert_eq!(s.metric(throttled), Some(1.0));
-        // The held calls still end normally.
+        // The held calls still end normally: "third" first, so that it is idle longer.
         assert_eq!(s.invoke("third", r#"{"release": true}"#).status, StatusCode::OK);
-        assert_eq!(s.invoke("first", r#"{"release": true}"#).status, StatusCode::OK);
         assert_eq!(held.join().expect("thread").json(), json!("waited"));
+        wait_until("third is idle", WAIT, || instances(&s, "third") == (0, 1, 0));
+        assert_eq!(s.invoke("first", r#"{"release": true}"#).status, StatusCode::OK);
         let first = held_first.join().expect("thread");
         assert_eq!(first.json(), json!("waited"), "{}", first.body);
     });

@@ -10,7 +10,6 @@ pub mod metrics;
 mod view;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -25,7 +24,6 @@ pub use view::FunctionView;
 /// Settings of the control plane, from the server's configuration.
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
-    pub data_dir: PathBuf,
     pub log_limit_bytes: usize,
     pub retention_per_function: usize,
 }

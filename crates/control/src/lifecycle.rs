@@ -1,7 +1,6 @@
 //! Creating, updating, deleting and restoring functions, and deploying their versions.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,10 +131,6 @@ impl Platform {
         let store = self.store.clone();
         let owned = name.to_owned();
         tokio::task::spawn_blocking(move || store.delete_function(&owned)).await??;
-        let dir = self.code_root(name);
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
-        }
         Ok(())
     }
 
@@ -179,7 +174,6 @@ impl Platform {
             });
             self.insert_slot(&f.name, slot.clone());
             if let Some((version, spec)) = deploy {
-                self.write_code(&spec, version)?;
                 // Restores run in the background; the server answers meanwhile.
                 drop(self.start_deploy(slot, Arc::new(spec), version));
             }
@@ -210,17 +204,6 @@ impl Platform {
         self.table.store(Arc::new(table));
     }
 
-    fn code_root(&self, name: &str) -> PathBuf {
-        self.config.data_dir.join("code").join(name)
-    }
-
-    fn write_code(&self, spec: &FunctionSpec, version: u32) -> std::io::Result<PathBuf> {
-        let dir = self.code_root(spec.name.as_str()).join(format!("v{version}"));
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join(spec.runtime.source_file()), &spec.code)?;
-        Ok(dir)
-    }
-
     /// Starts the deploy check of `version` in the background; the receiver fires when it
     /// has ended, whatever its result.
     fn start_deploy(
@@ -249,12 +232,8 @@ impl Platform {
         spec: &FunctionSpec,
         version: u32,
     ) -> Result<VersionPool, StartError> {
-        let code_dir = self
-            .write_code(spec, version)
-            .map_err(|e| StartError::Spawn(e.to_string()))?;
         let launch = LaunchSpec {
             runtime: spec.runtime,
-            code_dir,
             code: Arc::from(spec.code.as_str()),
             handler: spec.handler.clone(),
             env: spec.env.clone(),

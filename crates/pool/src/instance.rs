@@ -56,9 +56,7 @@ const GENERIC_LIMITS: CgroupLimits = CgroupLimits {
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
     pub runtime: Runtime,
-    /// The host's copy of the code (used as is without a sandbox).
-    pub code_dir: PathBuf,
-    /// The source itself, sent to sandboxed instances, which cannot see `code_dir`.
+    /// The source, sent in the load message: no instance reads code from disk.
     pub code: Arc<str>,
     pub handler: String,
     pub env: BTreeMap<String, String>,
@@ -176,8 +174,9 @@ impl Launcher {
             program,
             args,
             env,
+            // Also the directory the code runs as if it were in (it is never on disk).
             cwd: if sandboxed {
-                PathBuf::from("/")
+                PathBuf::from(SANDBOX_CODE_DIR)
             } else {
                 bootstrap_dir
             },
@@ -216,6 +215,7 @@ impl Launcher {
         tokio::spawn(read_frames(read_half, frame_tx));
 
         let mut task = InstanceTask {
+            code_dir: request.cwd.display().to_string(),
             process: spawned.process,
             control: write_half,
             frames: frame_rx,
@@ -492,6 +492,8 @@ struct InstanceTask {
     eof: [bool; 2],
     /// Oldest first. Raw output lines go to the oldest invocation in flight.
     inflight: Vec<InFlight>,
+    /// Where the code runs as if it were: the working directory.
+    code_dir: String,
 }
 
 fn stream_index(s: LogStream) -> usize {
@@ -520,16 +522,10 @@ impl InstanceTask {
                 .await
                 .map_err(|e| StartError::Spawn(e.to_string()))?;
         }
-        let sandboxed = sandbox.enabled();
-        let dir = if sandboxed {
-            SANDBOX_CODE_DIR.to_owned()
-        } else {
-            spec.code_dir.display().to_string()
-        };
         let load = HostMessage::Load {
-            dir: &dir,
+            dir: &self.code_dir,
             file: spec.runtime.source_file(),
-            code: sandboxed.then_some(&*spec.code),
+            code: &spec.code,
             concurrency: spec.concurrency.max(1),
             handler: &spec.handler,
             env: &spec.env,

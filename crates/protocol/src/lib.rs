@@ -40,9 +40,9 @@ pub enum HostMessage<'a> {
     Load {
         dir: &'a str,
         file: &'a str,
-        /// The source itself, when the instance has no copy of it: the bootstrap writes it
-        /// to `dir/file` before importing. `None` when `dir/file` already exists.
-        code: Option<&'a str>,
+        /// The source itself: the bootstrap runs it from memory as if it were `dir/file`
+        /// (nothing is written to disk).
+        code: &'a str,
         /// How many invocations the host may have in flight on this instance at once.
         concurrency: u32,
         handler: &'a str,

@@ -67,7 +67,6 @@ impl Starter for FakeStarter {
 fn spec(function: &str) -> LaunchSpec {
     LaunchSpec {
         runtime: Runtime::Python,
-        code_dir: "/nonexistent".into(),
         code: Arc::from(""),
         handler: "handler".to_owned(),
         env: Default::default(),
