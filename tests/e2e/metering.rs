@@ -54,6 +54,29 @@ fn invocation_records_say_what_they_cost_and_how_their_instance_started() {
 }
 
 #[test]
+fn a_warm_instance_reports_its_peak_growing_between_calls() {
+    // The instance's peak-memory file is opened once and re-read after every call.
+    let s = Server::start();
+    s.deploy("growing", "python", CODE, json!({"memory_mb": 256}));
+    let peak_after = |bytes: u64| {
+        let a = s.invoke("growing", &format!(r#"{{"bytes": {bytes}}}"#));
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let r = s.invocation(a.header("x-ignis-invocation-id"));
+        (
+            a.cold(),
+            r["peak_memory_mb"].as_u64().expect("peak memory is measured"),
+        )
+    };
+    let (_, small) = peak_after(1_000_000);
+    let (cold, big) = peak_after(100_000_000);
+    assert!(!cold, "the second call reuses the instance");
+    assert!(
+        big >= small + 90,
+        "peak went from {small} MB to {big} MB after allocating 100 MB"
+    );
+}
+
+#[test]
 fn metrics_and_usage_count_every_invocation() {
     let s = Server::start();
     let since = since_a_minute_ago();

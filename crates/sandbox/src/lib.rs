@@ -373,23 +373,44 @@ pub struct Spawned {
     pub stderr: ChildStderr,
 }
 
-/// A file that tells an instance's peak memory use.
-#[derive(Debug, Clone)]
-pub enum MemoryProbe {
+/// An open file that tells an instance's peak memory use. Opened once per instance and
+/// read from offset 0 each time (one `pread`, no path walk: it is read after every call).
+#[derive(Debug)]
+pub struct MemoryProbe {
+    file: std::fs::File,
+    kind: ProbeKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ProbeKind {
     /// A cgroup file holding bytes.
-    Cgroup(PathBuf),
-    /// A `/proc/<pid>/status` file (its `VmHWM` line).
-    Status(PathBuf),
+    CgroupBytes,
+    /// A `/proc/<pid>/status` file (its `VmHWM` line, in kB).
+    StatusHwm,
 }
 
 impl MemoryProbe {
+    fn open(path: &Path, kind: ProbeKind) -> Option<MemoryProbe> {
+        match std::fs::File::open(path) {
+            Ok(file) => Some(MemoryProbe { file, kind }),
+            Err(e) => {
+                tracing::debug!("no peak memory for this instance: {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
     /// The peak in MiB (rounded up), or `None` once the instance is gone.
     pub fn read_mb(&self) -> Option<u32> {
-        let bytes = match self {
-            MemoryProbe::Cgroup(path) => std::fs::read_to_string(path).ok()?.trim().parse::<u64>().ok()?,
-            MemoryProbe::Status(path) => {
-                let status = std::fs::read_to_string(path).ok()?;
-                let kb: u64 = status
+        use std::os::unix::fs::FileExt;
+        // A status file is about 1.5 KiB; a cgroup counter a few bytes.
+        let mut buf = [0u8; 4096];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let bytes = match self.kind {
+            ProbeKind::CgroupBytes => text.trim().parse::<u64>().ok()?,
+            ProbeKind::StatusHwm => {
+                let kb: u64 = text
                     .lines()
                     .find_map(|l| l.strip_prefix("VmHWM:"))?
                     .trim()
@@ -442,11 +463,11 @@ impl Process {
     /// mark, or the process's own (VmHWM) without a sandbox.
     pub fn memory_probe(&self) -> Option<MemoryProbe> {
         match &self.cgroup {
-            Some(cg) => Some(MemoryProbe::Cgroup(cg.peak_memory_file())),
-            None => Some(MemoryProbe::Status(PathBuf::from(format!(
-                "/proc/{}/status",
-                self.child.id()?
-            )))),
+            Some(cg) => MemoryProbe::open(&cg.peak_memory_file(), ProbeKind::CgroupBytes),
+            None => MemoryProbe::open(
+                Path::new(&format!("/proc/{}/status", self.child.id()?)),
+                ProbeKind::StatusHwm,
+            ),
         }
     }
 
@@ -533,4 +554,40 @@ fn spawn_plain(
         stdout,
         stderr,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_probe_rereads_its_open_file_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.max_usage_in_bytes");
+        std::fs::write(&path, "1048576\n").unwrap();
+        let probe = MemoryProbe::open(&path, ProbeKind::CgroupBytes).unwrap();
+        assert_eq!(probe.read_mb(), Some(1));
+        // The kernel rewrites the value in place; the probe must see the new one.
+        std::fs::write(&path, "3145729\n").unwrap();
+        assert_eq!(probe.read_mb(), Some(4), "rounded up to the next MiB");
+        std::fs::write(&path, "not a number\n").unwrap();
+        assert_eq!(probe.read_mb(), None);
+    }
+
+    #[test]
+    fn a_status_probe_reads_the_high_water_mark() {
+        let probe = MemoryProbe::open(Path::new("/proc/self/status"), ProbeKind::StatusHwm).unwrap();
+        let first = probe.read_mb().expect("VmHWM in /proc/self/status");
+        assert!(first > 0);
+        // Touch 64 MiB more than the peak so far: the same open file reports the new peak.
+        let big = vec![1u8; 64 << 20];
+        std::hint::black_box(&big);
+        let second = probe.read_mb().unwrap();
+        assert!(second >= first + 60, "{first} MiB then {second} MiB");
+    }
+
+    #[test]
+    fn no_probe_for_a_missing_file() {
+        assert!(MemoryProbe::open(Path::new("/nonexistent/memory.peak"), ProbeKind::CgroupBytes).is_none());
+    }
 }
