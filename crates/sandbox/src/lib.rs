@@ -562,27 +562,27 @@ mod tests {
 
     #[test]
     fn a_memory_probe_rereads_its_open_file_each_time() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("memory.max_usage_in_bytes");
-        std::fs::write(&path, "1048576\n").unwrap();
-        let probe = MemoryProbe::open(&path, ProbeKind::CgroupBytes).unwrap();
+        std::fs::write(&path, "1048576\n").expect("write");
+        let probe = MemoryProbe::open(&path, ProbeKind::CgroupBytes).expect("open");
         assert_eq!(probe.read_mb(), Some(1));
         // The kernel rewrites the value in place; the probe must see the new one.
-        std::fs::write(&path, "3145729\n").unwrap();
+        std::fs::write(&path, "3145729\n").expect("write");
         assert_eq!(probe.read_mb(), Some(4), "rounded up to the next MiB");
-        std::fs::write(&path, "not a number\n").unwrap();
+        std::fs::write(&path, "not a number\n").expect("write");
         assert_eq!(probe.read_mb(), None);
     }
 
     #[test]
     fn a_status_probe_reads_the_high_water_mark() {
-        let probe = MemoryProbe::open(Path::new("/proc/self/status"), ProbeKind::StatusHwm).unwrap();
+        let probe = MemoryProbe::open(Path::new("/proc/self/status"), ProbeKind::StatusHwm).expect("open");
         let first = probe.read_mb().expect("VmHWM in /proc/self/status");
         assert!(first > 0);
         // Touch 64 MiB more than the peak so far: the same open file reports the new peak.
         let big = vec![1u8; 64 << 20];
         std::hint::black_box(&big);
-        let second = probe.read_mb().unwrap();
+        let second = probe.read_mb().expect("VmHWM again");
         assert!(second >= first + 60, "{first} MiB then {second} MiB");
     }
 
