@@ -2,7 +2,7 @@
 //! connection, retention after each batch, and the pending map that makes a record readable
 //! from the moment it is recorded until (and a little after) it is committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -269,8 +269,21 @@ fn write_batch(conn: &mut Connection, pending: &Pending, ids: &[String], retenti
 
 fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The batch's usage, summed per function and minute: one upsert per row it touches.
+    let mut usage: BTreeMap<(&str, i64), UsageDelta> = BTreeMap::new();
+    // Rows of records recorded again (their old usage to take back), owned by this scope.
+    let mut replaced: Vec<(String, i64, UsageDelta)> = Vec::new();
     {
-        let mut inv = tx.prepare_cached(
+        // A new id (the usual case) is one insert; an id recorded again replaces its row.
+        let mut insert_new = tx.prepare_cached(
+            "INSERT INTO invocations
+             (id, function, version, status, cold_start, started_at, duration_ms, error_json,
+              memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms,
+              init_runtime_ms, init_load_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             ON CONFLICT (id) DO NOTHING",
+        )?;
+        let mut replace = tx.prepare_cached(
             "INSERT OR REPLACE INTO invocations
              (id, function, version, status, cold_start, started_at, duration_ms, error_json,
               memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms,
@@ -281,6 +294,76 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
             "SELECT function, started_at, status, cold_start, memory_mb, billed_ms
              FROM invocations WHERE id = ?1",
         )?;
+        let mut del_logs = tx.prepare_cached("DELETE FROM log_lines WHERE invocation_id = ?1")?;
+        let mut log = tx.prepare_cached(
+            "INSERT INTO log_lines (invocation_id, function, ts, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for Taken { rec: r, .. } in batch {
+            let init = r.init.as_ref();
+            let row = params![
+                r.id,
+                r.function,
+                r.version,
+                r.status,
+                r.cold_start,
+                ms(r.started_at),
+                finite(r.duration_ms),
+                r.error_json,
+                r.memory_mb,
+                sql_i64(r.billed_ms),
+                r.peak_memory_mb,
+                init.map(|i| i.reason.as_str()),
+                init.map(|i| finite(i.init_ms)),
+                init.map(|i| finite(i.sandbox_ms)),
+                init.map(|i| finite(i.runtime_ms)),
+                init.map(|i| finite(i.load_ms)),
+            ];
+            if insert_new.execute(row)? == 0 {
+                // Recorded before (and not deleted by retention yet): take the old record
+                // out of the usage rollup and replace it with its lines.
+                let (function, started_at, status, cold, memory_mb, billed_ms) =
+                    previous.query_row([&r.id], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, bool>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, i64>(5)?,
+                        ))
+                    })?;
+                replaced.push((
+                    function,
+                    started_at.div_euclid(60_000),
+                    UsageDelta {
+                        invocations: -1,
+                        errors: -i64::from(status != "succeeded"),
+                        cold_starts: -i64::from(cold),
+                        billed_ms: -billed_ms,
+                        mb_ms: -memory_mb.saturating_mul(billed_ms),
+                    },
+                ));
+                replace.execute(row)?;
+                del_logs.execute([&r.id])?;
+            }
+            let c = Contribution::of(r);
+            usage
+                .entry((r.function.as_str(), minute_of(r.started_at)))
+                .or_default()
+                .add(&UsageDelta {
+                    invocations: 1,
+                    errors: i64::from(c.error),
+                    cold_starts: i64::from(c.cold),
+                    billed_ms: sql_i64(c.billed_ms),
+                    mb_ms: sql_i64(c.mb_ms),
+                });
+            for l in &r.logs {
+                log.execute(params![r.id, r.function, ms(l.ts), l.stream, l.line])?;
+            }
+        }
+        for (function, minute, delta) in &replaced {
+            usage.entry((function.as_str(), *minute)).or_default().add(delta);
+        }
         let mut add_usage = tx.prepare_cached(
             "INSERT INTO usage_minutes (function, minute, invocations, errors, cold_starts, billed_ms, mb_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -291,71 +374,16 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
                billed_ms = billed_ms + excluded.billed_ms,
                mb_ms = mb_ms + excluded.mb_ms",
         )?;
-        let mut del_logs = tx.prepare_cached("DELETE FROM log_lines WHERE invocation_id = ?1")?;
-        let mut log = tx.prepare_cached(
-            "INSERT INTO log_lines (invocation_id, function, ts, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for Taken { rec: r, .. } in batch {
-            let duration = finite(r.duration_ms);
-            // The same id recorded again replaces its record: take the old one out of the
-            // usage rollup first (if retention has not deleted it already).
-            let old = previous
-                .query_row([&r.id], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, bool>(3)?,
-                        row.get::<_, i64>(4)?,
-                        row.get::<_, i64>(5)?,
-                    ))
-                })
-                .optional()?;
-            if let Some((function, started_at, status, cold, memory_mb, billed_ms)) = old {
-                add_usage.execute(params![
-                    function,
-                    started_at.div_euclid(60_000),
-                    -1,
-                    -i64::from(status != "succeeded"),
-                    -i64::from(cold),
-                    -billed_ms,
-                    -memory_mb.saturating_mul(billed_ms)
-                ])?;
-            }
-            let init = r.init.as_ref();
-            inv.execute(params![
-                r.id,
-                r.function,
-                r.version,
-                r.status,
-                r.cold_start,
-                ms(r.started_at),
-                duration,
-                r.error_json,
-                r.memory_mb,
-                sql_i64(r.billed_ms),
-                r.peak_memory_mb,
-                init.map(|i| i.reason.as_str()),
-                init.map(|i| finite(i.init_ms)),
-                init.map(|i| finite(i.sandbox_ms)),
-                init.map(|i| finite(i.runtime_ms)),
-                init.map(|i| finite(i.load_ms)),
-            ])?;
-            let c = Contribution::of(r);
+        for ((function, minute), d) in &usage {
             add_usage.execute(params![
-                r.function,
-                minute_of(r.started_at),
-                1,
-                i64::from(c.error),
-                i64::from(c.cold),
-                sql_i64(c.billed_ms),
-                sql_i64(c.mb_ms)
+                function,
+                minute,
+                d.invocations,
+                d.errors,
+                d.cold_starts,
+                d.billed_ms,
+                d.mb_ms
             ])?;
-            // The same id recorded again replaces its lines rather than adding to them.
-            del_logs.execute([&r.id])?;
-            for l in &r.logs {
-                log.execute(params![r.id, r.function, ms(l.ts), l.stream, l.line])?;
-            }
         }
     }
     let touched: HashSet<&str> = batch.iter().map(|t| t.rec.function.as_str()).collect();
@@ -364,6 +392,26 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
     }
     tx.commit()?;
     Ok(())
+}
+
+/// What a batch adds to (or, for a replaced record, takes from) one `usage_minutes` row.
+#[derive(Default)]
+struct UsageDelta {
+    invocations: i64,
+    errors: i64,
+    cold_starts: i64,
+    billed_ms: i64,
+    mb_ms: i64,
+}
+
+impl UsageDelta {
+    fn add(&mut self, other: &UsageDelta) {
+        self.invocations += other.invocations;
+        self.errors += other.errors;
+        self.cold_starts += other.cold_starts;
+        self.billed_ms = self.billed_ms.saturating_add(other.billed_ms);
+        self.mb_ms = self.mb_ms.saturating_add(other.mb_ms);
+    }
 }
 
 /// NaN would be stored as NULL, which a NOT NULL column refuses: one such record would fail
