@@ -490,6 +490,9 @@ def main():
     args = sys.argv[1:]
     fd = int(args[args.index("--fd") + 1])
     marker = args[args.index("--marker") + 1]
+    # Started with -S (no `site`, whose .pth hooks may cost more than CPython's own start):
+    # the host names the site-packages directories, which go where `site` would put them.
+    sys.path.extend(args[i + 1] for i, a in enumerate(args) if a == "--path")
     # Frames are read and written whole; the socket may arrive non-blocking.
     os.set_blocking(fd, True)
     sys.stdout = _Stream("stdout", sys.__stdout__)

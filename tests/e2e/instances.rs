@@ -283,3 +283,45 @@ fn commonjs_and_es_modules_both_load_from_the_load_message() {
     }
     assert_eq!(s.invoke("cjs", "{}").json()["kind"], "commonjs");
 }
+
+#[test]
+fn python_instances_start_without_site_hooks_but_import_installed_packages() {
+    // What `site` would have put on sys.path for this interpreter (isolated, as instances).
+    let probe = std::process::Command::new("python3")
+        .args([
+            "-I",
+            "-c",
+            "import os, site; print(*[p for p in site.getsitepackages() if os.path.isdir(p)], sep='\\n')",
+        ])
+        .output()
+        .expect("python3 runs");
+    let expected: Vec<String> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(!expected.is_empty(), "the test host's CPython has site-packages");
+    let s = Server::start();
+    s.deploy(
+        "paths",
+        "python",
+        "import os, sys\ndef handler(e):\n    return {'no_site': sys.flags.no_site, 'site_loaded': 'site' in sys.modules,\n            'visible': [p for p in sys.path if os.path.isdir(p)]}\n",
+        json!({}),
+    );
+    let a = s.invoke("paths", "{}");
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["no_site"], 1, "{v}");
+    assert_eq!(v["site_loaded"], false, "no .pth hook ran: {v}");
+    let visible: Vec<&str> = v["visible"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for dir in &expected {
+        assert!(
+            visible.contains(&dir.as_str()),
+            "{dir} is on sys.path and visible in the sandbox: {visible:?}"
+        );
+    }
+}

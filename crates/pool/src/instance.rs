@@ -95,16 +95,21 @@ impl Starter for Launcher {
     fn start(self: Arc<Self>, spec: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Started, StartError>> {
         Box::pin(async move {
             if spec.network == Network::None && self.prewarm.target() > 0 {
-                let taken = self.prewarm.take(spec.runtime);
-                self.refill();
-                if let Some(generic) = taken {
-                    match generic.load(&self.sandbox, &spec).await {
+                if let Some(generic) = self.prewarm.take(spec.runtime) {
+                    let loaded = generic.load(&self.sandbox, &spec).await;
+                    // Refilled after the load, not during it: starting a sandbox and an
+                    // interpreter next to a loading instance slowed its load by ~2×
+                    // (2 cores; namespace and cgroup creation contend with it).
+                    self.refill();
+                    match loaded {
                         Err(e @ StartError::Load(_)) => return Err(e),
                         Err(e) => {
                             tracing::debug!(error = %e, "a pre-warmed instance failed; starting afresh")
                         }
                         Ok(started) => return Ok(started),
                     }
+                } else {
+                    self.refill();
                 }
             }
             self.start_fresh(&spec).await
@@ -127,17 +132,26 @@ impl Launcher {
     }
 
     /// The process to start for a generic instance of `runtime`.
-    fn request(&self, runtime: Runtime, outbound: bool, marker: &str) -> Result<SpawnRequest, StartError> {
+    fn request(
+        &self,
+        runtime: Runtime,
+        outbound: bool,
+        prewarm: bool,
+        marker: &str,
+    ) -> Result<SpawnRequest, StartError> {
         let sandboxed = self.sandbox.enabled();
         let bootstrap_dir = if sandboxed {
             PathBuf::from(SANDBOX_BOOTSTRAP_DIR)
         } else {
             self.runtimes.bootstrap_dir.clone()
         };
-        let (program, args) = self
+        let (program, mut args) = self
             .runtimes
             .command(runtime, marker, &bootstrap_dir)
             .ok_or_else(|| StartError::RuntimeMissing(self.runtimes.missing_message(runtime)))?;
+        if prewarm {
+            args.push("--prewarm".to_owned());
+        }
         let mut binds: Vec<Bind> = Vec::new();
         let mut shown: Vec<PathBuf> = ignis_sandbox::library_dirs();
         shown.extend(self.runtimes.interpreter(runtime).mounts.iter().cloned());
@@ -189,13 +203,19 @@ impl Launcher {
     }
 
     /// Starts a generic instance of `runtime`: sandbox made, interpreter up, no code yet.
-    /// `outbound` instances get what outbound networking needs inside (a resolver).
-    pub async fn start_generic(&self, runtime: Runtime, outbound: bool) -> Result<Generic, StartError> {
+    /// `outbound` instances get what outbound networking needs inside (a resolver);
+    /// `prewarm` ones are told they will wait for code, so they may warm their load path.
+    pub async fn start_generic(
+        &self,
+        runtime: Runtime,
+        outbound: bool,
+        prewarm: bool,
+    ) -> Result<Generic, StartError> {
         let started = Instant::now();
         // Held until the hello: the CPU-bound part. Waiting for it counts as sandbox time.
         let _permit = self.starts.acquire().await;
         let nonce = hex::encode(rand::random::<[u8; 12]>());
-        let request = self.request(runtime, outbound, &nonce)?;
+        let request = self.request(runtime, outbound, prewarm, &nonce)?;
         let spawned = self
             .sandbox
             .spawn(&request)
@@ -243,7 +263,7 @@ impl Launcher {
     /// Starts an instance of `spec` from scratch: a generic instance, then its code.
     pub async fn start_fresh(&self, spec: &LaunchSpec) -> Result<Started, StartError> {
         let generic = self
-            .start_generic(spec.runtime, spec.network == Network::Outbound)
+            .start_generic(spec.runtime, spec.network == Network::Outbound, false)
             .await?;
         generic.load(&self.sandbox, spec).await
     }

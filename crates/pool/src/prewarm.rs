@@ -91,7 +91,7 @@ impl Launcher {
             }
             let launcher = self.clone();
             tokio::spawn(async move {
-                let started = launcher.start_generic(runtime, false).await;
+                let started = launcher.start_generic(runtime, false, true).await;
                 {
                     let mut slot = launcher.prewarm.slot(runtime);
                     slot.starting = false;

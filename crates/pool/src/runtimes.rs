@@ -30,6 +30,11 @@ pub struct Interpreter {
     /// Host paths a sandbox must show (read-only, at the same place) for it to run.
     #[serde(skip)]
     pub mounts: Vec<PathBuf>,
+    /// CPython's site-packages directories: instances run without the `site` module
+    /// (`-S`), whose `.pth` hooks can cost more than the interpreter's own start, and the
+    /// bootstrap puts these on `sys.path` itself.
+    #[serde(skip)]
+    pub site_packages: Vec<PathBuf>,
 }
 
 /// The interpreters of this host.
@@ -77,13 +82,20 @@ impl Runtimes {
         let program = self.interpreter(runtime).path.clone()?;
         let fd = ignis_sandbox::CONTROL_FD.to_string();
         let args = match runtime {
-            Runtime::Python => vec![
-                "-I".to_owned(),
-                "-u".to_owned(),
-                "-X".to_owned(),
-                "utf8".to_owned(),
-                bootstrap_dir.join("bootstrap.py").display().to_string(),
-            ],
+            Runtime::Python => {
+                let mut args = vec![
+                    "-I".to_owned(),
+                    "-S".to_owned(),
+                    "-u".to_owned(),
+                    "-X".to_owned(),
+                    "utf8".to_owned(),
+                    bootstrap_dir.join("bootstrap.py").display().to_string(),
+                ];
+                for dir in &self.python.site_packages {
+                    args.extend(["--path".to_owned(), dir.display().to_string()]);
+                }
+                args
+            }
             Runtime::Javascript | Runtime::Typescript => {
                 vec![bootstrap_dir.join("bootstrap.ts").display().to_string()]
             }
@@ -112,16 +124,19 @@ impl Runtimes {
 
 async fn find_python(config: &RuntimeConfig) -> Interpreter {
     let candidate = config.python.clone().unwrap_or_else(|| PathBuf::from("python3"));
-    let probe =
-        "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3]); print(sys.base_prefix)";
-    match probe_interpreter(&candidate, &["-c", probe]).await {
+    // Isolated (-I) as instances run, so the site-packages are the ones they would see.
+    let probe = "import os, site, sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3]); \
+                 print(sys.base_prefix); print(*[p for p in site.getsitepackages() if os.path.isdir(p)], sep='\\n')";
+    match probe_interpreter(&candidate, &["-I", "-c", probe]).await {
         Ok((path, version, extra)) => {
             let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
             if parts.len() >= 2 && (parts[0], parts[1]) >= (3, 11) {
                 // The standard library lives under the prefix; the executable may be a
                 // symlink out of it, so both are shown.
+                let mut extra = extra.into_iter();
                 let mut i = found(path.clone(), version);
-                i.mounts = vec![PathBuf::from(extra.unwrap_or_default()), path];
+                i.mounts = vec![PathBuf::from(extra.next().unwrap_or_default()), path];
+                i.site_packages = extra.map(PathBuf::from).collect();
                 i
             } else {
                 missing(format!(
@@ -165,6 +180,7 @@ fn found(path: PathBuf, version: String) -> Interpreter {
         path: Some(path),
         error: None,
         mounts: Vec::new(),
+        site_packages: Vec::new(),
     }
 }
 
@@ -175,16 +191,14 @@ fn missing(error: String) -> Interpreter {
         path: None,
         error: Some(error),
         mounts: Vec::new(),
+        site_packages: Vec::new(),
     }
 }
 
 /// Runs the interpreter once so it prints its real executable and version (and, for
-/// Python, its prefix): a shim found on PATH costs a shell start on every instance, the
+/// Python, its prefix and site-packages, one per line): a shim found on PATH costs a shell start on every instance, the
 /// real binary does not.
-async fn probe_interpreter(
-    program: &Path,
-    args: &[&str],
-) -> Result<(PathBuf, String, Option<String>), String> {
+async fn probe_interpreter(program: &Path, args: &[&str]) -> Result<(PathBuf, String, Vec<String>), String> {
     let run = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -209,6 +223,9 @@ async fn probe_interpreter(
         return Err(format!("{} printed no version", program.display()));
     };
     let path = std::fs::canonicalize(path.trim()).unwrap_or_else(|_| PathBuf::from(path.trim()));
-    let extra = lines.next().map(|l| l.trim().to_owned());
+    let extra = lines
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
     Ok((path, version.trim().to_owned(), extra))
 }
