@@ -36,7 +36,7 @@ def bun_or_fail():
 class Instance:
     """One bootstrap process, driven like the host drives it."""
 
-    def __init__(self, runtime, filename, source, handler="handler"):
+    def __init__(self, runtime, filename, source, handler="handler", extra_args=()):
         self.tmp = tempfile.mkdtemp(prefix="ignis-rt-test-")
         # The code directory holds no code: the source comes in the load message.
         self.dir = os.path.join(self.tmp, "code")
@@ -48,7 +48,7 @@ class Instance:
             cmd = [bun_or_fail(), os.path.join(ROOT, "runtimes/bun/bootstrap.ts")]
         self.sock, child = socket.socketpair()
         self.proc = subprocess.Popen(
-            cmd + ["--fd", "3", "--marker", MARKER],
+            cmd + ["--fd", "3", "--marker", MARKER, *extra_args],
             pass_fds=[3],
             preexec_fn=lambda: os.dup2(child.fileno(), 3),
             stdout=subprocess.PIPE,
@@ -432,6 +432,23 @@ class Handlers(Case):
         for source, expected in cases.items():
             with self.subTest(expected=expected[0]):
                 self.assertEqual(self.loaded(JS, source).invoke("1", 7)["value"], expected)
+
+    def test_a_prewarmed_bun_warms_up_and_leaves_nothing_behind(self):
+        # --prewarm: Bun runs its load path once on a throwaway module before the load.
+        # The real module loads and serves as usual, in both module systems, and nothing of
+        # the throwaway module stays in the temporary directory or in the module's scope.
+        cases = {
+            "import fs from 'node:fs'; import os from 'node:os';\n"
+            "export const handler = () => [fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('ignis-warm-')), typeof warm];":
+                [[], "undefined"],
+            "const fs = require('node:fs'), os = require('node:os');\n"
+            "module.exports.handler = () => [fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('ignis-warm-')), typeof warm];":
+                [[], "undefined"],
+        }
+        for source, expected in cases.items():
+            with self.subTest(source=source[:20]):
+                inst = self.loaded(JS, source, extra_args=["--prewarm"])
+                self.assertEqual(inst.invoke("1")["value"], expected)
 
     def test_typescript_with_types_loads(self):
         ts = ("interface Event { name: string }\ntype Reply = { greeting: string; remaining: boolean };\n"
