@@ -167,9 +167,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(restored, data = %data_dir.display(), auth = config.token.is_some(), "ignis started");
     // Tests and scripts wait for this exact line to know the server accepts connections.
     println!("ignis listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     platform.flush();
     Ok(())
 }

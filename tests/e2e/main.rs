@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ignis` binary, real CPython and Bun, real HTTP.
 
 mod cli;
+mod function_urls;
 mod harness;
 mod instances;
 mod lifecycle;

@@ -5,7 +5,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ignis_control::{out_of_memory_message, too_large_message, InvokeError, InvokeResult};
+use ignis_control::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
 use ignis_core::limits::MAX_PAYLOAD_BYTES;
 use ignis_store::{InvocationRecord, StoredLogLine};
 use serde_json::value::RawValue;
@@ -34,22 +34,30 @@ pub(crate) async fn invoke(
         .platform
         .invoke(name.as_str(), event)
         .await
-        .map_err(|e| match e {
-            InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
-            InvokeError::NotReady { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string())
-            }
-            InvokeError::Throttled(_) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
-            }
-            InvokeError::CapacityExhausted(_) => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "capacity_exhausted", e.to_string())
-            }
-            InvokeError::StartFailed(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string())
-            }
-        })?;
+        .map_err(invoke_error)?;
+    answer(inv)
+}
 
+/// The API error for an invocation that did not reach a handler.
+pub(crate) fn invoke_error(e: InvokeError) -> ApiError {
+    match e {
+        InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
+        InvokeError::NotReady { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string())
+        }
+        InvokeError::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string()),
+        InvokeError::CapacityExhausted(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "capacity_exhausted", e.to_string())
+        }
+        InvokeError::StartFailed(_) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string())
+        }
+    }
+}
+
+/// The HTTP answer of a finished invocation: the mapped response or the error, with the
+/// `x-ignis-*` headers.
+pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
     let mut resp = match inv.result {
         InvokeResult::Response(r) => {
             let mut resp = Response::new(Body::from(r.body));

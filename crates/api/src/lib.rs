@@ -1,6 +1,7 @@
 //! The HTTP API of Ignis: routes, authentication and request limits.
 
 mod error;
+mod function_urls;
 mod functions;
 mod invocations;
 mod usage;
@@ -13,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use ignis_control::Platform;
 use serde_json::json;
@@ -62,6 +63,9 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
+        // Function URLs check the token themselves: a function may be public.
+        .route("/fn/{name}", any(function_urls::root))
+        .route("/fn/{name}/{*path}", any(function_urls::nested))
         .merge(metrics)
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -85,31 +89,40 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.config.token else {
-        return next.run(req).await;
+    if token_matches(&state.config, req.headers()) {
+        next.run(req).await
+    } else {
+        unauthorized()
+    }
+}
+
+/// Whether the request may pass: the server has no token, or the request carries it.
+pub(crate) fn token_matches(config: &ApiConfig, headers: &header::HeaderMap) -> bool {
+    let Some(token) = &config.token else {
+        return true;
     };
-    let given = req
-        .headers()
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Compared in constant time so the token cannot be guessed byte by byte from timings.
-    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-        next.run(req).await
-    } else {
-        let mut resp = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this server needs a token: send `Authorization: Bearer <token>`",
-        )
-        .into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        resp
-    }
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// 401 with the API's error shape and `WWW-Authenticate: Bearer`.
+pub(crate) fn unauthorized() -> Response {
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this server needs a token: send `Authorization: Bearer <token>`",
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    resp
 }
 
 /// What the API says about isolation, on `/healthz` and `/v1/runtimes`.

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use ignis_core::http::HttpSettings;
 use ignis_core::{FunctionSpec, FunctionState};
 use ignis_pool::{Capacity, Launcher, Runtimes, VersionPool};
 use ignis_store::{InvocationWriter, Store};
@@ -53,6 +54,8 @@ struct Status {
 /// One function in the table.
 struct Slot {
     active: ArcSwapOption<Active>,
+    /// The latest version's function URL settings, read without a lock on every request.
+    http: ArcSwap<HttpSettings>,
     status: Mutex<Status>,
     metrics: metrics::FunctionMetrics,
 }
@@ -119,6 +122,11 @@ impl Platform {
 
     fn slot(&self, name: &str) -> Option<Arc<Slot>> {
         self.table.load().get(name).cloned()
+    }
+
+    /// The function URL settings of `name` (its latest version's), if it exists.
+    pub fn http_settings(&self, name: &str) -> Option<Arc<HttpSettings>> {
+        self.slot(name).map(|s| s.http.load_full())
     }
 
     /// Commits every recorded invocation (at shutdown).

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ignis_core::{FunctionName, FunctionSpec, FunctionState, StateEvent};
 use ignis_pool::{LaunchSpec, PoolLimits, StartError, Starter, VersionPool};
 use ignis_store::{NewVersion, StoreError, StoredVersion, VersionStatus};
@@ -65,6 +65,7 @@ impl Platform {
         let slot = Arc::new(Slot {
             metrics: Default::default(),
             active: ArcSwapOption::empty(),
+            http: ArcSwap::from_pointee(spec.http.clone()),
             status: std::sync::Mutex::new(Status {
                 state: FunctionState::Creating,
                 reason: None,
@@ -108,6 +109,7 @@ impl Platform {
             s.latest = spec.clone();
             s.updated_at = now;
         });
+        slot.http.store(Arc::new(spec.http.clone()));
         drop(guard);
         let done = self.start_deploy(slot.clone(), spec, version);
         if wait == DeployWait::UntilDone {
@@ -158,6 +160,7 @@ impl Platform {
             let slot = Arc::new(Slot {
                 metrics: Default::default(),
                 active: ArcSwapOption::empty(),
+                http: ArcSwap::from_pointee(latest.1.http.clone()),
                 status: std::sync::Mutex::new(Status {
                     state: if deploy.is_some() {
                         FunctionState::Deploying

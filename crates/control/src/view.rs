@@ -29,6 +29,7 @@ pub struct FunctionView {
     pub max_instances: u32,
     pub concurrency: u32,
     pub idle_timeout_secs: u32,
+    pub http: ignis_core::http::HttpSettings,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +66,7 @@ impl FunctionView {
             max_instances: spec.max_instances,
             concurrency: spec.concurrency,
             idle_timeout_secs: spec.idle_timeout_secs,
+            http: spec.http.clone(),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
             code: detail.then(|| spec.code.clone()),

@@ -1,5 +1,6 @@
 //! Ignis domain types and pure rules. No IO, no async, no SQL, no HTTP.
 
+pub mod http;
 pub mod limits;
 pub mod logs;
 pub mod outcome;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::http::{parse_http_settings, HttpSettings};
 use crate::limits;
 
 /// A validated function name: `^[a-z][a-z0-9-]{0,62}$`.
@@ -135,6 +136,9 @@ pub struct FunctionSpec {
     /// Absent in versions stored before the field existed: those had no network.
     #[serde(default)]
     pub network: Network,
+    /// The function URL's settings (absent in versions stored before: token auth).
+    #[serde(default)]
+    pub http: HttpSettings,
 }
 
 impl FunctionSpec {
@@ -182,7 +186,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "name",
     "runtime",
     "code",
@@ -196,6 +200,7 @@ const FIELDS: [&str; 13] = [
     "idle_timeout_secs",
     "env",
     "network",
+    "http",
 ];
 
 /// Parses and validates a create or update body. `path_name` is the name from the URL of
@@ -284,6 +289,19 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         }
     };
 
+    let http = match fields.0.get("http") {
+        None | Some(Value::Null) => HttpSettings::default(),
+        Some(v) => parse_http_settings(v).map_err(|e| SpecError {
+            kind: if e.code == "invalid_value" {
+                SpecErrorKind::Invalid
+            } else {
+                SpecErrorKind::Malformed
+            },
+            code: e.code,
+            field: Some(e.field),
+            message: e.message,
+        })?,
+    };
     let max_instances = fields.bounded("max_instances", limits::MAX_INSTANCES)?;
     let min_instances = fields.bounded("min_instances", limits::MIN_INSTANCES)?;
     if min_instances > max_instances {
@@ -306,6 +324,7 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         idle_timeout_secs: fields.bounded("idle_timeout_secs", limits::IDLE_TIMEOUT_SECS)?,
         env,
         network,
+        http,
     })
 }
 

@@ -1,0 +1,135 @@
+//! Function URLs: `ANY /fn/{name}` and `ANY /fn/{name}/{*path}` invoke the function with a
+//! Lambda function URL (payload 2.0) event; the answer is mapped as for invoke. Each
+//! function's `http` settings say whether the server's token is needed and which CORS
+//! requests are allowed (preflights are answered here, without running the function).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ignis_core::http::{http_event, HttpAuth, HttpRequest};
+use ignis_core::limits::MAX_PAYLOAD_BYTES;
+use serde_json::value::RawValue;
+
+use crate::error::internal;
+use crate::functions::path_name;
+use crate::invocations::{answer, invoke_error};
+use crate::{read_body, token_matches, unauthorized, ApiError, AppState};
+
+/// `ANY /fn/{name}`.
+pub(crate) async fn root(state: State<AppState>, Path(name): Path<String>, req: Request) -> Response {
+    call(state, name, "/".to_owned(), req).await
+}
+
+/// `ANY /fn/{name}/{*path}`.
+pub(crate) async fn nested(
+    state: State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    call(state, name, format!("/{path}"), req).await
+}
+
+async fn call(State(s): State<AppState>, name: String, path: String, req: Request) -> Response {
+    match run(&s, &name, &path, req).await {
+        Ok(resp) | Err(resp) => resp,
+    }
+}
+
+async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Response, Response> {
+    let name = path_name(name).map_err(IntoResponse::into_response)?;
+    let settings = s.platform.http_settings(name.as_str()).ok_or_else(|| {
+        ApiError::not_found(format!("function {:?} does not exist", name.as_str())).into_response()
+    })?;
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    // A CORS preflight carries no credentials: answered from the settings alone.
+    if req.method() == Method::OPTIONS {
+        if let (Some(cors), Some(origin), Some(method)) = (
+            &settings.cors,
+            &origin,
+            req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD),
+        ) {
+            let asked = req
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let method = method.to_str().unwrap_or("");
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            for (k, v) in cors.preflight(origin, method, asked).unwrap_or_default() {
+                append(resp.headers_mut(), &k, &v);
+            }
+            return Ok(resp);
+        }
+    }
+
+    if settings.auth == HttpAuth::Token && !token_matches(&s.config, req.headers()) {
+        return Err(with_cors(unauthorized(), &settings, origin.as_deref()));
+    }
+
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, MAX_PAYLOAD_BYTES, "request body")
+        .await
+        .map_err(|e| with_cors(e.into_response(), &settings, origin.as_deref()))?;
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let time_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(0);
+    let event = http_event(&HttpRequest {
+        method: parts.method.as_str(),
+        path,
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers,
+        body: &body,
+        source_ip,
+        request_id: &request_id,
+        function: name.as_str(),
+        time_ms,
+    });
+    let event = RawValue::from_string(event.to_string()).map_err(|e| internal(&e).into_response())?;
+    let result = match s.platform.invoke(name.as_str(), event).await {
+        Ok(inv) => answer(inv).unwrap_or_else(IntoResponse::into_response),
+        Err(e) => invoke_error(e).into_response(),
+    };
+    Ok(with_cors(result, &settings, origin.as_deref()))
+}
+
+/// Adds the CORS headers an allowed origin gets on an actual response.
+fn with_cors(
+    mut resp: Response,
+    settings: &ignis_core::http::HttpSettings,
+    origin: Option<&str>,
+) -> Response {
+    if let (Some(cors), Some(origin)) = (&settings.cors, origin) {
+        for (k, v) in cors.response_headers(origin) {
+            append(resp.headers_mut(), &k, &v);
+        }
+    }
+    resp
+}
+
+fn append(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        headers.append(n, v);
+    }
+}
