@@ -1,11 +1,13 @@
 //! Function URLs: `ANY /fn/{name}/{*path}` with Lambda function URL events, auth on and
 //! off, CORS, binary bodies, query strings and headers, against the real server.
 
+use std::time::Duration;
+
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::Server;
+use crate::harness::{wait_until, Server};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -101,7 +103,7 @@ fn binary_bodies_go_in_and_out_as_base64() {
 
 #[test]
 fn function_urls_need_the_token_unless_the_function_says_none() {
-    let s = Server::start_with(Some(TOKEN), &[]);
+    let mut s = Server::start_with(Some(TOKEN), &[]);
     // No http settings: the server's token is needed, as for the API.
     s.deploy("private", "python", ECHO_PY, json!({}));
     let denied = s.send(anonymous().post(format!("{}/fn/private/x", s.url)).body("{}"));
@@ -136,6 +138,13 @@ fn function_urls_need_the_token_unless_the_function_says_none() {
     assert_eq!(s.function("private")["http"]["auth"], "none");
     let open = s.send(anonymous().post(format!("{}/fn/private/x", s.url)).body("{}"));
     assert_eq!(open.status, StatusCode::CREATED, "{}", open.body);
+    // The setting is stored with the version: still public after a kill -9 and restart.
+    s.restart();
+    wait_until("the function is ready again", Duration::from_secs(30), || {
+        s.function("private")["state"] == "ready"
+    });
+    let after = s.send(anonymous().post(format!("{}/fn/private/x", s.url)).body("{}"));
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.body);
 }
 
 #[test]

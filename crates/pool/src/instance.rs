@@ -96,11 +96,13 @@ impl Starter for Launcher {
         Box::pin(async move {
             if spec.network == Network::None && self.prewarm.target() > 0 {
                 if let Some(generic) = self.prewarm.take(spec.runtime) {
-                    let loaded = generic.load(&self.sandbox, &spec).await;
                     // Refilled after the load, not during it: starting a sandbox and an
-                    // interpreter next to a loading instance slowed its load by ~2×
-                    // (2 cores; namespace and cgroup creation contend with it).
-                    self.refill();
+                    // interpreter next to a loading instance slowed its load by ~1.4×
+                    // (2 cores; namespace and cgroup creation contend with it). A guard,
+                    // so that a start abandoned mid-load still refills.
+                    let refill = RefillOnDrop(self.clone());
+                    let loaded = generic.load(&self.sandbox, &spec).await;
+                    drop(refill);
                     match loaded {
                         Err(e @ StartError::Load(_)) => return Err(e),
                         Err(e) => {
@@ -114,6 +116,15 @@ impl Starter for Launcher {
             }
             self.start_fresh(&spec).await
         })
+    }
+}
+
+/// Refills the pre-warmed pool when dropped.
+struct RefillOnDrop(Arc<Launcher>);
+
+impl Drop for RefillOnDrop {
+    fn drop(&mut self) {
+        self.0.refill();
     }
 }
 
