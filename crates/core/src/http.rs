@@ -8,6 +8,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::spec::SpecError;
+
 /// Who may call a function's URL.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,33 +61,16 @@ const METHODS: [&str; 9] = [
 /// Longest preflight cache a browser honours anywhere (Firefox: one day).
 const MAX_AGE_LIMIT: u32 = 86_400;
 
-/// Why an `http` value was refused: the field (`http.cors.allow_origins[1]`…) and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpSettingsError {
-    pub field: String,
-    pub message: String,
-    /// `invalid_type`, `unknown_field` or `invalid_value`, as for the other fields.
-    pub code: &'static str,
+fn type_error(field: &str, message: impl Into<String>) -> SpecError {
+    SpecError::malformed("invalid_type", field, message.into())
 }
 
-fn type_error(field: &str, message: impl Into<String>) -> HttpSettingsError {
-    HttpSettingsError {
-        field: field.to_owned(),
-        message: message.into(),
-        code: "invalid_type",
-    }
-}
-
-fn value_error(field: &str, message: impl Into<String>) -> HttpSettingsError {
-    HttpSettingsError {
-        field: field.to_owned(),
-        message: message.into(),
-        code: "invalid_value",
-    }
+fn value_error(field: &str, message: impl Into<String>) -> SpecError {
+    SpecError::invalid(field, message.into())
 }
 
 /// Parses and checks a function's `http` field.
-pub fn parse_http_settings(value: &Value) -> Result<HttpSettings, HttpSettingsError> {
+pub fn parse_http_settings(value: &Value) -> Result<HttpSettings, SpecError> {
     let Value::Object(map) = value else {
         return Err(type_error(
             "http",
@@ -118,21 +103,21 @@ pub fn parse_http_settings(value: &Value) -> Result<HttpSettings, HttpSettingsEr
     Ok(HttpSettings { auth, cors })
 }
 
-fn unknown(map: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), HttpSettingsError> {
+fn unknown(map: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), SpecError> {
     match map.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(HttpSettingsError {
-            field: format!("{at}.{k}"),
-            message: format!(
+        Some(k) => Err(SpecError::malformed(
+            "unknown_field",
+            &format!("{at}.{k}"),
+            format!(
                 "unknown field {k:?} in {at}; known fields are {}",
                 known.join(", ")
             ),
-            code: "unknown_field",
-        }),
+        )),
         None => Ok(()),
     }
 }
 
-fn parse_cors(c: &Map<String, Value>) -> Result<Cors, HttpSettingsError> {
+fn parse_cors(c: &Map<String, Value>) -> Result<Cors, SpecError> {
     unknown(c, &CORS_FIELDS, "http.cors")?;
     let allow_origins = strings(c, "allow_origins", |field, s| {
         if s == "*" || is_origin(s) {
@@ -214,8 +199,8 @@ fn parse_cors(c: &Map<String, Value>) -> Result<Cors, HttpSettingsError> {
 fn strings(
     c: &Map<String, Value>,
     name: &str,
-    check: impl Fn(&str, &str) -> Result<String, HttpSettingsError>,
-) -> Result<Vec<String>, HttpSettingsError> {
+    check: impl Fn(&str, &str) -> Result<String, SpecError>,
+) -> Result<Vec<String>, SpecError> {
     let field = format!("http.cors.{name}");
     match c.get(name) {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -374,16 +359,14 @@ pub fn http_event(req: &HttpRequest<'_>) -> Value {
             .or_insert_with(|| value.clone());
     }
     let mut query: BTreeMap<String, String> = BTreeMap::new();
-    for pair in req.raw_query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (decode_query(k), decode_query(v));
+    for (k, v) in form_urlencoded::parse(req.raw_query.as_bytes()) {
         query
-            .entry(k)
+            .entry(k.into_owned())
             .and_modify(|old| {
                 old.push(',');
                 old.push_str(&v);
             })
-            .or_insert(v);
+            .or_insert_with(|| v.into_owned());
     }
     let (body, base64) = match std::str::from_utf8(req.body) {
         _ if req.body.is_empty() => (Value::Null, false),
@@ -442,57 +425,20 @@ fn is_binary_type(content_type: Option<&str>) -> bool {
     !(ct.is_empty()
         || ct.starts_with("text/")
         || ct.ends_with("json")
-        || ct.ends_with("+json")
         || ct.ends_with("xml")
         || ct == "application/x-www-form-urlencoded"
         || ct == "application/javascript"
         || ct == "application/graphql")
 }
 
-/// `+` and percent-escapes decoded; an invalid escape is kept as written.
-fn decode_query(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let escaped = (b == b'%' && i + 2 < bytes.len())
-            .then(|| Some(hex(bytes[i + 1])? * 16 + hex(bytes[i + 2])?))
-            .flatten();
-        match (b, escaped) {
-            (_, Some(decoded)) => {
-                out.push(decoded);
-                i += 3;
-                continue;
-            }
-            (b'+', None) => out.push(b' '),
-            (other, None) => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Lambda's `requestContext.time`: `23/Nov/2026:10:41:12 +0000`.
 fn lambda_time(ms: i64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
-        Ok(t) => format!(
-            "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
-            t.day(),
-            MONTHS[usize::from(u8::from(t.month())) - 1],
-            t.year(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => String::new(),
-    }
+    let format =
+        time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

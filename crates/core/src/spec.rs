@@ -167,7 +167,7 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    fn malformed(code: &'static str, field: &str, message: String) -> SpecError {
+    pub(crate) fn malformed(code: &'static str, field: &str, message: String) -> SpecError {
         SpecError {
             kind: SpecErrorKind::Malformed,
             code,
@@ -176,7 +176,7 @@ impl SpecError {
         }
     }
 
-    fn invalid(field: &str, message: String) -> SpecError {
+    pub(crate) fn invalid(field: &str, message: String) -> SpecError {
         SpecError {
             kind: SpecErrorKind::Invalid,
             code: "invalid_value",
@@ -291,16 +291,7 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
 
     let http = match fields.0.get("http") {
         None | Some(Value::Null) => HttpSettings::default(),
-        Some(v) => parse_http_settings(v).map_err(|e| SpecError {
-            kind: if e.code == "invalid_value" {
-                SpecErrorKind::Invalid
-            } else {
-                SpecErrorKind::Malformed
-            },
-            code: e.code,
-            field: Some(e.field),
-            message: e.message,
-        })?,
+        Some(v) => parse_http_settings(v)?,
     };
     let max_instances = fields.bounded("max_instances", limits::MAX_INSTANCES)?;
     let min_instances = fields.bounded("min_instances", limits::MIN_INSTANCES)?;

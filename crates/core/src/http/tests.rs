@@ -135,7 +135,7 @@ fn http_settings_default_to_token_and_are_checked() {
     ];
     for (value, field) in cases {
         let err = parse_http_settings(&value).expect_err(&value.to_string());
-        assert_eq!(err.field, field, "{value}: {}", err.message);
+        assert_eq!(err.field.as_deref(), Some(field), "{value}: {}", err.message);
     }
 }
 
