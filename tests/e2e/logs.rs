@@ -149,3 +149,17 @@ fn a_handler_that_closes_its_stdout_still_answers_promptly() {
         "the instance with broken output channels was replaced"
     );
 }
+
+#[test]
+fn an_answered_invocation_is_readable_at_once() {
+    // The record is handed to the store before the caller gets its answer, for every call
+    // path: a read right after the answer never misses it.
+    let s = Server::start();
+    s.deploy("echo", "python", "def handler(e):\n    return e\n", json!({}));
+    for n in 0..40 {
+        let a = s.invoke("echo", &json!({"n": n}).to_string());
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let r = s.get(&format!("/v1/invocations/{}", a.header("x-ignis-invocation-id")));
+        assert_eq!(r.status, StatusCode::OK, "call {n}: {}", r.body);
+    }
+}

@@ -119,13 +119,14 @@ impl Platform {
             if let Some(cold) = ran.cold {
                 task_slot.metrics.cold_start(cold.reason, cold.timings.total());
             }
-            // The caller is answered first; the peak memory (a file read) and recording
-            // (a channel send and a short lock on the writer's pending map) happen after,
-            // off the response path.
-            let _ = reply.send(Ok((ran.cold, ran.duration, result)));
+            // Recorded before the caller is answered (a pread of the peak, a channel send
+            // and a short lock on the writer's pending map): whoever holds the answer can
+            // read the invocation at once. The instance goes back first, so a caller's next
+            // call finds it free.
             record.peak_memory_mb = ran.instance.peak_memory_mb();
             drop(ran.instance);
             platform.writer.record(record);
+            let _ = reply.send(Ok((ran.cold, ran.duration, result)));
         });
         let (cold, duration, result) = answer
             .await
