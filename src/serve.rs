@@ -3,11 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ignis_api::ApiConfig;
 use ignis_cli::ServeArgs;
-use ignis_control::{ControlConfig, Platform};
+use ignis_control::{Clock, ControlConfig, Platform, QueueConfig};
 use ignis_pool::{Capacity, Launcher, RuntimeConfig, Runtimes};
 use ignis_sandbox::Sandbox;
 use ignis_store::Store;
@@ -23,6 +24,9 @@ struct Config {
     runtimes: RuntimeConfig,
     prewarm: usize,
     memory_capacity_mb: u64,
+    max_queued_async: usize,
+    retry_base_ms: u64,
+    manual_clock: Option<time::OffsetDateTime>,
 }
 
 impl Config {
@@ -54,7 +58,17 @@ impl Config {
         {
             tools_dirs.push(repo.join(".tools"));
         }
+        let manual_clock = match &args.manual_clock {
+            None => None,
+            Some(t) => Some(
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("--manual-clock {t:?} is not an RFC 3339 time"))?,
+            ),
+        };
         Ok(Config {
+            max_queued_async: args.max_queued_async as usize,
+            retry_base_ms: args.retry_base_ms,
+            manual_clock,
             listen,
             data_dir: args.data.clone(),
             token,
@@ -150,9 +164,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ControlConfig {
             log_limit_bytes: config.log_limit_bytes,
             retention_per_function: config.retention,
+            queue: QueueConfig {
+                max_queued: config.max_queued_async,
+                retry_base: Duration::from_millis(config.retry_base_ms),
+            },
+        },
+        match config.manual_clock {
+            Some(t) => Clock::manual(t),
+            None => Clock::System,
         },
     );
     let restored = platform.restore().await?;
+    let requeued = platform.start_queue().await?;
+    platform.start_scheduler();
+    tracing::info!(requeued, "asynchronous invocations loaded");
     let app = ignis_api::router(
         platform.clone(),
         ApiConfig {

@@ -21,6 +21,8 @@ pub struct Server {
     dir: tempfile::TempDir,
     token: Option<String>,
     http: Client,
+    /// The arguments it was started with (without the token).
+    args: Vec<String>,
 }
 
 /// One HTTP answer.
@@ -111,6 +113,7 @@ impl Server {
             all.extend(["--token", t]);
         }
         let (child, url) = spawn(dir.path(), &all, env);
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
         let http = Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
@@ -121,6 +124,7 @@ impl Server {
             dir,
             token: token.map(str::to_owned),
             http,
+            args,
         }
     }
 
@@ -132,11 +136,19 @@ impl Server {
         self.dir.path().to_path_buf()
     }
 
-    /// SIGKILLs the server and starts it again on the same data directory.
+    /// SIGKILLs the server and starts it again on the same data directory, with the
+    /// arguments it was started with.
     pub fn restart(&mut self) {
+        let args = self.args.clone();
+        self.restart_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// Same, with these arguments instead.
+    pub fn restart_with(&mut self, new_args: &[&str]) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
-        let mut args = Vec::new();
+        self.args = new_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut args: Vec<&str> = new_args.to_vec();
         if let Some(t) = &self.token {
             args.extend(["--token", t.as_str()]);
         }
@@ -198,6 +210,29 @@ impl Server {
             self.request(Method::PUT, &format!("/v1/functions/{name}?wait=true"))
                 .body(body.to_string()),
         )
+    }
+
+    /// An asynchronous invoke; returns the answer (202 with the id when accepted).
+    pub fn invoke_async(&self, name: &str, event: &str) -> Answer {
+        self.send(
+            self.request(Method::POST, &format!("/v1/functions/{name}/invoke"))
+                .header("x-ignis-invocation-type", "async")
+                .body(event.to_owned()),
+        )
+    }
+
+    /// Polls an asynchronous invocation until its status is `status`; returns it.
+    pub fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        wait_until(
+            &format!("invocation {id} is {status}"),
+            Duration::from_secs(60),
+            || {
+                last = self.invocation(id);
+                last["status"] == status
+            },
+        );
+        last
     }
 
     pub fn invoke(&self, name: &str, event: &str) -> Answer {

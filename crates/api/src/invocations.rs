@@ -2,40 +2,56 @@
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_control::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
-use ignis_core::limits::MAX_PAYLOAD_BYTES;
+use ignis_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES};
 use ignis_store::{InvocationRecord, StoredLogLine};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::internal;
+use crate::events::{self, InvocationType};
 use crate::functions::path_name;
 use crate::{read_body, ApiError, AppState, Query};
 
 pub(crate) async fn invoke(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let body = read_body(body, MAX_PAYLOAD_BYTES, "invocation payload").await?;
+    let kind = events::invocation_type(&headers)?;
+    let key = events::idempotency_key(&headers)?;
+    let (limit, what) = match kind {
+        InvocationType::Sync => (MAX_PAYLOAD_BYTES, "invocation payload"),
+        InvocationType::Async => (MAX_ASYNC_PAYLOAD_BYTES, "asynchronous invocation payload"),
+    };
+    let body = read_body(body, limit, what).await?;
     let text = std::str::from_utf8(&body).map_err(|_| invalid_json("the payload is not UTF-8"))?;
     let event: Box<RawValue> = if text.trim().is_empty() {
         RawValue::from_string("{}".to_owned()).map_err(|e| internal(&e))?
     } else {
         serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?
     };
-
-    let inv = s
-        .platform
-        .invoke(name.as_str(), event)
-        .await
-        .map_err(invoke_error)?;
-    answer(inv)
+    if kind == InvocationType::Async {
+        return events::invoke_async(&s, name.as_str(), event.get().to_owned(), key).await;
+    }
+    let run = async {
+        let inv = s
+            .platform
+            .invoke(name.as_str(), event)
+            .await
+            .map_err(invoke_error)?;
+        answer(inv)
+    };
+    match key {
+        None => run.await,
+        Some(key) => events::invoke_sync_once(&s, name.as_str(), key, run).await,
+    }
 }
 
 /// The API error for an invocation that did not reach a handler.
@@ -211,8 +227,13 @@ pub(crate) async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Re
     let store = s.platform.store().clone();
     let lookup = id.clone();
     let record = blocking(move || store.get_invocation(&lookup)).await?;
-    let record = record.ok_or_else(|| ApiError::not_found(format!("invocation {id:?} does not exist")))?;
-    Ok(Json(record_json(&record, true)).into_response())
+    if let Some(record) = record {
+        return Ok(Json(record_json(&record, true)).into_response());
+    }
+    match events::get_async(&s, &id).await? {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(ApiError::not_found(format!("invocation {id:?} does not exist"))),
+    }
 }
 
 pub(crate) async fn logs(

@@ -1,6 +1,7 @@
 //! The HTTP API of Ignis: routes, authentication and request limits.
 
 mod error;
+mod events;
 mod function_urls;
 mod functions;
 mod invocations;
@@ -34,6 +35,8 @@ pub struct ApiConfig {
 pub(crate) struct AppState {
     platform: Arc<Platform>,
     config: Arc<ApiConfig>,
+    /// Synchronous calls with an idempotency key that are running.
+    inflight: events::InFlight,
 }
 
 /// Builds the router of the whole API.
@@ -41,6 +44,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
     let state = AppState {
         platform,
         config: Arc::new(config),
+        inflight: events::InFlight::default(),
     };
     let v1 = Router::new()
         .route("/functions", get(functions::list).post(functions::create))
@@ -54,6 +58,17 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/functions/{name}/invocations", get(invocations::list))
         .route("/functions/{name}/logs", get(invocations::logs))
         .route("/invocations/{id}", get(invocations::get))
+        .route("/functions/{name}/dead-letters", get(events::dead_letters))
+        .route(
+            "/functions/{name}/dead-letters/{id}",
+            get(events::dead_letter).delete(events::delete_dead_letter),
+        )
+        .route(
+            "/functions/{name}/dead-letters/{id}/redrive",
+            post(events::redrive),
+        )
+        .route("/schedules", get(events::schedules))
+        .route("/clock", get(events::get_clock).put(events::set_clock))
         .route("/runtimes", get(runtimes))
         .route("/usage", get(usage::usage))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -61,6 +61,18 @@ pub struct ServeArgs {
     /// Invocation records kept per function (newest first).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub retention: u32,
+    /// Asynchronous invocations queued or running (all functions) past which new ones are
+    /// refused with 429 queue_full.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_async: u32,
+    /// Delay before the first retry of a failed asynchronous attempt, in ms; each next
+    /// retry waits twice as long (with jitter), at most 5 minutes.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub retry_base_ms: u64,
+    /// For tests: schedules follow a manual clock starting at this RFC 3339 time, moved
+    /// with `PUT /v1/clock`.
+    #[arg(long)]
+    pub manual_clock: Option<String>,
     /// Folder where `make tools` installed Bun (default: ./.tools).
     #[arg(long)]
     pub tools_dir: Option<PathBuf>,

@@ -50,6 +50,7 @@ pub enum InvokeResult {
 #[derive(Debug)]
 pub struct Invocation {
     pub id: String,
+    pub started_at: OffsetDateTime,
     pub version: u32,
     /// Set when the call waited for its instance to start.
     pub cold: Option<ColdStart>,
@@ -63,6 +64,17 @@ impl Platform {
         self: &Arc<Self>,
         name: &str,
         event: Box<RawValue>,
+    ) -> Result<Invocation, InvokeError> {
+        self.invoke_as(name, event, None).await
+    }
+
+    /// Same, with the request id the handler's context gets (by default the record's id):
+    /// an asynchronous invocation keeps one request id across its attempts.
+    pub(crate) async fn invoke_as(
+        self: &Arc<Self>,
+        name: &str,
+        event: Box<RawValue>,
+        request_id: Option<&str>,
     ) -> Result<Invocation, InvokeError> {
         let slot = self
             .slot(name)
@@ -81,6 +93,7 @@ impl Platform {
             });
         };
         let id = uuid::Uuid::now_v7().to_string();
+        let request_id = request_id.map_or_else(|| id.clone(), str::to_owned);
         let started_at = OffsetDateTime::now_utc();
         let platform = self.clone();
         let (task_id, function, version) = (id.clone(), name.to_owned(), active.version);
@@ -89,7 +102,7 @@ impl Platform {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let task_slot = slot.clone();
         tokio::spawn(async move {
-            let ran = match active.pool.invoke(task_id.clone(), Arc::from(event)).await {
+            let ran = match active.pool.invoke(request_id, Arc::from(event)).await {
                 Ok(ran) => ran,
                 Err(e) => {
                     task_slot.metrics.throttled(match e {
@@ -147,6 +160,7 @@ impl Platform {
             })?;
         Ok(Invocation {
             id,
+            started_at,
             version,
             cold,
             duration,
@@ -157,24 +171,8 @@ impl Platform {
 
 /// The stored record of a finished invocation.
 fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
-    let status = OUTCOMES[r.result.outcome()];
-    let error = match r.result {
-        InvokeResult::Response(_) => None,
-        InvokeResult::FunctionError(e) => {
-            Some(json!({"type": e.kind, "message": e.message, "stack": e.stack}))
-        }
-        InvokeResult::Timeout { secs } => Some(
-            json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
-        ),
-        InvokeResult::Crashed { detail } => Some(json!({"code": "instance_crashed", "message": detail})),
-        InvokeResult::OutOfMemory { memory_mb } => {
-            Some(json!({"code": "out_of_memory", "message": out_of_memory_message(*memory_mb)}))
-        }
-        InvokeResult::ResponseTooLarge { size } => {
-            Some(json!({"code": "response_too_large", "message": too_large_message(*size)}))
-        }
-        InvokeResult::InvalidResponse(m) => Some(json!({"code": "invalid_response", "message": m})),
-    };
+    let status = r.result.status();
+    let error = r.result.error();
     InvocationRecord {
         id: r.id.to_owned(),
         function: r.function.to_owned(),
@@ -239,6 +237,43 @@ pub fn too_large_message(size: u64) -> String {
 }
 
 impl InvokeResult {
+    /// The record's status: `succeeded`, `function_error`, `timeout`, ...
+    pub fn status(&self) -> &'static str {
+        OUTCOMES[self.outcome()]
+    }
+
+    /// The record's error (None when it succeeded).
+    pub fn error(&self) -> Option<serde_json::Value> {
+        match self {
+            InvokeResult::Response(_) => None,
+            InvokeResult::FunctionError(e) => {
+                Some(json!({"type": e.kind, "message": e.message, "stack": e.stack}))
+            }
+            InvokeResult::Timeout { secs } => Some(
+                json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
+            ),
+            InvokeResult::Crashed { detail } => Some(json!({"code": "instance_crashed", "message": detail})),
+            InvokeResult::OutOfMemory { memory_mb } => {
+                Some(json!({"code": "out_of_memory", "message": out_of_memory_message(*memory_mb)}))
+            }
+            InvokeResult::ResponseTooLarge { size } => {
+                Some(json!({"code": "response_too_large", "message": too_large_message(*size)}))
+            }
+            InvokeResult::InvalidResponse(m) => Some(json!({"code": "invalid_response", "message": m})),
+        }
+    }
+
+    /// What the handler returned, for an asynchronous invocation's result: the mapped
+    /// body as JSON, or as text when it is not JSON.
+    pub fn result_value(&self) -> Option<serde_json::Value> {
+        match self {
+            InvokeResult::Response(r) => Some(serde_json::from_slice(&r.body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
+            })),
+            _ => None,
+        }
+    }
+
     /// Index into [`OUTCOMES`](crate::metrics::OUTCOMES): the record's status and the metrics' outcome label.
     pub(crate) fn outcome(&self) -> usize {
         match self {

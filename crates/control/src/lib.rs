@@ -7,6 +7,8 @@
 mod invoke;
 mod lifecycle;
 pub mod metrics;
+mod queue;
+mod scheduler;
 mod view;
 
 use std::collections::HashMap;
@@ -20,6 +22,8 @@ use ignis_store::{InvocationWriter, Store};
 
 pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{ControlError, DeployWait};
+pub use queue::{AcceptError, Accepted, QueueConfig};
+pub use scheduler::Clock;
 pub use view::FunctionView;
 
 /// Settings of the control plane, from the server's configuration.
@@ -27,6 +31,7 @@ pub use view::FunctionView;
 pub struct ControlConfig {
     pub log_limit_bytes: usize,
     pub retention_per_function: usize,
+    pub queue: QueueConfig,
 }
 
 /// The serving version of a function.
@@ -86,6 +91,12 @@ pub struct Platform {
     table: ArcSwap<HashMap<String, Arc<Slot>>>,
     /// Serialises create, update and delete, which read then write the table and store.
     changes: tokio::sync::Mutex<()>,
+    /// Asynchronous invocations waiting or running.
+    queue: queue::Queue,
+    /// The time schedules follow.
+    clock: Clock,
+    /// Wakes the scheduler when schedules change.
+    schedule_wake: tokio::sync::Notify,
 }
 
 impl Platform {
@@ -94,9 +105,13 @@ impl Platform {
         launcher: Arc<Launcher>,
         capacity: Arc<Capacity>,
         config: ControlConfig,
+        clock: Clock,
     ) -> Arc<Platform> {
         let writer = store.start_invocation_writer(config.retention_per_function);
         Arc::new(Platform {
+            queue: queue::Queue::new(config.queue.clone()),
+            clock,
+            schedule_wake: tokio::sync::Notify::new(),
             store,
             writer,
             launcher,

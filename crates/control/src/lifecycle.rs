@@ -78,11 +78,12 @@ impl Platform {
         });
         self.insert_slot(&name, slot.clone());
         drop(guard);
+        self.schedules_changed();
         let done = self.start_deploy(slot.clone(), spec, 1);
         if wait == DeployWait::UntilDone {
             let _ = done.await;
         }
-        Ok(FunctionView::of(&slot, false))
+        Ok(FunctionView::of(&slot, false, self.clock.now()))
     }
 
     /// Makes version N+1 of a function. Calls keep going to the serving version until the
@@ -111,11 +112,12 @@ impl Platform {
         });
         slot.http.store(Arc::new(spec.http.clone()));
         drop(guard);
+        self.schedules_changed();
         let done = self.start_deploy(slot.clone(), spec, version);
         if wait == DeployWait::UntilDone {
             let _ = done.await;
         }
-        Ok(FunctionView::of(&slot, false))
+        Ok(FunctionView::of(&slot, false, self.clock.now()))
     }
 
     /// Deletes a function and everything stored of it; its instances stop.
@@ -133,6 +135,7 @@ impl Platform {
         let store = self.store.clone();
         let owned = name.to_owned();
         tokio::task::spawn_blocking(move || store.delete_function(&owned)).await??;
+        self.schedules_changed();
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use ignis_pool::InstanceCounts;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
+use crate::scheduler::schedule_json;
 use crate::Slot;
 
 /// A function as the API returns it.
@@ -30,6 +31,13 @@ pub struct FunctionView {
     pub concurrency: u32,
     pub idle_timeout_secs: u32,
     pub http: ignis_core::http::HttpSettings,
+    pub retry: ignis_core::events::RetrySettings,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    /// The effective value (the default when the spec leaves it out).
+    pub max_async_concurrency: u32,
+    /// Each with its next fire time.
+    pub schedules: Vec<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +52,7 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
 
 impl FunctionView {
     /// `detail` adds the code and the instance counts (for `GET /v1/functions/{name}`).
-    pub(crate) fn of(slot: &Slot, detail: bool) -> FunctionView {
+    pub(crate) fn of(slot: &Slot, detail: bool, now: time::OffsetDateTime) -> FunctionView {
         let s = slot.status();
         let active = slot.active.load();
         let spec = &s.latest;
@@ -67,6 +75,11 @@ impl FunctionView {
             concurrency: spec.concurrency,
             idle_timeout_secs: spec.idle_timeout_secs,
             http: spec.http.clone(),
+            retry: spec.retry,
+            on_success: spec.on_success.as_ref().map(|n| n.as_str().to_owned()),
+            on_failure: spec.on_failure.as_ref().map(|n| n.as_str().to_owned()),
+            max_async_concurrency: spec.async_concurrency(),
+            schedules: spec.schedules.iter().map(|s| schedule_json(s, now)).collect(),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
             code: detail.then(|| spec.code.clone()),
@@ -78,12 +91,14 @@ impl FunctionView {
 impl crate::Platform {
     pub fn list(&self) -> Vec<FunctionView> {
         let table = self.table.load();
-        let mut views: Vec<FunctionView> = table.values().map(|s| FunctionView::of(s, false)).collect();
+        let now = self.clock.now();
+        let mut views: Vec<FunctionView> = table.values().map(|s| FunctionView::of(s, false, now)).collect();
         views.sort_by(|a, b| a.name.cmp(&b.name));
         views
     }
 
     pub fn get(&self, name: &str) -> Option<FunctionView> {
-        self.slot(name).map(|s| FunctionView::of(&s, true))
+        self.slot(name)
+            .map(|s| FunctionView::of(&s, true, self.clock.now()))
     }
 }

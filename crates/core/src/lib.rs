@@ -1,10 +1,12 @@
 //! Ignis domain types and pure rules. No IO, no async, no SQL, no HTTP.
 
+pub mod events;
 pub mod http;
 pub mod limits;
 pub mod logs;
 pub mod outcome;
 pub mod response;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 

@@ -22,3 +22,10 @@ pub const IDLE_TIMEOUT_SECS: (u32, u32, u32) = (0, 86_400, 300);
 
 /// Requests waiting for an instance of one function beyond this many are throttled at once.
 pub const MAX_QUEUED_PER_FUNCTION: usize = 1000;
+
+/// Largest accepted asynchronous invocation payload, in bytes (it is stored until it runs).
+pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// How long an idempotency key is remembered, in seconds.
+pub const IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;

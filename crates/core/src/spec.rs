@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::events::{
+    default_async_concurrency, parse_destination, parse_retry, RetrySettings, MAX_ASYNC_CONCURRENCY,
+};
 use crate::http::{parse_http_settings, HttpSettings};
 use crate::limits;
+use crate::schedule::{parse_schedules, Schedule};
 
 /// A validated function name: `^[a-z][a-z0-9-]{0,62}$`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -139,9 +143,30 @@ pub struct FunctionSpec {
     /// The function URL's settings (absent in versions stored before: token auth).
     #[serde(default)]
     pub http: HttpSettings,
+    /// How failed asynchronous attempts are retried.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// Receives the outcome of a successful asynchronous invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<FunctionName>,
+    /// Receives the outcome of an asynchronous invocation that became a dead letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<FunctionName>,
+    /// Asynchronous invocations run at once; `None`: half of `max_instances × concurrency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_async_concurrency: Option<u32>,
+    /// Cron schedules, each firing an asynchronous invocation.
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
 }
 
 impl FunctionSpec {
+    /// How many asynchronous invocations of this function run at once.
+    pub fn async_concurrency(&self) -> u32 {
+        self.max_async_concurrency
+            .unwrap_or_else(|| default_async_concurrency(self.max_instances, self.concurrency))
+    }
+
     pub fn code_sha256(&self) -> String {
         hex::encode(Sha256::digest(self.code.as_bytes()))
     }
@@ -186,7 +211,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 19] = [
     "name",
     "runtime",
     "code",
@@ -201,6 +226,11 @@ const FIELDS: [&str; 14] = [
     "env",
     "network",
     "http",
+    "retry",
+    "on_success",
+    "on_failure",
+    "max_async_concurrency",
+    "schedules",
 ];
 
 /// Parses and validates a create or update body. `path_name` is the name from the URL of
@@ -301,6 +331,20 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
             format!("min_instances ({min_instances}) must not exceed max_instances ({max_instances})"),
         ));
     }
+    let retry = parse_retry(fields.0.get("retry"))?;
+    let on_success = parse_destination("on_success", fields.0.get("on_success"), &name)?;
+    let on_failure = parse_destination("on_failure", fields.0.get("on_failure"), &name)?;
+    let max_async_concurrency = match fields.0.get("max_async_concurrency") {
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            let (min, max) = MAX_ASYNC_CONCURRENCY;
+            Some(fields.bounded("max_async_concurrency", (min, max, min))?)
+        }
+    };
+    let schedules = match fields.0.get("schedules") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => parse_schedules(v)?,
+    };
     Ok(FunctionSpec {
         name,
         runtime,
@@ -316,6 +360,11 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         env,
         network,
         http,
+        retry,
+        on_success,
+        on_failure,
+        max_async_concurrency,
+        schedules,
     })
 }
 

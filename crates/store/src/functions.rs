@@ -121,6 +121,10 @@ impl Store {
         let deleted = tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
         tx.execute("DELETE FROM log_lines WHERE function = ?1", [name])?;
         tx.execute("DELETE FROM invocations WHERE function = ?1", [name])?;
+        // Its queued work, dead letters, keys and schedules go with it (attempts cascade).
+        tx.execute("DELETE FROM async_invocations WHERE function = ?1", [name])?;
+        tx.execute("DELETE FROM idempotency_keys WHERE function = ?1", [name])?;
+        tx.execute("DELETE FROM schedule_state WHERE function = ?1", [name])?;
         tx.commit()?;
         self.inner.pending.remove_function(name);
         Ok(deleted > 0)

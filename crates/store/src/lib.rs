@@ -9,6 +9,7 @@
 
 mod functions;
 mod invocations;
+mod queue;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
+pub use queue::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync};
 pub use writer::InvocationWriter;
 
 /// The database file inside the data directory.
@@ -210,6 +212,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/001_initial.sql")),
         M::up(include_str!("migrations/002_usage.sql")),
+        M::up(include_str!("migrations/003_events.sql")),
     ])
 }
 

@@ -1,0 +1,470 @@
+//! Asynchronous invocations, idempotency keys, dead letters, schedules and the manual
+//! clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use ignis_control::{AcceptError, Accepted};
+use ignis_core::limits::MAX_IDEMPOTENCY_KEY_BYTES;
+use ignis_store::{AsyncRow, AttemptRow, IdempotentRecord};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::error::internal;
+use crate::functions::path_name;
+use crate::{read_body, ApiError, AppState, Query};
+
+/// How a caller asked for an invocation to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InvocationType {
+    Sync,
+    Async,
+}
+
+pub(crate) fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
+    let Some(v) = headers.get("x-ignis-invocation-type") else {
+        return Ok(InvocationType::Sync);
+    };
+    match v.to_str().map(str::to_ascii_lowercase).as_deref() {
+        Ok("sync" | "requestresponse") => Ok(InvocationType::Sync),
+        Ok("async" | "event") => Ok(InvocationType::Async),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "x-ignis-invocation-type must be sync or async",
+        )
+        .with("field", "x-ignis-invocation-type")),
+    }
+}
+
+/// The `idempotency-key` header, checked.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!("idempotency-key {why}"),
+        )
+        .with("field", "idempotency-key")
+    };
+    let key = v.to_str().map_err(|_| bad("must be printable ASCII"))?;
+    if key.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(bad(&format!(
+            "is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(bad("must be printable ASCII"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(&e))?
+        .map_err(|e| internal(&e))
+}
+
+fn accept_error(e: AcceptError) -> ApiError {
+    match e {
+        AcceptError::NotFound(_) => ApiError::not_found(e.to_string()),
+        AcceptError::QueueFull(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
+        }
+        AcceptError::Store(e) => internal(&e),
+    }
+}
+
+/// `POST /v1/functions/{name}/invoke` with `x-ignis-invocation-type: async`.
+pub(crate) async fn invoke_async(
+    s: &AppState,
+    name: &str,
+    event: String,
+    key: Option<String>,
+) -> Result<Response, ApiError> {
+    match s
+        .platform
+        .accept_async(name, event, key)
+        .await
+        .map_err(accept_error)?
+    {
+        Accepted::New { id } => Ok(accepted(&id, "queued", false)),
+        Accepted::Existing(first) => replay(s, first).await,
+    }
+}
+
+fn accepted(id: &str, status: &str, replayed: bool) -> Response {
+    let mut resp = (
+        StatusCode::ACCEPTED,
+        Json(json!({"invocation_id": id, "status": status})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-ignis-invocation-id", v);
+    }
+    if replayed {
+        resp.headers_mut()
+            .insert("x-ignis-idempotent-replay", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// The answer to a repeated idempotency key: the first invocation's.
+async fn replay(s: &AppState, first: IdempotentRecord) -> Result<Response, ApiError> {
+    if first.kind == "async" {
+        let store = s.platform.store().clone();
+        let id = first.invocation_id.clone();
+        let status = blocking(move || store.get_async(&id))
+            .await?
+            .map_or_else(|| "deleted".to_owned(), |(row, _)| row.status);
+        return Ok(accepted(&first.invocation_id, &status, true));
+    }
+    let reply: Value = first
+        .reply
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .ok_or_else(|| internal(&"a stored idempotent reply is unreadable"))?;
+    let status = reply["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(reply["body"].as_str().unwrap_or(""))
+        .map_err(|e| internal(&e))?;
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    for pair in reply["headers"].as_array().into_iter().flatten() {
+        if let (Some(n), Some(v)) = (pair[0].as_str(), pair[1].as_str()) {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::try_from(v)) {
+                resp.headers_mut().append(n, v);
+            }
+        }
+    }
+    resp.headers_mut()
+        .insert("x-ignis-idempotent-replay", HeaderValue::from_static("true"));
+    Ok(resp)
+}
+
+/// Synchronous calls with an idempotency key that are running: a repeat waits for the
+/// first one instead of running the handler again.
+#[derive(Default, Clone)]
+pub(crate) struct InFlight(Arc<Mutex<HashMap<FunctionKey, watch::Receiver<()>>>>);
+
+/// A function's name and an idempotency key.
+type FunctionKey = (String, String);
+
+/// Holds a key while its first call runs; dropping it lets the waiters look again.
+struct Lead {
+    map: InFlight,
+    key: FunctionKey,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        self.map
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// A synchronous invocation with an idempotency key.
+pub(crate) async fn invoke_sync_once(
+    s: &AppState,
+    name: &str,
+    key: String,
+    run: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Result<Response, ApiError> {
+    let map_key = (name.to_owned(), key.clone());
+    let lead = loop {
+        let waiting = {
+            let mut map = s.inflight.0.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(&map_key) {
+                Some(rx) => Some(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(());
+                    map.insert(map_key.clone(), rx);
+                    drop(map);
+                    break Lead {
+                        map: s.inflight.clone(),
+                        key: map_key.clone(),
+                        _done: tx,
+                    };
+                }
+            }
+        };
+        if let Some(mut rx) = waiting {
+            // Ends when the first call's Lead is dropped (the sender goes away).
+            while rx.changed().await.is_ok() {}
+        }
+    };
+    let store = s.platform.store().clone();
+    let (n, k) = (name.to_owned(), key.clone());
+    let now = OffsetDateTime::now_utc();
+    let fresh_after = now - time::Duration::seconds(ignis_core::limits::IDEMPOTENCY_TTL_SECS as i64);
+    if let Some(first) = blocking(move || store.idempotent_record(&n, &k, fresh_after)).await? {
+        return replay(s, first).await;
+    }
+    let resp = run.await?;
+    // Only an invocation that ran is remembered: a throttle or a missing function is not.
+    let Some(id) = resp
+        .headers()
+        .get("x-ignis-invocation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return Ok(resp);
+    };
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| internal(&e))?;
+    let headers: Vec<Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some(json!([n.as_str(), v.to_str().ok()?])))
+        .collect();
+    let reply = json!({
+        "status": parts.status.as_u16(),
+        "headers": headers,
+        "body": base64::engine::general_purpose::STANDARD.encode(&bytes),
+    })
+    .to_string();
+    let store = s.platform.store().clone();
+    let n = name.to_owned();
+    blocking(move || store.save_idempotent_reply(&n, &key, &id, &reply, now)).await?;
+    drop(lead);
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// An asynchronous invocation as the API shows it; `logs` adds each attempt's lines.
+pub(crate) async fn async_json(
+    s: &AppState,
+    row: &AsyncRow,
+    attempts: &[AttemptRow],
+    logs: bool,
+) -> Result<Value, ApiError> {
+    let mut list = Vec::new();
+    for a in attempts {
+        let error = a
+            .error_json
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<Value>(e).ok());
+        let mut v = json!({
+            "attempt": a.attempt,
+            "execution_id": (!a.execution_id.is_empty()).then_some(&a.execution_id),
+            "version": a.version,
+            "started_at": ts(a.started_at),
+            "duration_ms": a.duration_ms,
+            "status": a.status,
+            "error": error,
+        });
+        if logs {
+            let lines = if a.execution_id.is_empty() {
+                Vec::new()
+            } else {
+                let store = s.platform.store().clone();
+                let id = a.execution_id.clone();
+                blocking(move || store.get_invocation(&id))
+                    .await?
+                    .map(|r| r.logs)
+                    .unwrap_or_default()
+            };
+            v["logs"] = lines
+                .iter()
+                .map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line}))
+                .collect();
+        }
+        list.push(v);
+    }
+    let open = matches!(row.status.as_str(), "queued" | "failed");
+    let last_error = attempts
+        .last()
+        .and_then(|a| a.error_json.as_deref())
+        .and_then(|e| serde_json::from_str::<Value>(e).ok());
+    Ok(json!({
+        "id": row.id,
+        "type": "async",
+        "function": row.function,
+        "status": row.status,
+        "source": row.source,
+        "request_id": row.id,
+        "created_at": ts(row.created_at),
+        "next_attempt_at": open.then(|| ts(row.next_attempt_at)),
+        "finished_at": row.finished_at.map(ts),
+        "attempt_count": attempts.len(),
+        "attempts": list,
+        "result": row.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        "error": if row.status == "succeeded" { None } else { last_error },
+        "dead_reason": row.dead_reason,
+        "dead_letter": row.dead_letter,
+        "redrive_of": row.redrive_of,
+        "redriven_as": row.redriven_as,
+        "event": serde_json::from_str::<Value>(&row.event).unwrap_or(Value::Null),
+    }))
+}
+
+/// `GET /v1/invocations/{id}` for an asynchronous invocation, if `id` is one.
+pub(crate) async fn get_async(s: &AppState, id: &str) -> Result<Option<Value>, ApiError> {
+    let store = s.platform.store().clone();
+    let lookup = id.to_owned();
+    match blocking(move || store.get_async(&lookup)).await? {
+        Some((row, attempts)) => Ok(Some(async_json(s, &row, &attempts, true).await?)),
+        None => Ok(None),
+    }
+}
+
+fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
+    match s.platform.get(name) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("function {name:?} does not exist"))),
+    }
+}
+
+fn no_dead_letter(name: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("function {name:?} has no dead letter {id:?}"))
+}
+
+pub(crate) async fn dead_letters(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let limit = Query::parse(q.as_deref(), &["limit"])?.limit(50, 1000)?;
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let n = name.as_str().to_owned();
+    let rows = blocking(move || store.dead_letters(&n, limit)).await?;
+    let mut list = Vec::new();
+    for row in rows {
+        let store = s.platform.store().clone();
+        let id = row.id.clone();
+        let attempts = blocking(move || store.get_async(&id))
+            .await?
+            .map(|(_, a)| a)
+            .unwrap_or_default();
+        list.push(async_json(&s, &row, &attempts, false).await?);
+    }
+    Ok(Json(json!({ "dead_letters": list })).into_response())
+}
+
+pub(crate) async fn dead_letter(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let lookup = id.clone();
+    let Some((row, attempts)) = blocking(move || store.get_async(&lookup)).await? else {
+        return Err(no_dead_letter(name.as_str(), &id));
+    };
+    if row.function != name.as_str() || !row.dead_letter {
+        return Err(no_dead_letter(name.as_str(), &id));
+    }
+    Ok(Json(async_json(&s, &row, &attempts, true).await?).into_response())
+}
+
+pub(crate) async fn redrive(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    exists(&s, name.as_str())?;
+    match s
+        .platform
+        .redrive(name.as_str(), &id)
+        .await
+        .map_err(accept_error)?
+    {
+        Some(new) => {
+            let mut resp = accepted(&new, "queued", false);
+            *resp.body_mut() =
+                Body::from(json!({"invocation_id": new, "status": "queued", "redrive_of": id}).to_string());
+            Ok(resp)
+        }
+        None => Err(no_dead_letter(name.as_str(), &id)),
+    }
+}
+
+pub(crate) async fn delete_dead_letter(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let (n, i) = (name.as_str().to_owned(), id.clone());
+    if blocking(move || store.delete_dead_letter(&n, &i)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(no_dead_letter(name.as_str(), &id))
+    }
+}
+
+pub(crate) async fn schedules(State(s): State<AppState>) -> Response {
+    Json(json!({ "schedules": s.platform.schedules() })).into_response()
+}
+
+pub(crate) async fn get_clock(State(s): State<AppState>) -> Response {
+    let manual = matches!(s.platform.clock(), ignis_control::Clock::Manual(_));
+    Json(json!({"now": ts(s.platform.clock().now()), "manual": manual})).into_response()
+}
+
+/// `PUT /v1/clock {"now": "<RFC 3339>"}`: moves the manual clock (servers started with
+/// `--manual-clock`, for tests).
+pub(crate) async fn set_clock(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, 4096, "clock body").await?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let now = v["now"]
+        .as_str()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_value",
+                "now must be an RFC 3339 time such as 2026-03-29T00:30:00Z",
+            )
+            .with("field", "now")
+        })?;
+    if !s.platform.clock().set(now) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "clock_not_manual",
+            "this server follows the system clock; start it with --manual-clock to set the time",
+        ));
+    }
+    Ok(Json(json!({"now": ts(now), "manual": true})).into_response())
+}

@@ -1,0 +1,232 @@
+//! Cron schedules: each firing becomes an asynchronous invocation. A schedule's last fire
+//! time is stored in the same transaction as its firings, so no time fires twice, even
+//! across a kill; runs missed while the server was down are skipped, or one is caught up
+//! with `catch_up: "one"`.
+//!
+//! Time comes from a [`Clock`]: the system's, or a manual one that tests move.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ignis_core::schedule::{CatchUp, Schedule};
+use ignis_store::{NewAsync, StoreError};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::queue::blocking;
+use crate::Platform;
+
+/// Most firings of one schedule in one pass (a clock that jumps far ahead).
+const MAX_FIRES_PER_PASS: usize = 1000;
+
+/// Where schedules read the time.
+pub enum Clock {
+    System,
+    /// Set through the API (`PUT /v1/clock`); for tests.
+    Manual(watch::Sender<OffsetDateTime>),
+}
+
+impl Clock {
+    pub fn manual(start: OffsetDateTime) -> Clock {
+        Clock::Manual(watch::Sender::new(start))
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        match self {
+            Clock::System => OffsetDateTime::now_utc(),
+            Clock::Manual(t) => *t.borrow(),
+        }
+    }
+
+    /// Moves a manual clock; false for the system clock.
+    pub fn set(&self, to: OffsetDateTime) -> bool {
+        match self {
+            Clock::System => false,
+            Clock::Manual(t) => {
+                t.send_replace(to);
+                true
+            }
+        }
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The id of a firing: the same for the same function, schedule and time.
+fn firing_id(function: &str, key: &str, at: OffsetDateTime) -> String {
+    let digest = Sha256::digest(format!("{function}\n{key}\n{}", at.unix_timestamp_nanos()));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes).to_string()
+}
+
+/// How a schedule shows in the API.
+pub(crate) fn schedule_json(s: &Schedule, now: OffsetDateTime) -> Value {
+    json!({
+        "cron": s.cron,
+        "timezone": s.timezone,
+        "event": s.event,
+        "enabled": s.enabled,
+        "catch_up": s.catch_up,
+        "next_fire_at": if s.enabled { s.next_after(now).map(rfc3339) } else { None },
+    })
+}
+
+impl Platform {
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Every function's schedules, with their next fire times.
+    pub fn schedules(&self) -> Vec<Value> {
+        let now = self.clock.now();
+        let mut names: Vec<String> = self.table.load().keys().cloned().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let Some(slot) = self.slot(&name) else { continue };
+            for (i, s) in slot.status().latest.schedules.iter().enumerate() {
+                let mut v = schedule_json(s, now);
+                v["function"] = json!(name);
+                v["index"] = json!(i);
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Starts the scheduler. Called once, after the functions are restored and the queue
+    /// started.
+    pub fn start_scheduler(self: &Arc<Self>) {
+        let platform = self.clone();
+        tokio::spawn(async move { platform.schedule_loop().await });
+    }
+
+    async fn schedule_loop(self: Arc<Self>) {
+        let mut manual = match &self.clock {
+            Clock::Manual(t) => Some(t.subscribe()),
+            Clock::System => None,
+        };
+        let mut startup = true;
+        loop {
+            let woken = self.schedule_wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let now = self.clock.now();
+            let next = match self.schedule_pass(now, startup).await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!("schedules: {e}; trying again in 1 s");
+                    Some(now + Duration::from_secs(1))
+                }
+            };
+            startup = false;
+            match (&mut manual, next) {
+                (Some(rx), _) => {
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = rx.changed() => {}
+                    }
+                }
+                (None, Some(at)) => {
+                    let wait = Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO);
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                (None, None) => woken.await,
+            }
+        }
+    }
+
+    /// Fires what is due by `now`; returns the next fire time of any schedule.
+    async fn schedule_pass(
+        self: &Arc<Self>,
+        now: OffsetDateTime,
+        startup: bool,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let mut next: Option<OffsetDateTime> = None;
+        let slots: Vec<(String, Arc<crate::Slot>)> = self
+            .table
+            .load()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (function, slot) in slots {
+            let schedules = slot.status().latest.schedules.clone();
+            let store = self.store.clone();
+            let name = function.clone();
+            let state = blocking(move || store.schedule_state(&name)).await?;
+            let mut keys = Vec::new();
+            for (i, s) in schedules.iter().enumerate() {
+                let key = s.key(i);
+                keys.push(key.clone());
+                let (advance_to, fires) = match state.get(&key) {
+                    // Seen for the first time: it starts from now.
+                    None => (now, Vec::new()),
+                    Some(last) => {
+                        let due = s.fire_times(*last, now, MAX_FIRES_PER_PASS);
+                        let Some(latest) = due.last().copied() else {
+                            if s.enabled {
+                                next = earliest(next, s.next_after(now));
+                            }
+                            continue;
+                        };
+                        let fire: Vec<OffsetDateTime> = match (s.enabled, startup, s.catch_up) {
+                            (false, _, _) => Vec::new(),
+                            // Missed while the server was down.
+                            (true, true, CatchUp::Skip) => Vec::new(),
+                            (true, true, CatchUp::One) => vec![latest],
+                            (true, false, _) => due,
+                        };
+                        (if startup { now } else { latest }, fire)
+                    }
+                };
+                let created = OffsetDateTime::now_utc();
+                let firings: Vec<NewAsync> = fires
+                    .iter()
+                    .map(|at| NewAsync {
+                        id: firing_id(&function, &key, *at),
+                        function: function.clone(),
+                        event: s.event_at(*at).to_string(),
+                        source: "schedule",
+                        created_at: created,
+                        redrive_of: None,
+                    })
+                    .collect();
+                let store = self.store.clone();
+                let (name, k) = (function.clone(), key.clone());
+                let stored =
+                    blocking(move || store.schedule_advance(&name, &k, advance_to, &firings)).await?;
+                for id in stored {
+                    self.queue.push(id, function.clone(), created);
+                }
+                if s.enabled {
+                    next = earliest(next, s.next_after(now.max(advance_to)));
+                }
+            }
+            let store = self.store.clone();
+            let name = function.clone();
+            blocking(move || store.prune_schedule_state(&name, &keys)).await?;
+        }
+        Ok(next)
+    }
+
+    /// A function's schedules changed (created, updated, deleted).
+    pub(crate) fn schedules_changed(&self) {
+        self.schedule_wake.notify_one();
+    }
+}
+
+fn earliest(a: Option<OffsetDateTime>, b: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
