@@ -14,6 +14,7 @@ mod persistence;
 mod rootless;
 mod sandbox;
 mod scaling;
+mod schedules;
 mod security;
 mod seeds;
 mod validation;

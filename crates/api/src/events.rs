@@ -428,8 +428,9 @@ pub(crate) async fn delete_dead_letter(
     }
 }
 
-pub(crate) async fn schedules(State(s): State<AppState>) -> Response {
-    Json(json!({ "schedules": s.platform.schedules() })).into_response()
+pub(crate) async fn schedules(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let list = s.platform.schedules().await.map_err(|e| internal(&e))?;
+    Ok(Json(json!({ "schedules": list })).into_response())
 }
 
 pub(crate) async fn get_clock(State(s): State<AppState>) -> Response {

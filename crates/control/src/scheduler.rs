@@ -82,22 +82,30 @@ impl Platform {
         &self.clock
     }
 
-    /// Every function's schedules, with their next fire times.
-    pub fn schedules(&self) -> Vec<Value> {
+    /// Every function's schedules, with their next and last fire times.
+    pub async fn schedules(&self) -> Result<Vec<Value>, StoreError> {
         let now = self.clock.now();
         let mut names: Vec<String> = self.table.load().keys().cloned().collect();
         names.sort();
         let mut out = Vec::new();
         for name in names {
             let Some(slot) = self.slot(&name) else { continue };
-            for (i, s) in slot.status().latest.schedules.iter().enumerate() {
+            let schedules = slot.status().latest.schedules.clone();
+            if schedules.is_empty() {
+                continue;
+            }
+            let store = self.store.clone();
+            let n = name.clone();
+            let state = blocking(move || store.schedule_state(&n)).await?;
+            for (i, s) in schedules.iter().enumerate() {
                 let mut v = schedule_json(s, now);
                 v["function"] = json!(name);
                 v["index"] = json!(i);
+                v["checked_until"] = json!(state.get(&s.key(i)).map(|t| rfc3339(*t)));
                 out.push(v);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Starts the scheduler. Called once, after the functions are restored and the queue
