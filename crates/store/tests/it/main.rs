@@ -2,6 +2,7 @@
 
 mod functions;
 mod invocations;
+mod queue;
 mod schema;
 mod usage;
 

@@ -1,0 +1,150 @@
+//! Asynchronous invocations, idempotency keys and schedule state in a real SQLite file.
+
+use ignis_store::{AttemptRow, Enqueued, Finish, NewAsync};
+
+use crate::{open, t};
+
+fn new(id: &str, at: i64) -> NewAsync {
+    NewAsync {
+        id: id.to_owned(),
+        function: "f".to_owned(),
+        event: r#"{"n":1}"#.to_owned(),
+        source: "api",
+        created_at: t(at),
+        redrive_of: None,
+    }
+}
+
+fn attempt(n: u32) -> AttemptRow {
+    AttemptRow {
+        attempt: n,
+        execution_id: format!("exec-{n}"),
+        version: 1,
+        started_at: t(2_000),
+        duration_ms: 3.0,
+        status: "function_error".to_owned(),
+        error_json: Some(r#"{"message":"no"}"#.to_owned()),
+    }
+}
+
+#[test]
+fn a_key_returns_the_first_invocation_until_it_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    assert_eq!(
+        store
+            .enqueue_async(&new("a", 1_000), Some("k"), t(0))
+            .expect("ok"),
+        Enqueued::New
+    );
+    match store
+        .enqueue_async(&new("b", 2_000), Some("k"), t(0))
+        .expect("ok")
+    {
+        Enqueued::Existing(first) => assert_eq!(
+            (first.invocation_id.as_str(), first.kind.as_str()),
+            ("a", "async")
+        ),
+        other => panic!("expected the first invocation, got {other:?}"),
+    }
+    assert!(
+        store.get_async("b").expect("read").is_none(),
+        "nothing stored for the repeat"
+    );
+    // Past its lifetime the key is free again.
+    assert_eq!(
+        store
+            .enqueue_async(&new("c", 3_000), Some("k"), t(1_000))
+            .expect("ok"),
+        Enqueued::New
+    );
+}
+
+#[test]
+fn a_kill_mid_attempt_puts_the_invocation_back_and_attempts_add_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        store.enqueue_async(&new("a", 1_000), None, t(0)).expect("ok");
+        let row = store.begin_attempt("a").expect("ok").expect("open");
+        assert_eq!(row.status, "running");
+        assert!(
+            store.begin_attempt("a").expect("ok").is_none(),
+            "running twice is refused"
+        );
+    }
+    let store = open(dir.path());
+    let open_rows = store.recover_async().expect("recover");
+    assert_eq!(open_rows.len(), 1);
+    assert_eq!(open_rows[0].0, "a");
+    store.begin_attempt("a").expect("ok").expect("open again");
+    store
+        .finish_attempt(
+            "a",
+            1,
+            Some(&attempt(1)),
+            &Finish::Retry { at: t(5_000) },
+            t(2_100),
+            None,
+        )
+        .expect("retry");
+    store.begin_attempt("a").expect("ok").expect("open");
+    store
+        .finish_attempt(
+            "a",
+            2,
+            Some(&attempt(2)),
+            &Finish::Dead {
+                reason: "retries_exhausted",
+            },
+            t(6_000),
+            None,
+        )
+        .expect("dead");
+    let (row, attempts) = store.get_async("a").expect("read").expect("exists");
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.dead_letter),
+        ("dead", 2, true)
+    );
+    assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(store.dead_letters("f", 10).expect("list").len(), 1);
+    assert!(store.redrive("f", "a", &new("a2", 7_000)).expect("redrive"));
+    assert!(
+        !store.redrive("f", "a", &new("a3", 7_000)).expect("redrive"),
+        "once"
+    );
+    assert!(store.dead_letters("f", 10).expect("list").is_empty());
+    assert_eq!(
+        store.recover_async().expect("recover").len(),
+        1,
+        "the redrive is open"
+    );
+}
+
+#[test]
+fn a_schedule_time_is_stored_once_with_its_firing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let fire = [new("fire-1", 60_000)];
+    assert_eq!(
+        store
+            .schedule_advance("f", "0:* * * * *@UTC", t(60_000), &fire)
+            .expect("ok"),
+        ["fire-1"]
+    );
+    // The same firing again (a retry after a crash) stores nothing new.
+    assert!(store
+        .schedule_advance("f", "0:* * * * *@UTC", t(60_000), &fire)
+        .expect("ok")
+        .is_empty());
+    // The state never moves back.
+    store
+        .schedule_advance("f", "0:* * * * *@UTC", t(1_000), &[])
+        .expect("ok");
+    assert_eq!(
+        store.schedule_state("f").expect("read")["0:* * * * *@UTC"],
+        t(60_000)
+    );
+    store.prune_schedule_state("f", &[]).expect("prune");
+    assert!(store.schedule_state("f").expect("read").is_empty());
+}
