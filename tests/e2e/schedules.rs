@@ -204,3 +204,35 @@ fn bad_schedules_and_event_settings_are_422_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn a_schedule_enabled_again_fires_from_then_on_not_for_the_time_it_was_off() {
+    let s = Server::start_with(None, &["--manual-clock", "2026-06-01T00:30:00Z"]);
+    let body = |enabled: bool| {
+        json!({"runtime": "python", "code": PRINT_EVENT,
+               "schedules": [{"cron": "0 * * * *", "enabled": enabled}]})
+    };
+    let mut create = body(false);
+    create["name"] = json!("paused");
+    assert_eq!(s.create(&create).status, StatusCode::CREATED);
+    wait_checked(&s, 1);
+    assert_eq!(s.function("paused")["schedules"][0]["next_fire_at"], Value::Null);
+    set_clock(&s, "2026-06-01T03:30:00Z");
+    // The off schedule moves past 01:00-03:00 without firing.
+    wait_until("the scheduler passed 03:00", Duration::from_secs(30), || {
+        s.get("/v1/schedules").json()["schedules"][0]["checked_until"] == "2026-06-01T03:00:00Z"
+    });
+    let a = s.update("paused", &body(true));
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    set_clock(&s, "2026-06-01T04:00:00Z");
+    let got = wait_fired(&s, "paused", 1);
+    assert_eq!(got, [json!({"scheduled_time": "2026-06-01T04:00:00Z"})]);
+    // A later firing shows nothing else was queued for 01:00-03:00.
+    set_clock(&s, "2026-06-01T05:00:00Z");
+    let got = wait_fired(&s, "paused", 2);
+    let times: Vec<&Value> = got.iter().map(|e| &e["scheduled_time"]).collect();
+    assert_eq!(
+        times,
+        [&json!("2026-06-01T04:00:00Z"), &json!("2026-06-01T05:00:00Z")]
+    );
+}

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::error::internal;
 use crate::functions::path_name;
+use crate::invocations::{blocking, exists, logs_json, ts};
 use crate::{read_body, ApiError, AppState, Query};
 
 /// How a caller asked for an invocation to run.
@@ -72,19 +73,6 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
         return Err(bad("must be printable ASCII"));
     }
     Ok(Some(key.to_owned()))
-}
-
-fn ts(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal(&e))?
-        .map_err(|e| internal(&e))
 }
 
 fn accept_error(e: AcceptError) -> ApiError {
@@ -295,10 +283,7 @@ pub(crate) async fn async_json(
                     .map(|r| r.logs)
                     .unwrap_or_default()
             };
-            v["logs"] = lines
-                .iter()
-                .map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line}))
-                .collect();
+            v["logs"] = logs_json(&lines);
         }
         list.push(v);
     }
@@ -339,13 +324,6 @@ pub(crate) async fn get_async(s: &AppState, id: &str) -> Result<Option<Value>, A
     }
 }
 
-fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
-    match s.platform.get(name) {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!("function {name:?} does not exist"))),
-    }
-}
-
 fn no_dead_letter(name: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("function {name:?} has no dead letter {id:?}"))
 }
@@ -362,14 +340,8 @@ pub(crate) async fn dead_letters(
     let n = name.as_str().to_owned();
     let rows = blocking(move || store.dead_letters(&n, limit)).await?;
     let mut list = Vec::new();
-    for row in rows {
-        let store = s.platform.store().clone();
-        let id = row.id.clone();
-        let attempts = blocking(move || store.get_async(&id))
-            .await?
-            .map(|(_, a)| a)
-            .unwrap_or_default();
-        list.push(async_json(&s, &row, &attempts, false).await?);
+    for (row, attempts) in &rows {
+        list.push(async_json(&s, row, attempts, false).await?);
     }
     Ok(Json(json!({ "dead_letters": list })).into_response())
 }

@@ -154,7 +154,7 @@ fn invalid_json(detail: &str) -> ApiError {
     )
 }
 
-fn ts(t: time::OffsetDateTime) -> String {
+pub(crate) fn ts(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -184,16 +184,20 @@ fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
         "error": error,
     });
     if with_logs {
-        v["logs"] = r
-            .logs
-            .iter()
-            .map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line}))
-            .collect();
+        v["logs"] = logs_json(&r.logs);
     }
     v
 }
 
-async fn blocking<T: Send + 'static>(
+/// An invocation's log lines as the API shows them.
+pub(crate) fn logs_json(lines: &[ignis_store::LogLine]) -> Value {
+    lines
+        .iter()
+        .map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line}))
+        .collect()
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -202,7 +206,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| internal(&e))
 }
 
-fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
+pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
     match s.platform.get(name) {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found(format!("function {name:?} does not exist"))),

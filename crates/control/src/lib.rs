@@ -73,6 +73,15 @@ impl Slot {
             .clone()
     }
 
+    /// The latest version's spec, without copying the rest of the status.
+    fn latest(&self) -> Arc<FunctionSpec> {
+        self.status
+            .lock()
+            .expect("status lock is never poisoned: no code panics while holding it")
+            .latest
+            .clone()
+    }
+
     fn update_status(&self, f: impl FnOnce(&mut Status)) {
         f(&mut self
             .status

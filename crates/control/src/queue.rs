@@ -177,16 +177,13 @@ impl Platform {
             redrive_of: None,
         };
         let store = self.store.clone();
-        let (enqueued, new) = tokio::task::spawn_blocking(move || {
-            let r = store.enqueue_async(&new, key.as_deref(), key_fresh_after(now));
-            (r, new)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("the store task failed: {e}")))?;
-        match enqueued? {
+        let (id, function) = (new.id.clone(), new.function.clone());
+        let enqueued =
+            blocking(move || store.enqueue_async(&new, key.as_deref(), key_fresh_after(now))).await?;
+        match enqueued {
             Enqueued::New => {
-                self.queue.push(new.id.clone(), new.function, now);
-                Ok(Accepted::New { id: new.id })
+                self.queue.push(id.clone(), function, now);
+                Ok(Accepted::New { id })
             }
             Enqueued::Existing(first) => Ok(Accepted::Existing(first)),
         }
@@ -256,7 +253,7 @@ impl Platform {
             let now = OffsetDateTime::now_utc();
             let (start, next) = self.queue.take_due(now, |function| {
                 self.slot(function)
-                    .map_or(1, |slot| slot.status().latest.async_concurrency())
+                    .map_or(1, |slot| slot.latest().async_concurrency())
             });
             for (id, function) in start {
                 let platform = self.clone();
@@ -301,30 +298,14 @@ impl Platform {
             return Ok(None);
         };
         let Some(slot) = self.slot(function) else {
-            self.finish(
-                &row,
-                None,
-                Finish::Dead {
-                    reason: "function_not_found",
-                },
-                None,
-            )
-            .await?;
+            self.end_unattempted(&row, "function_not_found", false).await?;
             return Ok(None);
         };
-        let spec = slot.status().latest;
+        let spec = slot.latest();
         let now = OffsetDateTime::now_utc();
         let max_age = time::Duration::seconds(i64::from(spec.retry.max_event_age_secs));
         if now - row.created_at > max_age {
-            self.finish(
-                &row,
-                None,
-                Finish::Dead {
-                    reason: "event_too_old",
-                },
-                None,
-            )
-            .await?;
+            self.end_unattempted(&row, "event_too_old", true).await?;
             return Ok(None);
         }
         let event = match RawValue::from_string(row.event.clone()) {
@@ -347,15 +328,7 @@ impl Platform {
                 inv.result.result_value(),
             ),
             Err(InvokeError::NotFound(_)) => {
-                self.finish(
-                    &row,
-                    None,
-                    Finish::Dead {
-                        reason: "function_not_found",
-                    },
-                    None,
-                )
-                .await?;
+                self.end_unattempted(&row, "function_not_found", false).await?;
                 return Ok(None);
             }
             Err(
@@ -427,9 +400,29 @@ impl Platform {
                 now,
             )
         });
-        self.finish(&row, Some(attempt), Finish::Dead { reason }, destination)
-            .await?;
+        self.finish(
+            &row,
+            Some(attempt),
+            Finish::Dead {
+                reason,
+                dead_letter: true,
+            },
+            destination,
+        )
+        .await?;
         Ok(None)
+    }
+
+    /// Ends an invocation as dead without running it (its function is gone, or it is too
+    /// old); `dead_letter` lists it in the function's dead letters.
+    async fn end_unattempted(
+        self: &Arc<Self>,
+        row: &AsyncRow,
+        reason: &'static str,
+        dead_letter: bool,
+    ) -> Result<(), StoreError> {
+        self.finish(row, None, Finish::Dead { reason, dead_letter }, None)
+            .await
     }
 
     async fn finish(

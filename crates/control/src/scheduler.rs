@@ -90,7 +90,7 @@ impl Platform {
         let mut out = Vec::new();
         for name in names {
             let Some(slot) = self.slot(&name) else { continue };
-            let schedules = slot.status().latest.schedules.clone();
+            let schedules = slot.latest().schedules.clone();
             if schedules.is_empty() {
                 continue;
             }
@@ -120,20 +120,24 @@ impl Platform {
             Clock::Manual(t) => Some(t.subscribe()),
             Clock::System => None,
         };
-        let mut startup = true;
+        // The time of the last pass that succeeded: due times up to it were missed (the
+        // server was down, or the schedule disabled or not yet there), later ones are fresh.
+        let mut checked: Option<OffsetDateTime> = None;
         loop {
             let woken = self.schedule_wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let now = self.clock.now();
-            let next = match self.schedule_pass(now, startup).await {
-                Ok(next) => next,
+            let next = match self.schedule_pass(now, checked.unwrap_or(now)).await {
+                Ok(next) => {
+                    checked = Some(now);
+                    next
+                }
                 Err(e) => {
                     tracing::error!("schedules: {e}; trying again in 1 s");
                     Some(now + Duration::from_secs(1))
                 }
             };
-            startup = false;
             match (&mut manual, next) {
                 (Some(rx), _) => {
                     tokio::select! {
@@ -153,11 +157,14 @@ impl Platform {
         }
     }
 
-    /// Fires what is due by `now`; returns the next fire time of any schedule.
+    /// Fires what is due by `now`: every time after `missed_until`, and for `catch_up:
+    /// "one"` the latest time at or before it; returns the next fire time of any schedule.
+    /// At start-up `missed_until` is `now`: runs missed while down are skipped or caught up
+    /// once, never replayed in a burst.
     async fn schedule_pass(
         self: &Arc<Self>,
         now: OffsetDateTime,
-        startup: bool,
+        missed_until: OffsetDateTime,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
         let mut next: Option<OffsetDateTime> = None;
         let slots: Vec<(String, Arc<crate::Slot>)> = self
@@ -167,7 +174,13 @@ impl Platform {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (function, slot) in slots {
-            let schedules = slot.status().latest.schedules.clone();
+            let spec = slot.latest();
+            let schedules = &spec.schedules;
+            if schedules.is_empty() {
+                // State left by removed schedules is harmless: times older than the last
+                // pass never fire in a burst. It goes with the function.
+                continue;
+            }
             let store = self.store.clone();
             let name = function.clone();
             let state = blocking(move || store.schedule_state(&name)).await?;
@@ -186,14 +199,16 @@ impl Platform {
                             }
                             continue;
                         };
-                        let fire: Vec<OffsetDateTime> = match (s.enabled, startup, s.catch_up) {
-                            (false, _, _) => Vec::new(),
-                            // Missed while the server was down.
-                            (true, true, CatchUp::Skip) => Vec::new(),
-                            (true, true, CatchUp::One) => vec![latest],
-                            (true, false, _) => due,
-                        };
-                        (if startup { now } else { latest }, fire)
+                        let (missed, fresh): (Vec<OffsetDateTime>, Vec<OffsetDateTime>) =
+                            due.into_iter().partition(|t| *t <= missed_until);
+                        let mut fire = Vec::new();
+                        if s.enabled {
+                            if s.catch_up == CatchUp::One {
+                                fire.extend(missed.last());
+                            }
+                            fire.extend(fresh);
+                        }
+                        (latest, fire)
                     }
                 };
                 let created = OffsetDateTime::now_utc();
@@ -219,9 +234,11 @@ impl Platform {
                     next = earliest(next, s.next_after(now.max(advance_to)));
                 }
             }
-            let store = self.store.clone();
-            let name = function.clone();
-            blocking(move || store.prune_schedule_state(&name, &keys)).await?;
+            if state.keys().any(|k| !keys.contains(k)) {
+                let store = self.store.clone();
+                let name = function.clone();
+                blocking(move || store.prune_schedule_state(&name, &keys)).await?;
+            }
         }
         Ok(next)
     }

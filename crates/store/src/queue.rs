@@ -86,9 +86,10 @@ pub enum Finish {
     Retry {
         at: OffsetDateTime,
     },
-    /// Failed for good: a dead letter.
+    /// Failed for good; listed in the function's dead letters when `dead_letter`.
     Dead {
         reason: &'static str,
+        dead_letter: bool,
     },
 }
 
@@ -126,6 +127,39 @@ fn async_row(r: &Row<'_>) -> rusqlite::Result<Result<AsyncRow, StoreError>> {
         redrive_of: r.get(12)?,
         redriven_as: r.get(13)?,
     }))
+}
+
+/// An invocation's finished attempts, oldest first.
+fn attempts_of(conn: &rusqlite::Connection, id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, execution_id, version, started_at, duration_ms, status, error_json
+         FROM async_attempts WHERE invocation_id = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, f64>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<String>>(6)?,
+        ))
+    })?;
+    let mut attempts = Vec::new();
+    for r in rows {
+        let (attempt, execution_id, version, started_at, duration_ms, status, error_json) = r?;
+        attempts.push(AttemptRow {
+            attempt,
+            execution_id,
+            version,
+            started_at: from_ms(started_at)?,
+            duration_ms,
+            status,
+            error_json,
+        });
+    }
+    Ok(attempts)
 }
 
 fn insert_async(tx: &Transaction<'_>, n: &NewAsync) -> Result<(), StoreError> {
@@ -339,11 +373,14 @@ impl Store {
                 "UPDATE async_invocations SET status = 'failed', attempts = ?2, next_attempt_at = ?3 WHERE id = ?1",
                 params![id, attempts, ms(*at)],
             )?,
-            Finish::Dead { reason } => tx.execute(
+            Finish::Dead {
+                reason,
+                dead_letter,
+            } => tx.execute(
                 "UPDATE async_invocations SET status = 'dead', attempts = ?2, dead_reason = ?3, finished_at = ?4,
-                   dead_letter = CASE WHEN ?3 = 'function_not_found' THEN 0 ELSE 1 END
+                   dead_letter = ?5
                  WHERE id = ?1",
-                params![id, attempts, reason, ms(now)],
+                params![id, attempts, reason, ms(now), dead_letter],
             )?,
         };
         if let Some(next) = then {
@@ -365,48 +402,28 @@ impl Store {
             .optional()?
             .transpose()?;
         let Some(row) = row else { return Ok(None) };
-        let mut attempts = Vec::new();
-        let mut stmt = tx.prepare_cached(
-            "SELECT attempt, execution_id, version, started_at, duration_ms, status, error_json
-             FROM async_attempts WHERE invocation_id = ?1 ORDER BY attempt",
-        )?;
-        let rows = stmt.query_map([id], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, f64>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-            ))
-        })?;
-        for r in rows {
-            let (attempt, execution_id, version, started_at, duration_ms, status, error_json) = r?;
-            attempts.push(AttemptRow {
-                attempt,
-                execution_id,
-                version,
-                started_at: from_ms(started_at)?,
-                duration_ms,
-                status,
-                error_json,
-            });
-        }
+        let attempts = attempts_of(&tx, id)?;
         Ok(Some((row, attempts)))
     }
 
-    /// A function's dead letters, newest first.
-    pub fn dead_letters(&self, function: &str, limit: usize) -> Result<Vec<AsyncRow>, StoreError> {
+    /// A function's dead letters, newest first, each with its attempts.
+    pub fn dead_letters(
+        &self,
+        function: &str,
+        limit: usize,
+    ) -> Result<Vec<(AsyncRow, Vec<AttemptRow>)>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
+        let tx = conn.unchecked_transaction()?;
+        let mut stmt = tx.prepare_cached(&format!(
             "SELECT {ASYNC_COLUMNS} FROM async_invocations WHERE function = ?1 AND dead_letter = 1
              ORDER BY finished_at DESC, id DESC LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![function, sql_limit(limit)], async_row)?;
         let mut out = Vec::new();
         for r in rows {
-            out.push(r??);
+            let row = r??;
+            let attempts = attempts_of(&tx, &row.id)?;
+            out.push((row, attempts));
         }
         Ok(out)
     }

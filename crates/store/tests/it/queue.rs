@@ -96,6 +96,7 @@ fn a_kill_mid_attempt_puts_the_invocation_back_and_attempts_add_up() {
             Some(&attempt(2)),
             &Finish::Dead {
                 reason: "retries_exhausted",
+                dead_letter: true,
             },
             t(6_000),
             None,
