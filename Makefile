@@ -3,20 +3,25 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
 BUN_VERSION := 1.4.5
+MONACO_VERSION := 0.57.0
+PLAYWRIGHT_VERSION := 1.65.1
 TOOLS := .tools
 BUN := $(TOOLS)/node_modules/.bin/bun
+# npm prunes what one `install --no-save` did not name: every tool is installed at once.
+NPM_TOOLS := bun@$(BUN_VERSION) monaco-editor@$(MONACO_VERSION) playwright-core@$(PLAYWRIGHT_VERSION)
+TOOLS_STAMP := $(TOOLS)/.installed-bun$(BUN_VERSION)-monaco$(MONACO_VERSION)-playwright$(PLAYWRIGHT_VERSION)
 PYTHON ?= python3
 LISTEN ?= 127.0.0.1:8080
 DATA ?= ./.ignis
 
 
-.PHONY: system-packages
-.PHONY: run build tools test test-rust test-runtimes lint fmt clean bench
+.PHONY: system-packages test-packages
+.PHONY: run build tools test test-rust test-runtimes test-console lint fmt clean bench
 
-## Install Bun (from the npm package `bun`) into the project-local tools folder, and, as
-## root, the Debian packages the sandbox uses (slirp4netns for outbound networking;
-## iproute2 for the network tests).
-tools: $(BUN) system-packages
+## Install Bun (from the npm package `bun`) and the console's editor (the npm package
+## `monaco-editor`) into the project-local tools folder, and, as root, the Debian packages
+## the sandbox uses (slirp4netns for outbound networking; iproute2 for the network tests).
+tools: $(TOOLS_STAMP) system-packages
 
 system-packages:
 	@missing=""; \
@@ -31,12 +36,26 @@ system-packages:
 	  fi; \
 	fi
 
-$(BUN):
+## The browser tests drive Debian's Chromium (installed as root when missing).
+test-packages:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (for the console's browser tests)"; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; \
+	  else \
+	    echo "chromium is needed for the console's browser tests: apt-get install chromium"; exit 1; \
+	  fi; \
+	fi
+
+$(TOOLS_STAMP):
 	@command -v npm >/dev/null || { echo "npm is needed to install Bun: apt-get install nodejs npm"; exit 1; }
 	@command -v $(PYTHON) >/dev/null || { echo "CPython 3.11+ is needed: apt-get install python3"; exit 1; }
 	mkdir -p $(TOOLS)
-	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
+	rm -f $(TOOLS)/.installed-*
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error $(NPM_TOOLS)
 	@$(BUN) --version >/dev/null && echo "bun $$($(BUN) --version) installed in $(TOOLS)"
+	@test -f $(TOOLS)/node_modules/monaco-editor/min/vs/loader.js && echo "monaco-editor $(MONACO_VERSION) installed in $(TOOLS)"
+	touch $@
 
 build:
 	cargo build --release --locked --bin ignis
@@ -46,7 +65,7 @@ run: tools build
 	./target/release/ignis serve --listen $(LISTEN) --data $(DATA)
 
 ## Every test: unit, integration, end-to-end against the real binary, runtime bootstraps.
-test: tools test-rust test-runtimes
+test: tools test-rust test-runtimes test-console
 
 test-rust:
 	cargo build --locked --bin ignis
@@ -54,6 +73,12 @@ test-rust:
 
 test-runtimes:
 	IGNIS_BUN=$(abspath $(BUN)) $(PYTHON) -m unittest discover -s runtimes/tests -v
+
+## The console in a real browser (Debian's Chromium, driven by playwright-core) against
+## the debug binary; screenshots go to test-artifacts/console/.
+test-console: tools test-packages
+	cargo build --locked --bin ignis
+	node --test --test-concurrency=1 console/tests/
 
 lint:
 	cargo fmt --all -- --check

@@ -27,6 +27,7 @@ struct Config {
     max_queued_async: usize,
     retry_base_ms: u64,
     manual_clock: Option<time::OffsetDateTime>,
+    console: ignis_api::ConsoleConfig,
 }
 
 impl Config {
@@ -65,7 +66,18 @@ impl Config {
                     .with_context(|| format!("--manual-clock {t:?} is not an RFC 3339 time"))?,
             ),
         };
+        // The console's editor: the monaco-editor package `make tools` installed.
+        let monaco_dir = tools_dirs
+            .iter()
+            .map(|d| d.join("node_modules/monaco-editor/min"))
+            .find(|d| d.join("vs/loader.js").is_file())
+            .and_then(|d| std::fs::canonicalize(d).ok());
+        let console = ignis_api::ConsoleConfig {
+            monaco_dir,
+            files_dir: std::env::var_os("IGNIS_CONSOLE_DIR").map(PathBuf::from),
+        };
         Ok(Config {
+            console,
             max_queued_async: args.max_queued_async as usize,
             retry_base_ms: args.retry_base_ms,
             manual_clock,
@@ -183,6 +195,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ApiConfig {
             token: config.token.clone(),
             version: env!("CARGO_PKG_VERSION"),
+            console: config.console.clone(),
         },
     );
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::{read_body, ApiError, AppState, Query};
 
 /// The largest function body: 5 MiB of code, which JSON escaping can double, plus config.
-const MAX_FUNCTION_BODY: usize = 12 * 1024 * 1024;
+pub(crate) const MAX_FUNCTION_BODY: usize = 12 * 1024 * 1024;
 
 pub(crate) fn path_name(name: &str) -> Result<FunctionName, ApiError> {
     // A name that is not valid cannot name a stored function.

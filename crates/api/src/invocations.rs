@@ -5,7 +5,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ignis_control::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
+use futures::StreamExt;
+use std::collections::HashSet;
+
+use ignis_control::{
+    out_of_memory_message, too_large_message, Followed, Follower, Invocation, InvokeError, InvokeResult,
+};
 use ignis_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES};
 use ignis_store::{InvocationRecord, StoredLogLine};
 use serde_json::value::RawValue;
@@ -154,6 +159,12 @@ fn invalid_json(detail: &str) -> ApiError {
     )
 }
 
+/// Now, at the millisecond precision the store keeps.
+pub(crate) fn now_ms() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
+}
+
 pub(crate) fn ts(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -246,15 +257,71 @@ pub(crate) async fn logs(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let limit = Query::parse(q.as_deref(), &["limit"])?.limit(100, 10_000)?;
+    let q = Query::parse(q.as_deref(), &["limit", "follow"])?;
+    let limit = q.limit(100, 10_000)?;
+    let follow = q.flag("follow")?;
     exists(&s, name.as_str())?;
+    // Subscribed before the backlog is read, so that no invocation falls between the two;
+    // one in both is sent once.
+    let follower = follow.then(|| s.platform.follow_logs(name.as_str()));
     let store = s.platform.store().clone();
-    let lines: Vec<StoredLogLine> = blocking(move || store.recent_logs(name.as_str(), limit)).await?;
-    let list: Vec<Value> = lines
-        .iter()
-        .map(
-            |l| json!({"invocation_id": l.invocation_id, "ts": ts(l.ts), "stream": l.stream, "line": l.line}),
-        )
-        .collect();
-    Ok(Json(json!({ "logs": list })).into_response())
+    let function = name.as_str().to_owned();
+    let lines: Vec<StoredLogLine> = blocking(move || store.recent_logs(&function, limit)).await?;
+    match follower {
+        None => {
+            let list: Vec<Value> = lines.iter().map(stored_line_json).collect();
+            Ok(Json(json!({ "logs": list })).into_response())
+        }
+        Some(follower) => Ok(follow_stream(lines, follower)),
+    }
+}
+
+fn stored_line_json(l: &StoredLogLine) -> Value {
+    json!({"invocation_id": l.invocation_id, "ts": ts(l.ts), "stream": l.stream, "line": l.line})
+}
+
+/// A Server-Sent Events stream: the backlog, then each new invocation's lines as it ends.
+/// `event: log` carries one line; `event: missed` says how many invocations' lines a
+/// follower too slow to keep up lost.
+fn follow_stream(backlog: Vec<StoredLogLine>, follower: Follower) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let seen: HashSet<String> = backlog.iter().map(|l| l.invocation_id.clone()).collect();
+    let first = futures::stream::iter(
+        backlog
+            .iter()
+            .map(|l| Event::default().event("log").json_data(stored_line_json(l)))
+            .collect::<Vec<_>>(),
+    );
+    let live = futures::stream::unfold((follower, seen), |(mut follower, seen)| async move {
+        loop {
+            let events: Vec<Result<Event, axum::Error>> = match follower.next().await {
+                Followed::Logs(logs) if seen.contains(&logs.invocation_id) => continue,
+                Followed::Logs(logs) => logs
+                    .lines
+                    .iter()
+                    .map(|l| {
+                        Event::default().event("log").json_data(json!({
+                            "invocation_id": logs.invocation_id,
+                            "ts": ts(l.ts),
+                            "stream": l.stream,
+                            "line": l.line,
+                        }))
+                    })
+                    .collect(),
+                Followed::Missed(n) => vec![Event::default()
+                    .event("missed")
+                    .json_data(json!({ "invocations": n }))],
+                Followed::Closed => return None,
+            };
+            return Some((futures::stream::iter(events), (follower, seen)));
+        }
+    })
+    .flatten();
+    let mut resp = Sse::new(first.chain(live))
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response();
+    // Proxies such as nginx would otherwise hold the stream back.
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
 }

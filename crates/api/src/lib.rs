@@ -1,10 +1,14 @@
 //! The HTTP API of Ignis: routes, authentication and request limits.
 
+mod console;
 mod error;
 mod events;
 mod function_urls;
 mod functions;
 mod invocations;
+mod playground;
+mod stats;
+mod test_events;
 mod usage;
 
 use std::collections::HashMap;
@@ -21,6 +25,7 @@ use ignis_control::Platform;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+pub use console::ConsoleConfig;
 pub use error::ApiError;
 
 /// Settings the API needs from the server.
@@ -29,6 +34,7 @@ pub struct ApiConfig {
     /// When set, every `/v1` request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
     pub version: &'static str,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Clone)]
@@ -71,6 +77,14 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/clock", get(events::get_clock).put(events::set_clock))
         .route("/runtimes", get(runtimes))
         .route("/usage", get(usage::usage))
+        .route("/stats", get(stats::all_stats))
+        .route("/playground/run", post(playground::run))
+        .route("/functions/{name}/test-events", get(test_events::list))
+        .route(
+            "/functions/{name}/test-events/{event}",
+            axum::routing::put(test_events::put).delete(test_events::delete),
+        )
+        .route("/functions/{name}/stats", get(stats::function_stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     // Metrics name every function: behind the token like the API.
     let metrics = Router::new()
@@ -82,6 +96,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/fn/{name}", any(function_urls::root))
         .route("/fn/{name}/{*path}", any(function_urls::nested))
         .merge(metrics)
+        .merge(console::routes())
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found("no such route") })
         // Bodies are read with explicit limits by each handler, which answer 413 with the

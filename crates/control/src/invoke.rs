@@ -138,6 +138,7 @@ impl Platform {
             // call finds it free.
             record.peak_memory_mb = ran.instance.peak_memory_mb();
             drop(ran.instance);
+            platform.live.publish(&record);
             platform.writer.record(record);
             let _ = reply.send(Ok((ran.cold, ran.duration, result)));
         });
@@ -287,7 +288,7 @@ impl InvokeResult {
         }
     }
 
-    fn of(outcome: Outcome, timeout_secs: u32, memory_mb: u32) -> InvokeResult {
+    pub(crate) fn of(outcome: Outcome, timeout_secs: u32, memory_mb: u32) -> InvokeResult {
         match outcome {
             Outcome::Ok(value) => match map_return_value(&value) {
                 Ok(response) => InvokeResult::Response(response),

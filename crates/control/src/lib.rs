@@ -6,7 +6,9 @@
 
 mod invoke;
 mod lifecycle;
+mod live;
 pub mod metrics;
+mod playground;
 mod queue;
 mod scheduler;
 mod view;
@@ -22,9 +24,11 @@ use ignis_store::{InvocationWriter, Store};
 
 pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{ControlError, DeployWait};
+pub use live::{Followed, Follower, LiveLogs};
+pub use playground::{PlaygroundError, PlaygroundRun, MAX_PLAYGROUND_RUNS};
 pub use queue::{AcceptError, Accepted, QueueConfig};
 pub use scheduler::Clock;
-pub use view::FunctionView;
+pub use view::{DeployError, FunctionView};
 
 /// Settings of the control plane, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ struct Active {
 struct Status {
     state: FunctionState,
     reason: Option<String>,
+    /// The newest version's load failure, for the editor to mark.
+    deploy_error: Option<view::DeployError>,
     /// The newest version and its spec (what GET shows and the editor edits).
     latest_version: u32,
     /// The version whose deploy decides the state: the newest one started. Usually the
@@ -106,6 +112,10 @@ pub struct Platform {
     clock: Clock,
     /// Wakes the scheduler when schedules change.
     schedule_wake: tokio::sync::Notify,
+    /// Live log tails.
+    live: live::Live,
+    /// Playground runs in flight.
+    playground_runs: tokio::sync::Semaphore,
 }
 
 impl Platform {
@@ -121,6 +131,8 @@ impl Platform {
             queue: queue::Queue::new(config.queue.clone()),
             clock,
             schedule_wake: tokio::sync::Notify::new(),
+            live: live::Live::default(),
+            playground_runs: tokio::sync::Semaphore::new(playground::MAX_PLAYGROUND_RUNS),
             store,
             writer,
             launcher,
@@ -151,6 +163,12 @@ impl Platform {
     /// The function URL settings of `name` (its latest version's), if it exists.
     pub fn http_settings(&self, name: &str) -> Option<Arc<HttpSettings>> {
         self.slot(name).map(|s| s.http.load_full())
+    }
+
+    /// Follows `name`'s log lines from now on: the lines of each invocation that finishes.
+    /// Subscribe before reading the stored backlog so that nothing falls between the two.
+    pub fn follow_logs(&self, name: &str) -> Follower {
+        self.live.follow(name)
     }
 
     /// Commits every recorded invocation (at shutdown).

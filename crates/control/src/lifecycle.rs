@@ -11,7 +11,7 @@ use ignis_store::{NewVersion, StoreError, StoredVersion, VersionStatus};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use crate::view::FunctionView;
+use crate::view::{DeployError, FunctionView};
 use crate::{Active, Platform, Slot, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,7 @@ impl Platform {
             status: std::sync::Mutex::new(Status {
                 state: FunctionState::Creating,
                 reason: None,
+                deploy_error: None,
                 latest_version: 1,
                 deploying: None,
                 latest: spec.clone(),
@@ -171,6 +172,11 @@ impl Platform {
                         FunctionState::Error
                     },
                     reason,
+                    deploy_error: f
+                        .latest
+                        .status_detail
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str(d).ok()),
                     latest_version: f.latest.version,
                     deploying: None,
                     latest: Arc::new(latest.1),
@@ -189,7 +195,7 @@ impl Platform {
 
     /// Refuses a spec this host cannot run: a missing runtime, or outbound networking
     /// without slirp4netns. Checked before anything is stored.
-    fn check_host_can_run(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
+    pub(crate) fn check_host_can_run(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
         if spec.network == ignis_core::Network::Outbound {
             if let Some(why) = self.launcher.sandbox.outbound_unavailable() {
                 return Err(ControlError::NetworkUnavailable(why));
@@ -271,17 +277,27 @@ impl Platform {
         result: Result<VersionPool, StartError>,
     ) {
         let name = spec.name.as_str();
-        let (status, reason) = match &result {
-            Ok(_) => (VersionStatus::Ready, None),
+        let (reason, detail) = match &result {
+            Ok(_) => (None, None),
             Err(e) => (
-                VersionStatus::Error,
                 Some(format!("version {version} failed to deploy: {e}")),
+                match e {
+                    StartError::Load(l) => Some(DeployError {
+                        version,
+                        kind: l.kind.clone(),
+                        message: l.message.clone(),
+                        line: l.line,
+                    }),
+                    _ => None,
+                },
             ),
         };
         let store = self.store.clone();
         let (owned, why) = (name.to_owned(), reason.clone());
-        let stored = tokio::task::spawn_blocking(move || {
-            store.set_version_status(&owned, version, status, why.as_deref())
+        let detail_json = detail.as_ref().and_then(|d| serde_json::to_string(d).ok());
+        let stored = tokio::task::spawn_blocking(move || match why {
+            None => store.set_version_status(&owned, version, VersionStatus::Ready, None),
+            Some(why) => store.set_version_failed(&owned, version, &why, detail_json.as_deref()),
         })
         .await;
         if !matches!(stored, Ok(Ok(()))) {
@@ -326,6 +342,7 @@ impl Platform {
             // A restored last-good version keeps the newest version's failure visible.
             if reason.is_some() || version == s.latest_version {
                 s.reason = reason;
+                s.deploy_error = detail;
             }
         });
     }

@@ -20,6 +20,8 @@ pub struct FunctionView {
     pub active_version: Option<u32>,
     pub state: FunctionState,
     pub state_reason: Option<String>,
+    /// Set while the newest version's code failed to load: what and where.
+    pub deploy_error: Option<DeployError>,
     pub code_sha256: String,
     pub timeout_secs: u32,
     pub memory_mb: u32,
@@ -42,8 +44,17 @@ pub struct FunctionView {
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instances: Option<InstanceCounts>,
+    pub instances: InstanceCounts,
+}
+
+/// Why a version's code failed to load, with the line to blame when known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DeployError {
+    pub version: u32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    pub line: Option<u32>,
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -51,7 +62,7 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 impl FunctionView {
-    /// `detail` adds the code and the instance counts (for `GET /v1/functions/{name}`).
+    /// `detail` adds the code (for `GET /v1/functions/{name}`).
     pub(crate) fn of(slot: &Slot, detail: bool, now: time::OffsetDateTime) -> FunctionView {
         let s = slot.status();
         let active = slot.active.load();
@@ -64,6 +75,7 @@ impl FunctionView {
             active_version: active.as_ref().map(|a| a.version),
             state: s.state,
             state_reason: s.reason.clone(),
+            deploy_error: s.deploy_error.clone(),
             code_sha256: spec.code_sha256(),
             timeout_secs: spec.timeout_secs,
             memory_mb: spec.memory_mb,
@@ -83,7 +95,7 @@ impl FunctionView {
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
             code: detail.then(|| spec.code.clone()),
-            instances: detail.then(|| active.as_ref().map(|a| a.pool.counts()).unwrap_or_default()),
+            instances: active.as_ref().map(|a| a.pool.counts()).unwrap_or_default(),
         }
     }
 }

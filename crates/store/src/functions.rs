@@ -9,11 +9,11 @@ use crate::{from_ms, ms, NewVersion, Store, StoreError, StoredFunction, StoredVe
 const FUNCTION_SELECT: &str = "SELECT f.name, f.created_at, f.updated_at,
     (SELECT MAX(r.version) FROM function_versions r WHERE r.function = f.name AND r.status = 'ready'),
     v.function, v.version, v.runtime, v.handler, v.code, v.code_sha256, v.spec_json,
-    v.status, v.status_reason, v.created_at
+    v.status, v.status_reason, v.created_at, v.status_detail
     FROM functions f JOIN function_versions v ON v.function = f.name AND v.version = f.latest_version";
 
 const VERSION_SELECT: &str = "SELECT function, version, runtime, handler, code, code_sha256, spec_json,
-    status, status_reason, created_at FROM function_versions WHERE function = ?1 AND version = ?2";
+    status, status_reason, created_at, status_detail FROM function_versions WHERE function = ?1 AND version = ?2";
 
 impl Store {
     /// Stores a new function with `v` as its version 1 (whatever `v.version` says).
@@ -73,8 +73,32 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let changed = self.conn().execute(
-            "UPDATE function_versions SET status = ?3, status_reason = ?4 WHERE function = ?1 AND version = ?2",
+            "UPDATE function_versions SET status = ?3, status_reason = ?4, status_detail = NULL
+             WHERE function = ?1 AND version = ?2",
             params![function, version, status.as_str(), reason],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::VersionNotFound {
+                function: function.to_owned(),
+                version,
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks a version failed, with why in words and, when its code failed to load, the
+    /// details as JSON `{type, message, line}`.
+    pub fn set_version_failed(
+        &self,
+        function: &str,
+        version: u32,
+        reason: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE function_versions SET status = 'error', status_reason = ?3, status_detail = ?4
+             WHERE function = ?1 AND version = ?2",
+            params![function, version, reason, detail],
         )?;
         if changed == 0 {
             return Err(StoreError::VersionNotFound {
@@ -164,6 +188,7 @@ fn version_row(r: &Row<'_>, at: usize) -> Result<StoredVersion, StoreError> {
         status: VersionStatus::parse(&r.get::<_, String>(at + 7)?)?,
         status_reason: r.get(at + 8)?,
         created_at: from_ms(r.get(at + 9)?)?,
+        status_detail: r.get(at + 10)?,
     })
 }
 

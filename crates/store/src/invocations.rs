@@ -12,8 +12,8 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use crate::writer::{self, InvocationWriter};
 use crate::{
-    from_ms, ms, sql_limit, ColdStart, FunctionUsage, InvocationRecord, LogLine, Store, StoreError,
-    StoredLogLine,
+    from_ms, ms, sql_limit, Activity, ColdStart, FunctionUsage, InvocationRecord, LogLine, MinuteUsage,
+    Store, StoreError, StoredLogLine,
 };
 
 const INVOCATION_COLUMNS: &str = "id, function, version, status, cold_start, started_at, duration_ms, \
@@ -194,6 +194,83 @@ impl Store {
             u.mb_ms += c.mb_ms;
         }
         Ok(by_function.into_values().collect())
+    }
+}
+
+impl Store {
+    /// What `function` (or every function) did from `since` to `until`: the usage rows by
+    /// minute, and the durations of the invocation records kept (records beyond the
+    /// retention are gone; the minutes are not).
+    pub fn activity(
+        &self,
+        function: Option<&str>,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Activity, StoreError> {
+        let (from, to) = (minute_of(since), minute_of(until));
+        let mut minutes: BTreeMap<(String, i64), MinuteUsage> = BTreeMap::new();
+        let mut durations = Vec::new();
+        // As for usage: under the commit gate, committed rows and pending records are
+        // disjoint.
+        let _gate = self.inner.pending.commit_gate();
+        {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT function, minute, invocations, errors, cold_starts, billed_ms FROM usage_minutes
+                 WHERE minute >= ?1 AND minute < ?2 AND (?3 IS NULL OR function = ?3)",
+            )?;
+            let rows = stmt.query_map(params![from, to, function], |r| {
+                Ok(MinuteUsage {
+                    function: r.get(0)?,
+                    minute: r.get(1)?,
+                    invocations: r.get(2)?,
+                    errors: r.get(3)?,
+                    cold_starts: r.get(4)?,
+                    billed_ms: r.get(5)?,
+                })
+            })?;
+            for row in rows {
+                let m = row?;
+                minutes.insert((m.function.clone(), m.minute), m);
+            }
+            let mut stmt = conn.prepare_cached(
+                "SELECT function, duration_ms FROM invocations
+                 WHERE started_at >= ?1 AND started_at < ?2 AND (?3 IS NULL OR function = ?3)",
+            )?;
+            let rows = stmt.query_map(params![ms(since), ms(until), function], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+            })?;
+            for row in rows {
+                durations.push(row?);
+            }
+        }
+        let pending = match function {
+            Some(f) => self.inner.pending.of_function_without_logs(f),
+            None => self.inner.pending.all_without_logs(),
+        };
+        for rec in pending {
+            if rec.started_at < since || rec.started_at >= until {
+                continue;
+            }
+            let minute = minute_of(rec.started_at);
+            let m = minutes
+                .entry((rec.function.clone(), minute))
+                .or_insert_with(|| MinuteUsage {
+                    function: rec.function.clone(),
+                    minute,
+                    ..MinuteUsage::default()
+                });
+            let c = Contribution::of(&rec);
+            m.invocations += 1;
+            m.errors += u64::from(c.error);
+            m.cold_starts += u64::from(c.cold);
+            m.billed_ms += c.billed_ms;
+            durations.push((rec.function.clone(), rec.duration_ms));
+        }
+        Ok(Activity {
+            minutes: minutes.into_values().collect(),
+            durations,
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 mod functions;
 mod invocations;
 mod queue;
+mod test_events;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
 pub use queue::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync};
+pub use test_events::{Saved, TestEvent};
 pub use writer::InvocationWriter;
 
 /// The database file inside the data directory.
@@ -105,6 +107,8 @@ pub struct StoredVersion {
     pub spec_json: String,
     pub status: VersionStatus,
     pub status_reason: Option<String>,
+    /// When the version failed to load: JSON `{type, message, line}`.
+    pub status_detail: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -186,6 +190,27 @@ pub struct FunctionUsage {
     pub mb_ms: u64,
 }
 
+/// One function's invocations started in one minute.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MinuteUsage {
+    pub function: String,
+    /// Unix minutes.
+    pub minute: i64,
+    pub invocations: u64,
+    pub errors: u64,
+    pub cold_starts: u64,
+    pub billed_ms: u64,
+}
+
+/// What functions did over a period: see [`Store::activity`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Activity {
+    /// Ordered by function, then minute; minutes without invocations are absent.
+    pub minutes: Vec<MinuteUsage>,
+    /// (function, duration in ms) of each invocation record kept from the period.
+    pub durations: Vec<(String, f64)>,
+}
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -213,6 +238,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/001_initial.sql")),
         M::up(include_str!("migrations/002_usage.sql")),
         M::up(include_str!("migrations/003_events.sql")),
+        M::up(include_str!("migrations/004_console.sql")),
     ])
 }
 

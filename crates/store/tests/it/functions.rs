@@ -24,6 +24,7 @@ fn a_created_function_reads_back_field_for_field() {
         spec_json: v1.spec_json.clone(),
         status: VersionStatus::Deploying,
         status_reason: None,
+        status_detail: None,
         created_at: t(1_700_000_000_123),
     };
     assert_eq!(

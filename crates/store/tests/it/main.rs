@@ -1,5 +1,6 @@
 //! Integration tests of the store against a real SQLite file in a temporary directory.
 
+mod console;
 mod functions;
 mod invocations;
 mod queue;

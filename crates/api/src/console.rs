@@ -1,0 +1,137 @@
+//! The web console: its own files are built into the binary; Monaco is served from the
+//! `monaco-editor` npm package that `make tools` installs. Nothing comes from a CDN.
+
+use std::path::PathBuf;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+
+use crate::{ApiError, AppState};
+
+/// Where the console's files come from.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleConfig {
+    /// The `min` folder of the `monaco-editor` package (holding `vs/loader.js`). Without
+    /// it the console edits code in a plain text area and says why.
+    pub monaco_dir: Option<PathBuf>,
+    /// For working on the console: serve its files from this folder instead of the copies
+    /// built into the binary.
+    pub files_dir: Option<PathBuf>,
+}
+
+/// The console's own files, built into the binary: (name, content type, content).
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../../console/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../console/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../console/app.css"),
+    ),
+];
+
+/// Monaco builds its workers from blob URLs and injects its styles; nothing else may load
+/// from anywhere but this server.
+const CSP: &str = "default-src 'self'; script-src 'self'; worker-src 'self' blob:; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", axum::routing::get(index))
+        .route("/console/monaco/{*path}", axum::routing::get(monaco))
+        .route("/console/{file}", axum::routing::get(file))
+}
+
+async fn index(State(s): State<AppState>) -> Response {
+    serve_file(&s, "index.html").await
+}
+
+async fn file(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    serve_file(&s, &name).await
+}
+
+async fn serve_file(s: &AppState, name: &str) -> Response {
+    let Some(&(_, kind, built_in)) = FILES.iter().find(|(n, _, _)| *n == name) else {
+        return ApiError::not_found(format!("the console has no file {name:?}")).into_response();
+    };
+    let body = match &s.config.console.files_dir {
+        None => built_in.to_owned(),
+        Some(dir) => match tokio::fs::read_to_string(dir.join(name)).await {
+            Ok(text) => text,
+            Err(e) => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("cannot read {}: {e}", dir.join(name).display()),
+                )
+                .into_response()
+            }
+        },
+    };
+    let mut resp = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
+            // The console changes with the binary: always revalidate.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response();
+    secure(&mut resp);
+    resp
+}
+
+async fn monaco(State(s): State<AppState>, Path(path): Path<String>) -> Response {
+    let Some(dir) = &s.config.console.monaco_dir else {
+        return ApiError::not_found(
+            "Monaco is not installed: run `make tools` (it installs the monaco-editor npm package)",
+        )
+        .into_response();
+    };
+    // ServeDir refuses `..` and absolute paths; it answers 404 for anything missing.
+    let req = axum::http::Request::get(format!("/{path}"))
+        .body(axum::body::Body::empty())
+        .map_err(|e| crate::error::internal(&e));
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match ServeDir::new(dir).oneshot(req).await {
+        Ok(resp) => {
+            let mut resp = resp.into_response();
+            if resp.status() == StatusCode::NOT_FOUND {
+                return ApiError::not_found(format!("Monaco has no file {path:?}")).into_response();
+            }
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            secure(&mut resp);
+            resp
+        }
+        Err(e) => crate::error::internal(&e).into_response(),
+    }
+}
+
+fn secure(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}

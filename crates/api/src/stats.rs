@@ -1,0 +1,160 @@
+//! Activity over the last minutes, for the console's list and charts.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ignis_store::Activity;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use crate::functions::path_name;
+use crate::invocations::{blocking, exists, ts};
+use crate::{ApiError, AppState, Query};
+
+/// The longest period asked for: a day.
+const MAX_MINUTES: i64 = 1440;
+
+/// The period: `minutes` whole minutes ending with the current one.
+fn period(q: Option<&str>) -> Result<(i64, OffsetDateTime, OffsetDateTime), ApiError> {
+    let q = Query::parse(q, &["minutes"])?;
+    let minutes = match q.get("minutes") {
+        None => 60,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|m| (1..=MAX_MINUTES).contains(m))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!("minutes must be a whole number from 1 to {MAX_MINUTES}, not {v:?}"),
+                )
+                .with("field", "minutes")
+            })?,
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp().div_euclid(60) + 1;
+    let at =
+        |minute: i64| OffsetDateTime::from_unix_timestamp(minute * 60).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    Ok((minutes, at(now - minutes), at(now)))
+}
+
+/// The value at `p` (0–1) of sorted `values`, by the nearest-rank rule.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank - 1).copied()
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// `GET /v1/functions/{name}/stats?minutes=60`: totals with duration percentiles, and a
+/// series by minute (every minute of the period, oldest first).
+pub(crate) async fn function_stats(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let (minutes, since, until) = period(q.as_deref())?;
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let function = name.as_str().to_owned();
+    let activity: Activity = blocking(move || store.activity(Some(&function), since, until)).await?;
+    let by_minute: BTreeMap<i64, _> = activity.minutes.iter().map(|m| (m.minute, m)).collect();
+    let first = since.unix_timestamp() / 60;
+    let series: Vec<Value> = (first..first + minutes)
+        .map(|minute| {
+            let at = ts(OffsetDateTime::from_unix_timestamp(minute * 60).unwrap_or(since));
+            match by_minute.get(&minute) {
+                Some(m) => json!({
+                    "at": at,
+                    "invocations": m.invocations,
+                    "errors": m.errors,
+                    "cold_starts": m.cold_starts,
+                    "avg_ms": round3(m.billed_ms as f64 / m.invocations.max(1) as f64),
+                }),
+                None => json!({"at": at, "invocations": 0, "errors": 0, "cold_starts": 0, "avg_ms": null}),
+            }
+        })
+        .collect();
+    let mut durations: Vec<f64> = activity.durations.iter().map(|(_, d)| *d).collect();
+    durations.sort_by(f64::total_cmp);
+    let sum = |f: fn(&ignis_store::MinuteUsage) -> u64| activity.minutes.iter().map(f).sum::<u64>();
+    Ok(Json(json!({
+        "since": ts(since),
+        "until": ts(until),
+        "minutes": minutes,
+        "totals": {
+            "invocations": sum(|m| m.invocations),
+            "errors": sum(|m| m.errors),
+            "cold_starts": sum(|m| m.cold_starts),
+            "p50_ms": percentile(&durations, 0.5).map(round3),
+            "p95_ms": percentile(&durations, 0.95).map(round3),
+        },
+        "series": series,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/stats?minutes=60`: per function with invocations in the period, its
+/// invocations, errors, cold starts and median duration.
+pub(crate) async fn all_stats(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let (minutes, since, until) = period(q.as_deref())?;
+    let store = s.platform.store().clone();
+    let activity: Activity = blocking(move || store.activity(None, since, until)).await?;
+    let mut durations: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (f, d) in &activity.durations {
+        durations.entry(f.as_str()).or_default().push(*d);
+    }
+    let mut functions = Map::new();
+    for m in &activity.minutes {
+        let entry = functions
+            .entry(m.function.clone())
+            .or_insert_with(|| json!({"invocations": 0, "errors": 0, "cold_starts": 0, "p50_ms": null}));
+        for (key, add) in [
+            ("invocations", m.invocations),
+            ("errors", m.errors),
+            ("cold_starts", m.cold_starts),
+        ] {
+            entry[key] = json!(entry[key].as_u64().unwrap_or(0) + add);
+        }
+    }
+    for (f, mut d) in durations {
+        d.sort_by(f64::total_cmp);
+        if let Some(entry) = functions.get_mut(f) {
+            entry["p50_ms"] = json!(percentile(&d, 0.5).map(round3));
+        }
+    }
+    Ok(Json(json!({
+        "since": ts(since),
+        "until": ts(until),
+        "minutes": minutes,
+        "functions": functions,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_follow_the_nearest_rank_rule() {
+        let v = [1.0, 2.0, 3.0, 4.0, 10.0];
+        assert_eq!(percentile(&v, 0.5), Some(3.0));
+        assert_eq!(percentile(&v, 0.95), Some(10.0));
+        assert_eq!(percentile(&v[..4], 0.5), Some(2.0));
+        assert_eq!(percentile(&[7.0], 0.5), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Test events saved per function, for the console's invoke panel.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ignis_store::{Saved, TestEvent};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::functions::path_name;
+use crate::invocations::{blocking, exists, ts};
+use crate::{read_body, ApiError, AppState};
+
+/// Test events kept per function.
+pub(crate) const MAX_TEST_EVENTS: usize = 50;
+/// The largest test event, in bytes.
+pub(crate) const MAX_TEST_EVENT_BYTES: usize = 256 * 1024;
+
+/// 1 to 64 letters, digits, spaces, `-`, `_` or `.`, not starting or ending with a space.
+fn event_name(name: &str) -> Result<&str, ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        && !name.starts_with(' ')
+        && !name.ends_with(' ');
+    if ok {
+        Ok(name)
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+            format!(
+                "test event name {name:?} is not valid: use 1 to 64 letters, digits, spaces, '-', '_' \
+                 or '.', not starting or ending with a space"
+            ),
+        )
+        .with("field", "name"))
+    }
+}
+
+fn event_json(e: &TestEvent) -> Value {
+    let event: Value = serde_json::from_str(&e.event).unwrap_or(Value::Null);
+    json!({"name": e.name, "event": event, "updated_at": ts(e.updated_at)})
+}
+
+/// `GET /v1/functions/{name}/test-events`
+pub(crate) async fn list(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let events = blocking(move || store.list_test_events(name.as_str())).await?;
+    let list: Vec<Value> = events.iter().map(event_json).collect();
+    Ok(Json(json!({ "test_events": list })).into_response())
+}
+
+/// `PUT /v1/functions/{name}/test-events/{event}`: the body is the event (JSON).
+pub(crate) async fn put(
+    State(s): State<AppState>,
+    Path((name, event)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let event = event_name(&event)?.to_owned();
+    exists(&s, name.as_str())?;
+    let body = read_body(body, MAX_TEST_EVENT_BYTES, "test event").await?;
+    let text = std::str::from_utf8(&body).map_err(|_| invalid_json("the test event is not UTF-8"))?;
+    let raw: Box<RawValue> = serde_json::from_str(text)
+        .map_err(|e| invalid_json(&format!("the test event is not valid JSON: {e}")))?;
+    let saved = TestEvent {
+        name: event,
+        event: raw.get().to_owned(),
+        updated_at: crate::invocations::now_ms(),
+    };
+    let store = s.platform.store().clone();
+    let function = name.as_str().to_owned();
+    let row = saved.clone();
+    let outcome = blocking(move || store.put_test_event(&function, &row, MAX_TEST_EVENTS)).await;
+    match outcome {
+        Ok(Saved::Full) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_test_events",
+            format!(
+                "function {:?} already has {MAX_TEST_EVENTS} test events; delete one first",
+                name.as_str()
+            ),
+        )),
+        Ok(Saved::Created) => Ok((StatusCode::CREATED, Json(event_json(&saved))).into_response()),
+        Ok(Saved::Replaced) => Ok(Json(event_json(&saved)).into_response()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `DELETE /v1/functions/{name}/test-events/{event}`
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    Path((name, event)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let event = event_name(&event)?.to_owned();
+    exists(&s, name.as_str())?;
+    let store = s.platform.store().clone();
+    let function = name.as_str().to_owned();
+    let shown = event.clone();
+    if blocking(move || store.delete_test_event(&function, &event)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "function {:?} has no test event {shown:?}",
+            name.as_str()
+        )))
+    }
+}
+
+fn invalid_json(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_name;
+
+    #[test]
+    fn event_names_are_checked() {
+        for ok in ["a", "hello world", "v1.2_test-event", &"x".repeat(64)] {
+            assert!(event_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " lead", "trail ", "slash/no", "emoji🙂", &"x".repeat(65)] {
+            assert!(event_name(bad).is_err(), "{bad}");
+        }
+    }
+}
