@@ -2,6 +2,7 @@
 
 mod async_invocations;
 mod cli;
+mod console;
 mod function_urls;
 mod harness;
 mod instances;
