@@ -209,7 +209,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown({
+        let platform = platform.clone();
+        async move {
+            shutdown_signal().await;
+            // Graceful shutdown waits for open connections: end the log tails' streams.
+            platform.end_log_tails();
+        }
+    })
     .await?;
     platform.flush();
     Ok(())

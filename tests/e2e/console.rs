@@ -9,7 +9,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{log_lines, Server};
+use crate::harness::{log_lines, wait_until, Server};
+use crate::persistence::instance_cgroups;
 
 #[test]
 fn the_console_and_monaco_are_served_by_ignis_itself() {
@@ -104,10 +105,16 @@ def handler(event):
         assert!(run["init_ms"].as_f64().expect("init") > 0.0, "{run}");
         assert_eq!(log_lines(&run), vec![format!("playground says {n}")], "{run}");
     }
-    // Nothing was created or recorded, and the instance's memory is given back.
+    // Nothing was created or recorded, the instance's memory is given back, and its
+    // cgroup goes (only the two parked sandbox inits' remain).
     assert_eq!(s.get("/v1/functions").json()["functions"], json!([]));
     assert_eq!(s.get("/v1/stats").json()["functions"], json!({}));
     assert_eq!(s.metric("ignis_memory_reserved_mb"), Some(0.0));
+    wait_until(
+        "the playground instances' cgroups are removed",
+        Duration::from_secs(15),
+        || instance_cgroups(s.pid()) <= 2,
+    );
 }
 
 #[test]
@@ -235,6 +242,29 @@ fn a_followed_log_shows_the_backlog_then_each_new_line_as_it_happens() {
     );
     let a = s.get("/v1/functions/nope/logs?follow=true");
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn an_open_log_tail_does_not_hold_up_a_graceful_shutdown() {
+    let mut s = Server::start();
+    s.deploy(
+        "tailed",
+        "python",
+        "def handler(event):\n    print('x')\n",
+        json!({}),
+    );
+    assert_eq!(s.invoke("tailed", "{}").status, StatusCode::OK);
+    let rx = follow(&s, "tailed");
+    rx.recv_timeout(Duration::from_secs(10)).expect("the backlog");
+    assert!(
+        s.terminate(Duration::from_secs(20)),
+        "the server did not exit on SIGTERM"
+    );
+    // The stream ended rather than being cut mid-event: the reader saw its end.
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Err(mpsc::RecvTimeoutError::Disconnected)
+    ));
 }
 
 #[test]

@@ -105,7 +105,7 @@ fn a_killed_server_leaves_no_instance_or_parked_init_behind() {
 
 /// This server's per-instance cgroups in the pids hierarchy (cgroup v1, as on CI) or the
 /// unified one (v2).
-fn instance_cgroups(server_pid: u32) -> usize {
+pub(crate) fn instance_cgroups(server_pid: u32) -> usize {
     let own = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
     let base = match own.lines().find(|l| {
         l.split(':')

@@ -171,6 +171,11 @@ impl Platform {
         self.live.follow(name)
     }
 
+    /// Ends every live log tail (at shutdown, so that open tails do not hold it up).
+    pub fn end_log_tails(&self) {
+        self.live.close();
+    }
+
     /// Commits every recorded invocation (at shutdown).
     pub fn flush(&self) {
         self.writer.flush();

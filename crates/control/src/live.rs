@@ -21,6 +21,9 @@ pub struct LiveLogs {
 pub(crate) struct Live {
     followers: Arc<AtomicUsize>,
     tx: broadcast::Sender<Arc<LiveLogs>>,
+    /// Set at shutdown: every tail ends, so that the server's graceful shutdown, which
+    /// waits for open connections, is not held up by them.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Live {
@@ -28,6 +31,7 @@ impl Default for Live {
         Live {
             followers: Arc::new(AtomicUsize::new(0)),
             tx: broadcast::channel(BACKLOG).0,
+            closed: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -51,7 +55,13 @@ impl Live {
             function: function.to_owned(),
             rx: self.tx.subscribe(),
             followers: self.followers.clone(),
+            closed: self.closed.subscribe(),
         }
+    }
+
+    /// Ends every tail, now and from now on.
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
     }
 }
 
@@ -60,6 +70,7 @@ pub struct Follower {
     function: String,
     rx: broadcast::Receiver<Arc<LiveLogs>>,
     followers: Arc<AtomicUsize>,
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What a follower gets next.
@@ -75,7 +86,17 @@ pub enum Followed {
 impl Follower {
     pub async fn next(&mut self) -> Followed {
         loop {
-            match self.rx.recv().await {
+            if *self.closed.borrow() {
+                return Followed::Closed;
+            }
+            let received = tokio::select! {
+                r = self.rx.recv() => r,
+                changed = self.closed.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return Followed::Closed,
+                },
+            };
+            match received {
                 Ok(logs) if logs.function == self.function => return Followed::Logs(logs),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => return Followed::Missed(n),
