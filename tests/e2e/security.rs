@@ -23,8 +23,20 @@ fn with_a_token_every_v1_call_needs_it() {
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
     let body: serde_json::Value = none.json().expect("json");
     assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("needs a token")),
+        "{body}"
+    );
     let wrong = http.post(&url).bearer_auth("s3cret-tokem").send().expect("send");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = wrong.json().expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(
+        body["error"]["message"],
+        "the token sent is not this server's token"
+    );
     let list = http.get(format!("{}/v1/functions", s.url)).send().expect("send");
     assert_eq!(list.status(), StatusCode::UNAUTHORIZED);
     let health = http.get(format!("{}/healthz", s.url)).send().expect("send");

@@ -70,7 +70,11 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
     }
 
     if settings.auth == HttpAuth::Token && !token_matches(&s.config, req.headers()) {
-        return Err(with_cors(unauthorized(), &settings, origin.as_deref()));
+        return Err(with_cors(
+            unauthorized(req.headers()),
+            &settings,
+            origin.as_deref(),
+        ));
     }
 
     let (parts, body) = req.into_parts();

@@ -122,7 +122,7 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     if token_matches(&state.config, req.headers()) {
         next.run(req).await
     } else {
-        unauthorized()
+        unauthorized(req.headers())
     }
 }
 
@@ -140,14 +140,15 @@ pub(crate) fn token_matches(config: &ApiConfig, headers: &header::HeaderMap) -> 
     bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
-/// 401 with the API's error shape and `WWW-Authenticate: Bearer`.
-pub(crate) fn unauthorized() -> Response {
-    let mut resp = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "this server needs a token: send `Authorization: Bearer <token>`",
-    )
-    .into_response();
+/// 401 with the API's error shape and `WWW-Authenticate: Bearer`; the message says
+/// whether a token was missing or wrong.
+pub(crate) fn unauthorized(headers: &header::HeaderMap) -> Response {
+    let message = if headers.contains_key(header::AUTHORIZATION) {
+        "the token sent is not this server's token"
+    } else {
+        "this server needs a token: send `Authorization: Bearer <token>`"
+    };
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),
