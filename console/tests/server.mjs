@@ -12,7 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const BINARY = path.join(REPO, 'target', 'debug', 'ignis');
+// Where cargo built it: `CARGO_TARGET_DIR` when set (relative to the repository), as
+// cargo itself reads it.
+export const BINARY = path.join(path.resolve(REPO, process.env.CARGO_TARGET_DIR || 'target'), 'debug', 'ignis');
 
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;
