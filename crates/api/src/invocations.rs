@@ -159,12 +159,6 @@ fn invalid_json(detail: &str) -> ApiError {
     )
 }
 
-/// Now, at the millisecond precision the store keeps.
-pub(crate) fn now_ms() -> time::OffsetDateTime {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_millisecond(now.millisecond()).unwrap_or(now)
-}
-
 pub(crate) fn ts(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -218,9 +212,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
-    match s.platform.get(name) {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!("function {name:?} does not exist"))),
+    if s.platform.exists(name) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("function {name:?} does not exist")))
     }
 }
 

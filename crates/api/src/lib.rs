@@ -242,16 +242,21 @@ impl Query {
     }
 
     pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.0.get("limit") {
+        self.int("limit", default, max)
+    }
+
+    /// The whole number `name`, from 1 to `max`; `default` when absent.
+    pub(crate) fn int(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.0.get(name) {
             None => Ok(default),
             Some(v) => match v.parse::<usize>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
                 _ => Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_parameter",
-                    format!("limit must be an integer between 1 and {max}, got {v:?}"),
+                    format!("{name} must be an integer between 1 and {max}, got {v:?}"),
                 )
-                .with("field", "limit")),
+                .with("field", name)),
             },
         }
     }

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::internal;
 use crate::functions::MAX_FUNCTION_BODY;
-use crate::invocations::{answer, ts};
+use crate::invocations::{answer, logs_json};
 use crate::{read_body, ApiError, AppState};
 
 /// The fields a playground run takes; the spec fields mean what they mean for a function.
@@ -77,9 +77,7 @@ pub(crate) async fn run(State(s): State<AppState>, body: Body) -> Result<Respons
     let spec_body = serde_json::to_vec(&Value::Object(map)).map_err(|e| internal(&e))?;
     let spec = parse_spec(&spec_body, None)?;
     let outcome = s.platform.playground(spec, event).await.map_err(|e| match e {
-        PlaygroundError::Unavailable(m) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "runtime_unavailable", m)
-        }
+        PlaygroundError::Host(e) => ApiError::from(e),
         PlaygroundError::Busy => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "playground_busy", e.to_string())
         }
@@ -126,21 +124,13 @@ pub(crate) async fn run(State(s): State<AppState>, body: Body) -> Result<Respons
                 Ok(text) => (text.to_owned(), "utf8"),
                 Err(_) => (base64::engine::general_purpose::STANDARD.encode(&bytes), "base64"),
             };
-            let logs: Vec<Value> = logs
-                .iter()
-                .map(|l| {
-                    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000)
-                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-                    json!({"ts": ts(at), "stream": l.stream.as_str(), "line": l.line})
-                })
-                .collect();
             Ok(Json(json!({
                 "response": {"status": status, "headers": headers, "body": body, "body_encoding": encoding},
                 "load_error": null,
                 "duration_ms": duration_ms,
                 "init_ms": init_ms,
                 "cold_start": true,
-                "logs": logs,
+                "logs": logs_json(&logs),
             }))
             .into_response())
         }

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_store::Activity;
@@ -15,26 +14,12 @@ use crate::invocations::{blocking, exists, ts};
 use crate::{ApiError, AppState, Query};
 
 /// The longest period asked for: a day.
-const MAX_MINUTES: i64 = 1440;
+const MAX_MINUTES: usize = 1440;
 
 /// The period: `minutes` whole minutes ending with the current one.
 fn period(q: Option<&str>) -> Result<(i64, OffsetDateTime, OffsetDateTime), ApiError> {
-    let q = Query::parse(q, &["minutes"])?;
-    let minutes = match q.get("minutes") {
-        None => 60,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|m| (1..=MAX_MINUTES).contains(m))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_parameter",
-                    format!("minutes must be a whole number from 1 to {MAX_MINUTES}, not {v:?}"),
-                )
-                .with("field", "minutes")
-            })?,
-    };
+    let minutes = Query::parse(q, &["minutes"])?.int("minutes", 60, MAX_MINUTES)?;
+    let minutes = i64::try_from(minutes).unwrap_or(60);
     let now = OffsetDateTime::now_utc().unix_timestamp().div_euclid(60) + 1;
     let at =
         |minute: i64| OffsetDateTime::from_unix_timestamp(minute * 60).unwrap_or(OffsetDateTime::UNIX_EPOCH);

@@ -9,6 +9,7 @@ use ignis_store::{Saved, TestEvent};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use crate::error::internal;
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, ts};
 use crate::{read_body, ApiError, AppState};
@@ -41,9 +42,10 @@ fn event_name(name: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn event_json(e: &TestEvent) -> Value {
-    let event: Value = serde_json::from_str(&e.event).unwrap_or(Value::Null);
-    json!({"name": e.name, "event": event, "updated_at": ts(e.updated_at)})
+/// A stored event as the API shows it; the event's JSON text is passed through as is.
+fn event_json(e: &TestEvent) -> Result<Value, ApiError> {
+    let event = RawValue::from_string(e.event.clone()).map_err(|err| internal(&err))?;
+    Ok(json!({"name": e.name, "event": event, "updated_at": ts(e.updated_at)}))
 }
 
 /// `GET /v1/functions/{name}/test-events`
@@ -52,7 +54,7 @@ pub(crate) async fn list(State(s): State<AppState>, Path(name): Path<String>) ->
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let events = blocking(move || store.list_test_events(name.as_str())).await?;
-    let list: Vec<Value> = events.iter().map(event_json).collect();
+    let list = events.iter().map(event_json).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "test_events": list })).into_response())
 }
 
@@ -72,7 +74,7 @@ pub(crate) async fn put(
     let saved = TestEvent {
         name: event,
         event: raw.get().to_owned(),
-        updated_at: crate::invocations::now_ms(),
+        updated_at: ignis_control::now_ms(),
     };
     let store = s.platform.store().clone();
     let function = name.as_str().to_owned();
@@ -87,8 +89,8 @@ pub(crate) async fn put(
                 name.as_str()
             ),
         )),
-        Ok(Saved::Created) => Ok((StatusCode::CREATED, Json(event_json(&saved))).into_response()),
-        Ok(Saved::Replaced) => Ok(Json(event_json(&saved)).into_response()),
+        Ok(Saved::Created) => Ok((StatusCode::CREATED, Json(event_json(&saved)?)).into_response()),
+        Ok(Saved::Replaced) => Ok(Json(event_json(&saved)?).into_response()),
         Err(e) => Err(e),
     }
 }

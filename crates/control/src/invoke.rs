@@ -193,17 +193,21 @@ fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
             runtime_ms: ms(c.timings.runtime),
             load_ms: ms(c.timings.load),
         }),
-        logs: r
-            .logs
-            .iter()
-            .map(|l| StoredLine {
-                ts: OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000)
-                    .unwrap_or(r.started_at),
-                stream: l.stream.as_str().to_owned(),
-                line: l.line.clone(),
-            })
-            .collect(),
+        logs: stored_lines(r.logs, r.started_at),
     }
+}
+
+/// An instance's log lines as they are stored and shown (`fallback` for a time out of
+/// range).
+pub(crate) fn stored_lines(logs: &[LogLine], fallback: OffsetDateTime) -> Vec<StoredLine> {
+    logs.iter()
+        .map(|l| StoredLine {
+            ts: OffsetDateTime::from_unix_timestamp_nanos(i128::from(l.ts_ms) * 1_000_000)
+                .unwrap_or(fallback),
+            stream: l.stream.as_str().to_owned(),
+            line: l.line.clone(),
+        })
+        .collect()
 }
 
 /// The facts of one finished invocation, for its record.

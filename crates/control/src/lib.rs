@@ -23,7 +23,7 @@ use ignis_pool::{Capacity, Launcher, Runtimes, VersionPool};
 use ignis_store::{InvocationWriter, Store};
 
 pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
-pub use lifecycle::{ControlError, DeployWait};
+pub use lifecycle::{now_ms, ControlError, DeployWait};
 pub use live::{Followed, Follower, LiveLogs};
 pub use playground::{PlaygroundError, PlaygroundRun, MAX_PLAYGROUND_RUNS};
 pub use queue::{AcceptError, Accepted, QueueConfig};

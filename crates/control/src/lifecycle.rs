@@ -350,7 +350,7 @@ impl Platform {
 
 /// Now, at the millisecond precision the store keeps, so that what the API shows before
 /// and after a restart is the same.
-fn now_ms() -> OffsetDateTime {
+pub fn now_ms() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ignis_core::{FunctionSpec, LogLine};
+use ignis_core::FunctionSpec;
 use ignis_pool::{ColdReason, ColdStart, LaunchSpec, StartError, Starter};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::invoke::{Invocation, InvokeResult};
+use crate::invoke::{stored_lines, Invocation, InvokeResult};
+use crate::ControlError;
 use crate::Platform;
 
 /// Playground runs at once; more are refused rather than queued.
@@ -22,7 +23,7 @@ pub enum PlaygroundRun {
     /// The code ran: the invocation (always a cold start) and its log lines.
     Ran {
         invocation: Invocation,
-        logs: Vec<LogLine>,
+        logs: Vec<ignis_store::LogLine>,
     },
     /// The code did not load: a syntax error, an import error, no handler.
     LoadFailed {
@@ -34,8 +35,9 @@ pub enum PlaygroundRun {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaygroundError {
-    #[error("{0}")]
-    Unavailable(String),
+    /// The host cannot run it (a missing runtime), as for a function.
+    #[error(transparent)]
+    Host(#[from] ControlError),
     #[error("{MAX_PLAYGROUND_RUNS} playground runs are already running; try again when one ends")]
     Busy,
     #[error(
@@ -53,8 +55,7 @@ impl Platform {
         spec: FunctionSpec,
         event: Box<RawValue>,
     ) -> Result<PlaygroundRun, PlaygroundError> {
-        self.check_host_can_run(&spec)
-            .map_err(|e| PlaygroundError::Unavailable(e.to_string()))?;
+        self.check_host_can_run(&spec)?;
         let _permit = self
             .playground_runs
             .try_acquire()
@@ -111,7 +112,7 @@ impl Platform {
                 duration,
                 result: InvokeResult::of(ran.outcome, spec.timeout_secs, spec.memory_mb),
             },
-            logs: ran.logs,
+            logs: stored_lines(&ran.logs, started_at),
         })
     }
 }

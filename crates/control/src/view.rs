@@ -109,6 +109,11 @@ impl crate::Platform {
         views
     }
 
+    /// Whether `name` exists (a table lookup; no view is built).
+    pub fn exists(&self, name: &str) -> bool {
+        self.slot(name).is_some()
+    }
+
     pub fn get(&self, name: &str) -> Option<FunctionView> {
         self.slot(name)
             .map(|s| FunctionView::of(&s, true, self.clock.now()))
