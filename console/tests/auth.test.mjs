@@ -1,29 +1,20 @@
 // A server with a token: only the login prompt until the right token is given.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { screenshot, startServerAndBrowser, testid, uniqueName, withPage } from './browser.mjs';
+import { screenshot, useServerAndBrowser, testid, uniqueName, withPage } from './browser.mjs';
 
 const TOKEN = 'console-test-token-' + Math.random().toString(36).slice(2);
 
-let server;
-let browser;
-
-before(async () => {
-  ({ server, browser } = await startServerAndBrowser({ token: TOKEN }));
-});
-
-after(async () => {
-  await Promise.all([browser && browser.close(), server && server.stop()]);
-});
+const env = useServerAndBrowser({ token: TOKEN });
 
 test('with --token: only a login prompt, a wrong token shows the API message, the right one opens the app', async () => {
-  await withPage(browser, 'auth-login', async (page) => {
+  await withPage(env.browser, 'auth-login', async (page) => {
     const name = uniqueName('secret');
-    await server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"ok": True}\n' });
+    await env.server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"ok": True}\n' });
 
-    await page.goto(`${server.url}/#/functions`);
+    await page.goto(`${env.server.url}/#/functions`);
     await page.locator(testid('login')).waitFor();
     assert.ok(await page.locator('#topbar').isHidden(), 'the navigation is hidden');
     assert.equal(await page.locator(testid('fn-list')).count(), 0);
@@ -31,7 +22,7 @@ test('with --token: only a login prompt, a wrong token shows the API message, th
     assert.equal(await page.locator('main').getByText(name).count(), 0, 'no function name leaks');
 
     // The API's own message for a wrong token.
-    const wrong = await server.api('GET', '/v1/runtimes', undefined, { auth: 'not-the-token' });
+    const wrong = await env.server.api('GET', '/v1/runtimes', undefined, { auth: 'not-the-token' });
     assert.equal(wrong.status, 401);
     const apiMessage = wrong.json.error.message;
     assert.ok(apiMessage);

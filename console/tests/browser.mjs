@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { after, before } from 'node:test';
 
 import { REPO, startServer } from './server.mjs';
 
@@ -31,7 +32,7 @@ export async function launchBrowser() {
 }
 
 /** Starts a server and a browser; if either fails, stops the other and says why. */
-export async function startServerAndBrowser(serverOptions) {
+async function startServerAndBrowser(serverOptions) {
   const [s, b] = await Promise.allSettled([startServer(serverOptions), launchBrowser()]);
   if (s.status === 'rejected' || b.status === 'rejected') {
     if (s.status === 'fulfilled') await s.value.stop();
@@ -39,6 +40,22 @@ export async function startServerAndBrowser(serverOptions) {
     throw s.status === 'rejected' ? s.reason : b.reason;
   }
   return { server: s.value, browser: b.value };
+}
+
+/**
+ * One server and one browser for the test file that calls this (at its top level):
+ * started before its tests, stopped after them. Read `env.server` and `env.browser` in
+ * the tests.
+ */
+export function useServerAndBrowser(serverOptions) {
+  const env = { server: undefined, browser: undefined };
+  before(async () => {
+    Object.assign(env, await startServerAndBrowser(serverOptions));
+  });
+  after(async () => {
+    await Promise.all([env.browser && env.browser.close(), env.server && env.server.stop()]);
+  });
+  return env;
 }
 
 /**

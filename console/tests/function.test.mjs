@@ -2,22 +2,13 @@
 // the editor, language modes, saved test events, invocation history and charts.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import {
-  editorMarkers, editorModel, screenshot, startServerAndBrowser, testid, typeCode, uniqueName, waitForMonaco, withPage,
+  editorMarkers, editorModel, screenshot, useServerAndBrowser, testid, typeCode, uniqueName, waitForMonaco, withPage,
 } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  ({ server, browser } = await startServerAndBrowser());
-});
-
-after(async () => {
-  await Promise.all([browser && browser.close(), server && server.stop()]);
-});
+const env = useServerAndBrowser();
 
 /** Records every data-state the deploy status shows, from now on. */
 async function recordDeployStates(page) {
@@ -32,10 +23,10 @@ async function recordDeployStates(page) {
 }
 
 test('edit in Monaco, deploy with Ctrl+S (deploying, then ready as version 2), invoke from the panel', async () => {
-  await withPage(browser, 'function-edit-deploy-invoke', async (page) => {
+  await withPage(env.browser, 'function-edit-deploy-invoke', async (page) => {
     const name = uniqueName('edit');
-    await server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"v": 1}\n' });
-    await page.goto(`${server.url}/#/functions/${name}`);
+    await env.server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"v": 1}\n' });
+    await page.goto(`${env.server.url}/#/functions/${name}`);
     await waitForMonaco(page);
     await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor();
     assert.equal(await page.locator(testid('fn-version')).getAttribute('data-version'), '1');
@@ -57,7 +48,7 @@ test('edit in Monaco, deploy with Ctrl+S (deploying, then ready as version 2), i
     assert.ok(deploying > 0 && states.indexOf('ready', deploying) > deploying, `deploying, then ready: ${JSON.stringify(states)}`);
     assert.match(await page.locator(testid('deploy-status-text')).textContent(), /Version 2 is live/);
     assert.equal(await page.locator(testid('dirty')).textContent(), '');
-    assert.equal((await server.api('GET', `/v1/functions/${name}`)).json.code.trimEnd(), code);
+    assert.equal((await env.server.api('GET', `/v1/functions/${name}`)).json.code.trimEnd(), code);
 
     await page.locator(testid('event-editor')).fill('{"name": "Grace"}');
     await page.locator(testid('invoke')).click();
@@ -78,10 +69,10 @@ test('edit in Monaco, deploy with Ctrl+S (deploying, then ready as version 2), i
 });
 
 test('a syntax error shows the error state, a Monaco marker on its line and the message', async () => {
-  await withPage(browser, 'function-syntax-error', async (page) => {
+  await withPage(env.browser, 'function-syntax-error', async (page) => {
     const name = uniqueName('broken');
-    await server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return 1\n' });
-    await page.goto(`${server.url}/#/functions/${name}`);
+    await env.server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return 1\n' });
+    await page.goto(`${env.server.url}/#/functions/${name}`);
     await waitForMonaco(page);
     await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor();
 
@@ -89,7 +80,7 @@ test('a syntax error shows the error state, a Monaco marker on its line and the 
     await page.locator(testid('deploy')).click();
     await page.locator(`${testid('deploy-status')}[data-state="error"]`).waitFor({ timeout: 20_000 });
 
-    const fn = (await server.api('GET', `/v1/functions/${name}`)).json;
+    const fn = (await env.server.api('GET', `/v1/functions/${name}`)).json;
     assert.ok(fn.deploy_error, `the API reports the load error: ${JSON.stringify(fn)}`);
     assert.equal(fn.deploy_error.version, 2);
     assert.equal(fn.deploy_error.line, 3);
@@ -119,19 +110,19 @@ test('a syntax error shows the error state, a Monaco marker on its line and the 
 });
 
 test('JavaScript and TypeScript functions get their Monaco language', async () => {
-  await withPage(browser, 'function-language-modes', async (page) => {
+  await withPage(env.browser, 'function-language-modes', async (page) => {
     const js = uniqueName('js');
     const ts = uniqueName('ts');
-    await server.createFunction({ name: js, runtime: 'javascript', code: 'export function handler(event) {\n  return event;\n}\n' });
-    await server.createFunction({ name: ts, runtime: 'typescript', code: 'export function handler(event: { a?: number }) {\n  return event;\n}\n' });
+    await env.server.createFunction({ name: js, runtime: 'javascript', code: 'export function handler(event) {\n  return event;\n}\n' });
+    await env.server.createFunction({ name: ts, runtime: 'typescript', code: 'export function handler(event: { a?: number }) {\n  return event;\n}\n' });
 
-    await page.goto(`${server.url}/#/functions/${js}`);
+    await page.goto(`${env.server.url}/#/functions/${js}`);
     await waitForMonaco(page);
     let model = await editorModel(page);
     assert.equal(model.language, 'javascript');
     assert.match(model.value, /export function handler\(event\)/);
 
-    await page.goto(`${server.url}/#/functions/${ts}`);
+    await page.goto(`${env.server.url}/#/functions/${ts}`);
     await page.waitForFunction((n) => document.querySelector('h1') && document.querySelector('h1').textContent === n, ts);
     await waitForMonaco(page);
     model = await editorModel(page);
@@ -140,7 +131,7 @@ test('JavaScript and TypeScript functions get their Monaco language', async () =
     assert.match(model.value, /event: \{ a\?: number \}/);
 
     // Creating one: choosing TypeScript switches the template and the language.
-    await page.goto(`${server.url}/#/new`);
+    await page.goto(`${env.server.url}/#/new`);
     await waitForMonaco(page);
     assert.equal((await editorModel(page)).language, 'python');
     await page.locator(testid('create-runtime')).selectOption('typescript');
@@ -157,13 +148,13 @@ test('JavaScript and TypeScript functions get their Monaco language', async () =
 });
 
 test('saved test events, invocation history with logs, configuration and charts', async () => {
-  await withPage(browser, 'function-events-history-charts', async (page) => {
+  await withPage(env.browser, 'function-events-history-charts', async (page) => {
     const name = uniqueName('hist');
-    await server.createFunction({
+    await env.server.createFunction({
       name, runtime: 'python',
       code: 'import os\n\ndef handler(event):\n    print("seen", event.get("n"), os.environ.get("MODE"))\n    return {"n": event.get("n")}\n',
     });
-    await page.goto(`${server.url}/#/functions/${name}`);
+    await page.goto(`${env.server.url}/#/functions/${name}`);
     await waitForMonaco(page);
 
     // Save an event, find it again after a reload, use it, delete it.
@@ -171,7 +162,7 @@ test('saved test events, invocation history with logs, configuration and charts'
     await page.locator(testid('event-name')).fill('forty-one');
     await page.locator(testid('event-save')).click();
     await page.locator(`${testid('event-select')} option[value="forty-one"]`).waitFor({ state: 'attached' });
-    const saved = (await server.api('GET', `/v1/functions/${name}/test-events`)).json.test_events;
+    const saved = (await env.server.api('GET', `/v1/functions/${name}/test-events`)).json.test_events;
     assert.deepEqual(saved.map((e) => [e.name, e.event]), [['forty-one', { n: 41 }]]);
     await page.reload();
     await page.locator(`${testid('event-select')} option[value="forty-one"]`).waitFor({ state: 'attached' });
@@ -182,7 +173,7 @@ test('saved test events, invocation history with logs, configuration and charts'
     assert.deepEqual(JSON.parse(await page.locator(testid('invoke-body')).textContent()), { n: 41 });
     await page.locator(testid('event-delete')).click();
     await page.locator(`${testid('event-select')} option[value="forty-one"]`).waitFor({ state: 'detached' });
-    assert.deepEqual((await server.api('GET', `/v1/functions/${name}/test-events`)).json.test_events, []);
+    assert.deepEqual((await env.server.api('GET', `/v1/functions/${name}/test-events`)).json.test_events, []);
 
     // The configuration tab makes a new version with the same code.
     await page.locator(testid('tab-config')).click();
@@ -193,14 +184,14 @@ test('saved test events, invocation history with logs, configuration and charts'
     await page.locator(testid('config-save')).click();
     await page.locator(testid('config-saved')).filter({ hasText: 'Saved as version 2.' }).waitFor();
     await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor({ timeout: 20_000 });
-    const fn = (await server.api('GET', `/v1/functions/${name}`)).json;
+    const fn = (await env.server.api('GET', `/v1/functions/${name}`)).json;
     assert.equal(fn.version, 2);
     assert.equal(fn.memory_mb, 192);
     assert.deepEqual(fn.env, { MODE: 'test' });
     assert.match(fn.code, /print\("seen"/);
 
     // History: the newest invocation expands to its logs.
-    const r = await server.api('POST', `/v1/functions/${name}/invoke`, { n: 7 });
+    const r = await env.server.api('POST', `/v1/functions/${name}/invoke`, { n: 7 });
     assert.equal(r.status, 200);
     const id = r.headers.get('x-ignis-invocation-id');
     await page.locator(testid('tab-invocations')).click();
@@ -225,16 +216,16 @@ test('saved test events, invocation history with logs, configuration and charts'
 });
 
 test('without Monaco on the server, a text area with a visible notice still edits and deploys', async () => {
-  await withPage(browser, 'function-editor-fallback', async (page) => {
+  await withPage(env.browser, 'function-editor-fallback', async (page) => {
     const name = uniqueName('plain');
-    await server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"v": 1}\n' });
+    await env.server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"v": 1}\n' });
     // What the server answers when the monaco-editor package is not installed.
     await page.route('**/console/monaco/**', (route) => route.fulfill({
       status: 404,
       contentType: 'application/json',
       body: JSON.stringify({ error: { code: 'not_found', message: 'Monaco is not installed: run `make tools`' } }),
     }));
-    await page.goto(`${server.url}/#/functions/${name}`);
+    await page.goto(`${env.server.url}/#/functions/${name}`);
     const notice = page.locator(testid('editor-fallback'));
     await notice.waitFor();
     assert.match(await notice.textContent(), /Monaco is not installed: run `make tools`.*plain text box/);
@@ -251,10 +242,10 @@ test('without Monaco on the server, a text area with a visible notice still edit
 });
 
 test('keyboard: Tab reaches Deploy, arrow keys move between tabs, Ctrl+M leaves the editor for the Invoke button', async () => {
-  await withPage(browser, 'function-keyboard', async (page) => {
+  await withPage(env.browser, 'function-keyboard', async (page) => {
     const name = uniqueName('keys');
-    await server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"keys": True}\n' });
-    await page.goto(`${server.url}/#/functions/${name}`);
+    await env.server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"keys": True}\n' });
+    await page.goto(`${env.server.url}/#/functions/${name}`);
     await waitForMonaco(page);
     const focused = () => page.evaluate(() => document.activeElement && document.activeElement.dataset.testid);
 

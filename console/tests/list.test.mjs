@@ -2,30 +2,21 @@
 // narrow layout with keyboard focus.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { editorModel, screenshot, startServerAndBrowser, testid, uniqueName, waitForMonaco, withPage } from './browser.mjs';
+import { editorModel, screenshot, useServerAndBrowser, testid, uniqueName, waitForMonaco, withPage } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  ({ server, browser } = await startServerAndBrowser());
-});
-
-after(async () => {
-  await Promise.all([browser && browser.close(), server && server.stop()]);
-});
+const env = useServerAndBrowser();
 
 // Runs first in this file: the server is fresh, so the list is empty.
 test('empty state, then a function created from the Python template becomes ready in the list', async () => {
-  await withPage(browser, 'list-empty-then-create', async (page) => {
-    await page.goto(server.url + '/');
+  await withPage(env.browser, 'list-empty-then-create', async (page) => {
+    await page.goto(env.server.url + '/');
     const empty = page.locator(testid('empty-state'));
     await empty.waitFor({ timeout: 10_000 });
     await screenshot(page, 'list-empty-state');
     // It explains the other ways to create a function, with this server's address.
-    assert.match(await page.locator(testid('empty-curl')).textContent(), new RegExp(`${server.url}/v1/functions`));
+    assert.match(await page.locator(testid('empty-curl')).textContent(), new RegExp(`${env.server.url}/v1/functions`));
     assert.match(await page.locator(testid('empty-cli')).textContent(), /ignis fn create/);
 
     await page.locator(testid('create-first')).click();
@@ -53,7 +44,7 @@ test('empty state, then a function created from the Python template becomes read
     assert.ok(await page.locator(testid('empty-state')).isHidden(), 'the empty state is gone');
 
     // What was created is the template with the form's settings.
-    const fn = (await server.api('GET', `/v1/functions/${name}`)).json;
+    const fn = (await env.server.api('GET', `/v1/functions/${name}`)).json;
     assert.equal(fn.code, model.value);
     assert.equal(fn.memory_mb, 256);
     assert.deepEqual(fn.env, { GREETING: 'hi there' });
@@ -61,22 +52,22 @@ test('empty state, then a function created from the Python template becomes read
 });
 
 test('the list follows new functions, versions and states without reloading', async () => {
-  await withPage(browser, 'list-live-state', async (page) => {
+  await withPage(env.browser, 'list-live-state', async (page) => {
     const name = uniqueName('live');
-    await server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return 1\n' });
-    await page.goto(server.url + '/#/functions');
+    await env.server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return 1\n' });
+    await page.goto(env.server.url + '/#/functions');
     const state = page.locator(`${testid('fn-row')}[data-name="${name}"] ${testid('fn-state')}`);
     await state.filter({ hasText: /^ready$/ }).waitFor();
     await page.evaluate(() => {
       window.notReloaded = true;
     });
     // A new version shows up in the row.
-    const put = await server.api('PUT', `/v1/functions/${name}`, { runtime: 'python', code: 'def handler(event):\n    return 2\n' });
+    const put = await env.server.api('PUT', `/v1/functions/${name}`, { runtime: 'python', code: 'def handler(event):\n    return 2\n' });
     assert.equal(put.status, 200);
     await page.locator(`${testid('fn-row')}[data-name="${name}"] ${testid('fn-version')}`).filter({ hasText: /^v2$/ }).waitFor({ timeout: 10_000 });
     // A broken first version: a function that never loaded is in error.
     const broken = uniqueName('broken');
-    const r = await server.api('POST', '/v1/functions?wait=true', { name: broken, runtime: 'python', code: 'def handler(event)\n    return 1\n' });
+    const r = await env.server.api('POST', '/v1/functions?wait=true', { name: broken, runtime: 'python', code: 'def handler(event)\n    return 1\n' });
     assert.equal(r.status, 201);
     const brokenState = page.locator(`${testid('fn-row')}[data-name="${broken}"] ${testid('fn-state')}`);
     await brokenState.filter({ hasText: /^error$/ }).waitFor({ timeout: 10_000 });
@@ -85,9 +76,9 @@ test('the list follows new functions, versions and states without reloading', as
 });
 
 test('at 400 px the list stacks without horizontal scroll and Tab reaches the primary button with a visible focus ring', async () => {
-  await withPage(browser, 'list-narrow-keyboard', { width: 400, height: 800 }, async (page) => {
-    await server.createFunction({ name: uniqueName('a-rather-long-function-name-for-narrow-screens'), runtime: 'javascript', code: 'export function handler(e) { return e }\n' });
-    await page.goto(server.url + '/#/functions');
+  await withPage(env.browser, 'list-narrow-keyboard', { width: 400, height: 800 }, async (page) => {
+    await env.server.createFunction({ name: uniqueName('a-rather-long-function-name-for-narrow-screens'), runtime: 'javascript', code: 'export function handler(e) { return e }\n' });
+    await page.goto(env.server.url + '/#/functions');
     await page.locator(testid('fn-row')).first().waitFor();
     const widths = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
     assert.ok(widths.scroll <= widths.inner, `no horizontal scroll: scrollWidth ${widths.scroll} > innerWidth ${widths.inner}`);

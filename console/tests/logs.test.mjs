@@ -1,33 +1,24 @@
 // The live log tail: lines printed by an invocation appear without reloading.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { startServerAndBrowser, testid, uniqueName, withPage } from './browser.mjs';
+import { useServerAndBrowser, testid, uniqueName, withPage } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  ({ server, browser } = await startServerAndBrowser());
-});
-
-after(async () => {
-  await Promise.all([browser && browser.close(), server && server.stop()]);
-});
+const env = useServerAndBrowser();
 
 test('the live log tail shows each new line as it happens, without reloading', async () => {
-  await withPage(browser, 'logs-live-tail', async (page) => {
+  await withPage(env.browser, 'logs-live-tail', async (page) => {
     const name = uniqueName('tail');
-    await server.createFunction({
+    await env.server.createFunction({
       name, runtime: 'python',
       code: 'import sys\n\ndef handler(event):\n    print("marker", event["marker"])\n    print("to stderr", event["marker"], file=sys.stderr)\n    return {}\n',
     });
     // An invocation before the tail opens: the stream starts with the latest lines.
     const earlier = `early-${Date.now()}`;
-    assert.equal((await server.api('POST', `/v1/functions/${name}/invoke`, { marker: earlier })).status, 200);
+    assert.equal((await env.server.api('POST', `/v1/functions/${name}/invoke`, { marker: earlier })).status, 200);
 
-    await page.goto(`${server.url}/#/functions/${name}`);
+    await page.goto(`${env.server.url}/#/functions/${name}`);
     await page.locator(testid('tab-logs')).click();
     await page.locator(`${testid('tail-status')}[data-state="live"]`).waitFor({ timeout: 10_000 });
     await page.locator(testid('log-tail')).getByText(`marker ${earlier}`).waitFor({ timeout: 5_000 });
@@ -37,7 +28,7 @@ test('the live log tail shows each new line as it happens, without reloading', a
 
     for (let round = 0; round < 2; round++) {
       const marker = `m${round}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-      const r = await server.api('POST', `/v1/functions/${name}/invoke`, { marker });
+      const r = await env.server.api('POST', `/v1/functions/${name}/invoke`, { marker });
       assert.equal(r.status, 200);
       // Pushed by the server as the invocation ends (no polling); how fast is the
       // benchmark's business, not a timed test's: the wait only bounds a hang.

@@ -1,24 +1,15 @@
 // The playground: run code against an event without creating a function.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { editorMarkers, editorModel, startServerAndBrowser, testid, typeCode, waitForMonaco, withPage } from './browser.mjs';
+import { editorMarkers, editorModel, useServerAndBrowser, testid, typeCode, waitForMonaco, withPage } from './browser.mjs';
 
-let server;
-let browser;
-
-before(async () => {
-  ({ server, browser } = await startServerAndBrowser());
-});
-
-after(async () => {
-  await Promise.all([browser && browser.close(), server && server.stop()]);
-});
+const env = useServerAndBrowser();
 
 test('the playground runs code and shows the response and its logs; a load error marks its line', async () => {
-  await withPage(browser, 'playground-run', async (page) => {
-    await page.goto(`${server.url}/#/playground`);
+  await withPage(env.browser, 'playground-run', async (page) => {
+    await page.goto(`${env.server.url}/#/playground`);
     await waitForMonaco(page);
     assert.match((await editorModel(page)).value, /^def handler\(event\):/, 'it starts from the Python template');
 
@@ -54,6 +45,6 @@ test('the playground runs code and shows the response and its logs; a load error
     assert.ok(await page.locator(testid('pg-result')).isHidden(), 'no response for code that did not load');
 
     // Nothing was created.
-    assert.deepEqual((await server.api('GET', '/v1/functions')).json.functions, []);
+    assert.deepEqual((await env.server.api('GET', '/v1/functions')).json.functions, []);
   });
 });
