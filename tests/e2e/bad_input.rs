@@ -364,6 +364,25 @@ fn malformed_paths_headers_methods_and_bodies_get_the_error_shape() {
     let a = s.get("/v1/functions/target/invocations");
     assert_eq!(a.json()["invocations"], json!([]), "refused invokes ran nothing");
 
+    // Invocation ids are UUIDs: anything else says so; any spelling of one finds it.
+    for path in [
+        "/v1/invocations/not-an-id",
+        "/v1/functions/target/dead-letters/not-an-id",
+    ] {
+        let e = assert_error(&s.get(path), StatusCode::NOT_FOUND, "not_found", path);
+        assert_eq!(e["error"]["field"], "id", "{path}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap_or("").contains("UUID"),
+            "{e}"
+        );
+    }
+    let ran = s.invoke("target", "{}");
+    assert_eq!(ran.status, StatusCode::OK, "{}", ran.body);
+    let id = ran.header("x-ignis-invocation-id").to_owned();
+    let a = s.get(&format!("/v1/invocations/{}", id.to_uppercase()));
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.json()["id"], id.as_str());
+
     // A method a route does not have.
     for (method, path) in [
         (Method::DELETE, "/v1/runtimes"),
@@ -417,5 +436,63 @@ fn malformed_paths_headers_methods_and_bodies_get_the_error_shape() {
         ),
     ] {
         assert_error(&answer, StatusCode::BAD_REQUEST, code, what);
+    }
+}
+
+/// The routes the router declares, read from its source: (method, path pattern). Function
+/// URLs are left out (their query string is the function's).
+fn declared_routes() -> Vec<(String, String)> {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crates/api/src/lib.rs"))
+        .expect("read the router's source");
+    let v1_start = source.find("let v1 = ").expect("the v1 router");
+    let v1_end = source[v1_start..].find(';').expect("its end") + v1_start;
+    let mut routes = Vec::new();
+    for (at, _) in source.match_indices(".route(") {
+        let rest = &source[at + ".route(".len()..];
+        let call = &rest[..rest.find("\n        .").unwrap_or(rest.len())];
+        let path = call.split('"').nth(1).expect("a route's path literal");
+        if path.starts_with("/fn/") {
+            continue;
+        }
+        let prefix = if (v1_start..v1_end).contains(&at) {
+            "/v1"
+        } else {
+            ""
+        };
+        let mut found = false;
+        for method in ["get", "post", "put", "delete", "patch"] {
+            let called = [
+                format!("({method}("),
+                format!(" {method}("),
+                format!(".{method}("),
+                format!("::{method}("),
+            ];
+            if called.iter().any(|c| call.contains(c.as_str())) {
+                routes.push((method.to_ascii_uppercase(), format!("{prefix}{path}")));
+                found = true;
+            }
+        }
+        assert!(found, "no method found for route {path}: {call}");
+    }
+    routes
+}
+
+fn matches(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len() && p.iter().zip(&q).all(|(p, q)| p.starts_with('{') || p == q)
+}
+
+#[test]
+fn the_walk_covers_every_route_the_router_declares() {
+    let declared = declared_routes();
+    assert!(declared.len() >= 26, "the source was read: {declared:?}");
+    let walked = routes();
+    for (method, pattern) in &declared {
+        assert!(
+            walked
+                .iter()
+                .any(|(m, path, _)| m.as_str() == method && matches(pattern, path)),
+            "{method} {pattern} is a route the bad-input walk does not cover: add it to routes()"
+        );
     }
 }

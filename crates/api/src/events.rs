@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::error::internal;
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, logs_json, ts};
-use crate::params::Limit;
+use crate::params::{invocation_id, Limit};
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// How a caller asked for an invocation to run.
@@ -355,6 +355,7 @@ pub(crate) async fn dead_letter(
     _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
+    let id = invocation_id(&id)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let lookup = id.clone();
@@ -373,6 +374,7 @@ pub(crate) async fn redrive(
     _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
+    let id = invocation_id(&id)?;
     exists(&s, name.as_str())?;
     match s
         .platform
@@ -396,6 +398,7 @@ pub(crate) async fn delete_dead_letter(
     _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
+    let id = invocation_id(&id)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let (n, i) = (name.as_str().to_owned(), id.clone());

@@ -18,10 +18,7 @@ pub(crate) const MAX_FUNCTION_BODY: usize = 12 * 1024 * 1024;
 pub(crate) fn path_name(name: &str) -> Result<FunctionName, ApiError> {
     // A name that is not valid cannot name a stored function: not found, saying why.
     FunctionName::parse(name).map_err(|why| {
-        ApiError::not_found(format!(
-            "function {name:?} does not exist: no function can have this {why}"
-        ))
-        .with("field", "name")
+        ApiError::not_found(format!("function {name:?} cannot exist: {why}")).with("field", "name")
     })
 }
 

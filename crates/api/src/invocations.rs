@@ -20,7 +20,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::internal;
 use crate::events::{self, InvocationType};
 use crate::functions::path_name;
-use crate::params::{Limit, Pairs, Params};
+use crate::params::{invocation_id, Limit, Pairs, Params};
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 pub(crate) async fn invoke(
@@ -239,6 +239,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
     _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
+    let id = invocation_id(&id)?;
     let store = s.platform.store().clone();
     let lookup = id.clone();
     let record = blocking(move || store.get_invocation(&lookup)).await?;

@@ -172,6 +172,20 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
+/// An invocation id from a path: a UUID, in any of its spellings, as the store keeps it
+/// (hyphenated, lower case). Anything else cannot name an invocation: 404 saying why.
+pub(crate) fn invocation_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::try_parse(raw)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::not_found(format!(
+                "invocation {raw:?} cannot exist: invocation ids are UUIDs such as \
+                 0190c5a4-6b1e-7c3d-8e2f-1a2b3c4d5e6f"
+            ))
+            .with("field", "id")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +237,40 @@ mod tests {
         }
         let q = Pairs::parse(None, &["limit"]).expect("parsed");
         assert_eq!(q.int("limit", 50, 1000).expect("default"), 50);
+    }
+
+    /// Handlers take their parameters through this module, so none can skip the checks.
+    #[test]
+    fn no_handler_reads_the_query_or_path_around_these_checks() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        for entry in std::fs::read_dir(dir).expect("src") {
+            let path = entry.expect("entry").path();
+            if path.file_name().is_some_and(|n| n == "params.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            for line in text.lines().filter(|l| l.contains("axum::extract::")) {
+                for word in ["RawQuery", "Query", "Path"] {
+                    let imported = line.split(|c: char| !c.is_alphanumeric()).any(|w| w == word);
+                    assert!(
+                        !imported,
+                        "{}: use crate::{word}, not axum's: {line}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invocation_ids_are_uuids_in_the_stored_spelling() {
+        let id = "0190c5a4-6b1e-7c3d-8e2f-1a2b3c4d5e6f";
+        assert_eq!(invocation_id(id).expect("valid"), id);
+        assert_eq!(invocation_id(&id.to_uppercase()).expect("upper case"), id);
+        for bad in ["", "x", "0190c5a4", &format!("{id}0")] {
+            let e = invocation_id(bad).expect_err(bad);
+            assert_eq!((e.code, e.extra["field"].as_str()), ("not_found", Some("id")));
+        }
     }
 
     #[test]
