@@ -361,6 +361,25 @@ fn malformed_paths_headers_methods_and_bodies_get_the_error_shape() {
         );
         assert_eq!(e["error"]["field"], "idempotency-key");
     }
+    for (name, code) in [
+        ("x-ignis-invocation-type", "invalid_header"),
+        ("idempotency-key", "invalid_idempotency_key"),
+    ] {
+        let a = s.send(
+            s.request(Method::POST, "/v1/functions/target/invoke")
+                .header(name, "sync")
+                .header(name, "async")
+                .body("{}"),
+        );
+        let e = assert_error(&a, StatusCode::BAD_REQUEST, code, name);
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("more than once"),
+            "{e}"
+        );
+    }
     let a = s.get("/v1/functions/target/invocations");
     assert_eq!(a.json()["invocations"], json!([]), "refused invokes ran nothing");
 

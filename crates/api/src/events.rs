@@ -32,7 +32,7 @@ pub(crate) enum InvocationType {
 }
 
 pub(crate) fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
-    let Some(v) = headers.get("x-ignis-invocation-type") else {
+    let Some(v) = single_header(headers, "x-ignis-invocation-type", "invalid_header")? else {
         return Ok(InvocationType::Sync);
     };
     let given = String::from_utf8_lossy(v.as_bytes());
@@ -50,9 +50,29 @@ pub(crate) fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, Api
     }
 }
 
+/// A header that means one thing: refused when sent more than once (which one would win
+/// is not for the server to guess).
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+    code: &'static str,
+) -> Result<Option<&'h HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("{name} is sent more than once; send it once"),
+        )
+        .with("field", name));
+    }
+    Ok(first)
+}
+
 /// The `idempotency-key` header, checked.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
+    let Some(v) = single_header(headers, "idempotency-key", "invalid_idempotency_key")? else {
         return Ok(None);
     };
     let bad = |why: &str| {
