@@ -453,6 +453,38 @@ fn malformed_paths_headers_methods_and_bodies_get_the_error_shape() {
             "unknown_field",
             "create field",
         ),
+        (
+            s.post(
+                "/v1/functions",
+                r#"{"name": "x", "runtime": "python", "code": "x", "name": "y"}"#,
+            ),
+            "duplicate_field",
+            "create member twice",
+        ),
+        (
+            put(
+                "/v1/functions/target",
+                r#"{"runtime": "python", "code": "x", "env": {"A": "1", "A": "2"}}"#,
+            ),
+            "duplicate_field",
+            "update env member twice",
+        ),
+        (
+            s.post(
+                "/v1/playground/run",
+                r#"{"runtime": "python", "code": "x", "code": "y"}"#,
+            ),
+            "duplicate_field",
+            "playground member twice",
+        ),
+        (
+            put(
+                "/v1/clock",
+                r#"{"now": "2030-01-01T00:00:00Z", "now": "2031-01-01T00:00:00Z"}"#,
+            ),
+            "duplicate_field",
+            "clock member twice",
+        ),
     ] {
         assert_error(&answer, StatusCode::BAD_REQUEST, code, what);
     }

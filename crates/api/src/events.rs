@@ -22,7 +22,7 @@ use crate::error::internal;
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, logs_json, ts};
 use crate::params::{invocation_id, Limit};
-use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
+use crate::{json_body, read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// How a caller asked for an invocation to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,13 +447,7 @@ pub(crate) async fn set_clock(
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(body, 4096, "clock body").await?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })?;
+    let v = json_body(&body)?;
     let Value::Object(fields) = &v else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -204,6 +204,22 @@ async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<ser
     Json(json!({ "runtimes": list, "sandbox": sandbox_json(&state) }))
 }
 
+/// A request body's JSON: 400 `invalid_json` when it is not JSON, 400 `duplicate_field`
+/// when an object names a member twice (rather than keeping the last silently).
+pub(crate) fn json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    ignis_core::json::parse_strict(body).map_err(|e| match e {
+        ignis_core::json::BodyError::Syntax(detail) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("request body is not valid JSON: {detail}"),
+        ),
+        ignis_core::json::BodyError::Duplicate { ref member, .. } => {
+            let field = member.clone();
+            ApiError::new(StatusCode::BAD_REQUEST, "duplicate_field", e.to_string()).with("field", field)
+        }
+    })
+}
+
 /// Reads a whole body, answering 413 past `limit` bytes.
 pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {

@@ -10,6 +10,7 @@ use crate::events::{
     default_async_concurrency, parse_destination, parse_retry, RetrySettings, MAX_ASYNC_CONCURRENCY,
 };
 use crate::http::{parse_http_settings, HttpSettings};
+use crate::json::BodyError;
 use crate::limits;
 use crate::schedule::{parse_schedules, Schedule};
 
@@ -184,8 +185,8 @@ pub enum SpecErrorKind {
 #[error("{message}")]
 pub struct SpecError {
     pub kind: SpecErrorKind,
-    /// Stable error code: `invalid_json`, `unknown_field`, `invalid_type`, `missing_field`,
-    /// `invalid_value`, `invalid_env`.
+    /// Stable error code: `invalid_json`, `duplicate_field`, `unknown_field`, `invalid_type`,
+    /// `missing_field`, `invalid_value`, `invalid_env`.
     pub code: &'static str,
     pub field: Option<String>,
     pub message: String,
@@ -244,11 +245,19 @@ const FIELDS: [&str; 19] = [
 /// Parses and validates a create or update body. `path_name` is the name from the URL of
 /// an update; the body's `name`, if present, must match it.
 pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<FunctionSpec, SpecError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| SpecError {
-        kind: SpecErrorKind::Malformed,
-        code: "invalid_json",
-        field: None,
-        message: format!("request body is not valid JSON: {e}"),
+    let value: Value = crate::json::parse_strict(body).map_err(|e| match e {
+        BodyError::Syntax(e) => SpecError {
+            kind: SpecErrorKind::Malformed,
+            code: "invalid_json",
+            field: None,
+            message: format!("request body is not valid JSON: {e}"),
+        },
+        BodyError::Duplicate { ref member, .. } => SpecError {
+            kind: SpecErrorKind::Malformed,
+            code: "duplicate_field",
+            field: Some(member.clone()),
+            message: e.to_string(),
+        },
     })?;
     let Value::Object(map) = value else {
         return Err(SpecError {
@@ -733,6 +742,12 @@ mod tests {
     #[test]
     fn malformed_bodies() {
         assert_eq!(parse_spec(b"{", None).expect_err("json").code, "invalid_json");
+        let twice = br#"{"name": "a", "runtime": "python", "code": "x", "name": "b"}"#;
+        let err = parse_spec(twice, None).expect_err("duplicate");
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("duplicate_field", Some("name"))
+        );
         assert_eq!(parse_spec(b"[]", None).expect_err("array").code, "invalid_json");
     }
 }
