@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ignis` binary, real CPython and Bun, real HTTP.
 
 mod async_invocations;
+mod bad_input;
 mod cli;
 mod console;
 mod function_urls;

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ignis_core::http::{http_event, HttpAuth, HttpRequest};
@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::error::internal;
 use crate::functions::path_name;
 use crate::invocations::{answer, invoke_error};
-use crate::{read_body, token_matches, unauthorized, ApiError, AppState};
+use crate::{read_body, token_matches, unauthorized, ApiError, AppState, Path};
 
 /// `ANY /fn/{name}`.
 pub(crate) async fn root(state: State<AppState>, Path(name): Path<String>, req: Request) -> Response {

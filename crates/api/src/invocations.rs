@@ -1,7 +1,7 @@
 //! Invoking functions and reading invocation records and logs.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,11 +20,13 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::internal;
 use crate::events::{self, InvocationType};
 use crate::functions::path_name;
-use crate::{read_body, ApiError, AppState, Query};
+use crate::params::{invocation_id, Limit, Pairs, Params};
+use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 pub(crate) async fn invoke(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    _: Query<NoParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -222,10 +224,9 @@ pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
 pub(crate) async fn list(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Query(Limit(limit)): Query<Limit<50, 1000>>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let limit = Query::parse(q.as_deref(), &["limit"])?.limit(50, 1000)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let records = blocking(move || store.list_invocations(name.as_str(), limit)).await?;
@@ -233,7 +234,12 @@ pub(crate) async fn list(
     Ok(Json(json!({ "invocations": list })).into_response())
 }
 
-pub(crate) async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: Query<NoParams>,
+) -> Result<Response, ApiError> {
+    let id = invocation_id(&id)?;
     let store = s.platform.store().clone();
     let lookup = id.clone();
     let record = blocking(move || store.get_invocation(&lookup)).await?;
@@ -249,12 +255,9 @@ pub(crate) async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Re
 pub(crate) async fn logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Query(LogParams { limit, follow }): Query<LogParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let q = Query::parse(q.as_deref(), &["limit", "follow"])?;
-    let limit = q.limit(100, 10_000)?;
-    let follow = q.flag("follow")?;
     exists(&s, name.as_str())?;
     // Subscribed before the backlog is read, so that no invocation falls between the two;
     // one in both is sent once.
@@ -268,6 +271,23 @@ pub(crate) async fn logs(
             Ok(Json(json!({ "logs": list })).into_response())
         }
         Some(follower) => Ok(follow_stream(lines, follower)),
+    }
+}
+
+/// `?limit=` (1 to 10,000 lines, 100 by default) and `?follow=true` (stream new lines).
+pub(crate) struct LogParams {
+    limit: usize,
+    follow: bool,
+}
+
+impl Params for LogParams {
+    const NAMES: &'static [&'static str] = &["limit", "follow"];
+
+    fn read(q: &Pairs) -> Result<LogParams, ApiError> {
+        Ok(LogParams {
+            limit: q.int("limit", 100, 10_000)?,
+            follow: q.flag("follow")?,
+        })
     }
 }
 

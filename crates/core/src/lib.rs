@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod http;
+pub mod json;
 pub mod limits;
 pub mod logs;
 pub mod outcome;
