@@ -12,6 +12,7 @@ use axum::Json;
 use base64::Engine;
 use ignis_control::{AcceptError, Accepted};
 use ignis_core::limits::MAX_IDEMPOTENCY_KEY_BYTES;
+use ignis_core::response::FRAMING_HEADERS;
 use ignis_store::{AsyncRow, AttemptRow, IdempotentRecord};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -146,6 +147,11 @@ async fn replay(s: &AppState, first: IdempotentRecord) -> Result<Response, ApiEr
     *resp.status_mut() = status;
     for pair in reply["headers"].as_array().into_iter().flatten() {
         if let (Some(n), Some(v)) = (pair[0].as_str(), pair[1].as_str()) {
+            // The server frames the replayed body itself (a reply stored by an older
+            // version may hold a handler's framing headers).
+            if FRAMING_HEADERS.contains(&n.to_ascii_lowercase().as_str()) {
+                continue;
+            }
             if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::try_from(v)) {
                 resp.headers_mut().append(n, v);
             }

@@ -4,6 +4,7 @@ pub mod events;
 pub mod http;
 pub mod limits;
 pub mod logs;
+pub mod nesting;
 pub mod outcome;
 pub mod response;
 pub mod schedule;
