@@ -506,6 +506,14 @@ fn an_event_too_deep_is_refused_at_every_way_in() {
         let a = s.invoke(name, &nested(100_000));
         assert_eq!(a.error_code(), "event_too_deep", "{name}: {}", a.body);
     }
+    // The playground's event too.
+    let deep: Value = serde_json::from_str(&nested(65)).expect("JSON");
+    let run = s.post(
+        "/v1/playground/run",
+        json!({"runtime": "python", "code": ok_py, "event": deep}).to_string(),
+    );
+    assert_too_deep("playground", run.status, &run.body);
+    assert_eq!(run.json()["error"]["field"], "event", "{}", run.body);
     // A schedule's event in the spec is held to the same limit.
     let deep_event: Value = (1..65).fold(json!({}), |inner, _| json!({ "a": inner }));
     let a = s.create(&json!({
