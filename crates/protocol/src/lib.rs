@@ -127,12 +127,12 @@ pub enum InstanceMessage {
 /// The outside of a frame, read without reading a result's value (which is skipped
 /// without recursion): the value is the handler's, the rest is the bootstrap's.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     t: String,
     #[serde(default)]
     id: Option<String>,
-    #[serde(default)]
-    value: Option<Box<RawValue>>,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
     #[serde(default)]
     logs: Vec<WireLog>,
 }
@@ -140,7 +140,7 @@ struct Envelope {
 /// Decodes one frame's body. A result's value that cannot be read fails that result only
 /// ([`InstanceMessage::Unreadable`]); any other fault is a broken instance.
 pub fn decode(body: &[u8]) -> Result<InstanceMessage, ProtocolError> {
-    let envelope: Envelope = serde_json::from_slice(body)?;
+    let envelope: Envelope<'_> = serde_json::from_slice(body)?;
     let (true, Some(id), Some(value)) = (envelope.t == "result", envelope.id, envelope.value) else {
         return Ok(serde_json::from_slice(body)?);
     };
@@ -225,6 +225,25 @@ mod tests {
         assert_eq!(v["t"], "invoke");
         assert_eq!(v["event"]["a"], 1);
         assert_eq!(v["deadline_ms"], 5);
+    }
+
+    #[tokio::test]
+    async fn an_invoke_frame_starts_with_its_id() {
+        // The Python bootstrap answers an invoke frame it cannot decode by the id it finds
+        // at this exact head: the order is part of the protocol.
+        let event = RawValue::from_string("[[1]]".to_owned()).expect("valid json");
+        let mut buf = Vec::new();
+        let invoke = HostMessage::Invoke {
+            id: "0193-ab",
+            event: &event,
+            deadline_ms: 5,
+        };
+        write_message(&mut buf, &invoke).await.expect("writes");
+        assert!(
+            buf[4..].starts_with(br#"{"t":"invoke","id":"0193-ab","#),
+            "{}",
+            String::from_utf8_lossy(&buf[4..])
+        );
     }
 
     fn frame(body: &str) -> Vec<u8> {
