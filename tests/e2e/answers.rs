@@ -337,16 +337,19 @@ fn a_handler_cannot_set_x_ignis_headers_on_any_path() {
     // Function URLs with handlers that return the forged headers whatever the request.
     let py = format!("FORGED = {forged}\ndef handler(event):\n    return {{'statusCode': 200, 'headers': FORGED, 'body': 'hi'}}\n");
     let js = format!("const FORGED = {forged};\nexport const handler = () => ({{ statusCode: 200, headers: FORGED, body: 'hi' }});");
-    for name in both(&s, "plat-url", &py, &js, &json!({"http": {"auth": "none"}})) {
-        for round in ["cold", "warm"] {
+    for (round, idle) in [("cold", 0), ("warm", 300)] {
+        let extra = json!({"http": {"auth": "none"}, "idle_timeout_secs": idle});
+        for name in both(&s, &format!("plat-url-{round}"), &py, &js, &extra) {
             let a = Client::new()
                 .get(format!("{}/fn/{name}/any/path", s.url))
                 .send()
                 .expect("function URL answers");
-            assert_eq!(a.status(), StatusCode::OK, "{name} {round}");
+            assert_eq!(a.status(), StatusCode::OK, "{name}");
             let headers = a.headers().clone();
             assert_eq!(a.text().expect("body"), "hi");
-            assert_platform_headers_are_the_platforms(&format!("{name} URL {round}"), &headers);
+            assert_platform_headers_are_the_platforms(&format!("{name} URL"), &headers);
+            let cold = headers.get("x-ignis-cold-start").and_then(|v| v.to_str().ok());
+            assert_eq!(cold, Some(if idle == 0 { "true" } else { "false" }), "{name}");
         }
     }
 }
