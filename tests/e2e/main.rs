@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `ignis` binary, real CPython and Bun, real HTTP.
 
+mod answers;
 mod async_invocations;
 mod bad_input;
 mod cli;

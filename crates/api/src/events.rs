@@ -12,6 +12,7 @@ use axum::Json;
 use base64::Engine;
 use ignis_control::{AcceptError, Accepted};
 use ignis_core::limits::MAX_IDEMPOTENCY_KEY_BYTES;
+use ignis_core::response::FRAMING_HEADERS;
 use ignis_store::{AsyncRow, AttemptRow, IdempotentRecord};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -168,16 +169,28 @@ async fn replay(s: &AppState, first: IdempotentRecord) -> Result<Response, ApiEr
         .map_err(|e| internal(&e))?;
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    for pair in reply["headers"].as_array().into_iter().flatten() {
-        if let (Some(n), Some(v)) = (pair[0].as_str(), pair[1].as_str()) {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::try_from(v)) {
-                resp.headers_mut().append(n, v);
-            }
-        }
+    for (n, v) in replayed_headers(&reply["headers"]) {
+        resp.headers_mut().append(n, v);
     }
     resp.headers_mut()
         .insert("x-ignis-idempotent-replay", HeaderValue::from_static("true"));
     Ok(resp)
+}
+
+/// The headers of a stored reply (`[[name, value], ...]`) to answer again. The server
+/// frames the replayed body itself: framing and connection headers are dropped (a reply
+/// stored by an older version may hold a handler's).
+fn replayed_headers(stored: &Value) -> Vec<(HeaderName, HeaderValue)> {
+    let pairs = stored.as_array().into_iter().flatten();
+    pairs
+        .filter_map(|pair| {
+            let (n, v) = (pair[0].as_str()?, pair[1].as_str()?);
+            if FRAMING_HEADERS.contains(&n.to_ascii_lowercase().as_str()) {
+                return None;
+            }
+            Some((HeaderName::try_from(n).ok()?, HeaderValue::try_from(v).ok()?))
+        })
+        .collect()
 }
 
 /// Synchronous calls with an idempotency key that are running: a repeat waits for the
@@ -482,4 +495,36 @@ pub(crate) async fn set_clock(
         ));
     }
     Ok(Json(json!({"now": ts(now), "manual": true})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_never_carries_stored_framing_headers() {
+        let stored = json!([
+            ["content-length", "2"],
+            ["Transfer-Encoding", "chunked"],
+            ["connection", "close"],
+            ["upgrade", "h2c"],
+            ["content-type", "text/plain"],
+            ["x-ignis-invocation-id", "abc"],
+            ["set-cookie", "a=1"],
+            ["set-cookie", "b=2"],
+            ["bad name", "x"],
+        ]);
+        let kept: Vec<(String, String)> = replayed_headers(&stored)
+            .into_iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().expect("ascii").to_owned()))
+            .collect();
+        let want = [
+            ("content-type", "text/plain"),
+            ("x-ignis-invocation-id", "abc"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+        assert_eq!(kept, want);
+    }
 }

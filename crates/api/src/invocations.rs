@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use ignis_control::{
     out_of_memory_message, too_large_message, Followed, Follower, Invocation, InvokeError, InvokeResult,
 };
-use ignis_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES};
+use ignis_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_EVENT_DEPTH, MAX_PAYLOAD_BYTES};
+use ignis_core::nesting::json_depth;
+use ignis_core::response::is_reserved_header;
 use ignis_store::{InvocationRecord, StoredLogLine};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -44,6 +46,7 @@ pub(crate) async fn invoke(
     } else {
         serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?
     };
+    check_event_depth(event.get().as_bytes(), "the payload")?;
     if kind == InvocationType::Async {
         return events::invoke_async(&s, name.as_str(), event.get().to_owned(), key).await;
     }
@@ -59,6 +62,25 @@ pub(crate) async fn invoke(
         None => run.await,
         Some(key) => events::invoke_sync_once(&s, name.as_str(), key, run).await,
     }
+}
+
+/// Refuses an event (a JSON text) nested deeper than [`MAX_EVENT_DEPTH`]: every runtime
+/// reads events with a reader that recurses, so one limit at the edge keeps them all safe.
+pub(crate) fn check_event_depth(json: &[u8], what: &str) -> Result<(), ApiError> {
+    let depth = json_depth(json);
+    if depth > MAX_EVENT_DEPTH {
+        return Err(event_too_deep(what, depth));
+    }
+    Ok(())
+}
+
+/// 400 `event_too_deep`: `what` nests `depth` levels, more than [`MAX_EVENT_DEPTH`].
+pub(crate) fn event_too_deep(what: &str, depth: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "event_too_deep",
+        format!("{what} nests arrays and objects {depth} levels deep; the limit is {MAX_EVENT_DEPTH}"),
+    )
 }
 
 /// The API error for an invocation that did not reach a handler.
@@ -86,6 +108,11 @@ pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
             let mut resp = Response::new(Body::from(r.body));
             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
             for (name, value) in r.headers {
+                // The mapping dropped the headers a handler may not set; this edge drops
+                // them again, so that no later change to the mapping can let one through.
+                if is_reserved_header(&name) {
+                    continue;
+                }
                 // Names and values were checked by the mapping; a failure here drops only
                 // that header.
                 if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {

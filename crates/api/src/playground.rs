@@ -69,6 +69,8 @@ pub(crate) async fn run(
         )
         .with("field", "event"));
     }
+    crate::invocations::check_event_depth(event_text.as_bytes(), "the event")
+        .map_err(|e| e.with("field", "event"))?;
     let event = RawValue::from_string(event_text).map_err(|e| internal(&e))?;
     // Validated exactly as a function's spec (runtime, code, handler, limits, env).
     map.insert("name".to_owned(), json!(PLAYGROUND_NAME));

@@ -76,6 +76,7 @@ pub(crate) async fn put(
     let text = std::str::from_utf8(&body).map_err(|_| invalid_json("the test event is not UTF-8"))?;
     let raw: Box<RawValue> = serde_json::from_str(text)
         .map_err(|e| invalid_json(&format!("the test event is not valid JSON: {e}")))?;
+    crate::invocations::check_event_depth(raw.get().as_bytes(), "the test event")?;
     let saved = TestEvent {
         name: event,
         event: raw.get().to_owned(),

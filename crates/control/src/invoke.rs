@@ -304,6 +304,7 @@ impl InvokeResult {
             Outcome::Crashed { detail } => InvokeResult::Crashed { detail },
             Outcome::OutOfMemory => InvokeResult::OutOfMemory { memory_mb },
             Outcome::ResponseTooLarge { size } => InvokeResult::ResponseTooLarge { size },
+            Outcome::InvalidResponse { message } => InvokeResult::InvalidResponse(message),
         }
     }
 }

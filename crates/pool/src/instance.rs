@@ -879,6 +879,10 @@ fn answer_of(msg: InstanceMessage) -> Option<(String, (Outcome, Vec<WireLog>))> 
         InstanceMessage::TooLarge { id, size, logs } => {
             Some((id, (Outcome::ResponseTooLarge { size }, logs)))
         }
+        // The value is the handler's: only its call fails, and the instance serves on.
+        InstanceMessage::Unreadable { id, reason, logs } => {
+            Some((id, (Outcome::InvalidResponse { message: reason }, logs)))
+        }
         InstanceMessage::Hello { .. } | InstanceMessage::Loaded | InstanceMessage::LoadError { .. } => None,
     }
 }
