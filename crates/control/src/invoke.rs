@@ -107,8 +107,10 @@ impl Platform {
                 Err(e) => {
                     task_slot.metrics.throttled(match e {
                         AcquireError::QueueFull => Throttle::QueueFull,
+                        AcquireError::DeadlinePassed => Throttle::Deadline,
                         AcquireError::CapacityExhausted => Throttle::Capacity,
-                        _ => Throttle::Deadline,
+                        AcquireError::StartFailed(_) => Throttle::StartFailed,
+                        AcquireError::Retired => Throttle::Retired,
                     });
                     let _ = reply.send(Err(e));
                     return;
@@ -275,7 +277,12 @@ impl InvokeResult {
             InvokeResult::Response(r) => Some(serde_json::from_slice(&r.body).unwrap_or_else(|_| {
                 serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
             })),
-            _ => None,
+            InvokeResult::FunctionError(_)
+            | InvokeResult::Timeout { .. }
+            | InvokeResult::Crashed { .. }
+            | InvokeResult::OutOfMemory { .. }
+            | InvokeResult::ResponseTooLarge { .. }
+            | InvokeResult::InvalidResponse(_) => None,
         }
     }
 

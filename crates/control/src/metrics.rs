@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ignis_pool::{ColdReason, PREWARMED};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -40,8 +40,19 @@ pub enum Throttle {
     QueueFull = 0,
     Deadline = 1,
     Capacity = 2,
+    /// Its instance could not start.
+    StartFailed = 3,
+    /// Its version stopped serving (a newer one took over, or the function was deleted)
+    /// while it waited.
+    Retired = 4,
 }
-const THROTTLES: [&str; 3] = ["queue_full", "deadline", "capacity_exhausted"];
+const THROTTLES: [&str; 5] = [
+    "queue_full",
+    "deadline",
+    "capacity_exhausted",
+    "start_failed",
+    "retired",
+];
 
 /// Upper bounds of the histogram buckets, in seconds: from 100 µs (a warm call) to the
 /// longest timeout.
@@ -66,17 +77,25 @@ impl Histogram {
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    /// (sum in seconds, count, cumulative buckets).
+    /// (sum in seconds, count, per-bucket counts): NOT cumulative, because
+    /// `prometheus-client`'s `encode_histogram` adds them up itself. Each count is read
+    /// once, so the encoded `+Inf` bucket always equals `_count`.
     fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
         let mut total = 0;
         let mut buckets = Vec::with_capacity(BOUNDS.len() + 1);
         for (i, b) in self.buckets.iter().enumerate() {
-            total += b.load(Ordering::Relaxed);
-            buckets.push((BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), total));
+            let n = b.load(Ordering::Relaxed);
+            total += n;
+            buckets.push((BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), n));
         }
         #[allow(clippy::cast_precision_loss)] // nanoseconds as f64 seconds: precise enough
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
         (sum, total, buckets)
+    }
+
+    fn encode(&self, mut e: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.snapshot();
+        e.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 }
 
@@ -163,9 +182,7 @@ fn histograms(
 ) -> Result<(), std::fmt::Error> {
     let mut e = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
     for (function, slot) in functions {
-        let (sum, count, buckets) = read(&slot.metrics).snapshot();
-        e.encode_family(&[("function", function.as_str())])?
-            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        read(&slot.metrics).encode(e.encode_family(&[("function", function.as_str())])?)?;
     }
     Ok(())
 }
@@ -301,5 +318,78 @@ impl Collector for PlatformCollector {
             gauge(usize::try_from(value).unwrap_or(usize::MAX)).encode(e)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes one histogram the way the platform's collector does.
+    #[derive(Debug)]
+    struct One(Histogram);
+
+    impl Collector for One {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let e = encoder.encode_descriptor("h_seconds", "test", None, MetricType::Histogram)?;
+            self.0.encode(e)
+        }
+    }
+
+    fn scrape(h: Histogram) -> Vec<(String, f64)> {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(One(h)));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encodes");
+        out.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (k, v) = l.rsplit_once(' ').expect("a sample line");
+                (k.to_owned(), v.parse().expect("a number"))
+            })
+            .collect()
+    }
+
+    fn value(samples: &[(String, f64)], key: &str) -> f64 {
+        samples
+            .iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("no {key} in {samples:?}"))
+            .1
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulated_once_and_inf_equals_count() {
+        let h = Histogram::default();
+        for micros in [300, 300, 300, 2_000, 700_000] {
+            h.observe(Duration::from_micros(micros));
+        }
+        let s = scrape(h);
+        assert_eq!(value(&s, "h_seconds_count"), 5.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="+Inf"}"#), 5.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="0.00025"}"#), 0.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="0.0005"}"#), 3.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="0.001"}"#), 3.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="0.0025"}"#), 4.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="0.5"}"#), 4.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="1.0"}"#), 5.0);
+        assert!((value(&s, "h_seconds_sum") - 0.7029).abs() < 1e-9);
+        // Never decreasing, as Prometheus requires.
+        let buckets: Vec<f64> = s
+            .iter()
+            .filter(|(k, _)| k.starts_with("h_seconds_bucket"))
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(buckets.len(), BOUNDS.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    }
+
+    #[test]
+    fn an_observation_on_a_bound_counts_in_that_bucket() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(1));
+        let s = scrape(h);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="0.0005"}"#), 0.0);
+        assert_eq!(value(&s, r#"h_seconds_bucket{le="0.001"}"#), 1.0);
     }
 }
