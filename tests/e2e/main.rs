@@ -12,6 +12,7 @@ mod mapping;
 mod metering;
 mod network;
 mod persistence;
+mod prometheus;
 mod rootless;
 mod sandbox;
 mod scaling;

@@ -128,13 +128,64 @@ impl FunctionMetrics {
     }
 }
 
-/// Encodes the platform's metrics in the OpenMetrics text format.
-pub fn render(platform: &Arc<Platform>) -> Result<String, std::fmt::Error> {
+/// The two exposition formats a scraper may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (`application/openmetrics-text; version=1.0.0`): what Prometheus
+    /// servers ask for.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain; version=0.0.4`): for every other
+    /// client, `promtool check metrics` among them, which reads only this one.
+    Text,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Encodes the platform's metrics in `format`.
+pub fn render(platform: &Arc<Platform>, format: Format) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(PlatformCollector(platform.clone())));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
-    Ok(out)
+    Ok(match format {
+        Format::OpenMetrics => out,
+        Format::Text => openmetrics_to_text(&out),
+    })
+}
+
+/// Rewrites `prometheus-client`'s OpenMetrics output as the Prometheus text format. For
+/// what Ignis exposes (counters without `_created`, gauges and histograms, no exemplars)
+/// the samples are the same; only the metadata differs: a counter's `HELP` and `TYPE` name
+/// the `_total` series, and there is no `# UNIT` or `# EOF`.
+fn openmetrics_to_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len() + counters.len() * 16);
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta.and_then(|(p, rest)| Some((p, rest.split_once(' ')?))) {
+            Some((prefix, (name, rest))) if counters.contains(name) => {
+                out.push_str(&format!("{prefix}{name}_total {rest}"));
+            }
+            Some(_) | None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 struct PlatformCollector(Arc<Platform>);
@@ -304,18 +355,20 @@ impl Collector for PlatformCollector {
         let capacity = &self.0.capacity;
         for (name, help, value) in [
             (
-                "ignis_memory_capacity_mb",
+                "ignis_memory_capacity_bytes",
                 "The memory all instances may reserve (--memory-capacity)",
                 capacity.total_mb(),
             ),
             (
-                "ignis_memory_reserved_mb",
+                "ignis_memory_reserved_bytes",
                 "The memory reserved by live and starting instances",
                 capacity.used_mb(),
             ),
         ] {
+            // In bytes, the base unit Prometheus names expect (promtool refuses `_mb`).
+            let bytes = usize::try_from(value.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
             let e = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            gauge(usize::try_from(value).unwrap_or(usize::MAX)).encode(e)?;
+            gauge(bytes).encode(e)?;
         }
         Ok(())
     }
@@ -382,6 +435,17 @@ mod tests {
             .collect();
         assert_eq!(buckets.len(), BOUNDS.len() + 1);
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    }
+
+    #[test]
+    fn the_text_format_names_counters_by_their_total_series_and_has_no_eof() {
+        let open_metrics = "# HELP c Things.\n# TYPE c counter\nc_total{f=\"a\"} 3\n\
+            # HELP g Level.\n# TYPE g gauge\n# UNIT g bytes\ng 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(open_metrics),
+            "# HELP c_total Things.\n# TYPE c_total counter\nc_total{f=\"a\"} 3\n\
+             # HELP g Level.\n# TYPE g gauge\ng 1\n"
+        );
     }
 
     #[test]
