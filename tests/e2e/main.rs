@@ -3,6 +3,7 @@
 mod async_invocations;
 mod cli;
 mod console;
+mod destinations;
 mod function_urls;
 mod harness;
 mod instances;
