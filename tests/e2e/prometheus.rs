@@ -1,6 +1,7 @@
 //! `/metrics` read by the real thing: Debian's `prometheus` scrapes a test server and its
 //! query answers (counts, rates, the median bucket) agree with the invocation records;
-//! `promtool check metrics` accepts a scrape; every histogram's `+Inf` bucket is its count.
+//! `promtool check metrics` accepts a scrape; every histogram's `+Inf` bucket is its count;
+//! each refusal is counted under its own reason.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -288,5 +289,55 @@ fn prometheus_queries_agree_with_the_invocation_records() {
     assert!(
         (0.01..=0.025).contains(&q),
         "the median call slept 10 ms: {q} (records {durations:?})"
+    );
+}
+
+/// A call waiting for an instance when a new version takes over is refused as `retired`,
+/// not counted as a passed deadline (its deadline is 30 s away).
+#[test]
+fn a_call_waiting_when_its_version_retires_is_throttled_as_retired() {
+    let s = Server::start();
+    let sleepy = "import time\ndef handler(event, context):\n    time.sleep(event.get('secs', 0))\n    return 'done'\n";
+    let extra = json!({"max_instances": 1, "timeout_secs": 30});
+    s.deploy("turn", "python", sleepy, extra.clone());
+    let metric = |series: &str| s.metric(series).unwrap_or(-1.0);
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| s.invoke("turn", r#"{"secs": 5}"#));
+        wait_until("the one instance is busy", Duration::from_secs(30), || {
+            metric(r#"ignis_instances{function="turn",state="busy"}"#) == 1.0
+        });
+        let waiting = scope.spawn(|| s.invoke("turn", "{}"));
+        wait_until("the second call waits", Duration::from_secs(30), || {
+            metric(r#"ignis_queue_depth{function="turn"}"#) == 1.0
+        });
+        let mut v2 = json!({"name": "turn", "runtime": "python", "code": sleepy});
+        v2["max_instances"] = extra["max_instances"].clone();
+        v2["timeout_secs"] = json!(29);
+        let updated = s.update("turn", &v2);
+        assert_eq!(updated.status.as_u16(), 200, "{}", updated.body);
+        assert_eq!(updated.json()["active_version"], 2, "{}", updated.body);
+        let refused = waiting.join().expect("thread");
+        assert_eq!(
+            (refused.status.as_u16(), refused.error_code()),
+            (503, "not_ready".to_owned()),
+            "{}",
+            refused.body
+        );
+        let ran = first.join().expect("thread");
+        assert_eq!(
+            ran.status.as_u16(),
+            200,
+            "the call in flight finishes: {}",
+            ran.body
+        );
+    });
+    let reason = |r: &str| {
+        metric(&format!(
+            r#"ignis_throttles_total{{function="turn",reason="{r}"}}"#
+        ))
+    };
+    assert_eq!(
+        (reason("retired"), reason("deadline"), reason("start_failed")),
+        (1.0, 0.0, 0.0)
     );
 }

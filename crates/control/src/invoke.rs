@@ -105,13 +105,7 @@ impl Platform {
             let ran = match active.pool.invoke(request_id, Arc::from(event)).await {
                 Ok(ran) => ran,
                 Err(e) => {
-                    task_slot.metrics.throttled(match e {
-                        AcquireError::QueueFull => Throttle::QueueFull,
-                        AcquireError::DeadlinePassed => Throttle::Deadline,
-                        AcquireError::CapacityExhausted => Throttle::Capacity,
-                        AcquireError::StartFailed(_) => Throttle::StartFailed,
-                        AcquireError::Retired => Throttle::Retired,
-                    });
+                    task_slot.metrics.throttled(Throttle::of(&e));
                     let _ = reply.send(Err(e));
                     return;
                 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ignis_pool::{ColdReason, PREWARMED};
+use ignis_pool::{AcquireError, ColdReason, PREWARMED};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -53,6 +53,25 @@ const THROTTLES: [&str; 5] = [
     "start_failed",
     "retired",
 ];
+
+impl Throttle {
+    /// Why the pool refused a call, as its metric reason: one reason per refusal, so a
+    /// failed start or a retired version is never counted as a deadline.
+    pub(crate) fn of(e: &AcquireError) -> Throttle {
+        match e {
+            AcquireError::QueueFull => Throttle::QueueFull,
+            AcquireError::DeadlinePassed => Throttle::Deadline,
+            AcquireError::CapacityExhausted => Throttle::Capacity,
+            AcquireError::StartFailed(_) => Throttle::StartFailed,
+            AcquireError::Retired => Throttle::Retired,
+        }
+    }
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        THROTTLES[self as usize]
+    }
+}
 
 /// Upper bounds of the histogram buckets, in seconds: from 100 µs (a warm call) to the
 /// longest timeout.
@@ -435,6 +454,30 @@ mod tests {
             .collect();
         assert_eq!(buckets.len(), BOUNDS.len() + 1);
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    }
+
+    #[test]
+    fn each_refusal_is_counted_under_its_own_reason() {
+        let cases = [
+            (AcquireError::QueueFull, "queue_full"),
+            (AcquireError::DeadlinePassed, "deadline"),
+            (AcquireError::CapacityExhausted, "capacity_exhausted"),
+            (
+                AcquireError::StartFailed(ignis_pool::StartError::Timeout),
+                "start_failed",
+            ),
+            (AcquireError::Retired, "retired"),
+        ];
+        for (e, label) in cases {
+            assert_eq!(Throttle::of(&e).label(), label, "{e}");
+        }
+        let m = FunctionMetrics::default();
+        m.throttled(Throttle::of(&AcquireError::Retired));
+        m.throttled(Throttle::of(&AcquireError::StartFailed(
+            ignis_pool::StartError::Timeout,
+        )));
+        let counts: Vec<u64> = m.throttles.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(counts, [0, 0, 0, 1, 1], "{THROTTLES:?}");
     }
 
     #[test]
