@@ -84,7 +84,7 @@ impl Platform {
             let state = match s.state {
                 // No version serves yet, so whatever the lifecycle says, calls cannot run.
                 FunctionState::Ready => FunctionState::Deploying,
-                other => other,
+                state @ (FunctionState::Creating | FunctionState::Deploying | FunctionState::Error) => state,
             };
             return Err(InvokeError::NotReady {
                 name: name.to_owned(),
@@ -298,7 +298,9 @@ impl InvokeResult {
             Outcome::Ok(value) => match map_return_value(&value) {
                 Ok(response) => InvokeResult::Response(response),
                 Err(MapError::TooLarge(size)) => InvokeResult::ResponseTooLarge { size: size as u64 },
-                Err(e) => InvokeResult::InvalidResponse(e.to_string()),
+                Err(e @ (MapError::BadStatus(_) | MapError::BadBase64 | MapError::BadHeader(_))) => {
+                    InvokeResult::InvalidResponse(e.to_string())
+                }
             },
             Outcome::FunctionError(e) => InvokeResult::FunctionError(e),
             Outcome::Timeout => InvokeResult::Timeout { secs: timeout_secs },

@@ -336,7 +336,10 @@ impl Platform {
                         message: l.message.clone(),
                         line: l.line,
                     }),
-                    _ => None,
+                    StartError::RuntimeMissing(_)
+                    | StartError::Spawn(_)
+                    | StartError::Died(_)
+                    | StartError::Timeout => None,
                 },
             ),
         };
