@@ -76,7 +76,7 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runtime_unavailable", m)
                     .with("field", "runtime")
             }
-            ControlError::DestinationCycle { field, ref cycle } => {
+            ControlError::DestinationCycle { field, ref cycle, .. } => {
                 let cycle = cycle.clone();
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -105,7 +105,6 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: Prometheus (OpenMetrics text) exposition.
 /// `GET /metrics`: OpenMetrics for a scraper that accepts it (Prometheus does), the
 /// Prometheus text format for everyone else (curl, promtool), as the Go client does.
 async fn metrics(State(state): State<AppState>, headers: header::HeaderMap) -> Result<Response, ApiError> {

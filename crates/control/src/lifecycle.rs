@@ -27,10 +27,12 @@ pub enum ControlError {
     NetworkUnavailable(String),
     /// A destination that leads back to the function: one asynchronous invocation would
     /// start others forever.
-    #[error("{field} {} would make a cycle of destinations: {}; one asynchronous invocation would start invocations without end", cycle[1], cycle.join(" → "))]
+    #[error("{field} {destination} would make a cycle of destinations: {}; one asynchronous invocation would start invocations without end", cycle.join(" → "))]
     DestinationCycle {
         /// `on_success` or `on_failure`: the function's own destination the cycle starts with.
         field: &'static str,
+        /// The function that field names.
+        destination: String,
         /// The functions along the cycle, from the function back to it.
         cycle: Vec<String>,
     },
@@ -230,13 +232,15 @@ impl Platform {
         let Some(cycle) = cycle else {
             return Ok(());
         };
-        let field = if spec.on_success.as_ref() == cycle.get(1) {
+        let first = cycle.get(1).unwrap_or(&spec.name);
+        let field = if spec.on_success.as_ref() == Some(first) {
             "on_success"
         } else {
             "on_failure"
         };
         Err(ControlError::DestinationCycle {
             field,
+            destination: first.as_str().to_owned(),
             cycle: cycle.iter().map(|n| n.as_str().to_owned()).collect(),
         })
     }
