@@ -347,6 +347,7 @@ pub(crate) async fn async_json(
         "dead_letter": row.dead_letter,
         "redrive_of": row.redrive_of,
         "redriven_as": row.redriven_as,
+        "hops": row.hops,
         "event": serde_json::from_str::<Value>(&row.event).unwrap_or(Value::Null),
     }))
 }

@@ -118,17 +118,26 @@ async fn method_not_allowed(method: axum::http::Method, OriginalUri(uri): Origin
     )
 }
 
-/// `GET /metrics`: Prometheus (OpenMetrics text) exposition.
-async fn metrics(State(state): State<AppState>, _: Query<NoParams>) -> Result<Response, ApiError> {
-    let text = ignis_control::metrics::render(&state.platform).map_err(|e| error::internal(&e))?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+/// `GET /metrics`: OpenMetrics for a scraper that accepts it (Prometheus does), the
+/// Prometheus text format for everyone else (curl, promtool), as the Go client does.
+async fn metrics(
+    State(state): State<AppState>,
+    _: Query<NoParams>,
+    headers: header::HeaderMap,
+) -> Result<Response, ApiError> {
+    use ignis_control::metrics::Format;
+    let open_metrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let format = if open_metrics {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    };
+    let text = ignis_control::metrics::render(&state.platform, format).map_err(|e| error::internal(&e))?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
