@@ -144,11 +144,18 @@ fn enter(c: &InitConfig) -> Result<(), String> {
             "gid_map",
         )?;
     }
+    // Its write end stays open in this process, which never closes it: the namespace's
+    // init sees it hang up only once this process is gone.
+    let (alive_r, alive_w) = ctx(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC), "pipe")?;
     // A new PID namespace applies to children only: fork so the runtime is its PID 1.
     match ctx(sys::fork(), "fork")? {
         ForkResult::Parent { child } => {
             // This process stays outside as the instance's root process: it ends with
             // its child, with the same status, so the host sees how the runtime ended.
+            // It dies with the server (its parent-death signal, set before its exec), and
+            // the namespace's init dies with it (below), which ends the whole namespace.
+            let _alive = alive_w;
+            drop(alive_r);
             let_go_of_channels();
             loop {
                 match waitpid(child, None) {
@@ -173,7 +180,7 @@ fn enter(c: &InitConfig) -> Result<(), String> {
                 }
             }
         }
-        ForkResult::Child => {}
+        ForkResult::Child => drop(alive_w),
     }
     build_root(c)?;
     ctx(sethostname("ignis"), "sethostname")?;
@@ -185,7 +192,9 @@ fn enter(c: &InitConfig) -> Result<(), String> {
     ctx(setrlimit(Resource::RLIMIT_CORE, 0, 0), "RLIMIT_CORE")?;
     ctx(chdir(&c.cwd), &format!("chdir {}", c.cwd.display()))?;
     drop_privileges(c)?;
-    crate::seccomp::install()?;
+    // After the id change, which clears a parent-death signal.
+    die_with_parent(alive_r)?;
+    crate::seccomp::install(c.outbound)?;
     // This process is PID 1 of the namespace. The runtime must not be: the kernel drops
     // signals to PID 1 that it has no handler for, and PID 1 must reap orphans. So it
     // stays as a minimal reaper, unprivileged and filtered like the runtime, and the
@@ -197,6 +206,28 @@ fn enter(c: &InitConfig) -> Result<(), String> {
             reap_until(child)
         }
     }
+}
+
+/// Makes the kernel SIGKILL this process (the namespace's init, whose death ends every
+/// process of the namespace) when the instance's root process outside dies. `alive` is the
+/// read end of a pipe whose write end only that process holds: if it hangs up already,
+/// the parent died before the signal was armed, and no signal would ever come.
+fn die_with_parent(alive: std::os::fd::OwnedFd) -> Result<(), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    ctx(
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+        "parent-death signal",
+    )?;
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    ctx(poll(&mut fds, PollTimeout::ZERO), "poll")?;
+    let gone = fds[0]
+        .revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN));
+    if gone {
+        return Err("the instance's root process is gone".to_owned());
+    }
+    Ok(())
 }
 
 /// The host's channels belong to the runtime alone: holding copies here would keep the
