@@ -3,6 +3,7 @@
 mod async_invocations;
 mod cli;
 mod console;
+mod containment;
 mod function_urls;
 mod harness;
 mod instances;
