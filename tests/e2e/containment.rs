@@ -164,6 +164,49 @@ fn an_instance_inherits_none_of_the_servers_descriptors() {
     }
 }
 
+/// Reads the instance's mount table and its own executable's path.
+const MOUNTS_PY: &str = r#"
+import os, sys
+def handler(event):
+    return {"mountinfo": open("/proc/self/mountinfo").read(), "mounts": open("/proc/self/mounts").read(),
+            "exe": os.readlink("/proc/self/exe"), "executable": sys.executable}
+"#;
+
+const MOUNTS_JS: &str = r#"
+import fs from "node:fs";
+export function handler() {
+  return { mountinfo: fs.readFileSync("/proc/self/mountinfo", "utf8"), mounts: fs.readFileSync("/proc/self/mounts", "utf8"),
+           exe: fs.readlinkSync("/proc/self/exe"), executable: process.execPath };
+}
+"#;
+
+#[test]
+fn the_mount_table_reveals_no_host_path() {
+    let s = Server::start();
+    let data = s.data_dir().display().to_string();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let tools = std::fs::canonicalize(Path::new(repo).join(".tools"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| format!("{repo}/.tools"));
+    for (name, runtime, code) in [
+        ("mounts-py", "python", MOUNTS_PY),
+        ("mounts-js", "javascript", MOUNTS_JS),
+    ] {
+        s.deploy(name, runtime, code, json!({}));
+        let a = s.invoke(name, "{}");
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let v = a.json();
+        let text = v.to_string();
+        assert!(
+            v["mountinfo"].as_str().is_some_and(|m| m.lines().count() > 3),
+            "{v}"
+        );
+        for host_path in [data.as_str(), repo, tools.as_str()] {
+            assert!(!text.contains(host_path), "{name} sees {host_path}: {text}");
+        }
+    }
+}
+
 /// Tries io_uring and sockets of several families with raw system calls.
 const SYSCALLS_PY: &str = r#"
 import ctypes
@@ -184,11 +227,17 @@ def handler(event):
     ctypes.set_errno(0)
     pair = (ctypes.c_int * 2)()
     out["socketpair_vsock"] = [libc.socketpair(40, 1, 0, pair), ctypes.get_errno()]
+    buf = ctypes.create_string_buffer(4096)
+    for name, nr, args in [("syslog", 103, [3, buf, 4096]), ("open_tree", 428, [-100, b"/", 1]),
+                           ("fsopen", 430, [b"tmpfs", 0]), ("kcmp", 312, [1, 1, 0, 0, 0])]:
+        ctypes.set_errno(0)
+        out[name] = [libc.syscall(nr, *args), ctypes.get_errno()]
     return out
 "#;
 
 #[test]
 fn io_uring_and_socket_families_beyond_the_network_are_refused() {
+    const EPERM: i64 = 1;
     const ENOSYS: i64 = 38;
     const EAFNOSUPPORT: i64 = 97;
     let s = Server::start();
@@ -212,6 +261,9 @@ fn io_uring_and_socket_families_beyond_the_network_are_refused() {
             assert_eq!(v[family], json!([-1, EAFNOSUPPORT]), "{name}: {family}: {v}");
         }
         assert_eq!(v["socketpair_vsock"], json!([-1, EAFNOSUPPORT]), "{name}: {v}");
+        for call in ["syslog", "open_tree", "fsopen", "kcmp"] {
+            assert_eq!(v[call], json!([-1, EPERM]), "{name}: {call}: {v}");
+        }
     }
 }
 

@@ -294,6 +294,68 @@ fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
     )
 }
 
+/// Shows the host directory or file `source`, read-only, at `target`, through an overlay
+/// whose layers are named by descriptor: its mount table entry has `/` for a root and
+/// `/proc/self/fd/N` for layers, nothing of the host's paths. `stage` is a private tmpfs
+/// holding an empty directory (an overlay without an upper layer needs two lower ones)
+/// and, for a file, the overlay of its directory that the file is bound from.
+fn mount_anonymous(source: &Path, target: &Path, stage: &Path, n: usize) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (dir, file) = if source.is_dir() {
+        (source, None)
+    } else {
+        let parent = source
+            .parent()
+            .ok_or_else(|| format!("{} has no directory", source.display()))?;
+        (parent, source.file_name())
+    };
+    // O_PATH: a handle on the directory only (the access mode is ignored); close-on-exec.
+    let path_fd = |p: &Path| -> Result<std::fs::File, String> {
+        ctx(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(p),
+            &format!("open {}", p.display()),
+        )
+    };
+    let lower = path_fd(dir)?;
+    let empty = path_fd(&stage.join("empty"))?;
+    let options = format!(
+        "lowerdir=/proc/self/fd/{}:/proc/self/fd/{}",
+        lower.as_raw_fd(),
+        empty.as_raw_fd()
+    );
+    let at = match file {
+        None => target.to_path_buf(),
+        Some(_) => {
+            let at = stage.join(format!("o{n}"));
+            ctx(std::fs::create_dir(&at), &format!("mkdir {}", at.display()))?;
+            at
+        }
+    };
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let what = format!("overlay of {} at {}", source.display(), target.display());
+    match mount(
+        Some("overlay"),
+        &at,
+        Some("overlay"),
+        flags,
+        Some(options.as_str()),
+    ) {
+        Ok(()) => {}
+        // A kernel without overlayfs: the plain bind still isolates, it only names its source.
+        Err(nix::errno::Errno::ENODEV) => return bind_ro(source, target),
+        Err(e) => return Err(format!("{what}: {e}")),
+    }
+    drop((lower, empty));
+    if let Some(name) = file {
+        bind_ro(&at.join(name), target)?;
+    }
+    Ok(())
+}
+
 /// Creates `target` (a directory, or an empty file for a file source) inside the root.
 fn mount_point(root: &Path, inside: &Path, is_dir: bool) -> Result<PathBuf, String> {
     let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
@@ -352,9 +414,37 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
     if let Some(path) = &c.empty_dir {
         mount_point(root, path, true)?;
     }
-    for b in &c.binds {
+    // A path shown where it is on the host tells nothing new (the runtime knows where it
+    // runs); one shown elsewhere must not tell where it comes from, which a bind mount's
+    // entry in /proc/self/mountinfo does (its root field is the host path).
+    let relocated = c.binds.iter().any(|b| b.source != b.target);
+    let stage = root.join(".stage");
+    if relocated {
+        std::fs::create_dir_all(&stage).map_err(|e| format!("mkdir {}: {e}", stage.display()))?;
+        ctx(
+            mount(
+                Some("tmpfs"),
+                &stage,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("size=4k,mode=0700"),
+            ),
+            "staging tmpfs",
+        )?;
+        ctx(std::fs::create_dir(stage.join("empty")), "mkdir the empty layer")?;
+    }
+    for (n, b) in c.binds.iter().enumerate() {
         let target = mount_point(root, &b.target, b.source.is_dir())?;
-        bind_ro(&b.source, &target)?;
+        if b.source == b.target {
+            bind_ro(&b.source, &target)?;
+        } else {
+            mount_anonymous(&b.source, &target, &stage, n)?;
+        }
+    }
+    if relocated {
+        // What was mounted from the stage stays; the stage itself goes.
+        ctx(umount2(&stage, MntFlags::MNT_DETACH), "detach the staging tmpfs")?;
+        ctx(std::fs::remove_dir(&stage), "rmdir the stage")?;
     }
     for dev in ["null", "zero", "random", "urandom"] {
         let target = mount_point(root, &Path::new("/dev").join(dev), false)?;

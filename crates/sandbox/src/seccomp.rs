@@ -47,6 +47,24 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_acct,
     libc::SYS_lookup_dcookie,
     libc::SYS_vhangup,
+    // The new mount API, like `mount` itself.
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_quotactl_fd,
+    // The kernel log is the host's, not the namespace's.
+    libc::SYS_syslog,
+    // Other processes' descriptors, like ptrace.
+    libc::SYS_kcmp,
+    libc::SYS_pidfd_getfd,
+    // Obsolete calls no runtime makes.
+    libc::SYS_uselib,
+    libc::SYS_ustat,
+    libc::SYS_sysfs,
 ];
 
 /// System calls that fail as if the kernel lacked them. io_uring performs reads, writes,
