@@ -222,8 +222,15 @@ impl Sandbox {
         let root = data_dir.join("sandbox-root");
         std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         let slot = slot::claim(&slot::lock_dir())?;
-        // Also kills what instances of a previous run of this server left behind.
-        let cgroups = Cgroups::detect(&slot)?;
+        // Also kills what instances of a previous run of this server left behind, waiting
+        // for them to exit: off the async threads.
+        let (slot, cgroups) = tokio::task::spawn_blocking(move || {
+            let cgroups = Cgroups::detect(&slot);
+            (slot, cgroups)
+        })
+        .await
+        .map_err(|e| format!("setting up cgroups: {e}"))?;
+        let cgroups = cgroups?;
         let on = Arc::new(On {
             exe: exe.clone(),
             root,
