@@ -101,11 +101,12 @@ impl Spawner {
         Ok(Spawner { jobs })
     }
 
-    /// Starts a sandbox init on the spawner thread; it dies with the server.
-    fn spawn_init(
+    /// Starts a process (a sandbox init, or without the sandbox the runtime itself) on the
+    /// spawner thread; it dies with the server.
+    fn spawn(
         &self,
         req: SpawnRequest,
-        cgroup: InstanceCgroup,
+        cgroup: Option<InstanceCgroup>,
         stdin: Stdio,
     ) -> Result<Spawned, SpawnError> {
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
@@ -115,7 +116,7 @@ impl Spawner {
             source: std::io::Error::other("the sandbox spawner thread is gone"),
         };
         let job: Job = Box::new(move || {
-            let _ = answer.send(spawn_plain(&req, Some(cgroup), stdin, Some(server)));
+            let _ = answer.send(spawn_plain(&req, cgroup, stdin, Some(server)));
         });
         if self.jobs.send(job).is_err() {
             return Err(gone);
@@ -131,7 +132,8 @@ pub struct Sandbox {
 
 enum Mode {
     On(Arc<On>),
-    Off,
+    /// Without the sandbox; the spawner when there is an async runtime to run it with.
+    Off(Option<Spawner>),
 }
 
 struct On {
@@ -300,7 +302,10 @@ impl Sandbox {
 
     /// No sandbox: instances run as plain processes of the server's user.
     pub fn insecure() -> Sandbox {
-        Sandbox { mode: Mode::Off }
+        // Even unsandboxed instances die with the server.
+        Sandbox {
+            mode: Mode::Off(Spawner::start().ok()),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -320,7 +325,7 @@ impl Sandbox {
                  open /dev/net/tun (it is usually mode 0666; here it is not)"
                     .to_owned(),
             ),
-            Mode::On(_) | Mode::Off => None,
+            Mode::On(_) | Mode::Off(_) => None,
         }
     }
 
@@ -330,7 +335,7 @@ impl Sandbox {
     pub async fn connect_outbound(&self, process: &mut Process) -> Result<(), SpawnError> {
         let Some(slirp) = (match &self.mode {
             Mode::On(on) => on.slirp.as_ref(),
-            Mode::Off => None,
+            Mode::Off(_) => None,
         }) else {
             // Without the sandbox the instance already shares the host's network.
             return Ok(());
@@ -397,7 +402,8 @@ impl Sandbox {
     /// stderr, inside the sandbox when it is on.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
         let on = match &self.mode {
-            Mode::Off => return spawn_plain(req, None, Stdio::null(), None),
+            Mode::Off(Some(spawner)) => return spawner.spawn(req.clone(), None, Stdio::null()),
+            Mode::Off(None) => return spawn_plain(req, None, Stdio::null(), None),
             Mode::On(on) => on,
         };
         let (id, n) = on.next_id();
@@ -433,7 +439,7 @@ impl Sandbox {
             cwd: PathBuf::from("/"),
             ..req.clone()
         };
-        on.spawner.spawn_init(outer, cgroup, Stdio::null())
+        on.spawner.spawn(outer, Some(cgroup), Stdio::null())
     }
 }
 

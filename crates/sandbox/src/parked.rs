@@ -42,7 +42,7 @@ impl Parked {
             outbound: false,
             empty_dir: None,
         };
-        let spawned = spawner.spawn_init(req, cgroup, Stdio::from(read))?;
+        let spawned = spawner.spawn(req, Some(cgroup), Stdio::from(read))?;
         Ok(Parked {
             spawned,
             config_in: write,
