@@ -229,7 +229,8 @@ def handler(event):
     out["socketpair_vsock"] = [libc.socketpair(40, 1, 0, pair), ctypes.get_errno()]
     buf = ctypes.create_string_buffer(4096)
     for name, nr, args in [("syslog", 103, [3, buf, 4096]), ("open_tree", 428, [-100, b"/", 1]),
-                           ("fsopen", 430, [b"tmpfs", 0]), ("kcmp", 312, [1, 1, 0, 0, 0])]:
+                           ("fsopen", 430, [b"tmpfs", 0]), ("kcmp", 312, [1, 1, 0, 0, 0]),
+                           ("process_madvise", 440, [0, 0, 0, 0, 0])]:
         ctypes.set_errno(0)
         out[name] = [libc.syscall(nr, *args), ctypes.get_errno()]
     return out
@@ -261,7 +262,7 @@ fn io_uring_and_socket_families_beyond_the_network_are_refused() {
             assert_eq!(v[family], json!([-1, EAFNOSUPPORT]), "{name}: {family}: {v}");
         }
         assert_eq!(v["socketpair_vsock"], json!([-1, EAFNOSUPPORT]), "{name}: {v}");
-        for call in ["syslog", "open_tree", "fsopen", "kcmp"] {
+        for call in ["syslog", "open_tree", "fsopen", "kcmp", "process_madvise"] {
             assert_eq!(v[call], json!([-1, EPERM]), "{name}: {call}: {v}");
         }
     }

@@ -58,9 +58,11 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_quotactl_fd,
     // The kernel log is the host's, not the namespace's.
     libc::SYS_syslog,
-    // Other processes' descriptors, like ptrace.
+    // Other processes' descriptors and memory, like ptrace (Docker's profile allows these
+    // only with CAP_SYS_PTRACE, which instances never have).
     libc::SYS_kcmp,
     libc::SYS_pidfd_getfd,
+    libc::SYS_process_madvise,
     // Obsolete calls no runtime makes.
     libc::SYS_uselib,
     libc::SYS_ustat,
