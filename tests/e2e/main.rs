@@ -18,4 +18,5 @@ mod scaling;
 mod schedules;
 mod security;
 mod seeds;
+mod server_limits;
 mod validation;

@@ -80,9 +80,32 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "network_unavailable", m)
                     .with("field", "network")
             }
+            ControlError::Store(ref s) if s.is_disk_full() => disk_full(&e),
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Join(_) => internal(&e),
         }
     }
+}
+
+/// A store failure: 507 when the disk is full (the caller can retry once space is freed),
+/// else an internal error.
+pub fn store_error(e: &ignis_store::StoreError) -> ApiError {
+    if e.is_disk_full() {
+        disk_full(e)
+    } else {
+        internal(e)
+    }
+}
+
+/// The server's disk is full: nothing was saved. Said to the client (an operator must free
+/// space), with the detail in the log.
+pub fn disk_full(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!("disk full: {e}");
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        "the server's disk is full, so nothing was saved; try again once space is freed on the \
+         server (its data directory)",
+    )
 }
 
 /// Internal failures are logged in full and answered with a generic message.

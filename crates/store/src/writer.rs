@@ -184,6 +184,16 @@ impl InvocationWriter {
             let _ = rx.recv();
         }
     }
+
+    /// As [`flush`](Self::flush), waiting at most `within` (the writer retries forever
+    /// while the disk is full). Returns the number of records still not committed.
+    pub fn flush_within(&self, within: Duration) -> usize {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() && rx.recv_timeout(within).is_ok() {
+            return 0;
+        }
+        self.pending.records().by_id.len()
+    }
 }
 
 pub(crate) fn start(path: PathBuf, pending: Arc<Pending>, retention: usize) -> InvocationWriter {
@@ -257,9 +267,16 @@ fn write_batch(conn: &mut Connection, pending: &Pending, ids: &[String], retenti
             Ok(()) => return,
             Err((e, n)) => {
                 // Disk full, I/O errors, a lock held too long: the records stay pending (and
-                // readable) and are tried again, never dropped. The gate is released while
-                // waiting so deletes go on.
-                tracing::error!("could not write {n} invocation records, retrying in {backoff:?}: {e}");
+                // readable) and are tried again, never dropped while the server runs. The
+                // gate is released while waiting so deletes go on.
+                if e.is_disk_full() {
+                    tracing::error!(
+                        "the disk is full: {n} invocation records are kept in memory and written \
+                         once space is freed (retrying in {backoff:?})"
+                    );
+                } else {
+                    tracing::error!("could not write {n} invocation records, retrying in {backoff:?}: {e}");
+                }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
