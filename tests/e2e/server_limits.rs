@@ -163,6 +163,38 @@ fn a_slow_request_head_and_an_idle_connection_are_closed_after_their_timeouts() 
 }
 
 #[test]
+fn a_log_tail_is_busy_not_idle_and_outlives_the_idle_timeout() {
+    use std::io::BufRead;
+    let s = Server::start_with(None, &["--idle-timeout-secs", "1"]);
+    let code = "def handler(e, c):\n    print('line', e['m'])\n    return 1\n";
+    s.deploy("tailed", "python", code, json!({}));
+    let resp = s
+        .request(reqwest::Method::GET, "/v1/functions/tailed/logs?follow=true")
+        .send()
+        .expect("follow");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(resp).lines().map_while(Result::ok) {
+            if line.starts_with("data: ") && tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // A keep-alive connection opened now is closed once the idle timeout has passed...
+    let mut idle = TcpStream::connect(host_port(&s)).expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    closed_within(&mut idle, Duration::from_secs(15));
+    // ... while the tail, busy streaming, still delivers.
+    assert_eq!(s.invoke("tailed", r#"{"m": "late"}"#).status, StatusCode::OK);
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the tail still delivers lines");
+    assert!(line.contains("line late"), "{line}");
+}
+
+#[test]
 fn the_token_can_come_from_a_file_and_bad_token_files_are_refused_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("token");
@@ -338,5 +370,16 @@ fn on_a_full_disk_writes_answer_507_sync_invokes_keep_working_and_all_recovers()
         .to_owned();
     s.wait_for_status(&id, "succeeded");
     assert_eq!(s.invocation(&during_id)["status"], "succeeded");
+    // The record made while the disk was full was kept and is now in the database itself.
+    let data = s.data_dir();
+    wait_until(
+        "the record made on the full disk is committed",
+        Duration::from_secs(30),
+        || {
+            ignis_store::Store::open(&data)
+                .and_then(|store| store.get_invocation(&during_id))
+                .is_ok_and(|r| r.is_some())
+        },
+    );
     drop(s);
 }
