@@ -8,7 +8,9 @@
 //! accept), and is closed once it has had nothing to do for the idle timeout. At the cap,
 //! a new connection closes the connection that has been idle the longest (a slow client
 //! still sending its head counts as idle), so slow or silent clients cannot keep others
-//! out; if every connection is busy the new one is closed at once.
+//! out; if every connection is busy the new one is closed at once. A request body must
+//! arrive whole within the body timeout of its head, so a trickled body cannot keep a
+//! connection busy for ever either.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,7 +27,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,6 +42,7 @@ use tower::ServiceExt;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
 }
@@ -189,7 +192,9 @@ impl Server {
         let service = {
             let conn = conn.clone();
             let server = self.clone();
-            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let body_timeout = self.limits.body_timeout;
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let mut req = req.map(|b| Body::new(Deadline::new(b, body_timeout)));
                 req.extensions_mut().insert(ConnectInfo(remote));
                 let busy = Busy::start(conn.clone(), server.clone());
                 let app = app.clone();
@@ -327,5 +332,66 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that fails with a `TimedOut` I/O error once it has taken longer than its
+/// timeout to arrive (the API answers 408).
+struct Deadline {
+    inner: Incoming,
+    timeout: Duration,
+    at: Instant,
+    /// Made the first time the body waits for the client.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Deadline {
+    fn new(inner: Incoming, timeout: Duration) -> Deadline {
+        Deadline {
+            inner,
+            timeout,
+            at: Instant::now() + timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl hyper::body::Body for Deadline {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                let at = this.at;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the request body did not arrive within {} s",
+                            this.timeout.as_secs()
+                        ),
+                    );
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        hyper::body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        hyper::body::Body::size_hint(&self.inner)
     }
 }

@@ -85,6 +85,7 @@ impl Config {
             console,
             connections: crate::http_server::Limits {
                 header_timeout: Duration::from_secs(args.header_timeout_secs),
+                body_timeout: Duration::from_secs(args.body_timeout_secs),
                 idle_timeout: Duration::from_secs(args.idle_timeout_secs),
                 max_connections: args.max_connections as usize,
             },

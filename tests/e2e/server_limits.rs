@@ -163,6 +163,42 @@ fn a_slow_request_head_and_an_idle_connection_are_closed_after_their_timeouts() 
 }
 
 #[test]
+fn a_trickled_request_body_is_answered_408() {
+    let s = Server::start_with(None, &["--body-timeout-secs", "1"]);
+    let mut c = TcpStream::connect(host_port(&s)).expect("connect");
+    let start = Instant::now();
+    c.write_all(b"POST /v1/functions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"name\"")
+        .expect("send");
+    c.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("}}") {
+        let n = c.read(&mut buf).expect("an answer");
+        assert!(
+            n > 0,
+            "closed without answering: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    // A body that is too large is still 413, and a whole one is read as before.
+    s.deploy("f", "python", DOUBLE, json!({}));
+    let big = s.post("/v1/functions/f/invoke", vec![b' '; 7 * 1024 * 1024]);
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.body);
+    assert_eq!(big.error_code(), "payload_too_large");
+    assert_eq!(s.invoke("f", r#"{"n": 4}"#).body, "8");
+}
+
+#[test]
 fn a_log_tail_is_busy_not_idle_and_outlives_the_idle_timeout() {
     use std::io::BufRead;
     let s = Server::start_with(None, &["--idle-timeout-secs", "1"]);

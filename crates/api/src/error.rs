@@ -117,3 +117,24 @@ pub fn internal(e: &dyn std::fmt::Display) -> ApiError {
         "internal error; see the server log",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignis_store::StoreError;
+
+    #[test]
+    fn a_full_disk_is_507_insufficient_storage_and_other_store_failures_stay_internal() {
+        let full = ApiError::from(ControlError::Store(StoreError::DiskFull("no space".to_owned())));
+        assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(full.code, "insufficient_storage");
+        assert!(full.message.contains("disk is full"), "{}", full.message);
+        assert!(!full.message.contains("no space"), "detail stays in the log");
+        let other = ApiError::from(ControlError::Store(StoreError::Corrupt("x".to_owned())));
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            store_error(&StoreError::DiskFull(String::new())).status,
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+    }
+}

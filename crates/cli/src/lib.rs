@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// once it connected); slower clients are disconnected.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body once its head has arrived; a
+    /// slower body is answered 408 request_timeout.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
     /// Seconds a keep-alive connection with no request in flight is kept open.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,

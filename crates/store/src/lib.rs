@@ -383,6 +383,21 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_a_typed_error_whether_sqlite_or_the_os_says_so() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".to_owned()),
+        );
+        assert!(StoreError::from(full).is_disk_full());
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::from(enospc).is_disk_full());
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(!StoreError::from(busy).is_disk_full());
+        assert!(!StoreError::from(std::io::Error::from_raw_os_error(13)).is_disk_full());
+    }
+
+    #[test]
     fn store_files_are_private_even_when_they_were_wider() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
