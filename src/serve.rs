@@ -181,16 +181,38 @@ fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Raises the soft limit on open files to the hard limit: every client connection and
 /// instance holds descriptors, and the default soft limit (often 1024) is soon reached.
-fn raise_open_files_limit() {
+/// Returns the limit in force.
+fn raise_open_files_limit() -> Option<u64> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::info!("open files limit raised from {soft} to {hard}"),
-            Err(e) => tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}"),
+            Ok(()) => {
+                tracing::info!("open files limit raised from {soft} to {hard}");
+                Some(hard)
+            }
+            Err(e) => {
+                tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
+                Some(soft)
+            }
         },
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot read the open files limit: {e}"),
+        Ok((soft, _)) => Some(soft),
+        Err(e) => {
+            tracing::warn!("cannot read the open files limit: {e}");
+            None
+        }
     }
+}
+
+/// Client connections may take at most half of the open files limit: the rest is for
+/// instances (a socket and pipes each), the store and the runtimes. Beyond that, accepting
+/// would fail with "too many open files" instead of closing an idle connection.
+fn connection_cap(flag: usize, open_files: Option<u64>) -> usize {
+    let Some(limit) = open_files else { return flag };
+    let room = usize::try_from(limit / 2).unwrap_or(usize::MAX).max(16);
+    if flag > room {
+        tracing::warn!("--max-connections {flag} lowered to {room}: half of the open files limit ({limit})");
+    }
+    flag.min(room)
 }
 
 /// The host's memory (MemTotal) in MiB.
@@ -205,7 +227,7 @@ fn host_memory_mb() -> anyhow::Result<u64> {
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = Config::from_args(args)?;
+    let mut config = Config::from_args(args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IGNIS_LOG")
@@ -216,7 +238,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    raise_open_files_limit();
+    config.connections.max_connections =
+        connection_cap(config.connections.max_connections, raise_open_files_limit());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(config))
 }

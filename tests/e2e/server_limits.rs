@@ -101,6 +101,21 @@ fn with_1100_half_sent_requests_open_healthz_and_invokes_still_answer() {
 }
 
 #[test]
+fn with_a_low_hard_open_files_limit_the_cap_leaves_room_and_healthz_answers() {
+    // The hard limit cannot be raised: the connection cap is lowered to half of it, so the
+    // server closes idle connections instead of running out of descriptors.
+    let s = Server::start_in(
+        tempfile::tempdir().expect("tempdir"),
+        &["prlimit", "--nofile=1024:1024", "--"],
+        &["--header-timeout-secs", "600"],
+    );
+    s.deploy("f", "python", DOUBLE, json!({}));
+    let _slow = half_sent(&s, HALF_SENT);
+    others_are_still_served(&s);
+    assert!(open_descriptors(s.pid()) < 1024);
+}
+
+#[test]
 fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
     let s = Server::start_with(
         None,
@@ -192,7 +207,7 @@ fn a_trickled_request_body_is_answered_408() {
     );
     // A body that is too large is still 413, and a whole one is read as before.
     s.deploy("f", "python", DOUBLE, json!({}));
-    let big = s.post("/v1/functions/f/invoke", vec![b' '; 7 * 1024 * 1024]);
+    let big = s.post("/v1/functions/f/invoke", vec![b' '; 6 * 1024 * 1024 + 1]);
     assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.body);
     assert_eq!(big.error_code(), "payload_too_large");
     assert_eq!(s.invoke("f", r#"{"n": 4}"#).body, "8");
