@@ -232,7 +232,11 @@ impl Server {
                 }
                 () = self.stopping.cancelled(), if !stopping => {
                     stopping = true;
-                    // Closes an idle connection now, a busy one after its response.
+                    if conn.busy.load(Ordering::Acquire) == 0 {
+                        // Nothing in flight (idle, or a head still arriving): close now.
+                        break;
+                    }
+                    // Busy: close once its response is sent.
                     http.as_mut().graceful_shutdown();
                 }
                 () = changed => {}

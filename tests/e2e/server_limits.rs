@@ -116,6 +116,21 @@ fn with_a_low_hard_open_files_limit_the_cap_leaves_room_and_healthz_answers() {
 }
 
 #[test]
+fn a_graceful_shutdown_does_not_wait_for_idle_or_half_sent_connections() {
+    let mut s = Server::start_with(
+        None,
+        &["--header-timeout-secs", "600", "--idle-timeout-secs", "600"],
+    );
+    let _slow = half_sent(&s, 20);
+    let mut kept = TcpStream::connect(host_port(&s)).expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut buf = [0u8; 1024];
+    assert!(kept.read(&mut buf).expect("answer") > 0);
+    assert!(s.terminate(Duration::from_secs(10)), "stopped promptly");
+}
+
+#[test]
 fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
     let s = Server::start_with(
         None,
