@@ -167,13 +167,14 @@ fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
         .permissions()
         .mode()
         & 0o777;
-    if mode != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
             .with_context(|| format!("cannot make the data directory {} private", dir.display()))?;
         tracing::warn!(
-            "the data directory {} was mode {mode:o}; tightened to 700 so that other users cannot \
+            "the data directory {} was mode {mode:o}; tightened to {:o} so that other users cannot \
              read the functions' code and environment",
-            dir.display()
+            dir.display(),
+            mode & 0o700
         );
     }
     Ok(())
@@ -183,22 +184,39 @@ fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
 /// instance holds descriptors, and the default soft limit (often 1024) is soon reached.
 /// Returns the limit in force.
 fn raise_open_files_limit() -> Option<u64> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
     match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => {
-                tracing::info!("open files limit raised from {soft} to {hard}");
-                Some(hard)
-            }
-            Err(e) => {
-                tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}");
-                Some(soft)
-            }
-        },
+        Ok((soft, hard)) if soft < hard => {
+            // An unlimited hard limit still stops at the kernel's per-process maximum.
+            let target = if hard == RLIM_INFINITY {
+                std::fs::read_to_string("/proc/sys/fs/nr_open")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(1 << 20)
+            } else {
+                hard
+            };
+            raise_to(soft, target, hard)
+        }
         Ok((soft, _)) => Some(soft),
         Err(e) => {
             tracing::warn!("cannot read the open files limit: {e}");
             None
+        }
+    }
+}
+
+/// Sets the soft open files limit to `target`; returns the limit in force.
+fn raise_to(soft: u64, target: u64, hard: u64) -> Option<u64> {
+    use nix::sys::resource::{setrlimit, Resource};
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => {
+            tracing::info!("open files limit raised from {soft} to {target}");
+            Some(target)
+        }
+        Err(e) => {
+            tracing::warn!("cannot raise the open files limit from {soft} to {target}: {e}");
+            Some(soft)
         }
     }
 }
