@@ -47,8 +47,9 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then stops accepting, asks every
-/// connection to close once its requests are answered and waits for them.
+/// Serves `app` on `listener` until `shutdown` completes, then stops accepting, closes the
+/// connections with nothing in flight, lets the busy ones finish their responses and waits
+/// for them.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
