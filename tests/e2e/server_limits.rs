@@ -405,6 +405,7 @@ fn on_a_full_disk_writes_answer_507_sync_invokes_keep_working_and_all_recovers()
     let s = Server::start_in(dir, &[], &[]);
     s.deploy("f", "python", DOUBLE, json!({}));
     assert_eq!(s.invoke("f", r#"{"n": 1}"#).body, "2");
+    s.deploy("echo", "python", "def handler(e, c):\n    return e\n", json!({}));
     let filler = mount.0.join("filler");
     fill(&filler);
     // Each write is larger than what the database's files already hold, so it needs space.
@@ -420,6 +421,15 @@ fn on_a_full_disk_writes_answer_507_sync_invokes_keep_working_and_all_recovers()
     assert_eq!(during.status, StatusCode::OK, "{}", during.body);
     assert_eq!(during.body, "42");
     let during_id = during.header("x-ignis-invocation-id").to_owned();
+    // With an idempotency key too: the function ran, so its answer comes back even when
+    // the key cannot be remembered.
+    let keyed = s.send(
+        s.request(reqwest::Method::POST, "/v1/functions/echo/invoke")
+            .header("idempotency-key", "during-the-full-disk")
+            .body(event.clone()),
+    );
+    assert_eq!(keyed.status, StatusCode::OK, "{}", keyed.body);
+    assert_eq!(keyed.body.len(), event.len(), "the whole answer");
     assert_eq!(s.invocation(&during_id)["status"], "succeeded");
     assert_eq!(s.function("f")["version"], 1, "the refused update left no trace");
     assert_eq!(s.get("/v1/functions/g").status, StatusCode::NOT_FOUND);
