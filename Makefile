@@ -36,7 +36,8 @@ system-packages:
 	  fi; \
 	fi
 
-## The browser tests drive Debian's Chromium (installed as root when missing).
+## The browser tests drive Debian's Chromium; the /metrics test scrapes the server with
+## Debian's Prometheus and checks it with its promtool (each installed as root when missing).
 test-packages:
 	@if ! command -v chromium >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -44,6 +45,14 @@ test-packages:
 	    apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; \
 	  else \
 	    echo "chromium is needed for the console's browser tests: apt-get install chromium"; exit 1; \
+	  fi; \
+	fi
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing prometheus (for the /metrics end-to-end test)"; \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; }; \
+	  else \
+	    echo "prometheus is needed for the /metrics end-to-end test: apt-get install prometheus"; exit 1; \
 	  fi; \
 	fi
 
@@ -67,7 +76,7 @@ run: tools build
 ## Every test: unit, integration, end-to-end against the real binary, runtime bootstraps.
 test: tools test-rust test-runtimes test-console
 
-test-rust:
+test-rust: test-packages
 	cargo build --locked --bin ignis
 	cargo nextest run --workspace --locked --no-fail-fast
 

@@ -178,10 +178,30 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
+# How the host starts every invoke frame (serde writes fields in declaration order; ids
+# are UUIDs, never escaped): enough to answer a frame that cannot be decoded.
+_INVOKE_HEAD = b'{"t":"invoke","id":"'
+
+
 def _read_frame(fd):
     head = _read_exact(fd, 4)
     body = head and _read_exact(fd, int.from_bytes(head, "big"))
-    return None if body is None else json.loads(body)
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except (RecursionError, ValueError) as exc:
+        # An event nested deeper than Python's recursion limit (RecursionError), or any
+        # other frame json cannot read: that call fails, the instance serves on.
+        return {"t": "unreadable", "id": _invoke_id(body), "error": exc}
+
+
+def _invoke_id(body):
+    """The id of an invoke frame read as bytes, or None when it is not one."""
+    if not body.startswith(_INVOKE_HEAD):
+        return None
+    end = body.find(b'"', len(_INVOKE_HEAD))
+    return None if end < 0 else body[len(_INVOKE_HEAD) : end].decode("utf-8", "replace")
 
 
 def _write_all(fd, data):
@@ -313,6 +333,12 @@ class _Instance:
         # Each call runs in its own copy of the context: the capture, and any ContextVar
         # the handler sets, belong to this call only.
         self._answer(cap, msg, contextvars.copy_context().run(self._call, cap, msg))
+
+    def refuse(self, inv_id, exc):
+        """Fails the call whose frame could not be decoded."""
+        error = TypeError("the event could not be read by Python's json module: %s" % exc)
+        answer = {"t": "error", "id": inv_id, "error": _describe(error), "logs": []}
+        self._deliver(inv_id, answer, None)
 
     def _handle(self, msg):
         """Calls the handler with the event (and a context when it takes one)."""
@@ -518,6 +544,8 @@ def main():
             _exit()
         if msg.get("t") == "invoke":
             instance.invoke(msg)
+        elif msg.get("t") == "unreadable" and msg["id"] is not None:
+            instance.refuse(msg["id"], msg["error"])
 
 
 if __name__ == "__main__":

@@ -481,6 +481,32 @@ class Handlers(Case):
                         self.assertIn(runtime_file[1], answer["error"]["stack"])
                     self.assertEqual(inst.invoke("ok%d" % i, "fine")["value"], "ok", "the instance keeps answering")
 
+    def test_an_event_too_deep_for_the_runtime_fails_only_its_call(self):
+        # Written as the host writes frames (compact, fields in order). Python's json
+        # module stops at its recursion limit: that call is refused and the instance serves
+        # on, with one call at a time and with several. Bun reads any depth.
+        py = "def handler(e):\n    return 'ok' if e == 'fine' else 'deep'\n"
+        js = "export const handler = (e) => (e === 'fine' ? 'ok' : 'deep');"
+        depth = 100000
+        for runtime_file, source in pairs({PY: py, JS: js}):
+            for concurrency in (1, 4):
+                with self.subTest(runtime=runtime_file[0], concurrency=concurrency):
+                    inst = self.loaded(runtime_file, source, concurrency=concurrency)
+                    body = b'{"t":"invoke","id":"deep","event":%s%s,"deadline_ms":%d}' % (
+                        b"[" * depth, b"]" * depth, int(time.time() * 1000) + TIMEOUT_MS)
+                    inst.sock.sendall(struct.pack(">I", len(body)) + body)
+                    answer = inst.frame()
+                    self.assertEqual(answer["id"], "deep", answer)
+                    if runtime_file == PY:
+                        self.assertEqual(answer["t"], "error", answer)
+                        self.assertEqual(answer["error"]["type"], "TypeError")
+                        self.assertIn("could not be read", answer["error"]["message"])
+                        self.assertIn("recursion", answer["error"]["message"])
+                    else:
+                        self.assertEqual((answer["t"], answer["value"]), ("result", "deep"))
+                    inst.pump(lambda: marker("deep") in inst.out[1] and marker("deep") in inst.out[2], "the markers")
+                    self.assertEqual(inst.invoke("next", "fine")["value"], "ok", "the instance keeps answering")
+
     def test_context_fields(self):
         py = ("def handler(e, c):\n    return {'request_id': c.request_id, 'aws_request_id': c.aws_request_id,\n"
               "        'function_name': c.function_name, 'function_version': c.function_version,\n"

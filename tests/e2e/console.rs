@@ -109,7 +109,7 @@ def handler(event):
     // cgroup goes (only the two parked sandbox inits' remain).
     assert_eq!(s.get("/v1/functions").json()["functions"], json!([]));
     assert_eq!(s.get("/v1/stats").json()["functions"], json!({}));
-    assert_eq!(s.metric("ignis_memory_reserved_mb"), Some(0.0));
+    assert_eq!(s.metric("ignis_memory_reserved_bytes"), Some(0.0));
     wait_until(
         "the playground instances' cgroups are removed",
         Duration::from_secs(15),

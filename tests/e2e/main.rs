@@ -1,8 +1,12 @@
 //! End-to-end tests: the real `ignis` binary, real CPython and Bun, real HTTP.
 
+mod answers;
 mod async_invocations;
+mod bad_input;
 mod cli;
 mod console;
+mod containment;
+mod destinations;
 mod function_urls;
 mod harness;
 mod instances;
@@ -12,6 +16,7 @@ mod mapping;
 mod metering;
 mod network;
 mod persistence;
+mod prometheus;
 mod rootless;
 mod sandbox;
 mod scaling;

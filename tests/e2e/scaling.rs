@@ -176,7 +176,10 @@ fn full_capacity_evicts_the_least_recently_used_idle_instance_then_refuses() {
     let big = json!({"memory_mb": 256, "concurrency": 2, "max_instances": 1, "timeout_secs": 20});
     s.deploy("first", "python", GATE_PY, big.clone());
     s.deploy("second", "python", GATE_PY, big.clone());
-    assert_eq!(s.metric("ignis_memory_reserved_mb"), Some(512.0));
+    assert_eq!(
+        s.metric("ignis_memory_reserved_bytes"),
+        Some(512.0 * 1024.0 * 1024.0)
+    );
     // Used again, "first" is now more recent than "second".
     assert!(!s.invoke("first", r#"{"ping": true}"#).cold());
     // Idle again in its pool's eyes (the release reaches the pool after the answer).

@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Path};
 
 /// Where the console's files come from.
 #[derive(Debug, Clone, Default)]

@@ -76,6 +76,16 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runtime_unavailable", m)
                     .with("field", "runtime")
             }
+            ControlError::DestinationCycle { field, ref cycle, .. } => {
+                let cycle = cycle.clone();
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "destination_cycle",
+                    e.to_string(),
+                )
+                .with("field", field)
+                .with("cycle", cycle)
+            }
             ControlError::NetworkUnavailable(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "network_unavailable", m)
                     .with("field", "network")

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use ignis_control::{AcceptError, Accepted};
 use ignis_core::limits::MAX_IDEMPOTENCY_KEY_BYTES;
+use ignis_core::response::FRAMING_HEADERS;
 use ignis_store::{AsyncRow, AttemptRow, IdempotentRecord};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -21,7 +22,8 @@ use tokio::sync::watch;
 use crate::error::internal;
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, logs_json, ts};
-use crate::{read_body, ApiError, AppState, Query};
+use crate::params::{invocation_id, Limit};
+use crate::{json_body, read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// How a caller asked for an invocation to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,24 +33,47 @@ pub(crate) enum InvocationType {
 }
 
 pub(crate) fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
-    let Some(v) = headers.get("x-ignis-invocation-type") else {
+    let Some(v) = single_header(headers, "x-ignis-invocation-type", "invalid_header")? else {
         return Ok(InvocationType::Sync);
     };
-    match v.to_str().map(str::to_ascii_lowercase).as_deref() {
-        Ok("sync" | "requestresponse") => Ok(InvocationType::Sync),
-        Ok("async" | "event") => Ok(InvocationType::Async),
+    let given = String::from_utf8_lossy(v.as_bytes());
+    match given.to_ascii_lowercase().as_str() {
+        "sync" | "requestresponse" => Ok(InvocationType::Sync),
+        "async" | "event" => Ok(InvocationType::Async),
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_header",
-            "x-ignis-invocation-type must be sync or async",
+            format!(
+                "x-ignis-invocation-type must be sync (or RequestResponse) or async (or Event), got {given:?}"
+            ),
         )
         .with("field", "x-ignis-invocation-type")),
     }
 }
 
+/// A header that means one thing: refused when sent more than once (which one would win
+/// is not for the server to guess).
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+    code: &'static str,
+) -> Result<Option<&'h HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("{name} is sent more than once; send it once"),
+        )
+        .with("field", name));
+    }
+    Ok(first)
+}
+
 /// The `idempotency-key` header, checked.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
+    let Some(v) = single_header(headers, "idempotency-key", "invalid_idempotency_key")? else {
         return Ok(None);
     };
     let bad = |why: &str| {
@@ -144,16 +169,28 @@ async fn replay(s: &AppState, first: IdempotentRecord) -> Result<Response, ApiEr
         .map_err(|e| internal(&e))?;
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    for pair in reply["headers"].as_array().into_iter().flatten() {
-        if let (Some(n), Some(v)) = (pair[0].as_str(), pair[1].as_str()) {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(n), HeaderValue::try_from(v)) {
-                resp.headers_mut().append(n, v);
-            }
-        }
+    for (n, v) in replayed_headers(&reply["headers"]) {
+        resp.headers_mut().append(n, v);
     }
     resp.headers_mut()
         .insert("x-ignis-idempotent-replay", HeaderValue::from_static("true"));
     Ok(resp)
+}
+
+/// The headers of a stored reply (`[[name, value], ...]`) to answer again. The server
+/// frames the replayed body itself: framing and connection headers are dropped (a reply
+/// stored by an older version may hold a handler's).
+fn replayed_headers(stored: &Value) -> Vec<(HeaderName, HeaderValue)> {
+    let pairs = stored.as_array().into_iter().flatten();
+    pairs
+        .filter_map(|pair| {
+            let (n, v) = (pair[0].as_str()?, pair[1].as_str()?);
+            if FRAMING_HEADERS.contains(&n.to_ascii_lowercase().as_str()) {
+                return None;
+            }
+            Some((HeaderName::try_from(n).ok()?, HeaderValue::try_from(v).ok()?))
+        })
+        .collect()
 }
 
 /// Synchronous calls with an idempotency key that are running: a repeat waits for the
@@ -321,6 +358,7 @@ pub(crate) async fn async_json(
         "dead_letter": row.dead_letter,
         "redrive_of": row.redrive_of,
         "redriven_as": row.redriven_as,
+        "hops": row.hops,
         "event": serde_json::from_str::<Value>(&row.event).unwrap_or(Value::Null),
     }))
 }
@@ -342,10 +380,9 @@ fn no_dead_letter(name: &str, id: &str) -> ApiError {
 pub(crate) async fn dead_letters(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Query(Limit(limit)): Query<Limit<50, 1000>>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let limit = Query::parse(q.as_deref(), &["limit"])?.limit(50, 1000)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let n = name.as_str().to_owned();
@@ -360,8 +397,10 @@ pub(crate) async fn dead_letters(
 pub(crate) async fn dead_letter(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
+    _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
+    let id = invocation_id(&id)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let lookup = id.clone();
@@ -377,8 +416,10 @@ pub(crate) async fn dead_letter(
 pub(crate) async fn redrive(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
+    _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
+    let id = invocation_id(&id)?;
     exists(&s, name.as_str())?;
     match s
         .platform
@@ -399,8 +440,10 @@ pub(crate) async fn redrive(
 pub(crate) async fn delete_dead_letter(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
+    _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
+    let id = invocation_id(&id)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let (n, i) = (name.as_str().to_owned(), id.clone());
@@ -411,27 +454,40 @@ pub(crate) async fn delete_dead_letter(
     }
 }
 
-pub(crate) async fn schedules(State(s): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn schedules(State(s): State<AppState>, _: Query<NoParams>) -> Result<Response, ApiError> {
     let list = s.platform.schedules().await.map_err(|e| internal(&e))?;
     Ok(Json(json!({ "schedules": list })).into_response())
 }
 
-pub(crate) async fn get_clock(State(s): State<AppState>) -> Response {
+pub(crate) async fn get_clock(State(s): State<AppState>, _: Query<NoParams>) -> Response {
     let manual = matches!(s.platform.clock(), ignis_control::Clock::Manual(_));
     Json(json!({"now": ts(s.platform.clock().now()), "manual": manual})).into_response()
 }
 
 /// `PUT /v1/clock {"now": "<RFC 3339>"}`: moves the manual clock (servers started with
 /// `--manual-clock`, for tests).
-pub(crate) async fn set_clock(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn set_clock(
+    State(s): State<AppState>,
+    _: Query<NoParams>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_body(body, 4096, "clock body").await?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
+    let v = json_body(&body)?;
+    let Value::Object(fields) = &v else {
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
-            format!("the body is not valid JSON: {e}"),
+            "the body must be a JSON object such as {\"now\": \"2026-03-29T00:30:00Z\"}",
+        ));
+    };
+    if let Some(unknown) = fields.keys().find(|k| k.as_str() != "now") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            format!("unknown field {unknown:?}; the only field is now"),
         )
-    })?;
+        .with("field", unknown.clone()));
+    }
     let now = v["now"]
         .as_str()
         .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
@@ -451,4 +507,36 @@ pub(crate) async fn set_clock(State(s): State<AppState>, body: Body) -> Result<R
         ));
     }
     Ok(Json(json!({"now": ts(now), "manual": true})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_never_carries_stored_framing_headers() {
+        let stored = json!([
+            ["content-length", "2"],
+            ["Transfer-Encoding", "chunked"],
+            ["connection", "close"],
+            ["upgrade", "h2c"],
+            ["content-type", "text/plain"],
+            ["x-ignis-invocation-id", "abc"],
+            ["set-cookie", "a=1"],
+            ["set-cookie", "b=2"],
+            ["bad name", "x"],
+        ]);
+        let kept: Vec<(String, String)> = replayed_headers(&stored)
+            .into_iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().expect("ascii").to_owned()))
+            .collect();
+        let want = [
+            ("content-type", "text/plain"),
+            ("x-ignis-invocation-id", "abc"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+        assert_eq!(kept, want);
+    }
 }

@@ -5,17 +5,18 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ignis_core::http::{http_event, HttpAuth, HttpRequest};
-use ignis_core::limits::MAX_PAYLOAD_BYTES;
+use ignis_core::limits::{MAX_EVENT_DEPTH, MAX_PAYLOAD_BYTES};
+use ignis_core::nesting::json_depth;
 use serde_json::value::RawValue;
 
 use crate::error::internal;
 use crate::functions::path_name;
-use crate::invocations::{answer, invoke_error};
-use crate::{read_body, token_matches, unauthorized, ApiError, AppState};
+use crate::invocations::{answer, event_too_deep, invoke_error};
+use crate::{read_body, token_matches, unauthorized, ApiError, AppState, Path};
 
 /// `ANY /fn/{name}`.
 pub(crate) async fn root(state: State<AppState>, Path(name): Path<String>, req: Request) -> Response {
@@ -81,6 +82,14 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
     let body = read_body(body, MAX_PAYLOAD_BYTES, "request body")
         .await
         .map_err(|e| with_cors(e.into_response(), &settings, origin.as_deref()))?;
+    // The body reaches the handler as a string, but a JSON body is the event a handler
+    // reads: it is held to the same depth limit as an invoke's payload. A body that is not
+    // JSON (a form, a file) has no depth.
+    let depth = json_depth(&body);
+    if depth > MAX_EVENT_DEPTH && serde_json::from_slice::<Box<RawValue>>(&body).is_ok() {
+        let err = event_too_deep("the request body", depth).into_response();
+        return Err(with_cors(err, &settings, origin.as_deref()));
+    }
     let source_ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

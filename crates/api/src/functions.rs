@@ -1,7 +1,7 @@
 //! `/v1/functions`: create, list, get, update, delete.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,31 +9,33 @@ use ignis_control::DeployWait;
 use ignis_core::{parse_spec, FunctionName};
 use serde_json::json;
 
-use crate::{read_body, ApiError, AppState, Query};
+use crate::params::Wait;
+use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// The largest function body: 5 MiB of code, which JSON escaping can double, plus config.
 pub(crate) const MAX_FUNCTION_BODY: usize = 12 * 1024 * 1024;
 
 pub(crate) fn path_name(name: &str) -> Result<FunctionName, ApiError> {
-    // A name that is not valid cannot name a stored function.
-    FunctionName::parse(name).map_err(|_| ApiError::not_found(format!("function {name:?} does not exist")))
+    // A name that is not valid cannot name a stored function: not found, saying why.
+    FunctionName::parse(name).map_err(|why| {
+        ApiError::not_found(format!("function {name:?} cannot exist: {why}")).with("field", "name")
+    })
 }
 
-fn wait(query: Option<String>) -> Result<DeployWait, ApiError> {
-    let q = Query::parse(query.as_deref(), &["wait"])?;
-    Ok(if q.flag("wait")? {
+fn wait(Wait(wait): Wait) -> DeployWait {
+    if wait {
         DeployWait::UntilDone
     } else {
         DeployWait::No
-    })
+    }
 }
 
 pub(crate) async fn create(
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    Query(w): Query<Wait>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let wait = wait(q)?;
+    let wait = wait(w);
     let body = read_body(body, MAX_FUNCTION_BODY, "function body").await?;
     let spec = parse_spec(&body, None)?;
     let view = s.platform.create(spec, wait).await?;
@@ -43,10 +45,10 @@ pub(crate) async fn create(
 pub(crate) async fn update(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Query(w): Query<Wait>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let wait = wait(q)?;
+    let wait = wait(w);
     let name = path_name(&name)?;
     let body = read_body(body, MAX_FUNCTION_BODY, "function body").await?;
     let spec = parse_spec(&body, Some(&name))?;
@@ -54,11 +56,15 @@ pub(crate) async fn update(
     Ok(Json(view).into_response())
 }
 
-pub(crate) async fn list(State(s): State<AppState>) -> Json<serde_json::Value> {
+pub(crate) async fn list(State(s): State<AppState>, _: Query<NoParams>) -> Json<serde_json::Value> {
     Json(json!({ "functions": s.platform.list() }))
 }
 
-pub(crate) async fn get(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    _: Query<NoParams>,
+) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
     let view = s
         .platform
@@ -70,6 +76,7 @@ pub(crate) async fn get(State(s): State<AppState>, Path(name): Path<String>) -> 
 pub(crate) async fn delete(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    _: Query<NoParams>,
 ) -> Result<StatusCode, ApiError> {
     let name = path_name(&name)?;
     s.platform.delete(name.as_str()).await?;

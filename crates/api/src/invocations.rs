@@ -1,7 +1,7 @@
 //! Invoking functions and reading invocation records and logs.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use ignis_control::{
     out_of_memory_message, too_large_message, Followed, Follower, Invocation, InvokeError, InvokeResult,
 };
-use ignis_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES};
+use ignis_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_EVENT_DEPTH, MAX_PAYLOAD_BYTES};
+use ignis_core::nesting::json_depth;
+use ignis_core::response::is_reserved_header;
 use ignis_store::{InvocationRecord, StoredLogLine};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -20,11 +22,13 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::internal;
 use crate::events::{self, InvocationType};
 use crate::functions::path_name;
-use crate::{read_body, ApiError, AppState, Query};
+use crate::params::{invocation_id, Limit, Pairs, Params};
+use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 pub(crate) async fn invoke(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    _: Query<NoParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -42,6 +46,7 @@ pub(crate) async fn invoke(
     } else {
         serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?
     };
+    check_event_depth(event.get().as_bytes(), "the payload")?;
     if kind == InvocationType::Async {
         return events::invoke_async(&s, name.as_str(), event.get().to_owned(), key).await;
     }
@@ -57,6 +62,25 @@ pub(crate) async fn invoke(
         None => run.await,
         Some(key) => events::invoke_sync_once(&s, name.as_str(), key, run).await,
     }
+}
+
+/// Refuses an event (a JSON text) nested deeper than [`MAX_EVENT_DEPTH`]: every runtime
+/// reads events with a reader that recurses, so one limit at the edge keeps them all safe.
+pub(crate) fn check_event_depth(json: &[u8], what: &str) -> Result<(), ApiError> {
+    let depth = json_depth(json);
+    if depth > MAX_EVENT_DEPTH {
+        return Err(event_too_deep(what, depth));
+    }
+    Ok(())
+}
+
+/// 400 `event_too_deep`: `what` nests `depth` levels, more than [`MAX_EVENT_DEPTH`].
+pub(crate) fn event_too_deep(what: &str, depth: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "event_too_deep",
+        format!("{what} nests arrays and objects {depth} levels deep; the limit is {MAX_EVENT_DEPTH}"),
+    )
 }
 
 /// The API error for an invocation that did not reach a handler.
@@ -84,6 +108,11 @@ pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
             let mut resp = Response::new(Body::from(r.body));
             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
             for (name, value) in r.headers {
+                // The mapping dropped the headers a handler may not set; this edge drops
+                // them again, so that no later change to the mapping can let one through.
+                if is_reserved_header(&name) {
+                    continue;
+                }
                 // Names and values were checked by the mapping; a failure here drops only
                 // that header.
                 if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
@@ -222,10 +251,9 @@ pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
 pub(crate) async fn list(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Query(Limit(limit)): Query<Limit<50, 1000>>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let limit = Query::parse(q.as_deref(), &["limit"])?.limit(50, 1000)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let records = blocking(move || store.list_invocations(name.as_str(), limit)).await?;
@@ -233,7 +261,12 @@ pub(crate) async fn list(
     Ok(Json(json!({ "invocations": list })).into_response())
 }
 
-pub(crate) async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: Query<NoParams>,
+) -> Result<Response, ApiError> {
+    let id = invocation_id(&id)?;
     let store = s.platform.store().clone();
     let lookup = id.clone();
     let record = blocking(move || store.get_invocation(&lookup)).await?;
@@ -249,12 +282,9 @@ pub(crate) async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Re
 pub(crate) async fn logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Query(LogParams { limit, follow }): Query<LogParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let q = Query::parse(q.as_deref(), &["limit", "follow"])?;
-    let limit = q.limit(100, 10_000)?;
-    let follow = q.flag("follow")?;
     exists(&s, name.as_str())?;
     // Subscribed before the backlog is read, so that no invocation falls between the two;
     // one in both is sent once.
@@ -268,6 +298,23 @@ pub(crate) async fn logs(
             Ok(Json(json!({ "logs": list })).into_response())
         }
         Some(follower) => Ok(follow_stream(lines, follower)),
+    }
+}
+
+/// `?limit=` (1 to 10,000 lines, 100 by default) and `?follow=true` (stream new lines).
+pub(crate) struct LogParams {
+    limit: usize,
+    follow: bool,
+}
+
+impl Params for LogParams {
+    const NAMES: &'static [&'static str] = &["limit", "follow"];
+
+    fn read(q: &Pairs) -> Result<LogParams, ApiError> {
+        Ok(LogParams {
+            limit: q.int("limit", 100, 10_000)?,
+            follow: q.flag("follow")?,
+        })
     }
 }
 

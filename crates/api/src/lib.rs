@@ -6,16 +6,16 @@ mod events;
 mod function_urls;
 mod functions;
 mod invocations;
+mod params;
 mod playground;
 mod stats;
 mod test_events;
 mod usage;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,7 @@ use subtle::ConstantTimeEq;
 
 pub use console::ConsoleConfig;
 pub use error::ApiError;
+pub(crate) use params::{NoParams, Path, Query};
 
 /// Settings the API needs from the server.
 #[derive(Debug, Clone)]
@@ -85,10 +86,12 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
             axum::routing::put(test_events::put).delete(test_events::delete),
         )
         .route("/functions/{name}/stats", get(stats::function_stats))
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     // Metrics name every function: behind the token like the API.
     let metrics = Router::new()
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
@@ -98,6 +101,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .merge(metrics)
         .merge(console::routes())
         .nest("/v1", v1)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { ApiError::not_found("no such route") })
         // Bodies are read with explicit limits by each handler, which answer 413 with the
         // API's error shape rather than axum's plain-text one.
@@ -105,17 +109,35 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: Prometheus (OpenMetrics text) exposition.
-async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text = ignis_control::metrics::render(&state.platform).map_err(|e| error::internal(&e))?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
+/// 405 with the API's error shape; axum adds the `Allow` header.
+async fn method_not_allowed(method: axum::http::Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not a method of {}", uri.path()),
     )
-        .into_response())
+}
+
+/// `GET /metrics`: OpenMetrics for a scraper that accepts it (Prometheus does), the
+/// Prometheus text format for everyone else (curl, promtool), as the Go client does.
+async fn metrics(
+    State(state): State<AppState>,
+    _: Query<NoParams>,
+    headers: header::HeaderMap,
+) -> Result<Response, ApiError> {
+    use ignis_control::metrics::Format;
+    let open_metrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let format = if open_metrics {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    };
+    let text = ignis_control::metrics::render(&state.platform, format).map_err(|e| error::internal(&e))?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -169,11 +191,11 @@ fn sandbox_json(state: &AppState) -> serde_json::Value {
 pub const INSECURE_WARNING: &str =
     "started with --insecure-no-sandbox: functions run as plain processes of the server's user, with no isolation";
 
-async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn healthz(State(state): State<AppState>, _: Query<NoParams>) -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "version": state.config.version, "sandbox": sandbox_json(&state) }))
 }
 
-async fn runtimes(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<serde_json::Value> {
     let r = state.platform.runtimes();
     let list: Vec<_> = ignis_core::Runtime::ALL
         .iter()
@@ -189,6 +211,22 @@ async fn runtimes(State(state): State<AppState>) -> Json<serde_json::Value> {
         })
         .collect();
     Json(json!({ "runtimes": list, "sandbox": sandbox_json(&state) }))
+}
+
+/// A request body's JSON: 400 `invalid_json` when it is not JSON, 400 `duplicate_field`
+/// when an object names a member twice (rather than keeping the last silently).
+pub(crate) fn json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    ignis_core::json::parse_strict(body).map_err(|e| match e {
+        ignis_core::json::BodyError::Syntax(detail) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("request body is not valid JSON: {detail}"),
+        ),
+        ignis_core::json::BodyError::Duplicate { ref member, .. } => {
+            let field = member.clone();
+            ApiError::new(StatusCode::BAD_REQUEST, "duplicate_field", e.to_string()).with("field", field)
+        }
+    })
 }
 
 /// Reads a whole body, answering 413 past `limit` bytes and 408 when it arrives too slowly
@@ -222,64 +260,4 @@ pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> Result<by
             format!("the {what} could not be read: {cause}"),
         )
     })
-}
-
-/// Query parameters, checked by name so a typo is an error, not silently ignored.
-pub(crate) struct Query(HashMap<String, String>);
-
-impl Query {
-    pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Query, ApiError> {
-        let mut map = HashMap::new();
-        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if !allowed.contains(&k) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unknown_parameter",
-                    format!("unknown query parameter {k:?}; allowed: {}", allowed.join(", ")),
-                )
-                .with("field", k));
-            }
-            map.insert(k.to_owned(), v.to_owned());
-        }
-        Ok(Query(map))
-    }
-
-    /// A parameter's raw value, if given.
-    pub(crate) fn get(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-
-    pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.0.get(name).map(String::as_str) {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") | Some("") => Ok(true),
-            Some(other) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_parameter",
-                format!("{name} must be true or false, got {other:?}"),
-            )
-            .with("field", name)),
-        }
-    }
-
-    pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        self.int("limit", default, max)
-    }
-
-    /// The whole number `name`, from 1 to `max`; `default` when absent.
-    pub(crate) fn int(&self, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.0.get(name) {
-            None => Ok(default),
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_parameter",
-                    format!("{name} must be an integer between 1 and {max}, got {v:?}"),
-                )
-                .with("field", name)),
-            },
-        }
-    }
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::error::internal;
 use crate::functions::MAX_FUNCTION_BODY;
 use crate::invocations::{answer, logs_json};
-use crate::{read_body, ApiError, AppState};
+use crate::{json_body, read_body, ApiError, AppState, NoParams, Query};
 
 /// The fields a playground run takes; the spec fields mean what they mean for a function.
 const FIELDS: &[&str] = &[
@@ -31,15 +31,13 @@ const FIELDS: &[&str] = &[
 /// The name the run's instance goes by (in its context and the server's log).
 const PLAYGROUND_NAME: &str = "playground";
 
-pub(crate) async fn run(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
+pub(crate) async fn run(
+    State(s): State<AppState>,
+    _: Query<NoParams>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_body(body, MAX_FUNCTION_BODY, "playground body").await?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
+    let value = json_body(&body)?;
     let Value::Object(mut map) = value else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -71,6 +69,8 @@ pub(crate) async fn run(State(s): State<AppState>, body: Body) -> Result<Respons
         )
         .with("field", "event"));
     }
+    crate::invocations::check_event_depth(event_text.as_bytes(), "the event")
+        .map_err(|e| e.with("field", "event"))?;
     let event = RawValue::from_string(event_text).map_err(|e| internal(&e))?;
     // Validated exactly as a function's spec (runtime, code, handler, limits, env).
     map.insert("name".to_owned(), json!(PLAYGROUND_NAME));

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_store::Activity;
@@ -11,19 +11,30 @@ use time::OffsetDateTime;
 
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, ts};
-use crate::{ApiError, AppState, Query};
+use crate::params::{Pairs, Params};
+use crate::{ApiError, AppState, Path, Query};
 
 /// The longest period asked for: a day.
 const MAX_MINUTES: usize = 1440;
 
+/// `?minutes=`: 1 to a day, an hour by default.
+pub(crate) struct Minutes(i64);
+
+impl Params for Minutes {
+    const NAMES: &'static [&'static str] = &["minutes"];
+
+    fn read(q: &Pairs) -> Result<Minutes, ApiError> {
+        let minutes = q.int("minutes", 60, MAX_MINUTES)?;
+        Ok(Minutes(i64::try_from(minutes).unwrap_or(60)))
+    }
+}
+
 /// The period: `minutes` whole minutes ending with the current one.
-fn period(q: Option<&str>) -> Result<(i64, OffsetDateTime, OffsetDateTime), ApiError> {
-    let minutes = Query::parse(q, &["minutes"])?.int("minutes", 60, MAX_MINUTES)?;
-    let minutes = i64::try_from(minutes).unwrap_or(60);
+fn period(Minutes(minutes): Minutes) -> (i64, OffsetDateTime, OffsetDateTime) {
     let now = OffsetDateTime::now_utc().unix_timestamp().div_euclid(60) + 1;
     let at =
         |minute: i64| OffsetDateTime::from_unix_timestamp(minute * 60).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    Ok((minutes, at(now - minutes), at(now)))
+    (minutes, at(now - minutes), at(now))
 }
 
 /// The value at `p` (0–1) of sorted `values`, by the nearest-rank rule.
@@ -44,10 +55,10 @@ fn round3(v: f64) -> f64 {
 pub(crate) async fn function_stats(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
+    Query(m): Query<Minutes>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let (minutes, since, until) = period(q.as_deref())?;
+    let (minutes, since, until) = period(m);
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let function = name.as_str().to_owned();
@@ -92,9 +103,9 @@ pub(crate) async fn function_stats(
 /// invocations, errors, cold starts and median duration.
 pub(crate) async fn all_stats(
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    Query(m): Query<Minutes>,
 ) -> Result<Response, ApiError> {
-    let (minutes, since, until) = period(q.as_deref())?;
+    let (minutes, since, until) = period(m);
     let store = s.platform.store().clone();
     let activity: Activity = blocking(move || store.activity(None, since, until)).await?;
     let mut durations: BTreeMap<&str, Vec<f64>> = BTreeMap::new();

@@ -1,7 +1,7 @@
 //! Test events saved per function, for the console's invoke panel.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::error::internal;
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, ts};
-use crate::{read_body, ApiError, AppState};
+use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// Test events kept per function.
 pub(crate) const MAX_TEST_EVENTS: usize = 50;
@@ -49,7 +49,11 @@ fn event_json(e: &TestEvent) -> Result<Value, ApiError> {
 }
 
 /// `GET /v1/functions/{name}/test-events`
-pub(crate) async fn list(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    _: Query<NoParams>,
+) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
@@ -62,6 +66,7 @@ pub(crate) async fn list(State(s): State<AppState>, Path(name): Path<String>) ->
 pub(crate) async fn put(
     State(s): State<AppState>,
     Path((name, event)): Path<(String, String)>,
+    _: Query<NoParams>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
@@ -71,6 +76,7 @@ pub(crate) async fn put(
     let text = std::str::from_utf8(&body).map_err(|_| invalid_json("the test event is not UTF-8"))?;
     let raw: Box<RawValue> = serde_json::from_str(text)
         .map_err(|e| invalid_json(&format!("the test event is not valid JSON: {e}")))?;
+    crate::invocations::check_event_depth(raw.get().as_bytes(), "the test event")?;
     let saved = TestEvent {
         name: event,
         event: raw.get().to_owned(),
@@ -99,6 +105,7 @@ pub(crate) async fn put(
 pub(crate) async fn delete(
     State(s): State<AppState>,
     Path((name, event)): Path<(String, String)>,
+    _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
     let event = event_name(&event)?.to_owned();

@@ -1,6 +1,6 @@
 //! Metering: what each function used over a period (`GET /v1/usage`).
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::internal;
+use crate::params::{Pairs, Params};
 use crate::{ApiError, AppState, Query};
 
 /// The rollup's granularity.
@@ -20,34 +21,14 @@ const MINUTE_NS: i128 = 60_000_000_000;
 /// invocations that started in the period. Usage is kept by the minute: `since` is rounded
 /// down and `until` up to a whole minute, and the answer says which period it covers.
 /// Without `until`, everything since `since`.
-pub(crate) async fn usage(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let q = Query::parse(q.as_deref(), &["since", "until"])?;
-    let asked_since = match q.get("since") {
-        Some(v) => time_param("since", &v)?,
-        None => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_parameter",
-                "since is required: an RFC 3339 time such as 2026-01-31T00:00:00Z",
-            )
-            .with("field", "since"))
-        }
-    };
-    let until = match q.get("until") {
-        None => None,
-        Some(v) => {
-            let until = time_param("until", &v)?;
-            if until <= asked_since {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_parameter",
-                    format!("until ({v}) must be after since"),
-                )
-                .with("field", "until"));
-            }
-            Some(ceil_minute(until))
-        }
-    };
+pub(crate) async fn usage(
+    State(s): State<AppState>,
+    Query(Period {
+        since: asked_since,
+        until,
+    }): Query<Period>,
+) -> Result<Response, ApiError> {
+    let until = until.map(ceil_minute);
     let since = floor_minute(asked_since);
     let store = s.platform.store().clone();
     let rows = tokio::task::spawn_blocking(move || {
@@ -84,6 +65,46 @@ pub(crate) async fn usage(State(s): State<AppState>, RawQuery(q): RawQuery) -> R
     .into_response())
 }
 
+/// `?since=` (required) and `?until=` (after `since`), RFC 3339 times.
+pub(crate) struct Period {
+    since: OffsetDateTime,
+    until: Option<OffsetDateTime>,
+}
+
+impl Params for Period {
+    const NAMES: &'static [&'static str] = &["since", "until"];
+
+    fn read(q: &Pairs) -> Result<Period, ApiError> {
+        let since = match q.get("since") {
+            Some(v) => time_param("since", v)?,
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "missing_parameter",
+                    "since is required: an RFC 3339 time such as 2026-01-31T00:00:00Z",
+                )
+                .with("field", "since"))
+            }
+        };
+        let until = match q.get("until") {
+            None => None,
+            Some(v) => {
+                let until = time_param("until", v)?;
+                if until <= since {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_parameter",
+                        format!("until ({v}) must be after since"),
+                    )
+                    .with("field", "until"));
+                }
+                Some(until)
+            }
+        };
+        Ok(Period { since, until })
+    }
+}
+
 fn usage_json(u: &FunctionUsage) -> Value {
     json!({
         "invocations": u.invocations,
@@ -106,8 +127,10 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn time_param(name: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
-    let text = percent_decode(raw);
+/// A time given as a decoded query value. A `+` sent unescaped (the offset's) arrives as a
+/// space; a time has no spaces, so it is read back as the `+` it was.
+fn time_param(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
+    let text = value.replace(' ', "+");
     OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -116,27 +139,6 @@ fn time_param(name: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
         )
         .with("field", name)
     })
-}
-
-/// Query values as clients send them: `%2B` for the `+` of an offset. A literal `+` is
-/// kept (a time has no spaces, so it cannot mean one).
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn floor_minute(t: OffsetDateTime) -> OffsetDateTime {
@@ -169,18 +171,13 @@ mod tests {
     }
 
     #[test]
-    fn percent_escapes_are_decoded_and_plus_is_kept() {
+    fn an_unescaped_plus_of_an_offset_is_kept() {
+        let t = time_param("since", "2026-11-23T10:00:00 01:00").expect("read back as +01:00");
+        assert_eq!(rfc3339(t), "2026-11-23T09:00:00Z");
         assert_eq!(
-            percent_decode("2026-11-23T10:00:00%2B01:00"),
-            "2026-11-23T10:00:00+01:00"
+            time_param("since", "yesterday").expect_err("bad").code,
+            "invalid_parameter"
         );
-        assert_eq!(
-            percent_decode("2026-11-23T10:00:00+01:00"),
-            "2026-11-23T10:00:00+01:00"
-        );
-        assert_eq!(percent_decode("10%3A00"), "10:00");
-        assert_eq!(percent_decode("bad%2"), "bad%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Platform {
             let state = match s.state {
                 // No version serves yet, so whatever the lifecycle says, calls cannot run.
                 FunctionState::Ready => FunctionState::Deploying,
-                other => other,
+                state @ (FunctionState::Creating | FunctionState::Deploying | FunctionState::Error) => state,
             };
             return Err(InvokeError::NotReady {
                 name: name.to_owned(),
@@ -105,11 +105,7 @@ impl Platform {
             let ran = match active.pool.invoke(request_id, Arc::from(event)).await {
                 Ok(ran) => ran,
                 Err(e) => {
-                    task_slot.metrics.throttled(match e {
-                        AcquireError::QueueFull => Throttle::QueueFull,
-                        AcquireError::CapacityExhausted => Throttle::Capacity,
-                        _ => Throttle::Deadline,
-                    });
+                    task_slot.metrics.throttled(Throttle::of(&e));
                     let _ = reply.send(Err(e));
                     return;
                 }
@@ -275,7 +271,12 @@ impl InvokeResult {
             InvokeResult::Response(r) => Some(serde_json::from_slice(&r.body).unwrap_or_else(|_| {
                 serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
             })),
-            _ => None,
+            InvokeResult::FunctionError(_)
+            | InvokeResult::Timeout { .. }
+            | InvokeResult::Crashed { .. }
+            | InvokeResult::OutOfMemory { .. }
+            | InvokeResult::ResponseTooLarge { .. }
+            | InvokeResult::InvalidResponse(_) => None,
         }
     }
 
@@ -297,13 +298,16 @@ impl InvokeResult {
             Outcome::Ok(value) => match map_return_value(&value) {
                 Ok(response) => InvokeResult::Response(response),
                 Err(MapError::TooLarge(size)) => InvokeResult::ResponseTooLarge { size: size as u64 },
-                Err(e) => InvokeResult::InvalidResponse(e.to_string()),
+                Err(e @ (MapError::BadStatus(_) | MapError::BadBase64 | MapError::BadHeader(_))) => {
+                    InvokeResult::InvalidResponse(e.to_string())
+                }
             },
             Outcome::FunctionError(e) => InvokeResult::FunctionError(e),
             Outcome::Timeout => InvokeResult::Timeout { secs: timeout_secs },
             Outcome::Crashed { detail } => InvokeResult::Crashed { detail },
             Outcome::OutOfMemory => InvokeResult::OutOfMemory { memory_mb },
             Outcome::ResponseTooLarge { size } => InvokeResult::ResponseTooLarge { size },
+            Outcome::InvalidResponse { message } => InvokeResult::InvalidResponse(message),
         }
     }
 }

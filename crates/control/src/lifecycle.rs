@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use ignis_core::events::destination_cycle;
 use ignis_core::{FunctionName, FunctionSpec, FunctionState, StateEvent};
 use ignis_pool::{LaunchSpec, PoolLimits, StartError, Starter, VersionPool};
 use ignis_store::{NewVersion, StoreError, StoredVersion, VersionStatus};
@@ -24,6 +25,17 @@ pub enum ControlError {
     RuntimeUnavailable(String),
     #[error("{0}")]
     NetworkUnavailable(String),
+    /// A destination that leads back to the function: one asynchronous invocation would
+    /// start others forever.
+    #[error("{field} {destination} would make a cycle of destinations: {}; one asynchronous invocation would start invocations without end", cycle.join(" → "))]
+    DestinationCycle {
+        /// `on_success` or `on_failure`: the function's own destination the cycle starts with.
+        field: &'static str,
+        /// The function that field names.
+        destination: String,
+        /// The functions along the cycle, from the function back to it.
+        cycle: Vec<String>,
+    },
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     #[error("could not write the function's code: {0}")]
@@ -52,6 +64,7 @@ impl Platform {
         if self.slot(&name).is_some() {
             return Err(ControlError::AlreadyExists(name));
         }
+        self.check_destinations(&spec)?;
         let now = now_ms();
         let new = new_version(&spec, 1, now)?;
         let store = self.store.clone();
@@ -100,6 +113,7 @@ impl Platform {
         let slot = self
             .slot(&name)
             .ok_or_else(|| ControlError::NotFound(name.clone()))?;
+        self.check_destinations(&spec)?;
         let version = slot.status().latest_version + 1;
         let now = now_ms();
         let new = new_version(&spec, version, now)?;
@@ -191,6 +205,44 @@ impl Platform {
             }
         }
         Ok(count)
+    }
+
+    /// Refuses destinations that lead back to the function, seen in the whole graph: every
+    /// function's newest spec, with `spec` in place of its function's. Called under the
+    /// `changes` lock, so two changes cannot each close half of a cycle.
+    fn check_destinations(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
+        fn destinations(s: &FunctionSpec) -> Vec<FunctionName> {
+            [&s.on_success, &s.on_failure]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect()
+        }
+        let table = self.table.load();
+        let cycle = destination_cycle(&spec.name, |f| {
+            if f == &spec.name {
+                destinations(spec)
+            } else {
+                table
+                    .get(f.as_str())
+                    .map(|slot| destinations(&slot.latest()))
+                    .unwrap_or_default()
+            }
+        });
+        let Some(cycle) = cycle else {
+            return Ok(());
+        };
+        let first = cycle.get(1).unwrap_or(&spec.name);
+        let field = if spec.on_success.as_ref() == Some(first) {
+            "on_success"
+        } else {
+            "on_failure"
+        };
+        Err(ControlError::DestinationCycle {
+            field,
+            destination: first.as_str().to_owned(),
+            cycle: cycle.iter().map(|n| n.as_str().to_owned()).collect(),
+        })
     }
 
     /// Refuses a spec this host cannot run: a missing runtime, or outbound networking
@@ -288,7 +340,10 @@ impl Platform {
                         message: l.message.clone(),
                         line: l.line,
                     }),
-                    _ => None,
+                    StartError::RuntimeMissing(_)
+                    | StartError::Spawn(_)
+                    | StartError::Died(_)
+                    | StartError::Timeout => None,
                 },
             ),
         };

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ignis_core::events::retry_delay;
+use ignis_core::events::{retry_delay, MAX_DESTINATION_HOPS};
 use ignis_core::limits::IDEMPOTENCY_TTL_SECS;
 use ignis_store::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync, StoreError};
 use serde_json::value::RawValue;
@@ -175,6 +175,7 @@ impl Platform {
             source: "api",
             created_at: now,
             redrive_of: None,
+            hops: 0,
         };
         let store = self.store.clone();
         let (id, function) = (new.id.clone(), new.function.clone());
@@ -212,6 +213,8 @@ impl Platform {
                 source: "redrive",
                 created_at: now,
                 redrive_of: Some(id.clone()),
+                // A redrive is a caller's new start, not one more hop of the chain.
+                hops: 0,
             };
             Ok((
                 name.clone(),
@@ -297,6 +300,18 @@ impl Platform {
             // Ended or deleted (with its function) meanwhile.
             return Ok(None);
         };
+        if row.hops > MAX_DESTINATION_HOPS {
+            // A chain of destinations this long is a loop (or as costly as one): cut here,
+            // without running or handing anything on. A dead letter, so it can be seen and
+            // redriven on purpose.
+            tracing::warn!(
+                "asynchronous invocation {id} of {function:?} is destination hop {}; chains stop after {MAX_DESTINATION_HOPS} hops",
+                row.hops
+            );
+            self.end_unattempted(&row, "destination_hops_exceeded", true)
+                .await?;
+            return Ok(None);
+        }
         let Some(slot) = self.slot(function) else {
             self.end_unattempted(&row, "function_not_found", false).await?;
             return Ok(None);
@@ -481,6 +496,7 @@ fn destination_event(
         source: "destination",
         created_at: now,
         redrive_of: None,
+        hops: row.hops.saturating_add(1),
     }
 }
 

@@ -221,6 +221,7 @@ impl Platform {
                         source: "schedule",
                         created_at: created,
                         redrive_of: None,
+                        hops: 0,
                     })
                     .collect();
                 let store = self.store.clone();

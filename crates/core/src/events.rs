@@ -1,6 +1,7 @@
 //! A function's asynchronous settings: retries of failed attempts, destinations, and how
 //! many of its queued invocations run at once. Pure rules: parsing and the retry delay.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -140,9 +141,90 @@ pub(crate) fn parse_destination(
     }
 }
 
+/// Destination hops one asynchronous invocation may start: the invocation a caller (the
+/// API, a schedule, a redrive) made is hop 0, the one its destination receives hop 1, and so
+/// on. Hop 17 is not run (AWS Lambda stops recursive loops after 16 hops too).
+pub const MAX_DESTINATION_HOPS: u32 = 16;
+
+/// The shortest cycle of destinations (`on_success` and `on_failure` alike: either can lead
+/// back) that goes through `start`, as the names along it from `start` back to `start`; None
+/// when there is none. `destinations` gives a function's destinations in the graph being
+/// checked (for `start`, those of its new spec).
+pub fn destination_cycle(
+    start: &FunctionName,
+    destinations: impl Fn(&FunctionName) -> Vec<FunctionName>,
+) -> Option<Vec<FunctionName>> {
+    // Breadth-first from `start`, remembering how each function was reached.
+    let mut reached_from: HashMap<FunctionName, FunctionName> = HashMap::new();
+    let mut next = VecDeque::from([start.clone()]);
+    while let Some(f) = next.pop_front() {
+        for d in destinations(&f) {
+            if &d == start {
+                let mut cycle = vec![start.clone(), f.clone()];
+                let mut at = f;
+                while let Some(prev) = reached_from.get(&at) {
+                    cycle.push(prev.clone());
+                    at = prev.clone();
+                }
+                cycle.reverse();
+                return Some(cycle);
+            }
+            if !reached_from.contains_key(&d) {
+                reached_from.insert(d.clone(), f.clone());
+                next.push_back(d);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn name(s: &str) -> FunctionName {
+        FunctionName::parse(s).expect("a valid name")
+    }
+
+    fn graph<'a>(edges: &'a [(&'a str, &'a str)]) -> impl Fn(&FunctionName) -> Vec<FunctionName> + 'a {
+        move |f| {
+            edges
+                .iter()
+                .filter(|(from, _)| *from == f.as_str())
+                .map(|(_, to)| name(to))
+                .collect()
+        }
+    }
+
+    fn cycle(start: &str, edges: &[(&str, &str)]) -> Option<Vec<String>> {
+        destination_cycle(&name(start), graph(edges))
+            .map(|c| c.iter().map(|n| n.as_str().to_owned()).collect())
+    }
+
+    #[test]
+    fn a_destination_cycle_is_found_and_named_from_the_changed_function() {
+        assert_eq!(
+            cycle("a", &[("a", "b"), ("b", "a")]),
+            Some(vec!["a".into(), "b".into(), "a".into()])
+        );
+        assert_eq!(
+            cycle("b", &[("a", "b"), ("b", "c"), ("c", "a")]),
+            Some(vec!["b".into(), "c".into(), "a".into(), "b".into()])
+        );
+        // The shortest one when there are several.
+        assert_eq!(
+            cycle("a", &[("a", "b"), ("b", "c"), ("c", "d"), ("d", "a"), ("b", "a")]),
+            Some(vec!["a".into(), "b".into(), "a".into()])
+        );
+    }
+
+    #[test]
+    fn chains_and_cycles_elsewhere_are_not_cycles_through_the_function() {
+        assert_eq!(cycle("a", &[("a", "b"), ("b", "c"), ("a", "c")]), None);
+        // A cycle the function leads into but is not part of (an older store's) is not its.
+        assert_eq!(cycle("a", &[("a", "b"), ("b", "c"), ("c", "b")]), None);
+        assert_eq!(cycle("a", &[]), None);
+    }
 
     #[test]
     fn retry_delays_double_with_half_of_each_jittered() {

@@ -2,8 +2,10 @@
 
 pub mod events;
 pub mod http;
+pub mod json;
 pub mod limits;
 pub mod logs;
+pub mod nesting;
 pub mod outcome;
 pub mod response;
 pub mod schedule;

@@ -29,3 +29,12 @@ pub const MAX_ASYNC_PAYLOAD_BYTES: usize = 1024 * 1024;
 pub const IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 /// Longest accepted idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// Deepest nesting of arrays and objects accepted in an event (invoke, asynchronous invoke,
+/// a function URL's JSON body, saved test events). As System.Text.Json's default: deep
+/// enough for any real document, shallow enough for every runtime's JSON reader.
+pub const MAX_EVENT_DEPTH: usize = 64;
+/// Deepest nesting of arrays and objects a handler may return. The server reads return
+/// values with a reader that stops at 128 levels; this limit is checked before it, so that
+/// a deeper value fails only its own call.
+pub const MAX_RESPONSE_DEPTH: usize = 100;

@@ -27,6 +27,9 @@ pub enum Outcome {
     OutOfMemory,
     /// The handler's encoded return value was larger than the limit.
     ResponseTooLarge { size: u64 },
+    /// The instance answered with a return value the server does not read (nested too
+    /// deeply, a number out of range): this call fails, the instance serves on.
+    InvalidResponse { message: String },
 }
 
 impl Outcome {
@@ -39,6 +42,7 @@ impl Outcome {
             Outcome::Crashed { .. } => "crashed",
             Outcome::OutOfMemory => "out_of_memory",
             Outcome::ResponseTooLarge { .. } => "response_too_large",
+            Outcome::InvalidResponse { .. } => "invalid_response",
         }
     }
 }

@@ -17,7 +17,7 @@ pub struct MappedResponse {
 /// Why a return value could not become a response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
-    #[error("the function returned statusCode {0}, which is not an HTTP status (100-599)")]
+    #[error("the function returned statusCode {0}; a function answers with a final HTTP status (200-599)")]
     BadStatus(i64),
     #[error("the function returned isBase64Encoded with a body that is not valid base64")]
     BadBase64,
@@ -29,13 +29,41 @@ pub enum MapError {
 
 const JSON: &str = "application/json";
 
+/// Headers that frame the HTTP message or steer the connection. The server frames every
+/// response itself: a handler's value for one of these is dropped, so that it can never
+/// make the rest of its body be read as the next answer on a keep-alive connection.
+pub const FRAMING_HEADERS: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// Headers whose names start with this belong to the platform (invocation id, cold start,
+/// timings, idempotent replay): a handler's are dropped.
+pub const PLATFORM_HEADER_PREFIX: &str = "x-ignis-";
+
+/// Whether a handler may not set the header `name` (any case): it frames the response,
+/// steers the connection or is the platform's. Such headers are dropped from its answer.
+pub fn is_reserved_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    FRAMING_HEADERS.contains(&lower.as_str()) || lower.starts_with(PLATFORM_HEADER_PREFIX)
+}
+
 /// Maps a return value: an object with an integer `statusCode` is an HTTP response
 /// (`headers`, `body`, `isBase64Encoded`, `cookies`); anything else is a 200 JSON body.
+/// As for Lambda function URLs (payload 2.0), `multiValueHeaders` is not read. Informational
+/// statuses (1xx) are refused: they are not answers. Headers that [`is_reserved_header`]
+/// are dropped, whichever way the handler supplied them (`headers` or `cookies`).
 pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
     let response = match value {
         Value::Object(obj) if obj.get("statusCode").is_some_and(Value::is_i64) => {
             let status = obj["statusCode"].as_i64().expect("checked is_i64");
-            if !(100..=599).contains(&status) {
+            if !(200..=599).contains(&status) {
                 return Err(MapError::BadStatus(status));
             }
             let mut headers = Vec::new();
@@ -49,6 +77,7 @@ pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
                     headers.push(("set-cookie".to_owned(), header_text(c)));
                 }
             }
+            headers.retain(|(name, _)| !is_reserved_header(name));
             let base64 = obj.get("isBase64Encoded") == Some(&Value::Bool(true));
             let body = match obj.get("body") {
                 None | Some(Value::Null) => Vec::new(),
@@ -67,7 +96,7 @@ pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
                 }
             }
             MappedResponse {
-                status: u16::try_from(status).expect("status checked to be in 100..=599"),
+                status: u16::try_from(status).expect("status checked to be in 200..=599"),
                 headers,
                 body,
             }
@@ -153,10 +182,12 @@ mod tests {
 
     #[test]
     fn bad_responses_are_errors() {
-        assert_eq!(
-            map_return_value(&json!({"statusCode": 99})),
-            Err(MapError::BadStatus(99))
-        );
+        for status in [99, 100, 101, 103, 199, 600] {
+            assert_eq!(
+                map_return_value(&json!({"statusCode": status})),
+                Err(MapError::BadStatus(status))
+            );
+        }
         assert!(matches!(
             map_return_value(&json!({"statusCode": 200, "headers": {"a b": "x"}})),
             Err(MapError::BadHeader(_))
@@ -173,5 +204,36 @@ mod tests {
         let r = map_return_value(&json!({"statusCode": 200, "cookies": ["a=1", "b=2"]})).expect("maps");
         let cookies: Vec<_> = r.headers.iter().filter(|(n, _)| n == "set-cookie").collect();
         assert_eq!(cookies.len(), 2);
+    }
+
+    #[test]
+    fn framing_and_platform_headers_are_dropped_in_any_case() {
+        let mut headers = serde_json::Map::new();
+        for name in FRAMING_HEADERS {
+            headers.insert(name.to_owned(), json!("x"));
+            headers.insert(name.to_ascii_uppercase(), json!("x"));
+        }
+        headers.insert("Content-Length".to_owned(), json!(2));
+        headers.insert("X-Ignis-Invocation-Id".to_owned(), json!("forged"));
+        headers.insert("x-ignis-cold-start".to_owned(), json!("false"));
+        headers.insert("x-kept".to_owned(), json!("yes"));
+        let r = map_return_value(&json!({
+            "statusCode": 200, "headers": headers, "body": "hello, world",
+            "multiValueHeaders": {"content-length": ["2"], "x-ignis-version": ["9"]},
+        }))
+        .expect("maps");
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-kept", "content-type"]);
+        assert_eq!(r.body, b"hello, world");
+    }
+
+    #[test]
+    fn reserved_headers_are_named_in_any_case() {
+        for name in ["Transfer-Encoding", "TE", "Proxy-Connection", "X-IGNIS-anything"] {
+            assert!(is_reserved_header(name), "{name}");
+        }
+        for name in ["content-type", "x-ignis", "tex", "x-ignisx-a", "set-cookie"] {
+            assert!(!is_reserved_header(name), "{name}");
+        }
     }
 }

@@ -34,6 +34,8 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::limits::MAX_EVENT_DEPTH;
+use crate::nesting::value_depth;
 use crate::spec::SpecError;
 
 /// Most schedules one function may have.
@@ -389,6 +391,17 @@ fn parse_one(i: usize, value: &Value) -> Result<Schedule, SpecError> {
     let event = match map.get("event") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(e)) => {
+            let depth = 1 + e.values().map(value_depth).max().unwrap_or(0);
+            if depth > MAX_EVENT_DEPTH {
+                return Err(SpecError::malformed(
+                    "event_too_deep",
+                    &field("event"),
+                    format!(
+                        "{} nests arrays and objects {depth} levels deep; the limit is {MAX_EVENT_DEPTH}",
+                        field("event")
+                    ),
+                ));
+            }
             if e.contains_key(SCHEDULED_TIME) {
                 return Err(SpecError::invalid(
                     &format!("{at}.event.{SCHEDULED_TIME}"),

@@ -10,6 +10,7 @@ use crate::events::{
     default_async_concurrency, parse_destination, parse_retry, RetrySettings, MAX_ASYNC_CONCURRENCY,
 };
 use crate::http::{parse_http_settings, HttpSettings};
+use crate::json::BodyError;
 use crate::limits;
 use crate::schedule::{parse_schedules, Schedule};
 
@@ -184,8 +185,8 @@ pub enum SpecErrorKind {
 #[error("{message}")]
 pub struct SpecError {
     pub kind: SpecErrorKind,
-    /// Stable error code: `invalid_json`, `unknown_field`, `invalid_type`, `missing_field`,
-    /// `invalid_value`.
+    /// Stable error code: `invalid_json`, `duplicate_field`, `unknown_field`, `invalid_type`,
+    /// `missing_field`, `invalid_value`, `invalid_env`.
     pub code: &'static str,
     pub field: Option<String>,
     pub message: String,
@@ -198,6 +199,14 @@ impl SpecError {
             code,
             field: Some(field.to_owned()),
             message,
+        }
+    }
+
+    /// An environment variable the OS cannot hold or the platform does not take.
+    pub(crate) fn invalid_env(field: &str, message: String) -> SpecError {
+        SpecError {
+            code: "invalid_env",
+            ..SpecError::invalid(field, message)
         }
     }
 
@@ -236,11 +245,19 @@ const FIELDS: [&str; 19] = [
 /// Parses and validates a create or update body. `path_name` is the name from the URL of
 /// an update; the body's `name`, if present, must match it.
 pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<FunctionSpec, SpecError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| SpecError {
-        kind: SpecErrorKind::Malformed,
-        code: "invalid_json",
-        field: None,
-        message: format!("request body is not valid JSON: {e}"),
+    let value: Value = crate::json::parse_strict(body).map_err(|e| match e {
+        BodyError::Syntax(e) => SpecError {
+            kind: SpecErrorKind::Malformed,
+            code: "invalid_json",
+            field: None,
+            message: format!("request body is not valid JSON: {e}"),
+        },
+        BodyError::Duplicate { ref member, .. } => SpecError {
+            kind: SpecErrorKind::Malformed,
+            code: "duplicate_field",
+            field: Some(member.clone()),
+            message: e.to_string(),
+        },
     })?;
     let Value::Object(map) = value else {
         return Err(SpecError {
@@ -385,10 +402,36 @@ fn is_identifier(s: &str) -> bool {
         && s.len() <= 128
 }
 
-fn is_env_key(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// What is wrong with an environment variable, if anything: said first for what the OS
+/// cannot hold (an empty name, `=` in a name, a NUL byte), then for the portable form.
+fn env_problem(key: &str, value: &str) -> Option<String> {
+    if key.is_empty() {
+        return Some("an environment variable has an empty name".to_owned());
+    }
+    if key.contains('\0') {
+        return Some(format!(
+            "environment variable name {key:?} holds a NUL byte, which the OS cannot hold in a name"
+        ));
+    }
+    if key.contains('=') {
+        return Some(format!(
+            "environment variable name {key:?} holds '=', which the OS reads as the end of the name"
+        ));
+    }
+    let mut chars = key.chars();
+    let portable = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !portable {
+        return Some(format!(
+            "environment variable name {key:?} must match [A-Za-z_][A-Za-z0-9_]*"
+        ));
+    }
+    if value.contains('\0') {
+        return Some(format!(
+            "the value of environment variable {key:?} holds a NUL byte, which the OS cannot hold in a value"
+        ));
+    }
+    None
 }
 
 fn parse_env(fields: &Fields<'_>) -> Result<BTreeMap<String, String>, SpecError> {
@@ -409,12 +452,6 @@ fn parse_env(fields: &Fields<'_>) -> Result<BTreeMap<String, String>, SpecError>
     let mut total = 0;
     for (key, val) in map {
         let field = format!("env.{key}");
-        if !is_env_key(key) {
-            return Err(SpecError::invalid(
-                &field,
-                format!("environment variable name {key:?} must match [A-Za-z_][A-Za-z0-9_]*"),
-            ));
-        }
         let Value::String(val) = val else {
             return Err(SpecError::malformed(
                 "invalid_type",
@@ -422,11 +459,14 @@ fn parse_env(fields: &Fields<'_>) -> Result<BTreeMap<String, String>, SpecError>
                 format!("environment variable {key:?} must be a string"),
             ));
         };
+        if let Some(problem) = env_problem(key, val) {
+            return Err(SpecError::invalid_env(&field, problem));
+        }
         total += key.len() + val.len();
         env.insert(key.clone(), val.clone());
     }
     if total > limits::MAX_ENV_BYTES {
-        return Err(SpecError::invalid(
+        return Err(SpecError::invalid_env(
             "env",
             format!(
                 "env holds {total} bytes of names and values; the limit is {} bytes",
@@ -641,6 +681,31 @@ mod tests {
         assert_eq!(err.code, "invalid_type");
         let err = parse(with("env", json!({"A": "x".repeat(4096)}))).expect_err("size");
         assert_eq!(err.field.as_deref(), Some("env"));
+        assert_eq!(err.code, "invalid_env");
+    }
+
+    #[test]
+    fn env_the_os_cannot_hold_is_refused_naming_the_variable() {
+        for (env, field, says) in [
+            (json!({"": "x"}), "env.", "empty name"),
+            (json!({"A=B": "x"}), "env.A=B", "'='"),
+            (json!({"A\0B": "x"}), "env.A\0B", "NUL"),
+            (
+                json!({"GOOD": "x", "BAD": "a\0b"}),
+                "env.BAD",
+                "value of environment variable \"BAD\" holds a NUL",
+            ),
+            (json!({"1A": "x"}), "env.1A", "[A-Za-z_]"),
+        ] {
+            let err = parse(with("env", env.clone())).expect_err("refused");
+            assert_eq!(
+                (err.code, err.kind),
+                ("invalid_env", SpecErrorKind::Invalid),
+                "{env}"
+            );
+            assert_eq!(err.field.as_deref(), Some(field), "{env}");
+            assert!(err.message.contains(says), "{env}: {}", err.message);
+        }
     }
 
     #[test]
@@ -677,6 +742,12 @@ mod tests {
     #[test]
     fn malformed_bodies() {
         assert_eq!(parse_spec(b"{", None).expect_err("json").code, "invalid_json");
+        let twice = br#"{"name": "a", "runtime": "python", "code": "x", "name": "b"}"#;
+        let err = parse_spec(twice, None).expect_err("duplicate");
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("duplicate_field", Some("name"))
+        );
         assert_eq!(parse_spec(b"[]", None).expect_err("array").code, "invalid_json");
     }
 }

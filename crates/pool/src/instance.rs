@@ -41,6 +41,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Where the bootstraps and the function's code appear inside a sandbox.
 const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
 const SANDBOX_CODE_DIR: &str = "/code";
+/// Where a sandboxed instance finds Bun.
+const SANDBOX_BUN: &str = "/usr/local/bin/bun";
 /// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
 const PIDS_LIMIT: u32 = 256;
 /// Size of an instance's private `/tmp`.
@@ -156,7 +158,7 @@ impl Launcher {
         } else {
             self.runtimes.bootstrap_dir.clone()
         };
-        let (program, mut args) = self
+        let (mut program, mut args) = self
             .runtimes
             .command(runtime, marker, &bootstrap_dir)
             .ok_or_else(|| StartError::RuntimeMissing(self.runtimes.missing_message(runtime)))?;
@@ -165,7 +167,20 @@ impl Launcher {
         }
         let mut binds: Vec<Bind> = Vec::new();
         let mut shown: Vec<PathBuf> = ignis_sandbox::library_dirs();
-        shown.extend(self.runtimes.interpreter(runtime).mounts.iter().cloned());
+        match runtime {
+            Runtime::Javascript | Runtime::Typescript if sandboxed => {
+                // Bun is one file, often in a checkout's tools folder: shown at a fixed
+                // path, so that nothing inside tells where this server is installed.
+                binds.push(Bind {
+                    source: program,
+                    target: PathBuf::from(SANDBOX_BUN),
+                });
+                program = PathBuf::from(SANDBOX_BUN);
+            }
+            Runtime::Python | Runtime::Javascript | Runtime::Typescript => {
+                shown.extend(self.runtimes.interpreter(runtime).mounts.iter().cloned());
+            }
+        }
         for path in shown {
             // A path inside one already shown needs no mount of its own.
             if !binds.iter().any(|b| path.starts_with(&b.source)) && !path.as_os_str().is_empty() {
@@ -878,6 +893,10 @@ fn answer_of(msg: InstanceMessage) -> Option<(String, (Outcome, Vec<WireLog>))> 
         }
         InstanceMessage::TooLarge { id, size, logs } => {
             Some((id, (Outcome::ResponseTooLarge { size }, logs)))
+        }
+        // The value is the handler's: only its call fails, and the instance serves on.
+        InstanceMessage::Unreadable { id, reason, logs } => {
+            Some((id, (Outcome::InvalidResponse { message: reason }, logs)))
         }
         InstanceMessage::Hello { .. } | InstanceMessage::Loaded | InstanceMessage::LoadError { .. } => None,
     }

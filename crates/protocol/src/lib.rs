@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use ignis_core::limits::MAX_RESPONSE_DEPTH;
+use ignis_core::nesting::json_depth;
 use ignis_core::FunctionError;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -110,6 +112,58 @@ pub enum InstanceMessage {
         #[serde(default)]
         logs: Vec<WireLog>,
     },
+    /// A result whose value the host does not read (nested deeper than
+    /// [`MAX_RESPONSE_DEPTH`], a number out of range): made by the host when it decodes a
+    /// `result` frame, never sent by an instance.
+    #[serde(skip)]
+    Unreadable {
+        id: String,
+        /// Why, for the caller.
+        reason: String,
+        logs: Vec<WireLog>,
+    },
+}
+
+/// The outside of a frame, read without reading a result's value (which is skipped
+/// without recursion): the value is the handler's, the rest is the bootstrap's.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    t: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
+    #[serde(default)]
+    logs: Vec<WireLog>,
+}
+
+/// Decodes one frame's body. A result's value that cannot be read fails that result only
+/// ([`InstanceMessage::Unreadable`]); any other fault is a broken instance.
+pub fn decode(body: &[u8]) -> Result<InstanceMessage, ProtocolError> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body)?;
+    let (true, Some(id), Some(value)) = (envelope.t == "result", envelope.id, envelope.value) else {
+        return Ok(serde_json::from_slice(body)?);
+    };
+    let logs = envelope.logs;
+    let depth = json_depth(value.get().as_bytes());
+    if depth > MAX_RESPONSE_DEPTH {
+        return Ok(InstanceMessage::Unreadable {
+            id,
+            reason: format!(
+                "the function returned a value nested {depth} levels deep; the most the server reads is \
+                 {MAX_RESPONSE_DEPTH} levels of arrays and objects"
+            ),
+            logs,
+        });
+    }
+    match serde_json::from_str(value.get()) {
+        Ok(value) => Ok(InstanceMessage::Result { id, value, logs }),
+        Err(e) => Ok(InstanceMessage::Unreadable {
+            id,
+            reason: format!("the server could not read the function's return value: {e}"),
+            logs,
+        }),
+    }
 }
 
 /// Writes one frame holding `msg`.
@@ -144,7 +198,7 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<InstanceMes
         std::io::ErrorKind::UnexpectedEof => ProtocolError::Closed,
         _ => ProtocolError::Io(e),
     })?;
-    Ok(serde_json::from_slice(&body)?)
+    decode(&body)
 }
 
 #[cfg(test)]
@@ -171,6 +225,25 @@ mod tests {
         assert_eq!(v["t"], "invoke");
         assert_eq!(v["event"]["a"], 1);
         assert_eq!(v["deadline_ms"], 5);
+    }
+
+    #[tokio::test]
+    async fn an_invoke_frame_starts_with_its_id() {
+        // The Python bootstrap answers an invoke frame it cannot decode by the id it finds
+        // at this exact head: the order is part of the protocol.
+        let event = RawValue::from_string("[[1]]".to_owned()).expect("valid json");
+        let mut buf = Vec::new();
+        let invoke = HostMessage::Invoke {
+            id: "0193-ab",
+            event: &event,
+            deadline_ms: 5,
+        };
+        write_message(&mut buf, &invoke).await.expect("writes");
+        assert!(
+            buf[4..].starts_with(br#"{"t":"invoke","id":"0193-ab","#),
+            "{}",
+            String::from_utf8_lossy(&buf[4..])
+        );
     }
 
     fn frame(body: &str) -> Vec<u8> {
@@ -215,5 +288,72 @@ mod tests {
             read_message(&mut r).await,
             Err(ProtocolError::FrameTooLarge(_))
         ));
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn a_value_nested_to_the_limit_is_read() {
+        let body = format!(
+            r#"{{"t":"result","id":"1","value":{},"logs":[]}}"#,
+            nested(MAX_RESPONSE_DEPTH)
+        );
+        match decode(body.as_bytes()).expect("decodes") {
+            InstanceMessage::Result { id, value, .. } => {
+                assert_eq!(id, "1");
+                assert!(value.is_array());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_value_too_deep_fails_only_its_result() {
+        for depth in [MAX_RESPONSE_DEPTH + 1, 200_000] {
+            let body = format!(
+                r#"{{"t":"result","id":"7","value":{},"logs":[{{"ts":1,"stream":"stdout","line":"hi"}}]}}"#,
+                nested(depth)
+            );
+            match decode(body.as_bytes()).expect("decodes") {
+                InstanceMessage::Unreadable { id, reason, logs } => {
+                    assert_eq!(id, "7");
+                    assert!(reason.contains(&format!("{depth} levels deep")), "{reason}");
+                    assert_eq!(logs.len(), 1);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_number_out_of_range_fails_only_its_result() {
+        let body = format!(r#"{{"t":"result","id":"2","value":[1{}]}}"#, "0".repeat(400));
+        match decode(body.as_bytes()).expect("decodes") {
+            InstanceMessage::Unreadable { id, reason, .. } => {
+                assert_eq!(id, "2");
+                assert!(reason.contains("could not read"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_that_are_not_messages_are_errors() {
+        for body in [
+            "[1]",
+            r#"{"t":"nonsense"}"#,
+            r#"{"t":"result","value":1}"#,
+            r#"{"t":"result","id":"1"}"#,
+            r#"{"t":"error","id":"1","error":[[[[]]]]}"#,
+        ] {
+            assert!(
+                matches!(decode(body.as_bytes()), Err(ProtocolError::BadMessage(_))),
+                "{body}"
+            );
+        }
+        let deep_error = format!(r#"{{"t":"error","id":"1","error":{}}}"#, nested(10_000));
+        assert!(decode(deep_error.as_bytes()).is_err());
     }
 }

@@ -1,7 +1,12 @@
 //! Per-instance cgroups on cgroup v2 or v1/hybrid hosts: memory without swap, CPU quota,
-//! a pids limit, and whether the kernel's OOM killer struck.
+//! a pids limit, and whether the kernel's OOM killer struck. Each server's instances sit in
+//! one parent cgroup of their own (`ignis/s-<slot>`), with a pids limit for them all; at
+//! start a server kills whatever dead servers left in theirs and removes them.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::slot::{self, Slot};
 
 /// Limits of one instance's cgroup.
 #[derive(Debug, Clone, Copy)]
@@ -11,7 +16,7 @@ pub struct CgroupLimits {
     pub pids: u32,
 }
 
-/// Where Ignis makes its cgroups.
+/// Where this server makes its instances' cgroups: the server's own parent cgroup.
 #[derive(Debug, Clone)]
 pub enum Cgroups {
     /// One unified hierarchy: `<base>/i-<id>`.
@@ -62,10 +67,11 @@ fn mkdir(path: &Path) -> Result<(), String> {
 impl Cgroups {
     /// Finds a writable place for Ignis's cgroups, preferring v2 when it has the memory,
     /// cpu and pids controllers, else v1 hierarchies for them.
-    pub fn detect() -> Result<Cgroups, String> {
+    pub fn detect(slot: &Slot) -> Result<Cgroups, String> {
         let root = Path::new("/sys/fs/cgroup");
+        let locks = slot::lock_dir();
         if root.join("cgroup.controllers").exists() {
-            return Cgroups::setup_v2(root);
+            return Cgroups::setup_v2_at(root, &own_path("").unwrap_or_default(), slot, &locks);
         }
         let v1 = |controller: &str| -> Result<PathBuf, String> {
             let mount = root.join(controller);
@@ -99,18 +105,24 @@ impl Cgroups {
             Ok(dir)
         };
         let (memory, cpu, pids) = (v1("memory")?, v1("cpu")?, v1("pids")?);
-        for base in [&memory, &cpu, &pids] {
-            sweep(base);
+        sweep(&[&memory, &cpu, &pids], slot, &locks);
+        let name = slot_name(slot.index);
+        let (memory, cpu, pids) = (memory.join(&name), cpu.join(&name), pids.join(&name));
+        for dir in [&memory, &cpu, &pids] {
+            mkdir(dir)?;
         }
+        if memory.join("memory.use_hierarchy").exists() {
+            // Already 1 on every kernel since 5.x; older ones need it for the parent to
+            // count its children.
+            write(&memory.join("memory.use_hierarchy"), "1").ok();
+        }
+        write(&pids.join("pids.max"), &server_pids_max().to_string())?;
         Ok(Cgroups::V1 { memory, cpu, pids })
     }
 
-    fn setup_v2(root: &Path) -> Result<Cgroups, String> {
-        Cgroups::setup_v2_at(root, &own_path("").unwrap_or_default())
-    }
-
-    /// v2 setup under `root` for a server whose cgroup is `own` (as /proc/self/cgroup says).
-    fn setup_v2_at(root: &Path, own: &str) -> Result<Cgroups, String> {
+    /// v2 setup under `root` for a server whose cgroup is `own` (as /proc/self/cgroup says)
+    /// and holds `slot`; `locks` is where other servers' slots are locked.
+    fn setup_v2_at(root: &Path, own: &str, slot: &Slot, locks: &Path) -> Result<Cgroups, String> {
         let own = root.join(own.trim_start_matches('/'));
         let available = std::fs::read_to_string(own.join("cgroup.controllers")).unwrap_or_default();
         for needed in ["memory", "cpu", "pids"] {
@@ -127,10 +139,14 @@ impl Cgroups {
         mkdir(&server)?;
         write(&server.join("cgroup.procs"), &std::process::id().to_string())?;
         write(&own.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
-        let base = own.join("ignis");
+        let ignis = own.join("ignis");
+        mkdir(&ignis)?;
+        sweep(&[&ignis], slot, locks);
+        write(&ignis.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+        let base = ignis.join(slot_name(slot.index));
         mkdir(&base)?;
-        sweep(&base);
         write(&base.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
+        write(&base.join("pids.max"), &server_pids_max().to_string())?;
         Ok(Cgroups::V2 { base })
     }
 
@@ -257,22 +273,123 @@ fn remove_empty(dirs: &mut Vec<PathBuf>) -> bool {
     dirs.is_empty()
 }
 
-/// Removes the instance cgroups that servers no longer running left behind (killed before
-/// they could). Names are `i-<server pid>-<n>`: other live servers' cgroups, even empty
-/// ones about to be joined, are left alone.
-fn sweep(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
+/// The parent cgroup of the instances of the server holding slot `index`.
+fn slot_name(index: u32) -> String {
+    format!("s-{index}")
+}
+
+/// How many processes all instances of one server may have together: half of what the
+/// kernel allows on the host, so they can never use up the host's pids, and at most 32768.
+fn server_pids_max() -> u64 {
+    let read = |path: &str| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(32768)
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("i-").and_then(|rest| rest.split('-').next()) else {
+    (read("/proc/sys/kernel/pid_max").min(read("/proc/sys/kernel/threads-max")) / 2).clamp(64, 32768)
+}
+
+/// How long the start-up sweep waits for killed processes to leave their cgroups.
+const SWEEP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// At start: kills every process left in this server's parent cgroup and in those of
+/// servers no longer running (their slot's lock is free), and removes their cgroups. An
+/// older server's `i-<pid>-<n>` cgroups directly under `ignis` are swept when that pid is
+/// gone. A live server's cgroups, even empty ones about to be joined, are left alone.
+fn sweep(bases: &[&Path], own: &Slot, locks: &Path) {
+    let mut slots = std::collections::BTreeSet::new();
+    for base in bases {
+        let Ok(entries) = std::fs::read_dir(base) else {
             continue;
         };
-        let owner_alive = pid != std::process::id().to_string() && Path::new("/proc").join(pid).exists();
-        if !owner_alive {
-            let _ = std::fs::remove_dir(entry.path());
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(index) = name.strip_prefix("s-").and_then(|i| i.parse::<u32>().ok()) {
+                slots.insert(index);
+            } else if let Some(pid) = name.strip_prefix("i-").and_then(|rest| rest.split('-').next()) {
+                let owner_alive =
+                    pid != std::process::id().to_string() && Path::new("/proc").join(pid).exists();
+                if !owner_alive {
+                    remove_tree(&entry.path());
+                }
+            }
         }
+    }
+    for index in slots {
+        let dirs: Vec<PathBuf> = bases.iter().map(|b| b.join(slot_name(index))).collect();
+        if index == own.index {
+            // Ours now: what is in it was left by the dead server that held the slot.
+            for dir in &dirs {
+                empty_out(dir);
+            }
+            continue;
+        }
+        // Held while sweeping, so that no server starting meanwhile takes the slot.
+        if let Ok(Some(_held)) = slot::try_lock(locks, index) {
+            for dir in &dirs {
+                remove_tree(dir);
+            }
+        }
+    }
+}
+
+/// Kills every process in `dir` and its descendants and removes the descendants.
+fn empty_out(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path());
+            }
+        }
+    }
+    kill_all(dir);
+}
+
+/// Kills every process in the cgroup `dir` and below, then removes it.
+fn remove_tree(dir: &Path) {
+    empty_out(dir);
+    let deadline = Instant::now() + SWEEP_DEADLINE;
+    // A killed process leaves its cgroup only once it has finished exiting.
+    while let Err(e) = std::fs::remove_dir(dir) {
+        if e.kind() == std::io::ErrorKind::NotFound || Instant::now() > deadline {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove the leftover cgroup {}: {e}", dir.display());
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGKILLs the processes of the cgroup `dir` (not its descendants) until none is left:
+/// one may fork while the others are being killed.
+fn kill_all(dir: &Path) {
+    let deadline = Instant::now() + SWEEP_DEADLINE;
+    loop {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            tracing::warn!(
+                "processes left in {} after {SWEEP_DEADLINE:?}: {pids:?}",
+                dir.display()
+            );
+            return;
+        }
+        tracing::warn!(
+            "killing {} process(es) a previous run left in {}",
+            pids.len(),
+            dir.display()
+        );
+        for pid in pids {
+            // Gone already is as good as killed.
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -298,7 +415,10 @@ mod tests {
     #[test]
     fn v2_moves_the_server_to_a_leaf_and_enables_the_controllers_below_it() {
         let root = delegated("cpuset cpu io memory hugetlb pids rdma\n");
-        let cg = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service").expect("set up");
+        let locks = tempfile::tempdir().expect("tempdir");
+        let slot = slot::claim(locks.path()).expect("slot");
+        let cg = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service", &slot, locks.path())
+            .expect("set up");
         let own = root.path().join("user.slice/ignis.service");
         assert_eq!(
             read(&own.join("ignis-server/cgroup.procs")),
@@ -312,13 +432,56 @@ mod tests {
         let Cgroups::V2 { base } = cg else {
             panic!("v2 expected")
         };
-        assert_eq!(base, own.join("ignis"));
+        assert_eq!(base, own.join("ignis/s-0"), "the server's own parent cgroup");
+        assert_eq!(read(&base.join("cgroup.subtree_control")), "+memory +cpu +pids");
+        let pids: u64 = read(&base.join("pids.max")).parse().expect("a number");
+        assert!((64..=32768).contains(&pids), "{pids}");
+    }
+
+    #[test]
+    fn v2_sweeps_the_cgroups_of_dead_servers_and_leaves_live_ones() {
+        let root = delegated("cpu memory pids\n");
+        let locks = tempfile::tempdir().expect("tempdir");
+        let ignis = root.path().join("user.slice/ignis.service/ignis");
+        // Slot 0 belongs to a live server; 1 and 5 to dead ones; 2 is ours.
+        let live = slot::claim(locks.path()).expect("slot 0");
+        let dead = slot::claim(locks.path()).expect("slot 1");
+        for dir in ["s-0/i-9-1", "s-1/i-8-1", "s-5/i-7-1", "s-2/i-6-1"] {
+            std::fs::create_dir_all(ignis.join(dir)).expect("mkdir");
+        }
+        drop(dead);
+        let ours = slot::claim(locks.path()).expect("slot 1 again");
+        assert_eq!(ours.index, 1);
+        let _stand_in = slot::try_lock(locks.path(), 2).expect("lock").expect("free");
+        let cg = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service", &ours, locks.path())
+            .expect("set up");
+        let Cgroups::V2 { base } = cg else {
+            panic!("v2 expected")
+        };
+        assert_eq!(base, ignis.join("s-1"));
+        assert!(ignis.join("s-0/i-9-1").is_dir(), "a live server's cgroups stay");
+        assert!(
+            !ignis.join("s-1/i-8-1").exists(),
+            "our dead predecessor's are removed"
+        );
+        assert!(
+            ignis.join("s-2/i-6-1").is_dir(),
+            "slot 2 is held (by the stand-in)"
+        );
+        assert!(
+            !ignis.join("s-5").exists(),
+            "a dead server's parent cgroup is removed"
+        );
+        drop(live);
     }
 
     #[test]
     fn v2_refuses_when_a_controller_is_not_delegated() {
         let root = delegated("cpu memory\n");
-        let err = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service").expect_err("no pids");
+        let locks = tempfile::tempdir().expect("tempdir");
+        let slot = slot::claim(locks.path()).expect("slot");
+        let err = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service", &slot, locks.path())
+            .expect_err("no pids");
         assert!(err.contains("pids controller is not delegated"), "{err}");
     }
 

@@ -144,11 +144,18 @@ fn enter(c: &InitConfig) -> Result<(), String> {
             "gid_map",
         )?;
     }
+    // Its write end stays open in this process, which never closes it: the namespace's
+    // init sees it hang up only once this process is gone.
+    let (alive_r, alive_w) = ctx(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC), "pipe")?;
     // A new PID namespace applies to children only: fork so the runtime is its PID 1.
     match ctx(sys::fork(), "fork")? {
         ForkResult::Parent { child } => {
             // This process stays outside as the instance's root process: it ends with
             // its child, with the same status, so the host sees how the runtime ended.
+            // It dies with the server (its parent-death signal, set before its exec), and
+            // the namespace's init dies with it (below), which ends the whole namespace.
+            let _alive = alive_w;
+            drop(alive_r);
             let_go_of_channels();
             loop {
                 match waitpid(child, None) {
@@ -173,7 +180,7 @@ fn enter(c: &InitConfig) -> Result<(), String> {
                 }
             }
         }
-        ForkResult::Child => {}
+        ForkResult::Child => drop(alive_w),
     }
     build_root(c)?;
     ctx(sethostname("ignis"), "sethostname")?;
@@ -185,7 +192,9 @@ fn enter(c: &InitConfig) -> Result<(), String> {
     ctx(setrlimit(Resource::RLIMIT_CORE, 0, 0), "RLIMIT_CORE")?;
     ctx(chdir(&c.cwd), &format!("chdir {}", c.cwd.display()))?;
     drop_privileges(c)?;
-    crate::seccomp::install()?;
+    // After the id change, which clears a parent-death signal.
+    die_with_parent(alive_r)?;
+    crate::seccomp::install(c.outbound)?;
     // This process is PID 1 of the namespace. The runtime must not be: the kernel drops
     // signals to PID 1 that it has no handler for, and PID 1 must reap orphans. So it
     // stays as a minimal reaper, unprivileged and filtered like the runtime, and the
@@ -197,6 +206,28 @@ fn enter(c: &InitConfig) -> Result<(), String> {
             reap_until(child)
         }
     }
+}
+
+/// Makes the kernel SIGKILL this process (the namespace's init, whose death ends every
+/// process of the namespace) when the instance's root process outside dies. `alive` is the
+/// read end of a pipe whose write end only that process holds: if it hangs up already,
+/// the parent died before the signal was armed, and no signal would ever come.
+fn die_with_parent(alive: std::os::fd::OwnedFd) -> Result<(), String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    ctx(
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+        "parent-death signal",
+    )?;
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    ctx(poll(&mut fds, PollTimeout::ZERO), "poll")?;
+    let gone = fds[0]
+        .revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN));
+    if gone {
+        return Err("the instance's root process is gone".to_owned());
+    }
+    Ok(())
 }
 
 /// The host's channels belong to the runtime alone: holding copies here would keep the
@@ -263,6 +294,68 @@ fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
     )
 }
 
+/// Shows the host directory or file `source`, read-only, at `target`, through an overlay
+/// whose layers are named by descriptor: its mount table entry has `/` for a root and
+/// `/proc/self/fd/N` for layers, nothing of the host's paths. `stage` is a private tmpfs
+/// holding an empty directory (an overlay without an upper layer needs two lower ones)
+/// and, for a file, the overlay of its directory that the file is bound from.
+fn mount_anonymous(source: &Path, target: &Path, stage: &Path, n: usize) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (dir, file) = if source.is_dir() {
+        (source, None)
+    } else {
+        let parent = source
+            .parent()
+            .ok_or_else(|| format!("{} has no directory", source.display()))?;
+        (parent, source.file_name())
+    };
+    // O_PATH: a handle on the directory only (the access mode is ignored); close-on-exec.
+    let path_fd = |p: &Path| -> Result<std::fs::File, String> {
+        ctx(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(p),
+            &format!("open {}", p.display()),
+        )
+    };
+    let lower = path_fd(dir)?;
+    let empty = path_fd(&stage.join("empty"))?;
+    let options = format!(
+        "lowerdir=/proc/self/fd/{}:/proc/self/fd/{}",
+        lower.as_raw_fd(),
+        empty.as_raw_fd()
+    );
+    let at = match file {
+        None => target.to_path_buf(),
+        Some(_) => {
+            let at = stage.join(format!("o{n}"));
+            ctx(std::fs::create_dir(&at), &format!("mkdir {}", at.display()))?;
+            at
+        }
+    };
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let what = format!("overlay of {} at {}", source.display(), target.display());
+    match mount(
+        Some("overlay"),
+        &at,
+        Some("overlay"),
+        flags,
+        Some(options.as_str()),
+    ) {
+        Ok(()) => {}
+        // A kernel without overlayfs: the plain bind still isolates, it only names its source.
+        Err(nix::errno::Errno::ENODEV) => return bind_ro(source, target),
+        Err(e) => return Err(format!("{what}: {e}")),
+    }
+    drop((lower, empty));
+    if let Some(name) = file {
+        bind_ro(&at.join(name), target)?;
+    }
+    Ok(())
+}
+
 /// Creates `target` (a directory, or an empty file for a file source) inside the root.
 fn mount_point(root: &Path, inside: &Path, is_dir: bool) -> Result<PathBuf, String> {
     let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
@@ -321,9 +414,37 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
     if let Some(path) = &c.empty_dir {
         mount_point(root, path, true)?;
     }
-    for b in &c.binds {
+    // A path shown where it is on the host tells nothing new (the runtime knows where it
+    // runs); one shown elsewhere must not tell where it comes from, which a bind mount's
+    // entry in /proc/self/mountinfo does (its root field is the host path).
+    let relocated = c.binds.iter().any(|b| b.source != b.target);
+    let stage = root.join(".stage");
+    if relocated {
+        std::fs::create_dir_all(&stage).map_err(|e| format!("mkdir {}: {e}", stage.display()))?;
+        ctx(
+            mount(
+                Some("tmpfs"),
+                &stage,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("size=4k,mode=0700"),
+            ),
+            "staging tmpfs",
+        )?;
+        ctx(std::fs::create_dir(stage.join("empty")), "mkdir the empty layer")?;
+    }
+    for (n, b) in c.binds.iter().enumerate() {
         let target = mount_point(root, &b.target, b.source.is_dir())?;
-        bind_ro(&b.source, &target)?;
+        if b.source == b.target {
+            bind_ro(&b.source, &target)?;
+        } else {
+            mount_anonymous(&b.source, &target, &stage, n)?;
+        }
+    }
+    if relocated {
+        // What was mounted from the stage stays; the stage itself goes.
+        ctx(umount2(&stage, MntFlags::MNT_DETACH), "detach the staging tmpfs")?;
+        ctx(std::fs::remove_dir(&stage), "rmdir the stage")?;
     }
     for dev in ["null", "zero", "random", "urandom"] {
         let target = mount_point(root, &Path::new("/dev").join(dev), false)?;

@@ -5,6 +5,7 @@ mod cgroup;
 pub mod init;
 mod parked;
 pub mod seccomp;
+mod slot;
 mod sys;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,9 +63,67 @@ pub struct SpawnRequest {
 /// The argument that makes the `ignis` binary check, inside a sandbox, that it can run.
 pub const PROBE_ARG: &str = "__sandbox-probe";
 
-/// Ids inside the sandbox start here; each instance gets its own uid and gid.
+/// Ids inside the sandbox start here; each instance gets its own uid and gid, from the
+/// range of its server's slot, which no other live server on the host holds.
 const FIRST_UID: u64 = 200_000;
 const UID_RANGE: u64 = 100_000;
+
+/// The uid (and gid) of a server's `n`th instance.
+fn instance_uid(slot: u32, n: u64) -> u32 {
+    u32::try_from(FIRST_UID + u64::from(slot) * UID_RANGE + n % UID_RANGE)
+        .expect("slots * UID_RANGE fits in a uid")
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The one thread every sandbox init is forked from. An init's parent-death signal fires
+/// when the *thread* that forked it ends; the async runtime's threads come and go, this one
+/// lives as long as the sandbox (that is, the server), so the inits die with the server and
+/// only then.
+struct Spawner {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Spawner {
+    fn start() -> Result<Spawner, String> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| format!("no async runtime: {e}"))?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("ignis-sandbox-spawner".to_owned())
+            .spawn(move || {
+                // Child pipes register with the runtime's reactor.
+                let _runtime = runtime.enter();
+                while let Ok(job) = queue.recv() {
+                    job();
+                }
+            })
+            .map_err(|e| format!("cannot start the spawner thread: {e}"))?;
+        Ok(Spawner { jobs })
+    }
+
+    /// Starts a process (a sandbox init, or without the sandbox the runtime itself) on the
+    /// spawner thread; it dies with the server.
+    fn spawn(
+        &self,
+        req: SpawnRequest,
+        cgroup: Option<InstanceCgroup>,
+        stdin: Stdio,
+    ) -> Result<Spawned, SpawnError> {
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        let server = std::process::id();
+        let gone = SpawnError::Spawn {
+            program: req.program.display().to_string(),
+            source: std::io::Error::other("the sandbox spawner thread is gone"),
+        };
+        let job: Job = Box::new(move || {
+            let _ = answer.send(spawn_plain(&req, cgroup, stdin, Some(server)));
+        });
+        if self.jobs.send(job).is_err() {
+            return Err(gone);
+        }
+        answered.recv().unwrap_or(Err(gone))
+    }
+}
 
 /// How instances are started: inside the sandbox, or (only when asked) without it.
 pub struct Sandbox {
@@ -73,7 +132,8 @@ pub struct Sandbox {
 
 enum Mode {
     On(Arc<On>),
-    Off,
+    /// Without the sandbox; the spawner when there is an async runtime to run it with.
+    Off(Option<Spawner>),
 }
 
 struct On {
@@ -82,6 +142,9 @@ struct On {
     /// An empty directory, the mount point of every instance's private root.
     root: PathBuf,
     cgroups: Cgroups,
+    /// This server's slot on the host: its uid range and parent cgroup.
+    slot: slot::Slot,
+    spawner: Spawner,
     next_id: AtomicU64,
     /// slirp4netns, which gives instances outbound networking; None if not installed.
     slirp: Option<PathBuf>,
@@ -111,7 +174,7 @@ impl On {
                 .cgroups
                 .create_empty(&id)
                 .map_err(SpawnError::Cgroup)
-                .and_then(|cg| Parked::start(&self.exe, cg));
+                .and_then(|cg| Parked::start(&self.spawner, &self.exe, cg));
             match parked {
                 Ok(p) => self.lot().push(p),
                 Err(e) => {
@@ -160,11 +223,22 @@ impl Sandbox {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find the ignis binary: {e}"))?;
         let root = data_dir.join("sandbox-root");
         std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-        let cgroups = Cgroups::detect()?;
+        let slot = slot::claim(&slot::lock_dir())?;
+        // Also kills what instances of a previous run of this server left behind, waiting
+        // for them to exit: off the async threads.
+        let (slot, cgroups) = tokio::task::spawn_blocking(move || {
+            let cgroups = Cgroups::detect(&slot);
+            (slot, cgroups)
+        })
+        .await
+        .map_err(|e| format!("setting up cgroups: {e}"))?;
+        let cgroups = cgroups?;
         let on = Arc::new(On {
             exe: exe.clone(),
             root,
             cgroups,
+            slot,
+            spawner: Spawner::start()?,
             next_id: AtomicU64::new(0),
             slirp: find_on_path("slirp4netns"),
             tun_usable: nix::unistd::geteuid().is_root()
@@ -228,7 +302,10 @@ impl Sandbox {
 
     /// No sandbox: instances run as plain processes of the server's user.
     pub fn insecure() -> Sandbox {
-        Sandbox { mode: Mode::Off }
+        // Even unsandboxed instances die with the server.
+        Sandbox {
+            mode: Mode::Off(Spawner::start().ok()),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -248,7 +325,7 @@ impl Sandbox {
                  open /dev/net/tun (it is usually mode 0666; here it is not)"
                     .to_owned(),
             ),
-            Mode::On(_) | Mode::Off => None,
+            Mode::On(_) | Mode::Off(_) => None,
         }
     }
 
@@ -258,7 +335,7 @@ impl Sandbox {
     pub async fn connect_outbound(&self, process: &mut Process) -> Result<(), SpawnError> {
         let Some(slirp) = (match &self.mode {
             Mode::On(on) => on.slirp.as_ref(),
-            Mode::Off => None,
+            Mode::Off(_) => None,
         }) else {
             // Without the sandbox the instance already shares the host's network.
             return Ok(());
@@ -325,11 +402,12 @@ impl Sandbox {
     /// stderr, inside the sandbox when it is on.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<Spawned, SpawnError> {
         let on = match &self.mode {
-            Mode::Off => return spawn_plain(req, None, Stdio::null()),
+            Mode::Off(Some(spawner)) => return spawner.spawn(req.clone(), None, Stdio::null()),
+            Mode::Off(None) => return spawn_plain(req, None, Stdio::null(), None),
             Mode::On(on) => on,
         };
         let (id, n) = on.next_id();
-        let uid = u32::try_from(FIRST_UID + n % UID_RANGE).expect("uid range fits in u32");
+        let uid = instance_uid(on.slot.index, n);
         let mut config = InitConfig {
             root: on.root.clone(),
             binds: req.binds.clone(),
@@ -361,7 +439,7 @@ impl Sandbox {
             cwd: PathBuf::from("/"),
             ..req.clone()
         };
-        spawn_plain(&outer, Some(cgroup), Stdio::null())
+        on.spawner.spawn(outer, Some(cgroup), Stdio::null())
     }
 }
 
@@ -513,6 +591,7 @@ fn spawn_plain(
     req: &SpawnRequest,
     cgroup: Option<InstanceCgroup>,
     stdin: Stdio,
+    die_with: Option<u32>,
 ) -> Result<Spawned, SpawnError> {
     let (host_end, child_end) = std::os::unix::net::UnixStream::pair().map_err(SpawnError::Socket)?;
     host_end.set_nonblocking(true).map_err(SpawnError::Socket)?;
@@ -527,7 +606,7 @@ fn spawn_plain(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    sys::prepare_child(&mut cmd, child_end.as_raw_fd());
+    sys::prepare_child(&mut cmd, child_end.as_raw_fd(), die_with);
     let mut child = cmd.spawn().map_err(|source| SpawnError::Spawn {
         program: req.program.display().to_string(),
         source,
@@ -559,6 +638,19 @@ fn spawn_plain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_in_different_slots_never_share_a_uid() {
+        assert_eq!(instance_uid(0, 0), 200_000);
+        assert_eq!(instance_uid(0, UID_RANGE - 1), 299_999);
+        assert_eq!(
+            instance_uid(0, UID_RANGE),
+            200_000,
+            "a server reuses its own range"
+        );
+        assert_eq!(instance_uid(1, 0), 300_000);
+        assert_eq!(instance_uid(slot::SLOTS - 1, UID_RANGE - 1), 100_199_999);
+    }
 
     #[test]
     fn a_memory_probe_rereads_its_open_file_each_time() {

@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use crate::cgroup::{CgroupLimits, InstanceCgroup};
 use crate::init::{InitConfig, INIT_ARG, PARK_ARG};
-use crate::{spawn_plain, SpawnError, SpawnRequest, Spawned};
+use crate::{SpawnError, SpawnRequest, Spawned, Spawner};
 
 /// How many inits wait parked.
 pub(crate) const PARKED: usize = 2;
@@ -23,7 +23,7 @@ pub(crate) struct Parked {
 
 impl Parked {
     /// Starts an init that joins `cgroup` at once, then waits.
-    pub(crate) fn start(exe: &Path, cgroup: InstanceCgroup) -> Result<Parked, SpawnError> {
+    pub(crate) fn start(spawner: &Spawner, exe: &Path, cgroup: InstanceCgroup) -> Result<Parked, SpawnError> {
         let (read, write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Socket(e.into()))?;
         let procs = serde_json::to_string(&cgroup.procs).map_err(|e| SpawnError::Cgroup(e.to_string()))?;
@@ -42,7 +42,7 @@ impl Parked {
             outbound: false,
             empty_dir: None,
         };
-        let spawned = spawn_plain(&req, Some(cgroup), Stdio::from(read))?;
+        let spawned = spawner.spawn(req, Some(cgroup), Stdio::from(read))?;
         Ok(Parked {
             spawned,
             config_in: write,

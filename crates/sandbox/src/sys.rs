@@ -7,12 +7,28 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use tokio::process::Command;
 
 /// Arranges for the child to get `control` as fd 3 and to lead a new session (so a kill of
-/// its process group reaches every process it starts).
-pub(crate) fn prepare_child(cmd: &mut Command, control: RawFd) {
-    // SAFETY: the closure runs in the forked child before exec and only calls setsid, dup2
-    // and fcntl, which are async-signal-safe; it allocates nothing and takes no locks.
+/// its process group reaches every process it starts). Every descriptor above 3 is closed
+/// at exec: the child starts with stdin, stdout, stderr and its control socket only, never
+/// with a descriptor of the server's (its store) or of whatever started the server.
+///
+/// With `die_with`, the server's pid, the child gets SIGKILL when the thread that forks it
+/// ends (the kernel's parent-death signal, which follows the forking *thread*: call this
+/// only on a thread that lives as long as the server), and does not start at all if that
+/// server is already gone.
+pub(crate) fn prepare_child(cmd: &mut Command, control: RawFd, die_with: Option<u32>) {
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid, dup2,
+    // fcntl, prctl, getppid, close_range and getrlimit, which are async-signal-safe system
+    // calls; it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(server) = die_with {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // The server may have died between the fork and the prctl: then no signal
+                // will ever come, and this child now has another parent.
+                if u32::try_from(nix::unistd::getppid().as_raw()).ok() != Some(server) {
+                    return Err(std::io::Error::other("the server is gone"));
+                }
+            }
             nix::unistd::setsid()?;
             if control == super::CONTROL_FD {
                 // dup2 onto itself would leave FD_CLOEXEC set: clear it explicitly.
@@ -20,23 +36,61 @@ pub(crate) fn prepare_child(cmd: &mut Command, control: RawFd) {
             } else {
                 nix::unistd::dup2(control, super::CONTROL_FD)?;
             }
-            Ok(())
+            cloexec_from(super::CONTROL_FD + 1)
         });
     }
 }
 
-/// Arranges for the child to find each `(host fd, child fd)` pair at the child fd number.
+/// Arranges for the child to find each `(host fd, child fd)` pair at the child fd number,
+/// and no other descriptor above 2.
 pub(crate) fn pass_fds(cmd: &mut Command, fds: Vec<(RawFd, RawFd)>) {
-    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which
-    // is async-signal-safe; it allocates nothing (the vector was built before the fork).
+    let first_closed = fds.iter().map(|&(_, to)| to + 1).max().unwrap_or(3).max(3);
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2,
+    // close_range and fcntl, which are async-signal-safe; it allocates nothing (the vector
+    // was built before the fork).
     unsafe {
         cmd.pre_exec(move || {
             for &(from, to) in &fds {
                 nix::unistd::dup2(from, to)?;
             }
-            Ok(())
+            cloexec_from(first_closed)
         });
     }
+}
+
+/// Marks every descriptor from `first` up close-on-exec. Marking rather than closing keeps
+/// the pipe on which the standard library reports a failed exec working until the exec.
+/// Async-signal-safe: called between fork and exec.
+fn cloexec_from(first: RawFd) -> std::io::Result<()> {
+    let first = libc::c_uint::try_from(first).unwrap_or(0);
+    // SAFETY: close_range only changes flags of this process's descriptors; it reads and
+    // writes no memory of ours.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: mark each possible descriptor.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct passed, which lives on this stack.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let last = RawFd::try_from(limit.rlim_cur).unwrap_or(RawFd::MAX);
+    for fd in first as RawFd..last {
+        // A descriptor that is not open fails with EBADF, which is what we want.
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
+    Ok(())
 }
 
 /// Forks the single-threaded sandbox init.

@@ -270,6 +270,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/002_usage.sql")),
         M::up(include_str!("migrations/003_events.sql")),
         M::up(include_str!("migrations/004_console.sql")),
+        M::up(include_str!("migrations/005_destination_hops.sql")),
     ])
 }
 

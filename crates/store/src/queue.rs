@@ -21,6 +21,9 @@ pub struct NewAsync {
     pub source: &'static str,
     pub created_at: OffsetDateTime,
     pub redrive_of: Option<String>,
+    /// Destination hops that led to it: 0 when a caller made it, the invocation's own plus
+    /// one for the event its destination receives.
+    pub hops: u32,
 }
 
 /// What accepting with an idempotency key came to.
@@ -60,6 +63,8 @@ pub struct AsyncRow {
     pub dead_letter: bool,
     pub redrive_of: Option<String>,
     pub redriven_as: Option<String>,
+    /// See [`NewAsync::hops`].
+    pub hops: u32,
 }
 
 /// One finished attempt.
@@ -94,7 +99,7 @@ pub enum Finish {
 }
 
 const ASYNC_COLUMNS: &str = "id, function, event, status, source, created_at, next_attempt_at, attempts, \
-     result, dead_reason, finished_at, dead_letter, redrive_of, redriven_as";
+     result, dead_reason, finished_at, dead_letter, redrive_of, redriven_as, hops";
 
 fn async_row(r: &Row<'_>) -> rusqlite::Result<Result<AsyncRow, StoreError>> {
     let created_at: i64 = r.get(5)?;
@@ -126,6 +131,7 @@ fn async_row(r: &Row<'_>) -> rusqlite::Result<Result<AsyncRow, StoreError>> {
         dead_letter: r.get(11)?,
         redrive_of: r.get(12)?,
         redriven_as: r.get(13)?,
+        hops: r.get(14)?,
     }))
 }
 
@@ -164,10 +170,10 @@ fn attempts_of(conn: &rusqlite::Connection, id: &str) -> Result<Vec<AttemptRow>,
 
 fn insert_async(tx: &Transaction<'_>, n: &NewAsync) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO async_invocations (id, function, event, status, source, created_at, next_attempt_at, redrive_of)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, ?6)",
+        "INSERT INTO async_invocations (id, function, event, status, source, created_at, next_attempt_at, redrive_of, hops)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?5, ?6, ?7)",
     )?
-    .execute(params![n.id, n.function, n.event, n.source, ms(n.created_at), n.redrive_of])?;
+    .execute(params![n.id, n.function, n.event, n.source, ms(n.created_at), n.redrive_of, n.hops])?;
     Ok(())
 }
 

@@ -534,3 +534,16 @@ fn a_year_in_zones_with_odd_transitions() {
         );
     }
 }
+
+#[test]
+fn a_schedule_event_deeper_than_the_event_limit_is_refused() {
+    fn nested(levels: usize) -> Value {
+        (1..levels).fold(json!({}), |inner, _| json!({ "a": inner }))
+    }
+    assert!(parse_schedules(&json!([{"cron": "0 * * * *", "event": nested(MAX_EVENT_DEPTH)}])).is_ok());
+    let e = err(json!([{"cron": "0 * * * *", "event": nested(MAX_EVENT_DEPTH + 1)}]));
+    assert_eq!(e.code, "event_too_deep");
+    assert_eq!(e.kind, crate::spec::SpecErrorKind::Malformed);
+    assert_eq!(e.field.as_deref(), Some("schedules[0].event"));
+    assert!(e.message.contains("65 levels deep"), "{}", e.message);
+}

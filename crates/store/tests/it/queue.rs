@@ -12,6 +12,7 @@ fn new(id: &str, at: i64) -> NewAsync {
         source: "api",
         created_at: t(at),
         redrive_of: None,
+        hops: 0,
     }
 }
 
@@ -148,4 +149,32 @@ fn a_schedule_time_is_stored_once_with_its_firing() {
     );
     store.prune_schedule_state("f", &[]).expect("prune");
     assert!(store.schedule_state("f").expect("read").is_empty());
+}
+
+#[test]
+fn a_destination_event_keeps_its_hop_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.enqueue_async(&new("a", 1_000), None, t(0)).expect("ok");
+    let row = store.begin_attempt("a").expect("ok").expect("open");
+    assert_eq!(row.hops, 0, "a caller's invocation is hop 0");
+    let then = NewAsync {
+        source: "destination",
+        hops: row.hops + 1,
+        ..new("b", 2_000)
+    };
+    store
+        .finish_attempt(
+            "a",
+            1,
+            Some(&attempt(1)),
+            &Finish::Succeeded {
+                result: "1".to_owned(),
+            },
+            t(2_000),
+            Some(&then),
+        )
+        .expect("succeeded");
+    let (b, _) = store.get_async("b").expect("read").expect("exists");
+    assert_eq!((b.source.as_str(), b.hops), ("destination", 1));
 }
