@@ -1,5 +1,6 @@
 //! The `ignis` binary: `ignis serve` runs the platform; every other command is a client.
 
+mod http_server;
 mod serve;
 
 use std::process::ExitCode;

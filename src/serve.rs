@@ -2,7 +2,8 @@
 //! finds the runtimes, restores the functions and serves the API until told to stop.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -28,6 +29,9 @@ struct Config {
     retry_base_ms: u64,
     manual_clock: Option<time::OffsetDateTime>,
     console: ignis_api::ConsoleConfig,
+    connections: crate::http_server::Limits,
+    /// Said once logging is set up.
+    warnings: Vec<String>,
 }
 
 impl Config {
@@ -38,11 +42,12 @@ impl Config {
                 args.listen
             )
         })?;
-        let token = args.token.clone().filter(|t| !t.is_empty());
+        let mut warnings = Vec::new();
+        let token = read_token(args, &mut warnings)?;
         if !listen.ip().is_loopback() && token.is_none() {
             bail!(
                 "refusing to listen on {listen} without a token: anyone who can reach it could run \
-                 code. Set one with --token <TOKEN> or the IGNIS_TOKEN environment variable, or \
+                 code. Set one with --token-file <PATH> or the IGNIS_TOKEN environment variable, or \
                  listen on 127.0.0.1"
             );
         }
@@ -78,6 +83,13 @@ impl Config {
         };
         Ok(Config {
             console,
+            connections: crate::http_server::Limits {
+                header_timeout: Duration::from_secs(args.header_timeout_secs),
+                body_timeout: Duration::from_secs(args.body_timeout_secs),
+                idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+                max_connections: args.max_connections as usize,
+            },
+            warnings,
             max_queued_async: args.max_queued_async as usize,
             retry_base_ms: args.retry_base_ms,
             manual_clock,
@@ -101,6 +113,126 @@ impl Config {
     }
 }
 
+/// The API token: from `--token-file`, else `--token` or `IGNIS_TOKEN` (empty means none).
+fn read_token(args: &ServeArgs, warnings: &mut Vec<String>) -> anyhow::Result<Option<String>> {
+    let given = args.token.clone().filter(|t| !t.is_empty());
+    if let Some(path) = &args.token_file {
+        if given.is_some() {
+            bail!(
+                "both --token-file and a token (--token or IGNIS_TOKEN) are given; give the token \
+                 one way only"
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or("").trim();
+        if token.is_empty() {
+            bail!(
+                "the token file {} is empty: put the token on its first line",
+                path.display()
+            );
+        }
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                warnings.push(format!(
+                    "the token file {} can be read by other users (mode {:o}); chmod 600 it",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ));
+            }
+        }
+        return Ok(Some(token.to_owned()));
+    }
+    // A token that did not come from the environment came from the command line.
+    if given.is_some() && std::env::var("IGNIS_TOKEN").ok().filter(|t| !t.is_empty()) != given {
+        warnings.push(
+            "--token on the command line can be read by every local user in the process list; \
+             use --token-file <PATH> or the IGNIS_TOKEN environment variable"
+                .to_owned(),
+        );
+    }
+    Ok(given)
+}
+
+/// Creates the data directory `0700`, or tightens an existing one that others can enter:
+/// it holds every function's code and environment.
+fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the data directory {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+            .with_context(|| format!("cannot make the data directory {} private", dir.display()))?;
+        tracing::warn!(
+            "the data directory {} was mode {mode:o}; tightened to {:o} so that other users cannot \
+             read the functions' code and environment",
+            dir.display(),
+            mode & 0o700
+        );
+    }
+    Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every client connection and
+/// instance holds descriptors, and the default soft limit (often 1024) is soon reached.
+/// Returns the limit in force.
+fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            // An unlimited hard limit still stops at the kernel's per-process maximum.
+            let target = if hard == RLIM_INFINITY {
+                std::fs::read_to_string("/proc/sys/fs/nr_open")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(1 << 20)
+            } else {
+                hard
+            };
+            raise_to(soft, target, hard)
+        }
+        Ok((soft, _)) => Some(soft),
+        Err(e) => {
+            tracing::warn!("cannot read the open files limit: {e}");
+            None
+        }
+    }
+}
+
+/// Sets the soft open files limit to `target`; returns the limit in force.
+fn raise_to(soft: u64, target: u64, hard: u64) -> Option<u64> {
+    use nix::sys::resource::{setrlimit, Resource};
+    match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+        Ok(()) => {
+            tracing::info!("open files limit raised from {soft} to {target}");
+            Some(target)
+        }
+        Err(e) => {
+            tracing::warn!("cannot raise the open files limit from {soft} to {target}: {e}");
+            Some(soft)
+        }
+    }
+}
+
+/// Client connections may take at most half of the open files limit: the rest is for
+/// instances (a socket and pipes each), the store and the runtimes. Beyond that, accepting
+/// would fail with "too many open files" instead of closing an idle connection.
+fn connection_cap(flag: usize, open_files: Option<u64>) -> usize {
+    let Some(limit) = open_files else { return flag };
+    let room = usize::try_from(limit / 2).unwrap_or(usize::MAX).max(16);
+    if flag > room {
+        tracing::warn!("--max-connections {flag} lowered to {room}: half of the open files limit ({limit})");
+    }
+    flag.min(room)
+}
+
 /// The host's memory (MemTotal) in MiB.
 fn host_memory_mb() -> anyhow::Result<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
@@ -113,7 +245,7 @@ fn host_memory_mb() -> anyhow::Result<u64> {
 }
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = Config::from_args(args)?;
+    let mut config = Config::from_args(args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IGNIS_LOG")
@@ -121,13 +253,17 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    config.connections.max_connections =
+        connection_cap(config.connections.max_connections, raise_open_files_limit());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(config))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    secure_data_dir(&config.data_dir)?;
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
     let store =
         Store::open(&data_dir).with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
@@ -205,11 +341,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(restored, data = %data_dir.display(), auth = config.token.is_some(), "ignis started");
     // Tests and scripts wait for this exact line to know the server accepts connections.
     println!("ignis listening on http://{addr}");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown({
+    crate::http_server::serve(listener, app, config.connections.clone(), {
         let platform = platform.clone();
         async move {
             shutdown_signal().await;
@@ -217,8 +349,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             platform.end_log_tails();
         }
     })
-    .await?;
-    platform.flush();
+    .await;
+    let unwritten = platform.flush(Duration::from_secs(10));
+    if unwritten > 0 {
+        tracing::error!(
+            "{unwritten} invocation records could not be written before stopping (is the disk \
+             full?); they are lost"
+        );
+    }
     Ok(())
 }
 

@@ -69,13 +69,20 @@ pub fn spawn_as(data: &Path, args: &[&str], env: &[(&str, &str)], user: Option<u
     }
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
-        .args(args)
-        .env_remove("IGNIS_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
+    spawn_command(cmd)
+}
+
+/// Starts `cmd` (an `ignis serve` command line, possibly behind a wrapper such as
+/// `prlimit`) and returns the child and its URL once it accepts connections.
+pub fn spawn_command(mut cmd: Command) -> (Child, String) {
+    if !cmd.get_envs().any(|(k, _)| k == "IGNIS_TOKEN") {
+        cmd.env_remove("IGNIS_TOKEN");
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("start ignis");
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
@@ -106,6 +113,24 @@ impl Server {
         Server::start_full(None, &[], env)
     }
 
+    /// A server on the given data directory (e.g. one a test mounted a small file system
+    /// on), started through `wrapper` (e.g. `["prlimit", "--nofile=1024:", "--"]`) if any.
+    pub fn start_in(dir: tempfile::TempDir, wrapper: &[&str], args: &[&str]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path())
+            .args(args);
+        let (child, url) = spawn_command(cmd);
+        Server::of(child, url, dir, None, args)
+    }
+
     fn start_full(token: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut all: Vec<&str> = args.to_vec();
@@ -113,6 +138,10 @@ impl Server {
             all.extend(["--token", t]);
         }
         let (child, url) = spawn(dir.path(), &all, env);
+        Server::of(child, url, dir, token, args)
+    }
+
+    fn of(child: Child, url: String, dir: tempfile::TempDir, token: Option<&str>, args: &[&str]) -> Server {
         let args = args.iter().map(|a| (*a).to_owned()).collect();
         let http = Client::builder()
             .timeout(Duration::from_secs(120))

@@ -23,4 +23,5 @@ mod scaling;
 mod schedules;
 mod security;
 mod seeds;
+mod server_limits;
 mod validation;

@@ -90,9 +90,32 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "network_unavailable", m)
                     .with("field", "network")
             }
+            ControlError::Store(ref s) if s.is_disk_full() => disk_full(&e),
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Join(_) => internal(&e),
         }
     }
+}
+
+/// A store failure: 507 when the disk is full (the caller can retry once space is freed),
+/// else an internal error.
+pub fn store_error(e: &ignis_store::StoreError) -> ApiError {
+    if e.is_disk_full() {
+        disk_full(e)
+    } else {
+        internal(e)
+    }
+}
+
+/// The server's disk is full: nothing was saved. Said to the client (an operator must free
+/// space), with the detail in the log.
+pub fn disk_full(e: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!("disk full: {e}");
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        "the server's disk is full, so nothing was saved; try again once space is freed on the \
+         server (its data directory)",
+    )
 }
 
 /// Internal failures are logged in full and answered with a generic message.
@@ -103,4 +126,25 @@ pub fn internal(e: &dyn std::fmt::Display) -> ApiError {
         "internal",
         "internal error; see the server log",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignis_store::StoreError;
+
+    #[test]
+    fn a_full_disk_is_507_insufficient_storage_and_other_store_failures_stay_internal() {
+        let full = ApiError::from(ControlError::Store(StoreError::DiskFull("no space".to_owned())));
+        assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(full.code, "insufficient_storage");
+        assert!(full.message.contains("disk is full"), "{}", full.message);
+        assert!(!full.message.contains("no space"), "detail stays in the log");
+        let other = ApiError::from(ControlError::Store(StoreError::Corrupt("x".to_owned())));
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            store_error(&StoreError::DiskFull(String::new())).status,
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+    }
 }

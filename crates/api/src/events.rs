@@ -106,7 +106,7 @@ fn accept_error(e: AcceptError) -> ApiError {
         AcceptError::QueueFull(_) => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
         }
-        AcceptError::Store(e) => internal(&e),
+        AcceptError::Store(e) => crate::error::store_error(&e),
     }
 }
 
@@ -282,7 +282,18 @@ pub(crate) async fn invoke_sync_once(
     .to_string();
     let store = s.platform.store().clone();
     let n = name.to_owned();
-    blocking(move || store.save_idempotent_reply(&n, &key, &id, &reply, now)).await?;
+    match blocking(move || store.save_idempotent_reply(&n, &key, &id, &reply, now)).await {
+        Ok(()) => {}
+        // The function ran: its answer goes back even if the disk cannot keep it for a
+        // replay (a retry with this key then runs it again).
+        Err(e) if e.status == StatusCode::INSUFFICIENT_STORAGE => {
+            tracing::warn!(
+                function = name,
+                "idempotency key not remembered: the disk is full"
+            );
+        }
+        Err(e) => return Err(e),
+    }
     drop(lead);
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }

@@ -237,7 +237,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| internal(&e))?
-        .map_err(|e| internal(&e))
+        .map_err(|e| crate::error::store_error(&e))
 }
 
 pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {

@@ -229,13 +229,35 @@ pub(crate) fn json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-/// Reads a whole body, answering 413 past `limit` bytes.
+/// Reads a whole body, answering 413 past `limit` bytes and 408 when it arrives too slowly
+/// (the server's body timeout).
 pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let cause = e.into_inner();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(cause.as_ref());
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the {what} is larger than the limit of {limit} bytes"),
+                );
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        format!("{io}; send the {what} faster"),
+                    );
+                }
+            }
+            source = err.source();
+        }
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the {what} is larger than the limit of {limit} bytes"),
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            format!("the {what} could not be read: {cause}"),
         )
     })
 }

@@ -55,9 +55,29 @@ pub struct ServeArgs {
     /// Data directory (SQLite database, code, bootstraps).
     #[arg(long, default_value = "./.ignis")]
     pub data: PathBuf,
-    /// Require `Authorization: Bearer <TOKEN>` on every /v1 request.
+    /// Require `Authorization: Bearer <TOKEN>` on every /v1 request. Prefer
+    /// `--token-file` or `IGNIS_TOKEN`: other local users can read a command line.
     #[arg(long, env = "IGNIS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Read the API token from this file (its first line; keep the file `0600`).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds a client has to send a whole request head once it has started one (or
+    /// once it connected); slower clients are disconnected.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body once its head has arrived; a
+    /// slower body is answered 408 request_timeout.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_secs: u64,
+    /// Seconds a keep-alive connection with no request in flight is kept open.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
+    /// Open client connections at most. At the cap, a new connection closes the
+    /// connection idle the longest (no request in flight, or a request head still
+    /// arriving); if every connection is busy, the new one is closed.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_connections: u32,
     /// Invocation records kept per function (newest first).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub retention: u32,

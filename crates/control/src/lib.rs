@@ -176,8 +176,10 @@ impl Platform {
         self.live.close();
     }
 
-    /// Commits every recorded invocation (at shutdown).
-    pub fn flush(&self) {
-        self.writer.flush();
+    /// Commits every recorded invocation (at shutdown), waiting at most `within`: while the
+    /// disk is full the records cannot be written, and the server still stops. Returns how
+    /// many records were left unwritten (lost).
+    pub fn flush(&self, within: std::time::Duration) -> usize {
+        self.writer.flush_within(within)
     }
 }

@@ -46,13 +46,44 @@ pub enum StoreError {
         given: u32,
     },
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// SQLITE_FULL or ENOSPC: the file system of the data directory has no space left.
+    /// Nothing was written; the same call succeeds once space is freed.
+    #[error("the disk of the data directory is full ({0})")]
+    DiskFull(String),
     #[error("migrating the schema: {0}")]
     Migration(#[from] rusqlite_migration::Error),
     #[error("creating the data directory: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("a stored value is not valid: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the call failed only because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull(e.to_string()),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                StoreError::DiskFull(e.to_string())
+            }
+            _ => StoreError::Io(e),
+        }
+    }
 }
 
 /// The deploy status of one version, stored as text.
@@ -255,6 +286,37 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The database and its `-wal` and `-shm` files hold every function's code and environment:
+/// only the server's user may read them. Creates the database file `0600` (SQLite gives the
+/// journal files the database's mode) and tightens existing files that are wider.
+fn private_files(db: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        let mode = match std::fs::metadata(file) {
+            Ok(m) => m.permissions().mode() & 0o777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(
+                "{} was mode {mode:o}; tightened to 600 so that other users cannot read it",
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Unix milliseconds, the stored form of every timestamp (exact at ms precision).
 pub(crate) fn ms(t: OffsetDateTime) -> i64 {
     // Floor, not truncation, so an instant before 1970 keeps its millisecond.
@@ -276,8 +338,11 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
+        private_files(&path)?;
         let mut conn = open_connection(&path)?;
         migrations().to_latest(&mut conn)?;
+        // The first statements created the -wal and -shm files (with the database's mode).
+        private_files(&path)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
@@ -316,6 +381,43 @@ mod tests {
         );
         let before = from_ms(-1_000).expect("in range") + time::Duration::microseconds(1);
         assert_eq!(ms(before), -1_000);
+    }
+
+    #[test]
+    fn a_full_disk_is_a_typed_error_whether_sqlite_or_the_os_says_so() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".to_owned()),
+        );
+        assert!(StoreError::from(full).is_disk_full());
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert!(StoreError::from(enospc).is_disk_full());
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(!StoreError::from(busy).is_disk_full());
+        assert!(!StoreError::from(std::io::Error::from_raw_os_error(13)).is_disk_full());
+    }
+
+    #[test]
+    fn store_files_are_private_even_when_they_were_wider() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join(DB_FILE);
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        let store = Store::open(dir.path()).expect("opens");
+        store.list_functions().expect("reads");
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", db.display()));
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        drop(store);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let _again = Store::open(dir.path()).expect("opens again");
+        assert_eq!(
+            mode(&db),
+            0o600,
+            "a database left readable by others is tightened"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,15 +19,27 @@ const MAX_BATCH: usize = 512;
 /// Wait before retrying a failed commit; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Memory that records waiting for their commit may take (about). Past it, while the disk
+/// is full or the database cannot be written, the oldest waiting records are dropped (and
+/// counted) so that the server does not run out of memory; below it nothing is dropped.
+const MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
 
 /// Records handed to the writer and not committed yet, shared by the store's readers, the
 /// writers' handles and the writer thread.
-#[derive(Default)]
 pub(crate) struct Pending {
     records: Mutex<PendingMap>,
     /// Held by the writer thread from taking a batch out of the map to removing it after the
     /// commit, and by `delete_function`: a delete never falls inside a batch's commit.
     commit: Mutex<()>,
+    cap_bytes: usize,
+    /// Records dropped unwritten because the pending ones outgrew `cap_bytes`.
+    dropped: AtomicU64,
+}
+
+impl Default for Pending {
+    fn default() -> Pending {
+        Pending::with_cap(MAX_PENDING_BYTES)
+    }
 }
 
 #[derive(Default)]
@@ -34,6 +47,25 @@ struct PendingMap {
     /// Record order, so readers can list pending records the way they will be committed.
     next_seq: u64,
     by_id: HashMap<String, (u64, InvocationRecord)>,
+    /// Ids by record order, oldest first.
+    order: BTreeMap<u64, String>,
+    /// The approximate memory of the records in `by_id`.
+    bytes: usize,
+}
+
+impl PendingMap {
+    fn remove(&mut self, id: &str) -> Option<(u64, InvocationRecord)> {
+        let (seq, rec) = self.by_id.remove(id)?;
+        self.order.remove(&seq);
+        self.bytes = self.bytes.saturating_sub(approximate_size(&rec));
+        Some((seq, rec))
+    }
+}
+
+/// About how much memory a pending record takes.
+fn approximate_size(r: &InvocationRecord) -> usize {
+    let logs: usize = r.logs.iter().map(|l| 48 + l.stream.len() + l.line.len()).sum();
+    256 + r.id.len() + r.function.len() + r.status.len() + r.error_json.as_ref().map_or(0, String::len) + logs
 }
 
 /// A record as the writer took it from the map.
@@ -52,11 +84,48 @@ impl Pending {
         self.commit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub(crate) fn with_cap(cap_bytes: usize) -> Pending {
+        Pending {
+            records: Mutex::default(),
+            commit: Mutex::default(),
+            cap_bytes,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
     fn insert(&self, rec: InvocationRecord) {
-        let mut map = self.records();
-        let seq = map.next_seq;
-        map.next_seq += 1;
-        map.by_id.insert(rec.id.clone(), (seq, rec));
+        let mut dropped = 0u64;
+        {
+            let mut map = self.records();
+            let seq = map.next_seq;
+            map.next_seq += 1;
+            map.remove(&rec.id);
+            map.bytes += approximate_size(&rec);
+            map.order.insert(seq, rec.id.clone());
+            map.by_id.insert(rec.id.clone(), (seq, rec));
+            while map.bytes > self.cap_bytes && map.by_id.len() > 1 {
+                let Some(oldest) = map.order.values().next().cloned() else {
+                    break;
+                };
+                if map.remove(&oldest).is_none() {
+                    // Never happens (both maps change together); do not loop on it.
+                    map.order.pop_first();
+                    continue;
+                }
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            let total = self.dropped.fetch_add(dropped, Ordering::Relaxed) + dropped;
+            // Said at the first drop and then once per thousand, not once per record.
+            if total == dropped || total / 1000 != (total - dropped) / 1000 {
+                tracing::error!(
+                    "{total} invocation records dropped unwritten so far: the database cannot be \
+                     written (is the disk full?) and those waiting outgrew {} MiB",
+                    self.cap_bytes / (1024 * 1024)
+                );
+            }
+        }
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<InvocationRecord> {
@@ -96,7 +165,16 @@ impl Pending {
     }
 
     pub(crate) fn remove_function(&self, function: &str) {
-        self.records().by_id.retain(|_, (_, r)| r.function != function);
+        let mut map = self.records();
+        let gone: Vec<String> = map
+            .by_id
+            .iter()
+            .filter(|(_, (_, r))| r.function == function)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            map.remove(&id);
+        }
     }
 
     /// The records of `ids` still pending (a delete may have removed some).
@@ -119,7 +197,7 @@ impl Pending {
             // Recorded again under the same id since the batch was taken: that newer record
             // is queued behind this batch and stays readable until its own commit.
             if map.by_id.get(&t.rec.id).is_some_and(|(seq, _)| *seq == t.seq) {
-                map.by_id.remove(&t.rec.id);
+                map.remove(&t.rec.id);
             }
         }
     }
@@ -163,8 +241,9 @@ impl std::fmt::Debug for InvocationWriter {
 }
 
 impl InvocationWriter {
-    /// Queues a record. Never blocks on SQLite and never drops the record; it is readable
-    /// through the store at once.
+    /// Queues a record. Never blocks on SQLite; it is readable through the store at once. It
+    /// is dropped unwritten only if the database cannot be written (a full disk) for so long
+    /// that the records waiting outgrow `MAX_PENDING_BYTES`: the oldest go first, counted.
     pub fn record(&self, rec: InvocationRecord) {
         let id = rec.id.clone();
         // Into the map before the channel: the writer must find the record when it gets the id.
@@ -176,6 +255,11 @@ impl InvocationWriter {
         }
     }
 
+    /// Records dropped unwritten since start (see `MAX_PENDING_BYTES`).
+    pub fn dropped(&self) -> u64 {
+        self.pending.dropped.load(Ordering::Relaxed)
+    }
+
     /// Blocks until everything recorded before the call is committed.
     pub fn flush(&self) {
         let (tx, rx) = mpsc::channel();
@@ -184,12 +268,21 @@ impl InvocationWriter {
             let _ = rx.recv();
         }
     }
+
+    /// As [`flush`](Self::flush), waiting at most `within` (the writer retries forever
+    /// while the disk is full). Returns the number of records still not committed.
+    pub fn flush_within(&self, within: Duration) -> usize {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() && rx.recv_timeout(within).is_ok() {
+            return 0;
+        }
+        self.pending.records().by_id.len()
+    }
 }
 
 pub(crate) fn start(path: PathBuf, pending: Arc<Pending>, retention: usize) -> InvocationWriter {
-    // Unbounded on purpose: a record must never be dropped and recording must never block
-    // an invocation. Memory is bounded in practice by the rate of invocations times the
-    // commit latency.
+    // Unbounded on purpose: recording must never block an invocation. The channel holds ids
+    // only; the records' memory is bounded by the pending map's cap.
     let (tx, rx) = mpsc::channel();
     let thread_pending = pending.clone();
     std::thread::Builder::new()
@@ -257,9 +350,16 @@ fn write_batch(conn: &mut Connection, pending: &Pending, ids: &[String], retenti
             Ok(()) => return,
             Err((e, n)) => {
                 // Disk full, I/O errors, a lock held too long: the records stay pending (and
-                // readable) and are tried again, never dropped. The gate is released while
-                // waiting so deletes go on.
-                tracing::error!("could not write {n} invocation records, retrying in {backoff:?}: {e}");
+                // readable) and are tried again, dropped only past the pending map's memory
+                // cap. The gate is released while waiting so deletes go on.
+                if e.is_disk_full() {
+                    tracing::error!(
+                        "the disk is full: {n} invocation records are kept in memory and written \
+                         once space is freed (retrying in {backoff:?})"
+                    );
+                } else {
+                    tracing::error!("could not write {n} invocation records, retrying in {backoff:?}: {e}");
+                }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -449,4 +549,63 @@ fn enforce_retention(tx: &rusqlite::Transaction<'_>, function: &str, keep: usize
     )?
     .execute(params![function, at, id])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LogLine;
+
+    fn record(id: &str, function: &str) -> InvocationRecord {
+        let ts = time::OffsetDateTime::UNIX_EPOCH;
+        InvocationRecord {
+            id: id.to_owned(),
+            function: function.to_owned(),
+            version: 1,
+            status: "succeeded".to_owned(),
+            cold_start: false,
+            started_at: ts,
+            duration_ms: 1.0,
+            error_json: None,
+            logs: vec![LogLine {
+                ts,
+                stream: "stdout".to_owned(),
+                line: "x".repeat(1000),
+            }],
+            memory_mb: 128,
+            billed_ms: 1,
+            peak_memory_mb: None,
+            init: None,
+        }
+    }
+
+    #[test]
+    fn waiting_records_past_the_memory_cap_drop_the_oldest_and_are_counted() {
+        let one = approximate_size(&record("r0", "f"));
+        let pending = Pending::with_cap(3 * one);
+        for i in 0..5 {
+            pending.insert(record(&format!("r{i}"), "f"));
+        }
+        assert_eq!(pending.dropped.load(Ordering::Relaxed), 2);
+        assert!(pending.get("r0").is_none() && pending.get("r1").is_none());
+        let kept: Vec<String> = pending.of_function("f").into_iter().map(|r| r.id).collect();
+        assert_eq!(kept, ["r2", "r3", "r4"]);
+        // Recording an id again replaces it without counting it twice.
+        pending.insert(record("r4", "f"));
+        assert_eq!(pending.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(pending.records().bytes, 3 * one);
+        pending.remove_function("f");
+        let map = pending.records();
+        assert_eq!((map.bytes, map.by_id.len(), map.order.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn below_the_cap_nothing_is_dropped() {
+        let pending = Pending::default();
+        for i in 0..1000 {
+            pending.insert(record(&format!("r{i}"), "f"));
+        }
+        assert_eq!(pending.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(pending.of_function("f").len(), 1000);
+    }
 }
