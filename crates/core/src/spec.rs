@@ -536,6 +536,29 @@ mod tests {
         body
     }
 
+    /// The field list that unknown fields are checked against is the spec's own: every
+    /// field a fully set spec serializes, plus `code` (stored beside the spec's JSON).
+    #[test]
+    fn the_field_list_equals_the_keys_of_a_fully_serialized_spec() {
+        let mut body = ok_body();
+        body["on_success"] = json!("next");
+        body["on_failure"] = json!("dead-end");
+        body["max_async_concurrency"] = json!(2);
+        let spec = parse(body).expect("valid");
+        let serialized = serde_json::to_value(&spec).expect("serialize");
+        let mut keys: Vec<&str> = serialized
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .chain(["code"])
+            .collect();
+        keys.sort_unstable();
+        let mut fields = FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(keys, fields);
+    }
+
     #[test]
     fn defaults_apply() {
         let spec = parse(ok_body()).expect("valid");

@@ -1,3 +1,5 @@
+//! Tests of function URL settings, CORS and the Lambda function URL event.
+
 use serde_json::json;
 
 use super::*;

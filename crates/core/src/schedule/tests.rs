@@ -1,3 +1,5 @@
+//! Tests of cron schedules: validation, fire times across time zones and daylight-saving days, events.
+
 use serde_json::json;
 use time::macros::datetime;
 
