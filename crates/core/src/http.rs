@@ -209,10 +209,10 @@ fn strings(
             .enumerate()
             .map(|(i, v)| {
                 let at = format!("{field}[{i}]");
-                match v {
-                    Value::String(s) => check(&at, s),
-                    _ => Err(type_error(&at, format!("{field} must be a list of strings"))),
-                }
+                v.as_str().map_or_else(
+                    || Err(type_error(&at, format!("{field} must be a list of strings"))),
+                    |s| check(&at, s),
+                )
             })
             .collect(),
         Some(_) => Err(type_error(&field, format!("{field} must be a list of strings"))),

@@ -1,5 +1,7 @@
 //! Ignis domain types and pure rules. No IO, no async, no SQL, no HTTP.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 pub mod events;
 pub mod http;
 pub mod json;

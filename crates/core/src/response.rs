@@ -101,7 +101,13 @@ pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
                 body,
             }
         }
-        other => MappedResponse {
+        // Every other value, objects without an integer `statusCode` included.
+        other @ (Value::Null
+        | Value::Bool(_)
+        | Value::Number(_)
+        | Value::String(_)
+        | Value::Array(_)
+        | Value::Object(_)) => MappedResponse {
             status: 200,
             headers: vec![("content-type".to_owned(), JSON.to_owned())],
             body: other.to_string().into_bytes(),
@@ -114,10 +120,7 @@ pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
 }
 
 fn header_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
 fn valid_header(name: &str, value: &str) -> bool {
