@@ -197,14 +197,23 @@ mod tests {
     }
 
     #[test]
-    fn every_console_file_is_built_in_and_every_module_is_served_as_javascript() {
+    fn every_console_file_is_built_in_and_every_module_preloaded_and_served_as_javascript() {
         let listed: BTreeSet<String> = FILES.iter().map(|(n, _, _)| (*n).to_owned()).collect();
         assert_eq!(
             listed,
             files_on_disk(),
             "FILES must list exactly the files in console/ and console/js/"
         );
+        let index = FILES
+            .iter()
+            .find(|(n, _, _)| *n == "index.html")
+            .map(|(_, _, c)| *c)
+            .expect("index.html is built in");
         for (name, kind, content) in FILES {
+            if let Some(module) = name.strip_prefix("js/") {
+                let preload = format!("<link rel=\"modulepreload\" href=\"/console/js/{module}\">");
+                assert!(index.contains(&preload), "index.html does not preload {name}");
+            }
             if name.ends_with(".js") {
                 assert!(kind.starts_with("text/javascript"), "{name}: {kind}");
                 assert!(content.starts_with("// @ts-check"), "{name} is not type-checked");
