@@ -5,11 +5,13 @@ SHELL := /bin/bash
 BUN_VERSION := 1.4.5
 MONACO_VERSION := 0.57.0
 PLAYWRIGHT_VERSION := 1.65.1
+TYPESCRIPT_VERSION := 7.0.2
 TOOLS := .tools
 BUN := $(TOOLS)/node_modules/.bin/bun
+TSC := $(TOOLS)/node_modules/.bin/tsc
 # npm prunes what one `install --no-save` did not name: every tool is installed at once.
-NPM_TOOLS := bun@$(BUN_VERSION) monaco-editor@$(MONACO_VERSION) playwright-core@$(PLAYWRIGHT_VERSION)
-TOOLS_STAMP := $(TOOLS)/.installed-bun$(BUN_VERSION)-monaco$(MONACO_VERSION)-playwright$(PLAYWRIGHT_VERSION)
+NPM_TOOLS := bun@$(BUN_VERSION) monaco-editor@$(MONACO_VERSION) playwright-core@$(PLAYWRIGHT_VERSION) typescript@$(TYPESCRIPT_VERSION)
+TOOLS_STAMP := $(TOOLS)/.installed-bun$(BUN_VERSION)-monaco$(MONACO_VERSION)-playwright$(PLAYWRIGHT_VERSION)-typescript$(TYPESCRIPT_VERSION)
 PYTHON ?= python3
 LISTEN ?= 127.0.0.1:8080
 DATA ?= ./.ignis
@@ -18,8 +20,9 @@ DATA ?= ./.ignis
 .PHONY: system-packages test-packages
 .PHONY: run build tools test test-rust test-runtimes test-console lint fmt clean bench
 
-## Install Bun (from the npm package `bun`) and the console's editor (the npm package
-## `monaco-editor`) into the project-local tools folder, and, as root, the Debian packages
+## Install Bun (from the npm package `bun`), the console's editor (the npm package
+## `monaco-editor`), playwright-core (the browser tests) and TypeScript (`tsc` checks the
+## console's JSDoc types) into the project-local tools folder, and, as root, the Debian packages
 ## the sandbox uses (slirp4netns for outbound networking; iproute2 for the network tests).
 tools: $(TOOLS_STAMP) system-packages
 
@@ -64,6 +67,7 @@ $(TOOLS_STAMP):
 	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error $(NPM_TOOLS)
 	@$(BUN) --version >/dev/null && echo "bun $$($(BUN) --version) installed in $(TOOLS)"
 	@test -f $(TOOLS)/node_modules/monaco-editor/min/vs/loader.js && echo "monaco-editor $(MONACO_VERSION) installed in $(TOOLS)"
+	@$(TSC) --version >/dev/null && echo "typescript $(TYPESCRIPT_VERSION) installed in $(TOOLS)"
 	touch $@
 
 build:
@@ -89,9 +93,12 @@ test-console: tools test-packages
 	cargo build --locked --bin ignis
 	node --test --test-concurrency=1 console/tests/
 
-lint:
+## Rust formatting and clippy; the console's modules type-checked from their JSDoc
+## (`// @ts-check`, console/tsconfig.json) by tsc, without emitting anything.
+lint: $(TOOLS_STAMP)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	$(TSC) -p console/tsconfig.json
 
 fmt:
 	cargo fmt --all

@@ -5,6 +5,7 @@ mod async_invocations;
 mod bad_input;
 mod cli;
 mod console;
+mod console_modules;
 mod containment;
 mod destinations;
 mod function_urls;

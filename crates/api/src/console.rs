@@ -1,5 +1,7 @@
 //! The web console: its own files are built into the binary; Monaco is served from the
-//! `monaco-editor` npm package that `make tools` installs. Nothing comes from a CDN.
+//! `monaco-editor` npm package that `make tools` installs. Nothing comes from a CDN. The
+//! console's JavaScript is native ES modules, each file served with a JavaScript content
+//! type (browsers refuse a module without one) under the same CSP (`script-src 'self'`).
 
 use std::path::PathBuf;
 
@@ -23,23 +25,46 @@ pub struct ConsoleConfig {
     pub files_dir: Option<PathBuf>,
 }
 
-/// The console's own files, built into the binary: (name, content type, content).
-const FILES: &[(&str, &str, &str)] = &[
-    (
-        "index.html",
-        "text/html; charset=utf-8",
-        include_str!("../../../console/index.html"),
-    ),
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../../console/app.js"),
-    ),
-    (
-        "app.css",
-        "text/css; charset=utf-8",
-        include_str!("../../../console/app.css"),
-    ),
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Builds the table of the console's own files: each is built into the binary from
+/// `console/<name>`, and served at `/console/<name>` (`index.html` also at `/`).
+macro_rules! built_in {
+    ($($name:literal => $kind:expr),* $(,)?) => {
+        &[$(($name, $kind, include_str!(concat!("../../../console/", $name)))),*]
+    };
+}
+
+/// The console's own files, built into the binary: (name, content type, content). The
+/// JavaScript is native ES modules (`app.js` imports the modules under `js/`), so every
+/// module is listed here; a test checks the list against the folder.
+const FILES: &[(&str, &str, &str)] = built_in![
+    "index.html" => HTML,
+    "app.css" => CSS,
+    "app.js" => JS,
+    "js/api.js" => JS,
+    "js/chart.js" => JS,
+    "js/dom.js" => JS,
+    "js/editor.js" => JS,
+    "js/format.js" => JS,
+    "js/login.js" => JS,
+    "js/page-create.js" => JS,
+    "js/page-function.js" => JS,
+    "js/page-list.js" => JS,
+    "js/page-playground.js" => JS,
+    "js/page.js" => JS,
+    "js/response.js" => JS,
+    "js/router.js" => JS,
+    "js/runtimes.js" => JS,
+    "js/spec.js" => JS,
+    "js/tab-config.js" => JS,
+    "js/tab-invocations.js" => JS,
+    "js/tab-invoke.js" => JS,
+    "js/tab-logs.js" => JS,
+    "js/tab-metrics.js" => JS,
+    "js/widgets.js" => JS,
 ];
 
 /// Monaco builds its workers from blob URLs and injects its styles; nothing else may load
@@ -53,6 +78,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", axum::routing::get(index))
         .route("/console/monaco/{*path}", axum::routing::get(monaco))
         .route("/console/{file}", axum::routing::get(file))
+        .route("/console/js/{file}", axum::routing::get(module))
 }
 
 async fn index(State(s): State<AppState>) -> Response {
@@ -61,6 +87,10 @@ async fn index(State(s): State<AppState>) -> Response {
 
 async fn file(State(s): State<AppState>, Path(name): Path<String>) -> Response {
     serve_file(&s, &name).await
+}
+
+async fn module(State(s): State<AppState>, Path(name): Path<String>) -> Response {
+    serve_file(&s, &format!("js/{name}")).await
 }
 
 async fn serve_file(s: &AppState, name: &str) -> Response {
@@ -134,4 +164,60 @@ fn secure(resp: &mut Response) {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::FILES;
+
+    /// The console's files on disk (its tests and the type-checking config aside), as the
+    /// names `FILES` uses.
+    fn files_on_disk() -> BTreeSet<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../console");
+        let mut found = BTreeSet::new();
+        for dir in ["", "js"] {
+            let entries = std::fs::read_dir(root.join(dir)).expect("console/ is readable");
+            for entry in entries {
+                let entry = entry.expect("a directory entry");
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type().expect("a file type").is_dir() || name == "tsconfig.json" {
+                    continue;
+                }
+                found.insert(if dir.is_empty() {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                });
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_console_file_is_built_in_and_every_module_preloaded_and_served_as_javascript() {
+        let listed: BTreeSet<String> = FILES.iter().map(|(n, _, _)| (*n).to_owned()).collect();
+        assert_eq!(
+            listed,
+            files_on_disk(),
+            "FILES must list exactly the files in console/ and console/js/"
+        );
+        let index = FILES
+            .iter()
+            .find(|(n, _, _)| *n == "index.html")
+            .map(|(_, _, c)| *c)
+            .expect("index.html is built in");
+        for (name, kind, content) in FILES {
+            if let Some(module) = name.strip_prefix("js/") {
+                let preload = format!("<link rel=\"modulepreload\" href=\"/console/js/{module}\">");
+                assert!(index.contains(&preload), "index.html does not preload {name}");
+            }
+            if name.ends_with(".js") {
+                assert!(kind.starts_with("text/javascript"), "{name}: {kind}");
+                assert!(content.starts_with("// @ts-check"), "{name} is not type-checked");
+            }
+        }
+    }
 }

@@ -1,0 +1,333 @@
+// @ts-check
+// One function's page: its header (state, versions, instances, delete), the newest
+// version's deploy status, and the tabs (code with the test panel, configuration,
+// invocations, live logs, metrics). It polls the function, faster while a deploy is on.
+
+import { api, errMessage, isStatus, isUnauthorized } from './api.js';
+import { clear, enc, h, setText } from './dom.js';
+import { codeEditor } from './editor.js';
+import { fmtInstances, loadErrorText } from './format.js';
+import { poll } from './page.js';
+import { RUNTIME_FILES, RUNTIME_LABELS } from './runtimes.js';
+import { specBody } from './spec.js';
+import { configPanel } from './tab-config.js';
+import { invocationHistory } from './tab-invocations.js';
+import { invokePanel } from './tab-invoke.js';
+import { logTail } from './tab-logs.js';
+import { metricsPanel } from './tab-metrics.js';
+import { errorBox, tabs, toast } from './widgets.js';
+
+/** @typedef {import('./spec.js').FunctionView} FunctionView */
+/** @typedef {import('./page.js').Page} Page */
+
+const TABS = [
+  { id: 'code', label: 'Code' },
+  { id: 'config', label: 'Configuration' },
+  { id: 'invocations', label: 'Invocations' },
+  { id: 'logs', label: 'Live logs' },
+  { id: 'metrics', label: 'Metrics' },
+];
+
+/**
+ * Where the newest version stands: deploying, ready or error (with a message).
+ * @param {FunctionView} fn
+ * @returns {'deploying' | 'ready' | 'error'}
+ */
+function deployStatus(fn) {
+  const de = fn.deploy_error;
+  if (de && de.version === fn.version) return 'error';
+  if (fn.state === 'creating' || fn.state === 'deploying') return 'deploying';
+  if (fn.state === 'error') return 'error';
+  if (fn.active_version === fn.version) return 'ready';
+  // Still serving an older version without a recorded failure: the reason says why.
+  return fn.state_reason ? 'error' : 'deploying';
+}
+
+/**
+ * @param {Page} pg
+ * @param {HTMLElement} app
+ * @param {string} name
+ * @param {string | undefined} initialTab
+ */
+export function functionPage(pg, app, name, initialTab) {
+  document.title = `${name} · Ignis`;
+  const err = errorBox('fn-error');
+  const loading = h('p', { class: 'muted' }, `Loading ${name}…`);
+  app.append(h('p', { class: 'crumbs' }, h('a', { href: '#/functions' }, 'Functions'), ' / ', name), loading, err.el);
+
+  /** @type {ReturnType<typeof buildFunctionPage> | null} */
+  let built = null;
+  const load = async () => {
+    try {
+      /** @type {FunctionView} */
+      const fn = await api('GET', '/v1/functions/' + enc(name));
+      if (!pg.alive) return;
+      err.hide();
+      if (!built) {
+        loading.remove();
+        built = buildFunctionPage(pg, app, fn, initialTab);
+        // After a navigation the link that led here is gone: put keyboard users on the
+        // page's heading.
+        if (pg.navigated && (document.activeElement === document.body || !document.contains(document.activeElement))) {
+          const h1 = app.querySelector('h1');
+          if (h1) {
+            h1.tabIndex = -1;
+            h1.focus({ preventScroll: true });
+          }
+        }
+      } else {
+        built.update(fn);
+      }
+    } catch (e) {
+      if (!pg.alive || isUnauthorized(e)) return;
+      loading.remove();
+      err.show(errMessage(e));
+      if (isStatus(e, 404) && built) built.gone();
+    }
+  };
+  const poller = poll(pg, load, () => (built && built.busy() ? 400 : 2000));
+  pg.refreshFunction = () => poller.now();
+}
+
+/**
+ * @param {Page} pg
+ * @param {HTMLElement} app
+ * @param {FunctionView} fn0
+ * @param {string | undefined} initialTab
+ */
+function buildFunctionPage(pg, app, fn0, initialTab) {
+  const name = fn0.name;
+  let fn = fn0;
+  const path = '/v1/functions/' + enc(name);
+
+  // Header: name, runtime, state, versions, instances, delete.
+  const stateBadge = h('span', { class: 'state', testid: 'fn-state' });
+  const versionEl = h('span', { class: 'meta-item', testid: 'fn-version' });
+  const instancesEl = h('span', { class: 'meta-item', testid: 'fn-instances' });
+  const deleteBtn = h('button', { type: 'button', class: 'btn btn-danger', testid: 'fn-delete' }, 'Delete');
+  const confirmBox = h('div', { class: 'confirm card', hidden: true, role: 'group', 'aria-label': 'Confirm deletion' });
+  const head = h('div', { class: 'page-head' },
+    h('div', {},
+      h('h1', {}, name),
+      h('p', { class: 'meta' },
+        h('span', { class: 'runtime-badge', testid: 'fn-runtime' }, RUNTIME_LABELS[fn.runtime] || fn.runtime),
+        stateBadge, versionEl, instancesEl)),
+    h('div', { class: 'page-actions' }, deleteBtn));
+
+  // The newest version's deploy: a status line, and the load error outside the editor.
+  const deployText = h('span', { testid: 'deploy-status-text' });
+  const deployErr = h('div', { class: 'deploy-detail', testid: 'deploy-error', hidden: true });
+  const gotoLine = h('button', { type: 'button', class: 'btn btn-small', testid: 'deploy-error-goto', hidden: true }, 'Show the line');
+  const deployErrText = h('span', { class: 'mono', testid: 'deploy-error-message' });
+  deployErr.append(deployErrText, ' ', gotoLine);
+  const deployEl = h('div', { class: 'deploy-status', testid: 'deploy-status', role: 'status' }, deployText, deployErr);
+
+  /** @type {Record<string, () => void>} */
+  const onShow = {};
+  /** @type {Record<string, () => void>} */
+  const onHide = {};
+  const t = tabs(TABS, (id) => {
+    history.replaceState(null, '', '#/functions/' + enc(name) + (id === 'code' ? '' : '/' + id));
+    for (const [k, fnShow] of Object.entries(onShow)) if (k === id) fnShow();
+    for (const [k, fnHide] of Object.entries(onHide)) if (k !== id) fnHide();
+  });
+  app.append(head, confirmBox, deployEl, t.list, ...t.panels);
+
+  // --- Code tab: editor + test panel.
+  const saveBtn = h('button', { type: 'button', class: 'btn btn-primary', testid: 'deploy' }, 'Deploy');
+  const dirtyEl = h('span', { class: 'muted small', testid: 'dirty' });
+  const saveErr = errorBox('save-error');
+  const editorBox = h('div', {});
+  const invoke = invokePanel(pg, name);
+  t.panel('code').append(h('div', { class: 'code-layout' },
+    h('div', { class: 'code-main' },
+      h('div', { class: 'editor-head' },
+        h('h2', { class: 'sub' }, RUNTIME_FILES[fn.runtime] || 'Code'),
+        h('div', { class: 'editor-actions' }, dirtyEl, saveBtn)),
+      h('p', { class: 'muted small' }, 'Deploy makes a new version (Ctrl+S or ⌘S).'),
+      saveErr.el,
+      editorBox),
+    invoke.el));
+
+  /** @type {import('./editor.js').Editor | null} */
+  let editor = null;
+  let savedCode = fn.code || '';
+  let saving = false;
+  /** A version we deployed and wait for. @type {number | null} */
+  let watchVersion = null;
+  /** @type {number | null} */
+  let markedVersion = null;
+  const updateDirty = () => {
+    const dirty = editor && editor.getValue() !== savedCode;
+    setText(dirtyEl, dirty ? 'Unsaved changes' : '');
+  };
+  codeEditor(pg, editorBox, { runtime: fn.runtime, value: savedCode, label: `Code of ${name}` }).then((ed) => {
+    editor = ed;
+    ed.onChange(updateDirty);
+    showDeploy();
+  });
+
+  const deploy = async () => {
+    if (saving || !editor) return;
+    const ed = editor;
+    saving = true;
+    saveBtn.disabled = true;
+    saveErr.hide();
+    const code = ed.getValue();
+    try {
+      const updated = await api('PUT', path, specBody(fn, { code }));
+      if (!pg.alive) return;
+      savedCode = code;
+      watchVersion = updated.version;
+      markedVersion = null;
+      ed.clearMarks();
+      fn = Object.assign({}, fn, updated, { code });
+      render();
+      pg.refreshFunction();
+    } catch (e) {
+      if (!pg.alive) return;
+      saveErr.show(errMessage(e));
+    } finally {
+      saving = false;
+      saveBtn.disabled = false;
+      updateDirty();
+    }
+  };
+  saveBtn.addEventListener('click', deploy);
+  pg.onSave = deploy;
+  pg.onRun = () => {
+    if (!t.panel('code').hidden) invoke.run();
+  };
+  gotoLine.addEventListener('click', () => {
+    if (editor && fn.deploy_error && fn.deploy_error.line) editor.revealLine(fn.deploy_error.line);
+  });
+
+  // --- Configuration tab.
+  const config = configPanel(pg, () => fn, async (changes) => {
+    const updated = await api('PUT', path, specBody(fn, changes));
+    watchVersion = updated.version;
+    fn = Object.assign({}, fn, updated);
+    render();
+    pg.refreshFunction();
+    return updated;
+  });
+  t.panel('config').append(config.el);
+
+  // --- Invocations, logs, metrics.
+  const invocations = invocationHistory(pg, name);
+  t.panel('invocations').append(invocations.el);
+  onShow.invocations = invocations.show;
+  onHide.invocations = invocations.hide;
+  invoke.onInvoked = () => invocations.refresh();
+
+  const tail = logTail(pg, name);
+  t.panel('logs').append(tail.el);
+  onShow.logs = tail.start;
+
+  const metrics = metricsPanel(pg, name);
+  t.panel('metrics').append(metrics.el);
+  onShow.metrics = metrics.show;
+  onHide.metrics = metrics.hide;
+
+  // --- Delete.
+  deleteBtn.addEventListener('click', () => {
+    clear(confirmBox);
+    const yes = h('button', { type: 'button', class: 'btn btn-danger', testid: 'fn-delete-confirm' }, `Delete ${name}`);
+    const no = h('button', { type: 'button', class: 'btn' }, 'Cancel');
+    const msg = errorBox('delete-error');
+    confirmBox.append(
+      h('p', {}, `Delete ${name} with all its versions, invocations and logs? This cannot be undone.`),
+      msg.el, h('div', { class: 'actions' }, yes, no));
+    confirmBox.hidden = false;
+    no.addEventListener('click', () => {
+      confirmBox.hidden = true;
+      deleteBtn.focus();
+    });
+    yes.addEventListener('click', async () => {
+      yes.disabled = true;
+      try {
+        await api('DELETE', path);
+        toast(`Deleted ${name}.`);
+        location.hash = '#/functions';
+      } catch (e) {
+        msg.show(errMessage(e));
+        yes.disabled = false;
+      }
+    });
+    no.focus();
+  });
+
+  function showDeploy() {
+    const status = deployStatus(fn);
+    deployEl.dataset.state = status;
+    deployEl.className = 'deploy-status deploy-' + status;
+    const de = fn.deploy_error && fn.deploy_error.version === fn.version ? fn.deploy_error : null;
+    if (status === 'deploying') {
+      setText(deployText, `Deploying version ${fn.version}…`);
+    } else if (status === 'ready') {
+      setText(deployText, `Version ${fn.version} is live.`);
+    } else {
+      const serving = fn.active_version != null && fn.active_version !== fn.version
+        ? ` Version ${fn.active_version} is still serving.` : '';
+      setText(deployText, `Version ${fn.version} failed to load.${serving}`);
+    }
+    if (status === 'error') {
+      const message = de ? loadErrorText(de) : fn.state_reason || 'The code failed to load.';
+      deployErr.hidden = false;
+      setText(deployErrText, message);
+      gotoLine.hidden = !(de && de.line && editor);
+      if (editor && de && de.line && markedVersion !== fn.version) {
+        markedVersion = fn.version;
+        editor.markLine(de.line, loadErrorText(de));
+      }
+    } else {
+      deployErr.hidden = true;
+      if (status === 'ready' && markedVersion != null && editor) {
+        markedVersion = null;
+        editor.clearMarks();
+      }
+    }
+    if (watchVersion === fn.version && status !== 'deploying') {
+      watchVersion = null;
+      if (status === 'ready') toast(`Version ${fn.version} is live.`);
+    }
+  }
+
+  function render() {
+    setText(stateBadge, fn.state);
+    stateBadge.className = 'state state-' + fn.state;
+    let v = `Version ${fn.version}`;
+    if (fn.active_version != null && fn.active_version !== fn.version) v += ` · serving ${fn.active_version}`;
+    setText(versionEl, v);
+    versionEl.dataset.version = String(fn.version);
+    if (fn.instances) setText(instancesEl, 'Instances: ' + fmtInstances(fn.instances));
+    showDeploy();
+    config.update(fn);
+  }
+
+  render();
+  t.select(TABS.some((tab) => tab.id === initialTab) ? String(initialTab) : 'code', false);
+
+  return {
+    /** @param {FunctionView} next */
+    update(next) {
+      // A poll answered while a deploy was being stored may describe an older version.
+      if (next.version < fn.version) return;
+      // Polls carry the newest version's code; the editor keeps what the user typed
+      // unless it still holds the code we last loaded or saved.
+      if (editor && next.code != null && next.version !== fn.version && editor.getValue() === savedCode) {
+        editor.setValue(next.code);
+        savedCode = next.code;
+      } else if (next.code != null && next.version !== fn.version && !editor) {
+        savedCode = next.code;
+      }
+      fn = next;
+      render();
+      updateDirty();
+    },
+    busy: () => saving || deployStatus(fn) === 'deploying' || watchVersion != null,
+    gone() {
+      saveBtn.disabled = true;
+    },
+  };
+}
