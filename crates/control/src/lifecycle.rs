@@ -38,7 +38,7 @@ pub enum ControlError {
     },
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
-    #[error("could not write the function's code: {0}")]
+    #[error("a stored function could not be read or written: {0}")]
     Io(#[from] std::io::Error),
     #[error("a background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
