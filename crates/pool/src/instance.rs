@@ -236,8 +236,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// An instance driven by whatever consumes `jobs` (the pool's tests use this).
-    #[cfg(test)]
+    /// An instance driven by whatever consumes `jobs` (the fake starter of [`crate::testing`]).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn from_channel(jobs: mpsc::Sender<Job>) -> Instance {
         Instance {
             jobs,

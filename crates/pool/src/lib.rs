@@ -8,6 +8,8 @@ mod output;
 mod pool;
 mod prewarm;
 pub mod runtimes;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use capacity::{Capacity, Reservation};
 pub use instance::{Generic, Instance, RunResult, StartError, StartTimings, Started};
