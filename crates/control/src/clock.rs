@@ -1,5 +1,6 @@
 //! The time the control plane follows: when schedules fire, when asynchronous invocations
-//! are due, how old their events are.
+//! are due, how old their events are. Tests give a clock that follows tokio's, so that on
+//! tokio's paused clock a retry's backoff takes no real time.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use tokio::sync::watch;
 /// Where the control plane reads the time.
 pub enum Clock {
     System,
-    /// Set through the API (`PUT /v1/clock`); for tests.
+    /// Set through the API (`PUT /v1/clock`), for tests: schedules follow it; the
+    /// asynchronous queue keeps the system's time (see [`Clock::flowing_now`]).
     Manual(watch::Sender<OffsetDateTime>),
     /// Starts at a given time and moves with tokio's clock: with tokio's clock paused,
     /// time passes only when every task waits. For tests without a server.
@@ -37,6 +39,17 @@ impl Clock {
             Clock::System => OffsetDateTime::now_utc(),
             Clock::Manual(t) => *t.borrow(),
             Clock::Tokio { start, since } => *start + since.elapsed(),
+        }
+    }
+
+    /// The time that passes by itself, which the asynchronous queue follows (when an
+    /// invocation is due, how old its event is): a manual clock's time is for schedules
+    /// only, since nothing would move it for a retry's delay to pass; the system's time
+    /// then.
+    pub fn flowing_now(&self) -> OffsetDateTime {
+        match self {
+            Clock::System | Clock::Manual(_) => OffsetDateTime::now_utc(),
+            Clock::Tokio { .. } => self.now(),
         }
     }
 

@@ -167,7 +167,7 @@ impl Platform {
         if open >= self.queue.config.max_queued {
             return Err(AcceptError::QueueFull(open));
         }
-        let now = self.clock.now();
+        let now = self.clock.flowing_now();
         let new = NewAsync {
             id: uuid::Uuid::now_v7().to_string(),
             function: name.to_owned(),
@@ -199,7 +199,7 @@ impl Platform {
         }
         let store = self.store.clone();
         let (name, id) = (name.to_owned(), id.to_owned());
-        let now = self.clock.now();
+        let now = self.clock.flowing_now();
         let new_id = uuid::Uuid::now_v7().to_string();
         let task_id = new_id.clone();
         let (function, redriven) = blocking(move || {
@@ -233,7 +233,7 @@ impl Platform {
     /// functions are restored.
     pub async fn start_queue(self: &Arc<Self>) -> Result<usize, StoreError> {
         let store = self.store.clone();
-        let now = self.clock.now();
+        let now = self.clock.flowing_now();
         let open = blocking(move || {
             // Keys past their lifetime are forgotten at start-up (lookups ignore them anyway).
             store.expire_idempotency_keys(key_fresh_after(now))?;
@@ -250,13 +250,11 @@ impl Platform {
     }
 
     async fn dispatch(self: Arc<Self>) {
-        // A manual clock moves only when it is set: what is due then is seen then.
-        let mut manual = self.clock.changes();
         loop {
             let woken = self.queue.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let now = self.clock.now();
+            let now = self.clock.flowing_now();
             let (start, next) = self.queue.take_due(now, |function| {
                 self.slot(function)
                     .map_or(1, |slot| slot.latest().async_concurrency())
@@ -270,20 +268,14 @@ impl Platform {
                             // The store failed (disk full, I/O): the invocation stays open in
                             // the store and is tried again later, never dropped.
                             tracing::error!("asynchronous invocation {id}: {e}; trying again in 1 s");
-                            Some(platform.clock.now() + Duration::from_secs(1))
+                            Some(platform.clock.flowing_now() + Duration::from_secs(1))
                         }
                     };
                     platform.queue.attempt_done(&id, &function, again);
                 });
             }
-            match (&mut manual, next) {
-                (Some(moved), _) => {
-                    tokio::select! {
-                        _ = woken => {}
-                        _ = moved.changed() => {}
-                    }
-                }
-                (None, Some(at)) => {
+            match next {
+                Some(at) => {
                     let wait = Duration::from_nanos(
                         u64::try_from((at - now.unix_timestamp_nanos()).max(0)).unwrap_or(u64::MAX),
                     );
@@ -292,7 +284,7 @@ impl Platform {
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
-                (None, None) => woken.await,
+                None => woken.await,
             }
         }
     }
@@ -326,7 +318,7 @@ impl Platform {
             return Ok(None);
         };
         let spec = slot.latest();
-        let now = self.clock.now();
+        let now = self.clock.flowing_now();
         let max_age = time::Duration::seconds(i64::from(spec.retry.max_event_age_secs));
         if now - row.created_at > max_age {
             self.end_unattempted(&row, "event_too_old", true).await?;
@@ -359,7 +351,7 @@ impl Platform {
                 InvokeError::NotReady { .. } | InvokeError::Throttled(_) | InvokeError::CapacityExhausted(_),
             ) => {
                 // Not an attempt: the handler did not run. Back in the queue a little later.
-                let at = self.clock.now() + jittered(THROTTLE_DELAY);
+                let at = self.clock.flowing_now() + jittered(THROTTLE_DELAY);
                 let store = self.store.clone();
                 let owned = id.to_owned();
                 blocking(move || store.requeue(&owned, at)).await?;
@@ -382,7 +374,7 @@ impl Platform {
                 )
             }
         };
-        let now = self.clock.now();
+        let now = self.clock.flowing_now();
         if let Some(result) = result {
             let destination = spec.on_success.as_ref().map(|d| {
                 destination_event(
@@ -460,7 +452,7 @@ impl Platform {
         let id = row.id.clone();
         let attempts = attempt.as_ref().map_or(row.attempts, |a| a.attempt);
         let then_copy = then.clone();
-        let now = self.clock.now();
+        let now = self.clock.flowing_now();
         blocking(move || {
             store.finish_attempt(&id, attempts, attempt.as_ref(), &finish, now, then_copy.as_ref())
         })

@@ -176,7 +176,8 @@ impl Platform {
                         (latest, fire)
                     }
                 };
-                let created = self.clock.now();
+                // Created now in the queue's time, which a manual clock does not stop.
+                let created = self.clock.flowing_now();
                 let firings: Vec<NewAsync> = fires
                     .iter()
                     .map(|at| NewAsync {

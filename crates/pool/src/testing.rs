@@ -12,7 +12,7 @@
 //! A call that succeeds answers with the id of the instance that ran it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -29,6 +29,15 @@ pub struct FakeStarter {
     delay: Duration,
     starts: AtomicUsize,
     live: Arc<AtomicUsize>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// One call a fake instance ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub function: String,
+    pub version: u32,
+    pub event: Value,
 }
 
 impl FakeStarter {
@@ -38,12 +47,18 @@ impl FakeStarter {
             delay: Duration::from_millis(delay_ms),
             starts: AtomicUsize::new(0),
             live: Arc::default(),
+            calls: Arc::default(),
         })
     }
 
     /// Starts begun so far (including those that failed).
     pub fn starts(&self) -> usize {
         self.starts.load(Ordering::SeqCst)
+    }
+
+    /// Every call run so far, in the order they began.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Instances started and not yet stopped (an instance stops when its last handle is
@@ -90,13 +105,19 @@ impl Starter for FakeStarter {
             let id = instance.id();
             self.live.fetch_add(1, Ordering::SeqCst);
             let guard = LiveGuard(self.live.clone());
+            let calls_run = self.calls.clone();
             tokio::spawn(async move {
                 let _guard = guard;
                 let mut calls = tokio::task::JoinSet::new();
                 while let Some(job) = rx.recv().await {
                     let version_fails = version_fails.clone();
+                    let event: Value = serde_json::from_str(job.event.get()).unwrap_or(Value::Null);
+                    calls_run.lock().unwrap_or_else(|p| p.into_inner()).push(Call {
+                        function: spec.function.clone(),
+                        version: spec.version,
+                        event: event.clone(),
+                    });
                     calls.spawn(async move {
-                        let event: Value = serde_json::from_str(job.event.get()).unwrap_or(Value::Null);
                         let work = event.get("work_ms").and_then(Value::as_u64).unwrap_or(0);
                         tokio::time::sleep(Duration::from_millis(work)).await;
                         let outcome = match text(&event, "fail").or(version_fails) {
