@@ -396,7 +396,8 @@ struct InstanceTask {
 enum End {
     /// The process died or broke the protocol: every invocation in flight fails.
     Died,
-    /// The process was killed because `id` ran past its deadline.
+    /// An invocation ran past its deadline: the process is killed, and every invocation
+    /// in flight on it ends.
     Timeout,
 }
 
