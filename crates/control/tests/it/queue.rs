@@ -162,3 +162,47 @@ async fn results_and_failures_are_handed_to_the_destinations() {
     assert_eq!(calls.iter().filter(|c| c.function == "done").count(), 1);
     assert_eq!(calls.iter().filter(|c| c.function == "failed").count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_fires_on_the_platform_clock_once_per_time() {
+    let w = World::new(10).await;
+    let began = Instant::now();
+    w.create(
+        "tick",
+        json!({}),
+        json!({"schedules": [{"cron": "*/10 * * * * *", "event": {"tick": true}}]}),
+    )
+    .await;
+    let calls = wait_for("three firings", || {
+        let calls: Vec<_> = w
+            .starter
+            .calls()
+            .into_iter()
+            .filter(|c| c.function == "tick")
+            .collect();
+        (calls.len() >= 3).then_some(calls)
+    })
+    .await;
+    let mut times: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            c.event["scheduled_time"]
+                .as_str()
+                .expect("a scheduled time")
+                .to_owned()
+        })
+        .collect();
+    assert!(calls.iter().all(|c| c.event["tick"] == true), "{calls:?}");
+    let n = times.len();
+    times.dedup();
+    assert_eq!(times.len(), n, "no time fired twice: {times:?}");
+    for t in &times {
+        assert!(t.ends_with("0Z"), "every ten seconds: {t}");
+    }
+    // Three firings ten seconds apart took at least twenty seconds of the clock.
+    assert!(
+        began.elapsed() >= std::time::Duration::from_secs(20),
+        "{:?}",
+        began.elapsed()
+    );
+}
