@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use ignis_api::ApiConfig;
 use ignis_cli::ServeArgs;
-use ignis_control::{Clock, ControlConfig, Platform, QueueConfig};
+use ignis_control::{Clock, ControlConfig, HostFacts, Platform, QueueConfig};
 use ignis_pool::{Capacity, Launcher, RuntimeConfig, Runtimes};
 use ignis_sandbox::Sandbox;
 use ignis_store::Store;
@@ -298,6 +298,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ),
         }
     }
+    let host = HostFacts {
+        runtimes: runtimes.clone(),
+        sandboxed: sandbox.enabled(),
+        outbound_unavailable: sandbox.outbound_unavailable(),
+    };
     let launcher = Launcher::new(runtimes, sandbox, config.prewarm);
     launcher.refill();
     tracing::info!(
@@ -308,6 +313,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let platform = Platform::new(
         store,
         launcher,
+        host,
         Capacity::new(config.memory_capacity_mb),
         ControlConfig {
             log_limit_bytes: config.log_limit_bytes,

@@ -4,6 +4,7 @@
 //! written to the store; the table readers on the invocation path see them through an
 //! `ArcSwap`, so a warm invocation takes no lock and touches no SQLite.
 
+mod clock;
 mod invoke;
 mod lifecycle;
 mod live;
@@ -19,15 +20,15 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use ignis_core::http::HttpSettings;
 use ignis_core::{FunctionSpec, FunctionState};
-use ignis_pool::{Capacity, Launcher, Runtimes, VersionPool};
+use ignis_pool::{Capacity, Runtimes, Starter, VersionPool};
 use ignis_store::{InvocationWriter, Store};
 
+pub use clock::Clock;
 pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{now_ms, ControlError, DeployWait};
 pub use live::{Followed, Follower, LiveLogs};
 pub use playground::{PlaygroundError, PlaygroundRun, MAX_PLAYGROUND_RUNS};
 pub use queue::{AcceptError, Accepted, QueueConfig};
-pub use scheduler::Clock;
 pub use view::{DeployError, FunctionView};
 
 /// Settings of the control plane, from the server's configuration.
@@ -36,6 +37,17 @@ pub struct ControlConfig {
     pub log_limit_bytes: usize,
     pub retention_per_function: usize,
     pub queue: QueueConfig,
+}
+
+/// What the control plane needs to know of this host, found once at start-up: what it
+/// checks a spec against before storing it, and what the API shows.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub runtimes: Runtimes,
+    /// False only when the server was started with `--insecure-no-sandbox`.
+    pub sandboxed: bool,
+    /// Why functions cannot have outbound networking on this host, if they cannot.
+    pub outbound_unavailable: Option<String>,
 }
 
 /// The serving version of a function.
@@ -100,7 +112,9 @@ impl Slot {
 pub struct Platform {
     store: Store,
     writer: InvocationWriter,
-    launcher: Arc<Launcher>,
+    /// Starts instances: the process launcher in the server, a fake one in tests.
+    launcher: Arc<dyn Starter>,
+    host: HostFacts,
     capacity: Arc<Capacity>,
     config: ControlConfig,
     table: ArcSwap<HashMap<String, Arc<Slot>>>,
@@ -121,7 +135,8 @@ pub struct Platform {
 impl Platform {
     pub fn new(
         store: Store,
-        launcher: Arc<Launcher>,
+        launcher: Arc<dyn Starter>,
+        host: HostFacts,
         capacity: Arc<Capacity>,
         config: ControlConfig,
         clock: Clock,
@@ -136,6 +151,7 @@ impl Platform {
             store,
             writer,
             launcher,
+            host,
             capacity,
             config,
             table: ArcSwap::from_pointee(HashMap::new()),
@@ -144,12 +160,12 @@ impl Platform {
     }
 
     pub fn runtimes(&self) -> &Runtimes {
-        &self.launcher.runtimes
+        &self.host.runtimes
     }
 
     /// False only when the server was started with `--insecure-no-sandbox`.
     pub fn sandboxed(&self) -> bool {
-        self.launcher.sandbox.enabled()
+        self.host.sandboxed
     }
 
     pub fn store(&self) -> &Store {

@@ -38,7 +38,7 @@ pub enum ControlError {
     },
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
-    #[error("could not write the function's code: {0}")]
+    #[error("a stored function could not be read or written: {0}")]
     Io(#[from] std::io::Error),
     #[error("a background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -249,15 +249,15 @@ impl Platform {
     /// without slirp4netns. Checked before anything is stored.
     pub(crate) fn check_host_can_run(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
         if spec.network == ignis_core::Network::Outbound {
-            if let Some(why) = self.launcher.sandbox.outbound_unavailable() {
-                return Err(ControlError::NetworkUnavailable(why));
+            if let Some(why) = &self.host.outbound_unavailable {
+                return Err(ControlError::NetworkUnavailable(why.clone()));
             }
         }
-        if self.launcher.runtimes.interpreter(spec.runtime).available {
+        if self.host.runtimes.interpreter(spec.runtime).available {
             Ok(())
         } else {
             Err(ControlError::RuntimeUnavailable(
-                self.launcher.runtimes.missing_message(spec.runtime),
+                self.host.runtimes.missing_message(spec.runtime),
             ))
         }
     }

@@ -167,7 +167,7 @@ impl Platform {
         if open >= self.queue.config.max_queued {
             return Err(AcceptError::QueueFull(open));
         }
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.flowing_now();
         let new = NewAsync {
             id: uuid::Uuid::now_v7().to_string(),
             function: name.to_owned(),
@@ -199,7 +199,7 @@ impl Platform {
         }
         let store = self.store.clone();
         let (name, id) = (name.to_owned(), id.to_owned());
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.flowing_now();
         let new_id = uuid::Uuid::now_v7().to_string();
         let task_id = new_id.clone();
         let (function, redriven) = blocking(move || {
@@ -233,9 +233,10 @@ impl Platform {
     /// functions are restored.
     pub async fn start_queue(self: &Arc<Self>) -> Result<usize, StoreError> {
         let store = self.store.clone();
+        let now = self.clock.flowing_now();
         let open = blocking(move || {
             // Keys past their lifetime are forgotten at start-up (lookups ignore them anyway).
-            store.expire_idempotency_keys(key_fresh_after(OffsetDateTime::now_utc()))?;
+            store.expire_idempotency_keys(key_fresh_after(now))?;
             store.recover_async()
         })
         .await?;
@@ -253,7 +254,7 @@ impl Platform {
             let woken = self.queue.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let now = OffsetDateTime::now_utc();
+            let now = self.clock.flowing_now();
             let (start, next) = self.queue.take_due(now, |function| {
                 self.slot(function)
                     .map_or(1, |slot| slot.latest().async_concurrency())
@@ -267,7 +268,7 @@ impl Platform {
                             // The store failed (disk full, I/O): the invocation stays open in
                             // the store and is tried again later, never dropped.
                             tracing::error!("asynchronous invocation {id}: {e}; trying again in 1 s");
-                            Some(OffsetDateTime::now_utc() + Duration::from_secs(1))
+                            Some(platform.clock.flowing_now() + Duration::from_secs(1))
                         }
                     };
                     platform.queue.attempt_done(&id, &function, again);
@@ -317,7 +318,7 @@ impl Platform {
             return Ok(None);
         };
         let spec = slot.latest();
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.flowing_now();
         let max_age = time::Duration::seconds(i64::from(spec.retry.max_event_age_secs));
         if now - row.created_at > max_age {
             self.end_unattempted(&row, "event_too_old", true).await?;
@@ -350,7 +351,7 @@ impl Platform {
                 InvokeError::NotReady { .. } | InvokeError::Throttled(_) | InvokeError::CapacityExhausted(_),
             ) => {
                 // Not an attempt: the handler did not run. Back in the queue a little later.
-                let at = OffsetDateTime::now_utc() + jittered(THROTTLE_DELAY);
+                let at = self.clock.flowing_now() + jittered(THROTTLE_DELAY);
                 let store = self.store.clone();
                 let owned = id.to_owned();
                 blocking(move || store.requeue(&owned, at)).await?;
@@ -373,7 +374,7 @@ impl Platform {
                 )
             }
         };
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.flowing_now();
         if let Some(result) = result {
             let destination = spec.on_success.as_ref().map(|d| {
                 destination_event(
@@ -451,15 +452,9 @@ impl Platform {
         let id = row.id.clone();
         let attempts = attempt.as_ref().map_or(row.attempts, |a| a.attempt);
         let then_copy = then.clone();
+        let now = self.clock.flowing_now();
         blocking(move || {
-            store.finish_attempt(
-                &id,
-                attempts,
-                attempt.as_ref(),
-                &finish,
-                OffsetDateTime::now_utc(),
-                then_copy.as_ref(),
-            )
+            store.finish_attempt(&id, attempts, attempt.as_ref(), &finish, now, then_copy.as_ref())
         })
         .await?;
         if let Some(next) = then {

@@ -3,7 +3,7 @@
 //! across a kill; runs missed while the server was down are skipped, or one is caught up
 //! with `catch_up: "one"`.
 //!
-//! Time comes from a [`Clock`]: the system's, or a manual one that tests move.
+//! Time comes from the platform's [`Clock`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,44 +14,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 use crate::queue::blocking;
-use crate::Platform;
+use crate::{Clock, Platform};
 
 /// Most firings of one schedule in one pass (a clock that jumps far ahead).
 const MAX_FIRES_PER_PASS: usize = 1000;
-
-/// Where schedules read the time.
-pub enum Clock {
-    System,
-    /// Set through the API (`PUT /v1/clock`); for tests.
-    Manual(watch::Sender<OffsetDateTime>),
-}
-
-impl Clock {
-    pub fn manual(start: OffsetDateTime) -> Clock {
-        Clock::Manual(watch::Sender::new(start))
-    }
-
-    pub fn now(&self) -> OffsetDateTime {
-        match self {
-            Clock::System => OffsetDateTime::now_utc(),
-            Clock::Manual(t) => *t.borrow(),
-        }
-    }
-
-    /// Moves a manual clock; false for the system clock.
-    pub fn set(&self, to: OffsetDateTime) -> bool {
-        match self {
-            Clock::System => false,
-            Clock::Manual(t) => {
-                t.send_replace(to);
-                true
-            }
-        }
-    }
-}
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
@@ -116,10 +84,7 @@ impl Platform {
     }
 
     async fn schedule_loop(self: Arc<Self>) {
-        let mut manual = match &self.clock {
-            Clock::Manual(t) => Some(t.subscribe()),
-            Clock::System => None,
-        };
+        let mut manual = self.clock.changes();
         // The time of the last pass that succeeded: due times up to it were missed (the
         // server was down, or the schedule disabled or not yet there), later ones are fresh.
         let mut checked: Option<OffsetDateTime> = None;
@@ -146,7 +111,7 @@ impl Platform {
                     }
                 }
                 (None, Some(at)) => {
-                    let wait = Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or(Duration::ZERO);
+                    let wait = self.clock.until(at);
                     tokio::select! {
                         _ = woken => {}
                         _ = tokio::time::sleep(wait) => {}
@@ -211,7 +176,8 @@ impl Platform {
                         (latest, fire)
                     }
                 };
-                let created = OffsetDateTime::now_utc();
+                // Created now in the queue's time, which a manual clock does not stop.
+                let created = self.clock.flowing_now();
                 let firings: Vec<NewAsync> = fires
                     .iter()
                     .map(|at| NewAsync {

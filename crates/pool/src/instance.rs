@@ -6,10 +6,9 @@
 //! version. The task owns the process and its three channels (control socket, stdout,
 //! stderr) and runs up to `concurrency` invocations at once: for each, send `invoke`, then
 //! gather the answer frame, the output lines and both end markers, unless the deadline or
-//! the death of the process comes first.
+//! the death of the process comes first. How instances are started (the process, the
+//! pre-warmed ones) is the launcher's business.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,17 +18,14 @@ use ignis_protocol::{
     read_message, write_message, FunctionInfo, HostMessage, InstanceMessage, LoadError, ProtocolError,
     WireLog,
 };
-use ignis_sandbox::{Bind, CgroupLimits, Process, Sandbox, SpawnRequest};
+use ignis_sandbox::{CgroupLimits, Process, Sandbox, Spawned};
 use serde_json::value::RawValue;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use futures::future::BoxFuture;
-
+use crate::launcher::{LaunchSpec, PIDS_LIMIT};
 use crate::output::{now_ms, pump, OutputEvent};
-use crate::prewarm::Prewarm;
-use crate::runtimes::Runtimes;
 
 /// How long an instance may take to start, and then to import the user's module.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,263 +33,6 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 const MARKER_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a dead process's last output.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Where the bootstraps and the function's code appear inside a sandbox.
-const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
-const SANDBOX_CODE_DIR: &str = "/code";
-/// Where a sandboxed instance finds Bun.
-const SANDBOX_BUN: &str = "/usr/local/bin/bun";
-/// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
-const PIDS_LIMIT: u32 = 256;
-/// Size of an instance's private `/tmp`.
-const TMP_SIZE_MB: u32 = 64;
-/// The limits of a generic instance until it is given a function (the smallest allowed).
-const GENERIC_LIMITS: CgroupLimits = CgroupLimits {
-    memory_mb: 128,
-    vcpus: 1,
-    pids: PIDS_LIMIT,
-};
-
-/// Everything needed to start instances of one function version.
-#[derive(Debug, Clone)]
-pub struct LaunchSpec {
-    pub runtime: Runtime,
-    /// The source, sent in the load message: no instance reads code from disk.
-    pub code: Arc<str>,
-    pub handler: String,
-    pub env: BTreeMap<String, String>,
-    pub function: String,
-    pub version: u32,
-    pub memory_mb: u32,
-    pub vcpus: u32,
-    pub network: Network,
-    pub timeout: Duration,
-    pub log_limit: usize,
-    /// Invocations one instance runs at once.
-    pub concurrency: u32,
-}
-
-/// What starts instances: the interpreters found on this host, the sandbox they run in,
-/// and the pre-warmed instances waiting for code.
-pub struct Launcher {
-    pub runtimes: Runtimes,
-    pub sandbox: Sandbox,
-    pub(crate) prewarm: Prewarm,
-    /// Interpreter starts in flight at once. Starting an interpreter is CPU-bound: fifty
-    /// at once on two cores would all finish late, so a burst is better served by a few
-    /// that come up fast (and then serve the queue) than by many that come up together.
-    starts: tokio::sync::Semaphore,
-}
-
-/// Starts instances of a function version. The pool depends on this, not on [`Launcher`],
-/// so that its scaling rules can be tested with instances that are not processes.
-pub trait Starter: Send + Sync + 'static {
-    fn start(self: Arc<Self>, spec: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Started, StartError>>;
-}
-
-impl Starter for Launcher {
-    /// A pre-warmed instance when one is waiting (functions without network), else a
-    /// fresh one.
-    fn start(self: Arc<Self>, spec: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Started, StartError>> {
-        Box::pin(async move {
-            if spec.network == Network::None && self.prewarm.target() > 0 {
-                if let Some(generic) = self.prewarm.take(spec.runtime) {
-                    // Refilled after the load, not during it: starting a sandbox and an
-                    // interpreter next to a loading instance slowed its load by ~1.4×
-                    // (2 cores; namespace and cgroup creation contend with it). A guard,
-                    // so that a start abandoned mid-load still refills.
-                    let refill = RefillOnDrop(self.clone());
-                    let loaded = generic.load(&self.sandbox, &spec).await;
-                    drop(refill);
-                    match loaded {
-                        Err(e @ StartError::Load(_)) => return Err(e),
-                        Err(e) => {
-                            tracing::debug!(error = %e, "a pre-warmed instance failed; starting afresh")
-                        }
-                        Ok(started) => return Ok(started),
-                    }
-                } else {
-                    self.refill();
-                }
-            }
-            self.start_fresh(&spec).await
-        })
-    }
-}
-
-/// Refills the pre-warmed pool when dropped.
-struct RefillOnDrop(Arc<Launcher>);
-
-impl Drop for RefillOnDrop {
-    fn drop(&mut self) {
-        self.0.refill();
-    }
-}
-
-impl Launcher {
-    /// A launcher keeping `prewarm` generic instances of each interpreter (call
-    /// [`Launcher::refill`] to start them).
-    pub fn new(runtimes: Runtimes, sandbox: Sandbox, prewarm: usize) -> Arc<Launcher> {
-        Arc::new(Launcher {
-            runtimes,
-            sandbox,
-            prewarm: Prewarm::new(prewarm),
-            starts: tokio::sync::Semaphore::new(
-                2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-            ),
-        })
-    }
-
-    /// The process to start for a generic instance of `runtime`.
-    fn request(
-        &self,
-        runtime: Runtime,
-        outbound: bool,
-        prewarm: bool,
-        marker: &str,
-    ) -> Result<SpawnRequest, StartError> {
-        let sandboxed = self.sandbox.enabled();
-        let bootstrap_dir = if sandboxed {
-            PathBuf::from(SANDBOX_BOOTSTRAP_DIR)
-        } else {
-            self.runtimes.bootstrap_dir.clone()
-        };
-        let (mut program, mut args) = self
-            .runtimes
-            .command(runtime, marker, &bootstrap_dir)
-            .ok_or_else(|| StartError::RuntimeMissing(self.runtimes.missing_message(runtime)))?;
-        if prewarm {
-            args.push("--prewarm".to_owned());
-        }
-        let mut binds: Vec<Bind> = Vec::new();
-        let mut shown: Vec<PathBuf> = ignis_sandbox::library_dirs();
-        match runtime {
-            Runtime::Javascript | Runtime::Typescript if sandboxed => {
-                // Bun is one file, often in a checkout's tools folder: shown at a fixed
-                // path, so that nothing inside tells where this server is installed.
-                binds.push(Bind {
-                    source: program,
-                    target: PathBuf::from(SANDBOX_BUN),
-                });
-                program = PathBuf::from(SANDBOX_BUN);
-            }
-            Runtime::Python | Runtime::Javascript | Runtime::Typescript => {
-                shown.extend(self.runtimes.interpreter(runtime).mounts.iter().cloned());
-            }
-        }
-        for path in shown {
-            // A path inside one already shown needs no mount of its own.
-            if !binds.iter().any(|b| path.starts_with(&b.source)) && !path.as_os_str().is_empty() {
-                binds.push(Bind {
-                    source: path.clone(),
-                    target: path,
-                });
-            }
-        }
-        let certs = PathBuf::from("/etc/ssl/certs");
-        if outbound && certs.is_dir() {
-            // TLS clients need the host's CA certificates.
-            binds.push(Bind {
-                source: certs.clone(),
-                target: certs,
-            });
-        }
-        binds.push(Bind {
-            source: self.runtimes.bootstrap_dir.clone(),
-            target: bootstrap_dir.clone(),
-        });
-        let env = BTreeMap::from([
-            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            ("HOME".to_owned(), "/tmp".to_owned()),
-            ("TMPDIR".to_owned(), "/tmp".to_owned()),
-            ("LANG".to_owned(), "C.UTF-8".to_owned()),
-            ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
-            ("NO_COLOR".to_owned(), "1".to_owned()),
-        ]);
-        Ok(SpawnRequest {
-            program,
-            args,
-            env,
-            // Also the directory the code runs as if it were in (it is never on disk).
-            cwd: if sandboxed {
-                PathBuf::from(SANDBOX_CODE_DIR)
-            } else {
-                bootstrap_dir
-            },
-            binds,
-            limits: GENERIC_LIMITS,
-            tmp_size_mb: TMP_SIZE_MB,
-            outbound,
-            empty_dir: sandboxed.then(|| PathBuf::from(SANDBOX_CODE_DIR)),
-        })
-    }
-
-    /// Starts a generic instance of `runtime`: sandbox made, interpreter up, no code yet.
-    /// `outbound` instances get what outbound networking needs inside (a resolver);
-    /// `prewarm` ones are told they will wait for code, so they may warm their load path.
-    pub async fn start_generic(
-        &self,
-        runtime: Runtime,
-        outbound: bool,
-        prewarm: bool,
-    ) -> Result<Generic, StartError> {
-        let started = Instant::now();
-        // Held until the hello: the CPU-bound part. Waiting for it counts as sandbox time.
-        let _permit = self.starts.acquire().await;
-        let nonce = hex::encode(rand::random::<[u8; 12]>());
-        let request = self.request(runtime, outbound, prewarm, &nonce)?;
-        let spawned = self
-            .sandbox
-            .spawn(&request)
-            .map_err(|e| StartError::Spawn(e.to_string()))?;
-        let sandbox_time = started.elapsed();
-
-        let (out_tx, out_rx) = mpsc::channel(256);
-        tokio::spawn(pump(
-            spawned.stdout,
-            LogStream::Stdout,
-            nonce.clone(),
-            out_tx.clone(),
-        ));
-        tokio::spawn(pump(spawned.stderr, LogStream::Stderr, nonce, out_tx));
-        let (read_half, write_half) = spawned.control.into_split();
-        let (frame_tx, frame_rx) = mpsc::channel(64);
-        tokio::spawn(read_frames(read_half, frame_tx));
-
-        let mut task = InstanceTask {
-            code_dir: request.cwd.display().to_string(),
-            process: spawned.process,
-            control: write_half,
-            frames: frame_rx,
-            output: out_rx,
-            pending: Vec::new(),
-            log_limit: limits::DEFAULT_LOG_LIMIT_BYTES,
-            eof: [false, false],
-            inflight: Vec::new(),
-        };
-        match tokio::time::timeout(INIT_TIMEOUT, task.next_frame()).await {
-            Ok(Ok(InstanceMessage::Hello { .. })) => {}
-            Ok(Ok(other)) => return Err(StartError::Died(format!("unexpected first message {other:?}"))),
-            Ok(Err(detail)) => return Err(StartError::Died(detail)),
-            Err(_) => return Err(StartError::Timeout),
-        }
-        Ok(Generic {
-            task,
-            runtime,
-            outbound,
-            sandbox_time,
-            runtime_time: started.elapsed().saturating_sub(sandbox_time),
-        })
-    }
-
-    /// Starts an instance of `spec` from scratch: a generic instance, then its code.
-    pub async fn start_fresh(&self, spec: &LaunchSpec) -> Result<Started, StartError> {
-        let generic = self
-            .start_generic(spec.runtime, spec.network == Network::Outbound, false)
-            .await?;
-        generic.load(&self.sandbox, spec).await
-    }
-}
 
 /// How long each part of an instance's start took.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -323,13 +62,62 @@ pub struct Started {
 pub struct Generic {
     task: InstanceTask,
     pub runtime: Runtime,
-    /// Whether it was made with what outbound networking needs.
-    pub outbound: bool,
+    /// The network it was made for (`Outbound`: with what outbound networking needs).
+    pub network: Network,
     sandbox_time: Duration,
     runtime_time: Duration,
 }
 
 impl Generic {
+    /// Takes charge of a process just spawned and waits for its interpreter's hello.
+    /// `nonce` is the end marker it was started with, `code_dir` its working directory.
+    pub(crate) async fn hello(
+        spawned: Spawned,
+        nonce: String,
+        code_dir: String,
+        runtime: Runtime,
+        network: Network,
+        sandbox_time: Duration,
+    ) -> Result<Generic, StartError> {
+        let began = Instant::now();
+        let (out_tx, out_rx) = mpsc::channel(256);
+        tokio::spawn(pump(
+            spawned.stdout,
+            LogStream::Stdout,
+            nonce.clone(),
+            out_tx.clone(),
+        ));
+        tokio::spawn(pump(spawned.stderr, LogStream::Stderr, nonce, out_tx));
+        let (read_half, write_half) = spawned.control.into_split();
+        let (frame_tx, frame_rx) = mpsc::channel(64);
+        tokio::spawn(read_frames(read_half, frame_tx));
+
+        let mut task = InstanceTask {
+            code_dir,
+            process: spawned.process,
+            control: write_half,
+            frames: frame_rx,
+            output: out_rx,
+            pending: Vec::new(),
+            log_limit: limits::DEFAULT_LOG_LIMIT_BYTES,
+            ended: Streams::default(),
+            inflight: Vec::new(),
+        };
+        match tokio::time::timeout(INIT_TIMEOUT, task.next_frame()).await {
+            Ok(Ok(InstanceMessage::Hello { .. })) => {}
+            Ok(Ok(other)) => return Err(StartError::Died(format!("unexpected first message {other:?}"))),
+            Ok(Err(detail)) => return Err(StartError::Died(detail)),
+            Err(_) => return Err(StartError::Timeout),
+        }
+        Ok(Generic {
+            task,
+            runtime,
+            network,
+            sandbox_time,
+            runtime_time: began.elapsed(),
+        })
+    }
+
     /// Gives the instance `spec`'s limits, network and code. The instance serves only this
     /// version from now on.
     pub async fn load(mut self, sandbox: &Sandbox, spec: &LaunchSpec) -> Result<Started, StartError> {
@@ -448,8 +236,8 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// An instance driven by whatever consumes `jobs` (the pool's tests use this).
-    #[cfg(test)]
+    /// An instance driven by whatever consumes `jobs` (the fake starter of [`crate::testing`]).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn from_channel(jobs: mpsc::Sender<Job>) -> Instance {
         Instance {
             jobs,
@@ -468,8 +256,8 @@ impl Instance {
         !self.jobs.is_closed()
     }
 
-    /// The instance's peak memory use so far, in MiB (a file read: keep it off the
-    /// response path).
+    /// The instance's peak memory use so far, in MiB (one `pread` of an open file: cheap
+    /// enough to read before the caller is answered).
     pub fn peak_memory_mb(&self) -> Option<u32> {
         self.memory.as_ref().and_then(|m| m.read_mb())
     }
@@ -501,27 +289,89 @@ async fn read_frames(mut r: OwnedReadHalf, tx: mpsc::Sender<Result<InstanceMessa
     }
 }
 
+/// One flag for each output stream of an instance.
+#[derive(Debug, Clone, Copy, Default)]
+struct Streams {
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Streams {
+    fn set(&mut self, stream: LogStream) {
+        match stream {
+            LogStream::Stdout => self.stdout = true,
+            LogStream::Stderr => self.stderr = true,
+        }
+    }
+
+    fn both(self) -> bool {
+        self.stdout && self.stderr
+    }
+
+    fn either(self) -> bool {
+        self.stdout || self.stderr
+    }
+}
+
+/// Where an invocation in flight is.
+enum Phase {
+    /// Sent to the instance; its answer is due by the invocation's deadline.
+    Sent,
+    /// Answered; its end markers were written before the answer, so they are due by
+    /// `markers_by` at the latest.
+    Answered {
+        outcome: Outcome,
+        wire: Vec<WireLog>,
+        markers_by: Instant,
+    },
+}
+
+/// Whether an invocation's end markers came before it completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Markers {
+    Came,
+    /// Lost (the handler closed or broke its stdout or stderr): its instance is replaced.
+    Missing,
+}
+
 /// One invocation in flight on an instance.
 struct InFlight {
     id: String,
     deadline: Instant,
     reply: oneshot::Sender<RunResult>,
     logs: Vec<LogLine>,
-    answer: Option<(Outcome, Vec<WireLog>)>,
-    /// Whether the end marker came on stdout and on stderr.
-    markers: [bool; 2],
-    /// Set when the answer came: how long its end markers may still take.
-    marker_deadline: Option<Instant>,
+    phase: Phase,
+    /// The streams whose end marker for this invocation came (or that ended).
+    markers: Streams,
 }
 
 impl InFlight {
+    fn answered(&self) -> bool {
+        match self.phase {
+            Phase::Sent => false,
+            Phase::Answered { .. } => true,
+        }
+    }
+
     fn done(&self) -> bool {
-        self.answer.is_some() && self.markers[0] && self.markers[1]
+        self.answered() && self.markers.both()
     }
 
     /// The next moment something must happen to this invocation.
     fn wake_at(&self) -> Instant {
-        self.marker_deadline.unwrap_or(self.deadline)
+        match self.phase {
+            Phase::Sent => self.deadline,
+            Phase::Answered { markers_by, .. } => markers_by,
+        }
+    }
+
+    /// Records the answer; the end markers get [`MARKER_GRACE`] from now.
+    fn answer(&mut self, outcome: Outcome, wire: Vec<WireLog>) {
+        self.phase = Phase::Answered {
+            outcome,
+            wire,
+            markers_by: Instant::now() + MARKER_GRACE,
+        };
     }
 }
 
@@ -534,26 +384,20 @@ struct InstanceTask {
     /// into the next invocation's logs so that nothing is lost.
     pending: Vec<LogLine>,
     log_limit: usize,
-    /// Whether stdout and stderr reached end of file.
-    eof: [bool; 2],
+    /// The output streams that reached end of file.
+    ended: Streams,
     /// Oldest first. Raw output lines go to the oldest invocation in flight.
     inflight: Vec<InFlight>,
     /// Where the code runs as if it were: the working directory.
     code_dir: String,
 }
 
-fn stream_index(s: LogStream) -> usize {
-    match s {
-        LogStream::Stdout => 0,
-        LogStream::Stderr => 1,
-    }
-}
-
 /// What ended an instance's service.
 enum End {
     /// The process died or broke the protocol: every invocation in flight fails.
     Died,
-    /// The process was killed because `id` ran past its deadline.
+    /// An invocation ran past its deadline: the process is killed, and every invocation
+    /// in flight on it ends.
     Timeout,
 }
 
@@ -619,7 +463,7 @@ impl InstanceTask {
         match ev {
             OutputEvent::Line(line) => self.pending.push(line),
             OutputEvent::Marker { .. } => {}
-            OutputEvent::Eof(s) => self.eof[stream_index(s)] = true,
+            OutputEvent::Eof(s) => self.ended.set(s),
         }
     }
 
@@ -630,7 +474,7 @@ impl InstanceTask {
             .unwrap_or_else(|_| "the instance closed its channel".to_owned());
         self.process.kill();
         let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while !(self.eof[0] && self.eof[1]) {
+        while !self.ended.both() {
             match tokio::time::timeout_at(deadline, self.output.recv()).await {
                 Ok(Some(ev)) => self.keep(ev),
                 Ok(None) | Err(_) => break,
@@ -704,9 +548,8 @@ impl InstanceTask {
             deadline: Instant::now() + job.timeout,
             reply: job.reply,
             logs,
-            answer: None,
-            markers: self.eof,
-            marker_deadline: None,
+            phase: Phase::Sent,
+            markers: self.ended,
         });
         failed.map(|e| {
             tracing::debug!(error = %e, "could not send an invocation");
@@ -718,10 +561,7 @@ impl InstanceTask {
         match frame {
             Some(Ok(msg)) => {
                 let found = answer_of(msg).and_then(|(id, answer)| {
-                    let i = self
-                        .inflight
-                        .iter()
-                        .position(|f| f.id == id && f.answer.is_none())?;
+                    let i = self.inflight.iter().position(|f| f.id == id && !f.answered())?;
                     Some((i, answer))
                 });
                 let Some((i, answer)) = found else {
@@ -731,10 +571,10 @@ impl InstanceTask {
                     self.process.kill();
                     return Some(End::Died);
                 };
-                self.inflight[i].answer = Some(answer);
-                self.inflight[i].marker_deadline = Some(Instant::now() + MARKER_GRACE);
+                let (outcome, wire) = answer;
+                self.inflight[i].answer(outcome, wire);
                 if self.inflight[i].done() {
-                    self.finish(i, true);
+                    self.finish(i, Markers::Came);
                 }
                 None
             }
@@ -743,8 +583,8 @@ impl InstanceTask {
                 // Only an answer can be that large; with one call in flight it is its own.
                 if self.inflight.len() == 1 {
                     let size = u64::try_from(size).unwrap_or(u64::MAX);
-                    self.inflight[0].answer = Some((Outcome::ResponseTooLarge { size }, Vec::new()));
-                    self.finish(0, false);
+                    self.inflight[0].answer(Outcome::ResponseTooLarge { size }, Vec::new());
+                    self.finish(0, Markers::Missing);
                 }
                 Some(End::Died)
             }
@@ -763,19 +603,19 @@ impl InstanceTask {
             },
             OutputEvent::Marker { stream, id } => {
                 if let Some(i) = self.inflight.iter().position(|f| f.id == id) {
-                    self.inflight[i].markers[stream_index(stream)] = true;
+                    self.inflight[i].markers.set(stream);
                     if self.inflight[i].done() {
-                        self.finish(i, true);
+                        self.finish(i, Markers::Came);
                     }
                 }
             }
             OutputEvent::Eof(s) => {
-                self.eof[stream_index(s)] = true;
+                self.ended.set(s);
                 for f in &mut self.inflight {
-                    f.markers[stream_index(s)] = true;
+                    f.markers.set(s);
                 }
                 while let Some(i) = self.inflight.iter().position(InFlight::done) {
-                    self.finish(i, true);
+                    self.finish(i, Markers::Came);
                 }
             }
         }
@@ -788,19 +628,15 @@ impl InstanceTask {
         while let Some(i) = self
             .inflight
             .iter()
-            .position(|f| f.answer.is_some() && f.marker_deadline.is_some_and(|d| d <= now))
+            .position(|f| f.answered() && f.wake_at() <= now)
         {
             // The markers were written before the answer, so they were in the pipes; the
             // handler closed or broke its stdout/stderr. Every later call would wait for
             // them: the instance is replaced.
             tracing::debug!(markers = ?self.inflight[i].markers, "end markers missing after the answer");
-            self.finish(i, false);
+            self.finish(i, Markers::Missing);
         }
-        if self
-            .inflight
-            .iter()
-            .any(|f| f.answer.is_none() && f.deadline <= now)
-        {
+        if self.inflight.iter().any(|f| !f.answered() && f.deadline <= now) {
             self.process.kill();
             return Some(End::Timeout);
         }
@@ -824,9 +660,9 @@ impl InstanceTask {
             if let Some(mut lines) = late.take() {
                 f.logs.append(&mut lines);
             }
-            let outcome = match (&end, f.answer.take()) {
+            let outcome = match (&end, f.phase) {
                 // Answered, only its markers were missing when the process went.
-                (_, Some((outcome, wire))) => {
+                (_, Phase::Answered { outcome, wire, .. }) => {
                     let logs = self.merge(f.logs, wire);
                     let _ = f.reply.send(RunResult {
                         outcome,
@@ -835,13 +671,13 @@ impl InstanceTask {
                     });
                     continue;
                 }
-                (End::Timeout, None) if f.deadline <= now => Outcome::Timeout,
-                (End::Timeout, None) => Outcome::Crashed {
+                (End::Timeout, Phase::Sent) if f.deadline <= now => Outcome::Timeout,
+                (End::Timeout, Phase::Sent) => Outcome::Crashed {
                     detail: "the instance was stopped because another invocation on it ran past its timeout"
                         .to_owned(),
                 },
-                (End::Died, None) if oom => Outcome::OutOfMemory,
-                (End::Died, None) => Outcome::Crashed {
+                (End::Died, Phase::Sent) if oom => Outcome::OutOfMemory,
+                (End::Died, Phase::Sent) => Outcome::Crashed {
                     detail: detail.clone(),
                 },
             };
@@ -855,13 +691,15 @@ impl InstanceTask {
     }
 
     /// Completes invocation `i` (which has its answer).
-    fn finish(&mut self, i: usize, markers_ok: bool) {
+    fn finish(&mut self, i: usize, markers: Markers) {
         let f = self.inflight.remove(i);
-        let (outcome, wire) = f.answer.expect("finished invocations have their answer");
+        let Phase::Answered { outcome, wire, .. } = f.phase else {
+            unreachable!("only answered invocations are finished");
+        };
         let logs = self.merge(f.logs, wire);
         // An instance whose output channels ended or lost their markers would make every
         // later call wait: it is replaced.
-        let reusable = markers_ok && !(self.eof[0] || self.eof[1]);
+        let reusable = markers == Markers::Came && !self.ended.either();
         // The caller may have gone; the result is then simply dropped.
         let _ = f.reply.send(RunResult {
             outcome,

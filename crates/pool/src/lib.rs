@@ -3,15 +3,17 @@
 
 mod capacity;
 mod instance;
+mod launcher;
 mod output;
 mod pool;
 mod prewarm;
 pub mod runtimes;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use capacity::{Capacity, Reservation};
-pub use instance::{
-    Generic, Instance, LaunchSpec, Launcher, RunResult, StartError, StartTimings, Started, Starter,
-};
+pub use instance::{Generic, Instance, RunResult, StartError, StartTimings, Started};
+pub use launcher::{LaunchSpec, Launcher, Purpose, Starter};
 pub use pool::{AcquireError, ColdReason, ColdStart, InstanceCounts, Lease, PoolLimits, Ran, VersionPool};
 pub use prewarm::{interpreter_name, PREWARMED};
 pub use runtimes::{Interpreter, RuntimeConfig, Runtimes};

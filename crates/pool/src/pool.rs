@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::capacity::{Capacity, PoolShared, Reservation};
-use crate::instance::{Instance, LaunchSpec, RunResult, StartError, StartTimings, Starter};
+use crate::instance::{Instance, RunResult, StartError, StartTimings};
+use crate::launcher::{LaunchSpec, Starter};
 
 /// How often idle instances are checked against their idle timeout.
 const REAP_INTERVAL: Duration = Duration::from_millis(250);
@@ -541,7 +542,7 @@ pub struct Ran {
     pub cold: Option<ColdStart>,
     /// Time spent in the instance, from dispatch to answer.
     pub duration: Duration,
-    /// The instance that ran it (to read its peak memory after answering).
+    /// The instance that ran it (to read its peak memory before answering).
     pub instance: Instance,
 }
 

@@ -1,13 +1,13 @@
 //! Pre-warmed instances: per interpreter, K generic sandboxed instances whose interpreter
 //! has started and said hello, waiting for code. A cold start takes one and only loads the
-//! function's code into it; the pool refills in the background, one start at a time per
-//! interpreter so that refilling competes little with the calls being served.
+//! function's code into it; the launcher refills them in the background, one start at a
+//! time per interpreter so that refilling competes little with the calls being served.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use ignis_core::Runtime;
 
-use crate::instance::{Generic, Launcher};
+use crate::instance::Generic;
 
 /// The interpreters instances are pre-warmed for: Bun serves JavaScript and TypeScript.
 pub const PREWARMED: [Runtime; 2] = [Runtime::Python, Runtime::Javascript];
@@ -73,50 +73,26 @@ impl Prewarm {
         }
         None
     }
-}
 
-impl Launcher {
-    /// Starts pre-warmed instances until each available interpreter has its K waiting.
-    pub fn refill(self: &Arc<Self>) {
-        for runtime in PREWARMED {
-            if !self.runtimes.interpreter(runtime).available {
-                continue;
-            }
-            {
-                let mut slot = self.prewarm.slot(runtime);
-                if slot.starting || slot.ready.len() >= self.prewarm.target() {
-                    continue;
-                }
-                slot.starting = true;
-            }
-            let launcher = self.clone();
-            tokio::spawn(async move {
-                let started = launcher.start_generic(runtime, false, true).await;
-                {
-                    let mut slot = launcher.prewarm.slot(runtime);
-                    slot.starting = false;
-                    match started {
-                        Ok(g) => slot.ready.push(g),
-                        Err(e) => {
-                            // Cold starts still work without the pool; try again at the next
-                            // cold start rather than in a tight loop.
-                            tracing::warn!(runtime = runtime.as_str(), error = %e, "could not pre-warm an instance");
-                            return;
-                        }
-                    }
-                }
-                launcher.refill();
-            });
+    /// Marks a start of `runtime` as begun, unless one is under way or the slot is full.
+    pub(crate) fn begin_start(&self, runtime: Runtime) -> bool {
+        let mut slot = self.slot(runtime);
+        if slot.starting || slot.ready.len() >= self.target {
+            return false;
         }
+        slot.starting = true;
+        true
     }
 
-    /// How many pre-warmed instances of `runtime` are waiting.
-    pub fn prewarmed(&self, runtime: Runtime) -> usize {
-        self.prewarm.ready(runtime)
+    /// A start begun with [`Prewarm::begin_start`] gave `generic`, which now waits.
+    pub(crate) fn started(&self, runtime: Runtime, generic: Generic) {
+        let mut slot = self.slot(runtime);
+        slot.starting = false;
+        slot.ready.push(generic);
     }
 
-    /// How many pre-warmed instances each interpreter keeps (K).
-    pub fn prewarm_target(&self) -> usize {
-        self.prewarm.target()
+    /// A start begun with [`Prewarm::begin_start`] failed.
+    pub(crate) fn start_failed(&self, runtime: Runtime) {
+        self.slot(runtime).starting = false;
     }
 }

@@ -1,68 +1,12 @@
 //! The scaling rules, with instances that are tasks rather than processes and with tokio's
 //! clock paused: time moves only when every task waits, so each test is deterministic.
 
-use std::sync::atomic::AtomicUsize;
-
-use futures::future::{join_all, BoxFuture};
+use futures::future::join_all;
 use ignis_core::{Network, Outcome, Runtime};
 use serde_json::value::RawValue;
 
 use super::*;
-use crate::instance::{Job, Started};
-
-/// Starts fake instances after `delay`. Each call works for the `work_ms` its event says,
-/// then answers with the id of the instance that ran it.
-struct FakeStarter {
-    delay: Duration,
-    starts: AtomicUsize,
-}
-
-impl FakeStarter {
-    fn new(delay_ms: u64) -> Arc<FakeStarter> {
-        Arc::new(FakeStarter {
-            delay: Duration::from_millis(delay_ms),
-            starts: AtomicUsize::new(0),
-        })
-    }
-
-    fn starts(&self) -> usize {
-        self.starts.load(Ordering::SeqCst)
-    }
-}
-
-impl Starter for FakeStarter {
-    fn start(self: Arc<Self>, _spec: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Started, StartError>> {
-        Box::pin(async move {
-            self.starts.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(self.delay).await;
-            let (tx, mut rx) = mpsc::channel::<Job>(1000);
-            let instance = Instance::from_channel(tx);
-            let id = instance.id();
-            tokio::spawn(async move {
-                while let Some(job) = rx.recv().await {
-                    tokio::spawn(async move {
-                        let event: serde_json::Value =
-                            serde_json::from_str(job.event.get()).expect("test events are JSON");
-                        let work = event["work_ms"].as_u64().unwrap_or(0);
-                        tokio::time::sleep(Duration::from_millis(work)).await;
-                        let _ = job.reply.send(RunResult {
-                            outcome: Outcome::Ok(serde_json::json!(id)),
-                            logs: Vec::new(),
-                            reusable: true,
-                        });
-                    });
-                }
-            });
-            Ok(Started {
-                instance,
-                timings: StartTimings {
-                    load: self.delay,
-                    ..StartTimings::default()
-                },
-            })
-        })
-    }
-}
+use crate::testing::FakeStarter;
 
 fn spec(function: &str) -> LaunchSpec {
     LaunchSpec {

@@ -1,0 +1,300 @@
+//! The launcher: what starts instances as processes. It builds the spawn request of a
+//! generic instance (interpreter, mounts, environment), starts it in the sandbox, hands
+//! out pre-warmed instances and refills them. The pool reaches it only through the
+//! [`Starter`] trait.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use ignis_core::{Network, Runtime};
+use ignis_sandbox::{Bind, CgroupLimits, Sandbox, SpawnRequest};
+use tokio::time::Instant;
+
+use crate::instance::{Generic, StartError, Started};
+use crate::prewarm::{Prewarm, PREWARMED};
+use crate::runtimes::Runtimes;
+
+/// Where the bootstraps and the function's code appear inside a sandbox.
+const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
+const SANDBOX_CODE_DIR: &str = "/code";
+/// Where a sandboxed instance finds Bun.
+const SANDBOX_BUN: &str = "/usr/local/bin/bun";
+/// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
+pub(crate) const PIDS_LIMIT: u32 = 256;
+/// Size of an instance's private `/tmp`.
+const TMP_SIZE_MB: u32 = 64;
+/// The limits of a generic instance until it is given a function (the smallest allowed).
+const GENERIC_LIMITS: CgroupLimits = CgroupLimits {
+    memory_mb: 128,
+    vcpus: 1,
+    pids: PIDS_LIMIT,
+};
+
+/// Everything needed to start instances of one function version.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub runtime: Runtime,
+    /// The source, sent in the load message: no instance reads code from disk.
+    pub code: Arc<str>,
+    pub handler: String,
+    pub env: BTreeMap<String, String>,
+    pub function: String,
+    pub version: u32,
+    pub memory_mb: u32,
+    pub vcpus: u32,
+    pub network: Network,
+    pub timeout: Duration,
+    pub log_limit: usize,
+    /// Invocations one instance runs at once.
+    pub concurrency: u32,
+}
+
+/// Whom a generic instance is started for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A cold start waiting for it: it is given code at once.
+    ColdStart,
+    /// The pre-warmed pool: it is told it will wait for code, so it may warm its load path.
+    Prewarm,
+}
+
+/// Starts instances of a function version. The pool and the control plane depend on this,
+/// not on [`Launcher`], so that their rules can be tested with instances that are not
+/// processes (see the `testing` feature).
+pub trait Starter: Send + Sync + 'static {
+    fn start(self: Arc<Self>, spec: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Started, StartError>>;
+
+    /// How many pre-warmed instances of `runtime` are waiting (none unless the starter
+    /// keeps any).
+    fn prewarmed(&self, runtime: Runtime) -> usize {
+        let _ = runtime;
+        0
+    }
+}
+
+/// What starts instances: the interpreters found on this host, the sandbox they run in,
+/// and the pre-warmed instances waiting for code.
+pub struct Launcher {
+    pub runtimes: Runtimes,
+    pub sandbox: Sandbox,
+    prewarm: Prewarm,
+    /// Interpreter starts in flight at once. Starting an interpreter is CPU-bound: fifty
+    /// at once on two cores would all finish late, so a burst is better served by a few
+    /// that come up fast (and then serve the queue) than by many that come up together.
+    starts: tokio::sync::Semaphore,
+}
+
+impl Starter for Launcher {
+    /// A pre-warmed instance when one is waiting (functions without network), else a
+    /// fresh one.
+    fn start(self: Arc<Self>, spec: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Started, StartError>> {
+        Box::pin(async move {
+            if spec.network == Network::None && self.prewarm.target() > 0 {
+                if let Some(generic) = self.prewarm.take(spec.runtime) {
+                    // Refilled after the load, not during it: starting a sandbox and an
+                    // interpreter next to a loading instance slowed its load by ~1.4×
+                    // (2 cores; namespace and cgroup creation contend with it). A guard,
+                    // so that a start abandoned mid-load still refills.
+                    let refill = RefillOnDrop(self.clone());
+                    let loaded = generic.load(&self.sandbox, &spec).await;
+                    drop(refill);
+                    match loaded {
+                        Err(e @ StartError::Load(_)) => return Err(e),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a pre-warmed instance failed; starting afresh")
+                        }
+                        Ok(started) => return Ok(started),
+                    }
+                } else {
+                    self.refill();
+                }
+            }
+            self.start_fresh(&spec).await
+        })
+    }
+
+    fn prewarmed(&self, runtime: Runtime) -> usize {
+        Launcher::prewarmed(self, runtime)
+    }
+}
+
+/// Refills the pre-warmed pool when dropped.
+struct RefillOnDrop(Arc<Launcher>);
+
+impl Drop for RefillOnDrop {
+    fn drop(&mut self) {
+        self.0.refill();
+    }
+}
+
+impl Launcher {
+    /// A launcher keeping `prewarm` generic instances of each interpreter (call
+    /// [`Launcher::refill`] to start them).
+    pub fn new(runtimes: Runtimes, sandbox: Sandbox, prewarm: usize) -> Arc<Launcher> {
+        Arc::new(Launcher {
+            runtimes,
+            sandbox,
+            prewarm: Prewarm::new(prewarm),
+            starts: tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
+        })
+    }
+
+    /// How many pre-warmed instances of `runtime` are waiting.
+    pub fn prewarmed(&self, runtime: Runtime) -> usize {
+        self.prewarm.ready(runtime)
+    }
+
+    /// How many pre-warmed instances each interpreter keeps (K).
+    pub fn prewarm_target(&self) -> usize {
+        self.prewarm.target()
+    }
+
+    /// Starts pre-warmed instances until each available interpreter has its K waiting.
+    pub fn refill(self: &Arc<Self>) {
+        for runtime in PREWARMED {
+            if !self.runtimes.interpreter(runtime).available || !self.prewarm.begin_start(runtime) {
+                continue;
+            }
+            let launcher = self.clone();
+            tokio::spawn(async move {
+                let started = launcher
+                    .start_generic(runtime, Network::None, Purpose::Prewarm)
+                    .await;
+                match started {
+                    Ok(generic) => launcher.prewarm.started(runtime, generic),
+                    Err(e) => {
+                        launcher.prewarm.start_failed(runtime);
+                        // Cold starts still work without the pool; try again at the next
+                        // cold start rather than in a tight loop.
+                        tracing::warn!(runtime = runtime.as_str(), error = %e, "could not pre-warm an instance");
+                        return;
+                    }
+                }
+                launcher.refill();
+            });
+        }
+    }
+
+    /// The process to start for a generic instance of `runtime`.
+    fn request(
+        &self,
+        runtime: Runtime,
+        network: Network,
+        purpose: Purpose,
+        marker: &str,
+    ) -> Result<SpawnRequest, StartError> {
+        let sandboxed = self.sandbox.enabled();
+        let outbound = network == Network::Outbound;
+        let bootstrap_dir = if sandboxed {
+            PathBuf::from(SANDBOX_BOOTSTRAP_DIR)
+        } else {
+            self.runtimes.bootstrap_dir.clone()
+        };
+        let (mut program, mut args) = self
+            .runtimes
+            .command(runtime, marker, &bootstrap_dir)
+            .ok_or_else(|| StartError::RuntimeMissing(self.runtimes.missing_message(runtime)))?;
+        match purpose {
+            Purpose::Prewarm => args.push("--prewarm".to_owned()),
+            Purpose::ColdStart => {}
+        }
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut shown: Vec<PathBuf> = ignis_sandbox::library_dirs();
+        match runtime {
+            Runtime::Javascript | Runtime::Typescript if sandboxed => {
+                // Bun is one file, often in a checkout's tools folder: shown at a fixed
+                // path, so that nothing inside tells where this server is installed.
+                binds.push(Bind {
+                    source: program,
+                    target: PathBuf::from(SANDBOX_BUN),
+                });
+                program = PathBuf::from(SANDBOX_BUN);
+            }
+            Runtime::Python | Runtime::Javascript | Runtime::Typescript => {
+                shown.extend(self.runtimes.interpreter(runtime).mounts.iter().cloned());
+            }
+        }
+        for path in shown {
+            // A path inside one already shown needs no mount of its own.
+            if !binds.iter().any(|b| path.starts_with(&b.source)) && !path.as_os_str().is_empty() {
+                binds.push(Bind {
+                    source: path.clone(),
+                    target: path,
+                });
+            }
+        }
+        let certs = PathBuf::from("/etc/ssl/certs");
+        if outbound && certs.is_dir() {
+            // TLS clients need the host's CA certificates.
+            binds.push(Bind {
+                source: certs.clone(),
+                target: certs,
+            });
+        }
+        binds.push(Bind {
+            source: self.runtimes.bootstrap_dir.clone(),
+            target: bootstrap_dir.clone(),
+        });
+        let env = BTreeMap::from([
+            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+            ("HOME".to_owned(), "/tmp".to_owned()),
+            ("TMPDIR".to_owned(), "/tmp".to_owned()),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
+            ("NO_COLOR".to_owned(), "1".to_owned()),
+        ]);
+        Ok(SpawnRequest {
+            program,
+            args,
+            env,
+            // The directory the code runs as if it were in; the code itself is sent in
+            // the load message and never written there.
+            cwd: if sandboxed {
+                PathBuf::from(SANDBOX_CODE_DIR)
+            } else {
+                bootstrap_dir
+            },
+            binds,
+            limits: GENERIC_LIMITS,
+            tmp_size_mb: TMP_SIZE_MB,
+            outbound,
+            empty_dir: sandboxed.then(|| PathBuf::from(SANDBOX_CODE_DIR)),
+        })
+    }
+
+    /// Starts a generic instance of `runtime`: sandbox made, interpreter up, no code yet.
+    /// Instances with `Network::Outbound` get what outbound networking needs inside (a
+    /// resolver, CA certificates); the network itself is attached at the load.
+    pub async fn start_generic(
+        &self,
+        runtime: Runtime,
+        network: Network,
+        purpose: Purpose,
+    ) -> Result<Generic, StartError> {
+        let started = Instant::now();
+        // Held until the hello: the CPU-bound part. Waiting for it counts as sandbox time.
+        let _permit = self.starts.acquire().await;
+        let nonce = hex::encode(rand::random::<[u8; 12]>());
+        let request = self.request(runtime, network, purpose, &nonce)?;
+        let spawned = self
+            .sandbox
+            .spawn(&request)
+            .map_err(|e| StartError::Spawn(e.to_string()))?;
+        let sandbox_time = started.elapsed();
+        let code_dir = request.cwd.display().to_string();
+        Generic::hello(spawned, nonce, code_dir, runtime, network, sandbox_time).await
+    }
+
+    /// Starts an instance of `spec` from scratch: a generic instance, then its code.
+    pub async fn start_fresh(&self, spec: &LaunchSpec) -> Result<Started, StartError> {
+        let generic = self
+            .start_generic(spec.runtime, spec.network, Purpose::ColdStart)
+            .await?;
+        generic.load(&self.sandbox, spec).await
+    }
+}
