@@ -4,6 +4,8 @@
 //! written to the store; the table readers on the invocation path see them through an
 //! `ArcSwap`, so a warm invocation takes no lock and touches no SQLite.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod clock;
 mod invoke;
 mod lifecycle;

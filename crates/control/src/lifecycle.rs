@@ -72,7 +72,14 @@ impl Platform {
             .await?
             .map_err(|e| match e {
                 StoreError::AlreadyExists(_) => ControlError::AlreadyExists(name.clone()),
-                other => ControlError::Store(other),
+                other @ (StoreError::NotFound(_)
+                | StoreError::VersionNotFound { .. }
+                | StoreError::VersionConflict { .. }
+                | StoreError::Sqlite(_)
+                | StoreError::DiskFull(_)
+                | StoreError::Migration(_)
+                | StoreError::Io(_)
+                | StoreError::Corrupt(_)) => ControlError::Store(other),
             })?;
         let spec = Arc::new(spec);
         let slot = Arc::new(Slot {

@@ -1,6 +1,8 @@
 //! Instance lifecycle: finding runtimes, starting instances (pre-warmed or fresh), warm
 //! reuse, scaling, host capacity and eviction, reaping.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod capacity;
 mod instance;
 mod launcher;

@@ -190,9 +190,12 @@ mod tests {
         );
         let text: usize = out
             .iter()
-            .filter_map(|e| match e {
-                OutputEvent::Line(l) => Some(l.line.len()),
-                _ => None,
+            .filter_map(|e| {
+                if let OutputEvent::Line(l) = e {
+                    Some(l.line.len())
+                } else {
+                    None
+                }
             })
             .sum();
         assert_eq!(

@@ -54,10 +54,10 @@ fn event(work_ms: u64) -> Arc<RawValue> {
 
 /// Which instance ran the call.
 fn ran_on(ran: &Ran) -> u64 {
-    match &ran.result.outcome {
-        Outcome::Ok(v) => v.as_u64().expect("fake answers with the instance id"),
-        other => panic!("unexpected outcome {other:?}"),
-    }
+    let Outcome::Ok(v) = &ran.result.outcome else {
+        panic!("unexpected outcome {:?}", ran.result.outcome)
+    };
+    v.as_u64().expect("fake answers with the instance id")
 }
 
 async fn call(pool: &VersionPool, work_ms: u64) -> Result<Ran, AcquireError> {
