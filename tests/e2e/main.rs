@@ -14,6 +14,7 @@ mod logs;
 mod mapping;
 mod metering;
 mod network;
+mod openapi;
 mod persistence;
 mod prometheus;
 mod rootless;
