@@ -31,7 +31,7 @@ pub(crate) struct Health {
 /// One runtime and its interpreter on this host.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RuntimeInfo {
-    /// `python` or `bun`.
+    /// `python`, `javascript` or `typescript`.
     pub name: &'static str,
     pub available: bool,
     pub version: Option<String>,

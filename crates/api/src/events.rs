@@ -484,6 +484,7 @@ pub(crate) async fn get_clock(State(s): State<AppState>, _: Query<NoParams>) -> 
 
 /// The body of `PUT /v1/clock`.
 #[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct SetClock {
     /// RFC 3339.

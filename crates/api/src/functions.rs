@@ -16,61 +16,84 @@ use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 /// The largest function body: 5 MiB of code, which JSON escaping can double, plus config.
 pub(crate) const MAX_FUNCTION_BODY: usize = 12 * 1024 * 1024;
 
-/// A function's spec, as create and update take it (`name`, `runtime` and `code` are needed;
-/// every other field has a default). Unknown fields are refused with `unknown_field`.
+/// A function's spec, as create and update take it (`runtime` and `code` are needed, and
+/// `name` on create; every other field may be left out or null for its default). Some rules are not in the
+/// schema: `min_instances` at most `max_instances`, cron expressions and time zones that
+/// parse, destinations that form no cycle, 4 KiB of environment in all.
 #[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct FunctionSpec {
-    /// 1 to 64 lower-case letters, digits and `-`, starting with a letter. On update,
-    /// the path's name (it may be left out).
-    #[schema(example = "hello")]
+    /// Needed on create; on update, the path's name (it may be left out).
+    #[schema(required = false, pattern = "^[a-z][a-z0-9-]{0,62}$", example = "hello")]
     name: String,
-    /// `python` or `bun`.
-    #[schema(example = "python")]
+    #[schema(value_type = RuntimeName)]
     runtime: String,
-    /// The handler's source, at most 5 MiB.
-    #[schema(example = "def handler(event, context):\n    return {'ok': True}\n")]
+    /// The handler's source, at most 5 MiB, not only white space.
+    #[schema(
+        max_length = 5242880,
+        example = "def handler(event, context):\n    return {'ok': True}\n"
+    )]
     code: String,
-    /// `module.function` (default `main.handler` for Python, `index.handler` for Bun).
-    #[schema(required = false)]
-    handler: String,
-    #[schema(required = false, minimum = 1, maximum = 300)]
-    timeout_secs: u32,
-    #[schema(required = false, minimum = 128, maximum = 3072)]
-    memory_mb: u32,
-    #[schema(required = false, minimum = 1, maximum = 32)]
-    vcpus: u32,
-    #[schema(required = false, minimum = 1, maximum = 1000)]
-    max_instances: u32,
-    #[schema(required = false, minimum = 0, maximum = 1000)]
-    min_instances: u32,
-    #[schema(required = false, minimum = 1, maximum = 1000)]
-    concurrency: u32,
-    #[schema(required = false, minimum = 0, maximum = 86400)]
-    idle_timeout_secs: u32,
-    /// Environment variables (4 KiB in all).
-    #[schema(required = false)]
-    env: std::collections::BTreeMap<String, String>,
+    /// The handler function's name in the code (default `handler`).
+    #[schema(pattern = "^[A-Za-z_$][A-Za-z0-9_$]{0,127}$")]
+    handler: Option<String>,
+    #[schema(minimum = 1, maximum = 300)]
+    timeout_secs: Option<u32>,
+    #[schema(minimum = 128, maximum = 3072)]
+    memory_mb: Option<u32>,
+    #[schema(minimum = 1, maximum = 32)]
+    vcpus: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000)]
+    max_instances: Option<u32>,
+    #[schema(minimum = 0, maximum = 1000)]
+    min_instances: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000)]
+    concurrency: Option<u32>,
+    #[schema(minimum = 0, maximum = 86400)]
+    idle_timeout_secs: Option<u32>,
+    /// Environment variables: names match `[A-Za-z_][A-Za-z0-9_]*`, values hold no NUL.
+    env: Option<std::collections::BTreeMap<String, String>>,
     /// `none` (the default) or `outbound`.
-    #[schema(required = false)]
-    network: String,
+    #[schema(value_type = Option<NetworkName>)]
+    network: Option<String>,
     /// Who may call the function's URL, and its CORS rules.
-    #[schema(required = false, value_type = ignis_control::schema::HttpSettings)]
+    #[schema(value_type = Option<Object>)]
     http: (),
-    /// How failed asynchronous attempts are retried.
-    #[schema(required = false, value_type = ignis_control::schema::RetrySettings)]
+    /// How failed asynchronous attempts are retried (`max_retries`, `max_event_age_secs`).
+    #[schema(value_type = Option<Object>)]
     retry: (),
     /// A function invoked asynchronously with the result of each successful async call.
-    #[schema(required = false)]
-    on_success: String,
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
+    on_success: Option<String>,
     /// A function invoked asynchronously with each async call that failed for good.
-    #[schema(required = false)]
-    on_failure: String,
-    #[schema(required = false, minimum = 1, maximum = 1000)]
-    max_async_concurrency: u32,
-    /// Cron schedules, each firing an asynchronous invocation.
-    #[schema(required = false, value_type = Vec<Object>)]
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
+    on_failure: Option<String>,
+    #[schema(minimum = 1, maximum = 1000)]
+    max_async_concurrency: Option<u32>,
+    /// Cron schedules (`cron`, `timezone`, `event`, `enabled`, `catch_up`), each firing an
+    /// asynchronous invocation.
+    #[schema(value_type = Option<Vec<Object>>)]
     schedules: (),
+}
+
+/// A runtime's name.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum RuntimeName {
+    Python,
+    Javascript,
+    Typescript,
+}
+
+/// What a function's instances may reach: nothing, or the internet.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum NetworkName {
+    None,
+    Outbound,
 }
 
 pub(crate) fn path_name(name: &str) -> Result<FunctionName, ApiError> {

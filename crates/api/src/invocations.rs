@@ -37,9 +37,11 @@ use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
     params(
         ("name" = String, Path, description = "The function's name", example = "hello"),
         ("x-ignis-invocation-type" = Option<String>, Header,
-            description = "`sync` (or `RequestResponse`, the default) or `async` (or `Event`)"),
+            description = "`sync` (or `RequestResponse`, the default) or `async` (or `Event`), in any case",
+            pattern = "^([Ss][Yy][Nn][Cc]|[Aa][Ss][Yy][Nn][Cc]|[Rr][Ee][Qq][Uu][Ee][Ss][Tt][Rr][Ee][Ss][Pp][Oo][Nn][Ss][Ee]|[Ee][Vv][Ee][Nn][Tt])$"),
         ("idempotency-key" = Option<String>, Header,
-            description = "1 to 256 printable ASCII characters; a repeat within a day gets the first answer"),
+            description = "1 to 256 printable ASCII characters; a repeat within a day gets the first answer",
+            pattern = "^[ -~]{1,256}$"),
     ),
     request_body(content = Value, description = "The event: any JSON, 64 levels deep at most", content_type = "application/json"),
     responses(

@@ -36,24 +36,28 @@ const PLAYGROUND_NAME: &str = "playground";
 /// The body of a playground run: a function's `runtime`, `code`, `handler`, limits and
 /// `env`, as in a spec, and the `event` to call it with.
 #[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct PlaygroundBody {
-    /// `python` or `bun`.
-    #[schema(example = "python")]
+    #[schema(value_type = crate::functions::RuntimeName)]
     runtime: String,
-    #[schema(example = "def handler(event, context):\n    return event\n")]
+    /// The handler's source, at most 5 MiB, not only white space.
+    #[schema(
+        max_length = 5242880,
+        example = "def handler(event, context):\n    return event\n"
+    )]
     code: String,
-    #[schema(required = false)]
-    handler: String,
-    /// Any JSON (`{}` when left out).
-    #[schema(required = false, value_type = Value)]
+    #[schema(pattern = "^[A-Za-z_$][A-Za-z0-9_$]{0,127}$")]
+    handler: Option<String>,
+    /// Any JSON, 64 levels deep at most (`{}` when left out).
+    #[schema(value_type = Value)]
     event: (),
-    #[schema(required = false, minimum = 128, maximum = 3072)]
-    memory_mb: u32,
-    #[schema(required = false, minimum = 1, maximum = 300)]
-    timeout_secs: u32,
-    #[schema(required = false)]
-    env: std::collections::BTreeMap<String, String>,
+    #[schema(minimum = 128, maximum = 3072)]
+    memory_mb: Option<u32>,
+    #[schema(minimum = 1, maximum = 300)]
+    timeout_secs: Option<u32>,
+    /// Names match `[A-Za-z_][A-Za-z0-9_]*`; values hold no NUL.
+    env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Runs code against an event in a fresh instance, without creating a function.

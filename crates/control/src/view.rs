@@ -16,7 +16,7 @@ use crate::Slot;
 #[schema(as = Function)]
 pub struct FunctionView {
     pub name: String,
-    /// `python` or `bun`.
+    /// `python`, `javascript` or `typescript`.
     #[schema(value_type = String)]
     pub runtime: &'static str,
     pub handler: String,
