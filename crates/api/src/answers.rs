@@ -91,6 +91,28 @@ pub(crate) struct Logs {
     pub logs: Vec<FunctionLogLine>,
 }
 
+/// One Server-Sent Event of `GET /v1/functions/{name}/logs?follow=true`, for the document
+/// (axum writes the events themselves).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct LogEvent {
+    /// `log` (one line) or `missed` (how many invocations' lines a slow reader lost).
+    #[schema(value_type = LogEventKind)]
+    pub event: String,
+    /// JSON: a `FunctionLogLine` for `log`, `{"invocations": n}` for `missed`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// The kinds of events a log stream sends.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogEventKind {
+    Log,
+    Missed,
+}
+
 /// What a cold start cost, part by part (milliseconds).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Init {

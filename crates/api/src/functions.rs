@@ -25,8 +25,8 @@ pub(crate) const MAX_FUNCTION_BODY: usize = 12 * 1024 * 1024;
 #[allow(dead_code)]
 pub(crate) struct FunctionSpec {
     /// Needed on create; on update, the path's name (it may be left out).
-    #[schema(required = false, pattern = "^[a-z][a-z0-9-]{0,62}$", example = "hello")]
-    name: String,
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", example = "hello")]
+    name: Option<String>,
     #[schema(value_type = RuntimeName)]
     runtime: String,
     /// The handler's source, at most 5 MiB, not only white space.

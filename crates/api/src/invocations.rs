@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 
 use crate::answers::{
-    Accepted, FunctionLogLine, Init, InvocationAnswer, InvocationList, InvocationView, LogLine, Logs,
+    Accepted, FunctionLogLine, Init, InvocationAnswer, InvocationList, InvocationView, LogEvent, LogLine,
+    Logs,
 };
 use crate::error::internal;
 use crate::events::{self, InvocationType};
@@ -36,14 +37,14 @@ use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 #[utoipa::path(post, operation_id = "invoke_function", path = "/v1/functions/{name}/invoke", tag = "invocations",
     params(
         ("name" = String, Path, description = "The function's name", example = "hello"),
-        ("x-ignis-invocation-type" = Option<String>, Header,
+        ("x-ignis-invocation-type" = Option<String>, Header, nullable = false,
             description = "`sync` (or `RequestResponse`, the default) or `async` (or `Event`), in any case",
             pattern = "^([Ss][Yy][Nn][Cc]|[Aa][Ss][Yy][Nn][Cc]|[Rr][Ee][Qq][Uu][Ee][Ss][Tt][Rr][Ee][Ss][Pp][Oo][Nn][Ss][Ee]|[Ee][Vv][Ee][Nn][Tt])$"),
-        ("idempotency-key" = Option<String>, Header,
+        ("idempotency-key" = Option<String>, Header, nullable = false,
             description = "1 to 256 printable ASCII characters; a repeat within a day gets the first answer",
             pattern = "^[ -~]{1,256}$"),
     ),
-    request_body(content = Value, description = "The event: any JSON, 64 levels deep at most", content_type = "application/json"),
+    request_body(content = Option<Value>, description = "The event: any JSON, 64 levels deep at most; `{}` when the body is empty", content_type = "application/json"),
     responses(
         (status = 200, description = "The handler's answer: its status, headers and body"),
         (status = 202, description = "Queued (asynchronous)", body = Accepted),
@@ -333,7 +334,7 @@ pub(crate) async fn get(
 #[utoipa::path(get, operation_id = "function_logs", path = "/v1/functions/{name}/logs", tag = "invocations",
     params(("name" = String, Path, description = "The function's name", example = "hello"), Query<LogParams>),
     responses(
-        (status = 200, content((Logs = "application/json"), (String = "text/event-stream"))),
+        (status = 200, content((Logs = "application/json"), (LogEvent = "text/event-stream"))),
         errors::BadQuery, errors::Unauthorized, errors::NotFound,
     ))]
 pub(crate) async fn logs(

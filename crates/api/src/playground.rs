@@ -50,7 +50,7 @@ pub(crate) struct PlaygroundBody {
     #[schema(pattern = "^[A-Za-z_$][A-Za-z0-9_$]{0,127}$")]
     handler: Option<String>,
     /// Any JSON, 64 levels deep at most (`{}` when left out).
-    #[schema(value_type = Value)]
+    #[schema(required = false, value_type = Value)]
     event: (),
     #[schema(minimum = 128, maximum = 3072)]
     memory_mb: Option<u32>,

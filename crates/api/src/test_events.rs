@@ -72,7 +72,7 @@ pub(crate) async fn list(
 
 /// `PUT /v1/functions/{name}/test-events/{event}`: the body is the event (JSON).
 #[utoipa::path(put, operation_id = "put_test_event", path = "/v1/functions/{name}/test-events/{event}", tag = "console",
-    params(("name" = String, Path, description = "The function's name", example = "hello"), ("event" = String, Path, description = "The test event's name: 1 to 64 letters, digits, spaces, `-`, `_` or `.`", example = "sample")),
+    params(("name" = String, Path, description = "The function's name", example = "hello"), ("event" = String, Path, description = "The test event's name: 1 to 64 letters, digits, spaces, `-`, `_` or `.`, not starting or ending with a space", pattern = "^[A-Za-z0-9._-]([A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$", example = "sample")),
     request_body(content = Value, description = "The event: any JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = TestEventView),
@@ -120,7 +120,7 @@ pub(crate) async fn put(
 
 /// `DELETE /v1/functions/{name}/test-events/{event}`
 #[utoipa::path(delete, operation_id = "delete_test_event", path = "/v1/functions/{name}/test-events/{event}", tag = "console",
-    params(("name" = String, Path, description = "The function's name", example = "hello"), ("event" = String, Path, description = "The test event's name: 1 to 64 letters, digits, spaces, `-`, `_` or `.`", example = "sample")),
+    params(("name" = String, Path, description = "The function's name", example = "hello"), ("event" = String, Path, description = "The test event's name: 1 to 64 letters, digits, spaces, `-`, `_` or `.`, not starting or ending with a space", pattern = "^[A-Za-z0-9._-]([A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$", example = "sample")),
     responses(
         (status = 204, description = "Deleted"),
         errors::BadQuery, errors::Unauthorized, errors::NotFound,
