@@ -46,8 +46,18 @@ use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
     ),
     request_body(content = Option<Value>, description = "The event: any JSON, 64 levels deep at most; `{}` when the body is empty", content_type = "application/json"),
     responses(
-        (status = 200, description = "The handler's answer: its status, headers and body"),
-        (status = 202, description = "Queued (asynchronous)", body = Accepted),
+        (status = 200, description = "The handler's answer: its status, headers and body", headers(
+            ("x-ignis-invocation-id" = String, description = "The invocation's id"),
+            ("x-ignis-cold-start" = String, description = "`true` when the call waited for a new instance, else `false`"),
+            ("x-ignis-init-ms" = String, description = "On a cold start: how long the instance took to start, in ms"),
+            ("x-ignis-duration-ms" = String, description = "How long the handler ran, in ms"),
+            ("x-ignis-version" = String, description = "The function's version that answered"),
+            ("x-ignis-idempotent-replay" = String, description = "`true` when the answer is the first call's, for a repeated idempotency key"),
+        )),
+        (status = 202, description = "Queued (asynchronous)", body = Accepted, headers(
+            ("x-ignis-invocation-id" = String, description = "The invocation's id"),
+            ("x-ignis-idempotent-replay" = String, description = "`true` when the invocation is the first call's, for a repeated idempotency key"),
+        )),
         errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::TooLarge, errors::Busy,
         (status = 500, description = "The handler raised an error (`function_error`, with `type` and `stack`)", body = ErrorBody),
         (status = 502, description = "The instance failed (`instance_crashed`, `out_of_memory`, `response_too_large`, `invalid_response`, `instance_start_failed`)", body = ErrorBody),
