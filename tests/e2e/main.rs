@@ -5,6 +5,7 @@ mod async_invocations;
 mod bad_input;
 mod cli;
 mod console;
+mod deploy_races;
 mod destinations;
 mod function_urls;
 mod harness;
