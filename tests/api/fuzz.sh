@@ -107,14 +107,14 @@ parameters = { "path.name" = "failing", "path.id" = "$dead" }
 TOML
 
 # Every check (schemathesis runs them all unless tests/api/schemathesis.toml turns one off,
-# saying why); the stateful phase is left out (the document declares no links between
-# operations, so it has nothing to chain).
+# saying why), in every phase: the stateful one follows the document's links (a created
+# function is read, invoked, updated and deleted; a queued invocation is read).
 rm -rf "$REPORT_DIR"
 rc=0
 timeout "$MAX_TIME" "$ST" --config-file "$work/schemathesis.toml" run "$url/v1/openapi.json" \
     --url "$url" \
     -H "$auth" \
-    --phases examples,coverage,fuzzing \
+    --phases examples,coverage,fuzzing,stateful \
     --workers 1 \
     --max-examples "$MAX_EXAMPLES" \
     --request-timeout 10 \

@@ -417,7 +417,9 @@ pub(crate) async fn dead_letter(
 #[utoipa::path(post, operation_id = "redrive_dead_letter", path = "/v1/functions/{name}/dead-letters/{id}/redrive", tag = "events",
     params(("name" = String, Path, description = "The function's name", example = "hello"), ("id" = String, Path, description = "The dead letter's invocation id (a UUID)", example = "0190c5a4-6b1e-7c3d-8e2f-1a2b3c4d5e6f")),
     responses(
-        (status = 202, description = "Queued", body = Accepted),
+        (status = 202, description = "Queued", body = Accepted, links(
+            ("get" = (operation_id = "get_invocation", parameters(("id" = "$response.body#/invocation_id")))),
+        )),
         errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::Busy, errors::DiskFull,
     ))]
 pub(crate) async fn redrive(

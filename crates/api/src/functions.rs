@@ -115,7 +115,17 @@ fn wait(Wait(wait): Wait) -> DeployWait {
 #[utoipa::path(post, operation_id = "create_function", path = "/v1/functions", tag = "functions", params(Query<Wait>),
     request_body(content = FunctionSpec, description = "The function's spec"),
     responses(
-        (status = 201, description = "Created", body = ignis_control::FunctionView),
+        (status = 201, description = "Created", body = ignis_control::FunctionView, links(
+            ("get" = (operation_id = "get_function", parameters(("name" = "$response.body#/name")))),
+            ("update" = (operation_id = "update_function", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_function", parameters(("name" = "$response.body#/name")))),
+            ("invoke" = (operation_id = "invoke_function", parameters(("name" = "$response.body#/name")))),
+            ("invocations" = (operation_id = "list_invocations", parameters(("name" = "$response.body#/name")))),
+            ("logs" = (operation_id = "function_logs", parameters(("name" = "$response.body#/name")))),
+            ("stats" = (operation_id = "function_stats", parameters(("name" = "$response.body#/name")))),
+            ("test_events" = (operation_id = "list_test_events", parameters(("name" = "$response.body#/name")))),
+            ("dead_letters" = (operation_id = "list_dead_letters", parameters(("name" = "$response.body#/name")))),
+        )),
         errors::BadQuery, errors::Unauthorized, errors::Conflict, errors::TooLarge, errors::Invalid,
         errors::DiskFull,
     ))]

@@ -54,7 +54,9 @@ use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
             ("x-ignis-version" = String, description = "The function's version that answered"),
             ("x-ignis-idempotent-replay" = String, description = "`true` when the answer is the first call's, for a repeated idempotency key"),
         )),
-        (status = 202, description = "Queued (asynchronous)", body = Accepted, headers(
+        (status = 202, description = "Queued (asynchronous)", body = Accepted, links(
+            ("get" = (operation_id = "get_invocation", parameters(("id" = "$response.body#/invocation_id")))),
+        ), headers(
             ("x-ignis-invocation-id" = String, description = "The invocation's id"),
             ("x-ignis-idempotent-replay" = String, description = "`true` when the invocation is the first call's, for a repeated idempotency key"),
         )),

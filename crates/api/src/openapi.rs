@@ -87,11 +87,49 @@ impl Modify for BearerToken {
 
 /// The document as served and kept in `docs/openapi.json`: pretty JSON ending in a newline.
 pub fn document_text() -> String {
-    let mut text = ApiDoc::openapi()
-        .to_pretty_json()
+    let mut doc = serde_json::to_value(ApiDoc::openapi())
         .expect("the document is built from types that always serialize");
+    camel_case_links(&mut doc);
+    let mut text =
+        serde_json::to_string_pretty(&doc).expect("the document is built from types that always serialize");
     text.push('\n');
     text
+}
+
+/// utoipa 5 writes a response link's fields in snake case (`operation_id`); OpenAPI names
+/// them in camel case (`operationId`), and tools that follow links need that spelling.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let operations = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|methods| methods.values_mut());
+    for operation in operations {
+        let responses = operation["responses"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|r| r.values_mut());
+        for response in responses {
+            let Some(links) = response
+                .get_mut("links")
+                .and_then(serde_json::Value::as_object_mut)
+            else {
+                continue;
+            };
+            for link in links.values_mut().filter_map(serde_json::Value::as_object_mut) {
+                for (snake, camel) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(v) = link.remove(snake) {
+                        link.insert(camel.to_owned(), v);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// This API's OpenAPI 3.1 document.
@@ -198,6 +236,23 @@ mod tests {
             "docs/openapi.json differs from the document the server serves: rewrite it with \
              `IGNIS_WRITE_OPENAPI=1 cargo nextest run -p ignis-api openapi` and commit it"
         );
+    }
+
+    #[test]
+    fn links_name_their_operation_as_openapi_spells_it() {
+        let doc: serde_json::Value = serde_json::from_str(&document_text()).expect("JSON");
+        let link = &doc["paths"]["/v1/functions"]["post"]["responses"]["201"]["links"]["get"];
+        assert_eq!(link["operationId"], "get_function", "{link}");
+        assert!(link.get("operation_id").is_none(), "{link}");
+        let ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|p| p.as_object().expect("methods").values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let target = link["operationId"].as_str().expect("an id");
+        assert!(ids.contains(&target), "{target} names an operation");
     }
 
     #[test]

@@ -76,7 +76,10 @@ pub(crate) async fn list(
     request_body(content = Value, description = "The event: any JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "Replaced", body = TestEventView),
-        (status = 201, description = "Saved", body = TestEventView),
+        (status = 201, description = "Saved", body = TestEventView, links(
+            ("delete" = (operation_id = "delete_test_event", parameters(
+                ("name" = "$request.path.name"), ("event" = "$response.body#/name")))),
+        )),
         errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::Conflict, errors::TooLarge,
         errors::DiskFull,
     ))]
