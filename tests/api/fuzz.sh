@@ -36,9 +36,14 @@ stop() {
         fi
         wait "$server" 2>/dev/null || true
     fi
-    # Nothing the run started may outlive it: no process may still use its data dir.
+    # Nothing the run started may outlive it: no process may still name its data dir, nor
+    # be one of the server's instances (their inits name their cgroup, `i-<server pid>-<n>`).
     local left
     left=$(pgrep -f -- "$work" || true)
+    if [ -n "$server" ]; then
+        left="$left $(pgrep -f -- "/i-$server-[0-9]" || true)"
+    fi
+    left=$(echo $left)
     if [ -n "$left" ]; then
         echo "fuzz: processes left behind: $left" >&2
         ps -o pid,args -p $left >&2 || true
