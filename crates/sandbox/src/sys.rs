@@ -17,8 +17,8 @@ use tokio::process::Command;
 /// server is already gone.
 pub(crate) fn prepare_child(cmd: &mut Command, control: RawFd, die_with: Option<u32>) {
     // SAFETY: the closure runs in the forked child before exec and only calls setsid, dup2,
-    // fcntl, prctl, getppid, close_range and getrlimit, which are async-signal-safe system
-    // calls; it allocates nothing and takes no locks.
+    // fcntl, prctl, getppid, close_range, and open, getdents64 and close on /proc/self/fd,
+    // which are async-signal-safe system calls; it allocates nothing and takes no locks.
     unsafe {
         cmd.pre_exec(move || {
             if let Some(server) = die_with {
@@ -46,8 +46,9 @@ pub(crate) fn prepare_child(cmd: &mut Command, control: RawFd, die_with: Option<
 pub(crate) fn pass_fds(cmd: &mut Command, fds: Vec<(RawFd, RawFd)>) {
     let first_closed = fds.iter().map(|&(_, to)| to + 1).max().unwrap_or(3).max(3);
     // SAFETY: the closure runs in the forked child before exec and only calls dup2,
-    // close_range and fcntl, which are async-signal-safe; it allocates nothing (the vector
-    // was built before the fork).
+    // close_range and fcntl (and open, getdents64 and close on /proc/self/fd on kernels
+    // without CLOSE_RANGE_CLOEXEC), which are async-signal-safe; it allocates nothing (the
+    // vector was built before the fork).
     unsafe {
         cmd.pre_exec(move || {
             for &(from, to) in &fds {
@@ -76,21 +77,75 @@ fn cloexec_from(first: RawFd) -> std::io::Result<()> {
     if done == 0 {
         return Ok(());
     }
-    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: mark each possible descriptor.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: mark each open descriptor.
+    cloexec_open_from(first as RawFd)
+}
+
+/// Marks every descriptor from `first` up close-on-exec by listing `/proc/self/fd` with raw
+/// `getdents64` into a buffer on the stack: only the descriptors that are open, however high
+/// the open-files limit (the server raises it to its hard limit, often a million, and a walk
+/// up to it would cost each instance start a million system calls). Async-signal-safe: no
+/// allocation, no lock, only system calls.
+fn cloexec_open_from(first: RawFd) -> std::io::Result<()> {
+    const PROC_FD: &[u8] = b"/proc/self/fd\0";
+    // SAFETY: PROC_FD is a NUL-terminated string that lives for the whole call; open reads
+    // only it.
+    let dir = unsafe {
+        libc::open(
+            PROC_FD.as_ptr().cast(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
     };
-    // SAFETY: getrlimit writes only into the struct passed, which lives on this stack.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    if dir < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let last = RawFd::try_from(limit.rlim_cur).unwrap_or(RawFd::MAX);
-    for fd in first as RawFd..last {
-        // A descriptor that is not open fails with EBADF, which is what we want.
-        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-    }
-    Ok(())
+    let mut buf = [0u8; 4096];
+    let result = loop {
+        // SAFETY: getdents64 writes at most buf.len() bytes into buf, which lives on this
+        // stack for the whole call.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            break Err(std::io::Error::last_os_error());
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        let filled = usize::try_from(n).unwrap_or(0).min(buf.len());
+        for fd in dirent_fds(&buf[..filled]) {
+            if fd >= first && fd != dir {
+                // A descriptor closed since it was listed fails with EBADF: nothing to mark.
+                let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+            }
+        }
+    };
+    let _ = nix::unistd::close(dir);
+    result
+}
+
+/// The descriptor numbers named by the `linux_dirent64` records in `records` (`.` and `..`
+/// and anything else that is not a number are skipped). Each record is: inode (8 bytes),
+/// offset (8), record length (2), type (1), then the NUL-terminated name.
+fn dirent_fds(records: &[u8]) -> impl Iterator<Item = RawFd> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || loop {
+        let head = records.get(at..at + 19)?;
+        let len = usize::from(u16::from_ne_bytes([head[16], head[17]]));
+        if len < 19 {
+            return None;
+        }
+        let name = records.get(at + 19..(at + len).min(records.len()))?;
+        at += len;
+        let name = name.split(|&b| b == 0).next().unwrap_or(&[]);
+        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let fd = name
+            .iter()
+            .try_fold(0i32, |n, &d| n.checked_mul(10)?.checked_add(i32::from(d - b'0')));
+        if let Some(fd) = fd {
+            return Some(fd);
+        }
+    })
 }
 
 /// Forks the single-threaded sandbox init.
@@ -126,5 +181,49 @@ pub(crate) fn loopback_up() -> std::io::Result<()> {
         } else {
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn cloexec(fd: RawFd) -> bool {
+        let flags = fcntl(fd, FcntlArg::F_GETFD).expect("F_GETFD");
+        FdFlag::from_bits_truncate(flags).contains(FdFlag::FD_CLOEXEC)
+    }
+
+    /// The fallback for kernels without CLOSE_RANGE_CLOEXEC marks exactly the open
+    /// descriptors from `first` up, however high they are, and leaves lower ones alone.
+    #[test]
+    fn the_fallback_marks_every_open_descriptor_from_first_up() {
+        let low = std::fs::File::open("/dev/null").expect("open");
+        let high_target = 900;
+        nix::unistd::dup2(low.as_raw_fd(), high_target).expect("dup2 high");
+        for fd in [low.as_raw_fd(), high_target] {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).expect("clear");
+        }
+        cloexec_open_from(low.as_raw_fd() + 1).expect("mark");
+        assert!(!cloexec(low.as_raw_fd()), "below `first`: untouched");
+        assert!(cloexec(high_target), "fd 900 is marked");
+        let _ = nix::unistd::close(high_target);
+    }
+
+    #[test]
+    fn dirent_records_are_read_as_descriptor_numbers() {
+        fn record(name: &str) -> Vec<u8> {
+            let len = (19 + name.len() + 1).next_multiple_of(8);
+            let mut r = vec![0u8; len];
+            r[16..18].copy_from_slice(&u16::try_from(len).expect("small").to_ne_bytes());
+            r[19..19 + name.len()].copy_from_slice(name.as_bytes());
+            r
+        }
+        let records: Vec<u8> = [".", "..", "0", "17", "123456", "x"]
+            .iter()
+            .flat_map(|n| record(n))
+            .collect();
+        assert_eq!(dirent_fds(&records).collect::<Vec<_>>(), vec![0, 17, 123456]);
     }
 }
