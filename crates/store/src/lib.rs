@@ -288,15 +288,24 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 
 /// The database and its `-wal` and `-shm` files hold every function's code and environment:
 /// only the server's user may read them. Creates the database file `0600` (SQLite gives the
-/// journal files the database's mode) and tightens existing files that are wider.
-fn private_files(db: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+/// journal files the database's mode) before SQLite opens it.
+fn create_private(db: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(db)?;
+    Ok(())
+}
+
+/// Tightens the database and its journal files to `0600` where they are wider. By path
+/// only (`chmod`), never by opening them: closing any descriptor of a file drops every POSIX
+/// lock the process holds on it, SQLite's included, so an `open` + `close` here while a
+/// connection is open would let another process checkpoint the WAL under the live server.
+fn tighten_private(db: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
     for suffix in ["", "-wal", "-shm"] {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
@@ -338,11 +347,12 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
-        private_files(&path)?;
+        create_private(&path)?;
+        tighten_private(&path)?;
         let mut conn = open_connection(&path)?;
         migrations().to_latest(&mut conn)?;
         // The first statements created the -wal and -shm files (with the database's mode).
-        private_files(&path)?;
+        tighten_private(&path)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,

@@ -3,6 +3,7 @@
 mod console;
 mod functions;
 mod invocations;
+mod locks;
 mod queue;
 mod schema;
 mod usage;
