@@ -16,6 +16,7 @@ mod logs;
 mod mapping;
 mod metering;
 mod network;
+mod packages;
 mod persistence;
 mod prometheus;
 mod rootless;

@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
-pub use packages::{NewPackage, NewPackageFile, StoredPackageFile};
+pub use packages::{NewPackage, NewPackageFile, PackageContent, StoredPackageFile};
 pub use queue::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync};
 pub use test_events::{Saved, TestEvent};
 pub use writer::InvocationWriter;

@@ -22,6 +22,9 @@ pub struct NewPackageFile {
     pub content: Arc<[u8]>,
 }
 
+/// A package's files as (path, content), sorted by path.
+pub type PackageContent = Vec<(String, Vec<u8>)>;
+
 /// One file of a stored package, without its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPackageFile {
@@ -56,7 +59,7 @@ impl Store {
     }
 
     /// The files of package `sha256` with their content, sorted by path.
-    pub fn package_content(&self, sha256: &str) -> Result<Option<Vec<(String, Vec<u8>)>>, StoreError> {
+    pub fn package_content(&self, sha256: &str) -> Result<Option<PackageContent>, StoreError> {
         let Some(files) = self.package_files(sha256)? else {
             return Ok(None);
         };
