@@ -206,18 +206,78 @@ fn a_zip_deploys_and_downloads_as_deployed() {
             )
         })
         .collect();
-    assert_eq!(listed, [("app.py", 95), ("data/notes.txt", 11), ("util.py", 31)]);
+    let mut expected: Vec<(&str, u64)> = entries.iter().map(|(n, c)| (*n, c.len() as u64)).collect();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "in path order, with their sizes");
     for file in files {
         assert_eq!(file["sha256"].as_str().map(str::len), Some(64), "{file}");
     }
 
-    let download = s.get("/v1/functions/zipped/code");
-    assert_eq!(download.status, StatusCode::OK, "{}", download.body);
-    assert_eq!(download.header("content-type"), "application/zip");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(download.body.trim())
-        .unwrap_or_default();
-    let _ = bytes;
+    let download = s
+        .request(reqwest::Method::GET, "/v1/functions/zipped/code")
+        .send()
+        .expect("download");
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(
+        download
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/zip")
+    );
+    let bytes = download.bytes().expect("the zip");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip archive");
+    let mut got = Vec::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).expect("entry");
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut content).expect("read");
+        got.push((f.name().expect("name").into_owned(), content));
+    }
+    got.sort();
+    let mut want: Vec<(String, Vec<u8>)> = entries
+        .iter()
+        .map(|(n, c)| ((*n).to_owned(), c.to_vec()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "the download holds what was deployed");
+
+    // The same files again (as `files`) make a version with the same package, stored once.
+    let files: serde_json::Map<String, Value> = entries
+        .iter()
+        .map(|(n, c)| {
+            (
+                (*n).to_owned(),
+                json!(String::from_utf8(c.to_vec()).expect("text")),
+            )
+        })
+        .collect();
+    let a = s.update(
+        "zipped",
+        &json!({"runtime": "python", "files": files, "handler": "app.lambda_handler"}),
+    );
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.json()["package_sha256"], f["package_sha256"], "{}", a.body);
+    assert_eq!(count_packages(&s), 1);
+
+    // A one-file function downloads as its one file.
+    s.deploy("single", "python", "def handler(e):\n    return 1\n", json!({}));
+    let one = s
+        .request(reqwest::Method::GET, "/v1/functions/single/code")
+        .send()
+        .expect("download")
+        .bytes()
+        .expect("bytes");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(one.to_vec())).expect("a zip archive");
+    assert_eq!(archive.len(), 1);
+    assert_eq!(
+        archive.by_index(0).expect("entry").name().expect("name"),
+        "main.py"
+    );
+    assert!(
+        s.function("single").get("files").is_none(),
+        "no file list for one file"
+    );
 }
 
 fn count_packages(s: &Server) -> i64 {
@@ -323,4 +383,37 @@ fn a_non_root_server_shows_packages_read_only_too() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn a_package_comes_back_after_a_restart_from_the_store_alone() {
+    let mut s = Server::start_with(None, &["--prewarm", "0"]);
+    let a = s.create(
+        &json!({"name": "pkg-py", "runtime": "python", "files": python_files(),
+                             "handler": "hello_world/app.lambda_handler"}),
+    );
+    assert_eq!(a.json()["state"], "ready", "{}", a.body);
+    let sha = a.json()["package_sha256"]
+        .as_str()
+        .expect("a package hash")
+        .to_owned();
+    let cache = s.data_dir().join("packages");
+    assert!(
+        cache.join(&sha).join("hello_world/app.py").is_file(),
+        "unpacked once per hash"
+    );
+    // As if killed (-9) in the middle of an unpack: the package's folder is missing and a
+    // half-written one is left; the store alone rebuilds what instances need.
+    std::fs::remove_dir_all(cache.join(&sha)).expect("remove the unpacked package");
+    std::fs::create_dir_all(cache.join(format!(".tmp-{sha}-0"))).expect("a half-written leftover");
+    s.restart();
+    wait_until("the function is ready again", WAIT, || {
+        s.function("pkg-py")["state"] == "ready"
+    });
+    let _ = check_answer(&s, "pkg-py", "hello_world/app.py");
+    assert!(cache.join(&sha).is_dir(), "made again from the store");
+    assert!(
+        !cache.join(format!(".tmp-{sha}-0")).exists(),
+        "the leftover was removed"
+    );
 }

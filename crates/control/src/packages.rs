@@ -8,8 +8,10 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use ignis_core::package::Package;
+use ignis_core::package::{FileEntry, Package};
 use ignis_store::Store;
+
+use crate::ControlError;
 
 /// The prefix of folders being written.
 const TEMPORARY: &str = ".tmp-";
@@ -163,5 +165,58 @@ mod tests {
         // Unknown to the store and not unpacked: an error, nothing made.
         assert!(cache.ensure(&store, "abcd", None).is_err());
         assert!(cache.ensure(&store, "../x", None).is_err());
+    }
+}
+
+impl crate::Platform {
+    /// The files of the newest version of `name` (path, size, hash), when it is a package;
+    /// `None` for a one-file function.
+    pub async fn package_files(&self, name: &str) -> Result<Option<Vec<FileEntry>>, ControlError> {
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        let Some(sha) = slot.latest().package_sha256.clone() else {
+            return Ok(None);
+        };
+        let store = self.store.clone();
+        let files = tokio::task::spawn_blocking(move || store.package_files(&sha)).await??;
+        Ok(files.map(|files| {
+            files
+                .into_iter()
+                .map(|f| FileEntry {
+                    path: f.path,
+                    size: f.size,
+                    sha256: f.sha256,
+                })
+                .collect()
+        }))
+    }
+
+    /// The code of the newest version of `name` as a zip archive: its package's files, or
+    /// its one file under the name the runtime gives it (`main.py`, `index.js`, `index.ts`).
+    pub async fn code_zip(&self, name: &str) -> Result<Vec<u8>, ControlError> {
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        let spec = slot.latest();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let files = match &spec.package_sha256 {
+                Some(sha) => store.package_content(sha)?.ok_or_else(|| {
+                    ControlError::Io(std::io::Error::other(format!(
+                        "package {sha} is not in the store"
+                    )))
+                })?,
+                None => vec![(
+                    spec.runtime.source_file().to_owned(),
+                    spec.code.clone().into_bytes(),
+                )],
+            };
+            let zip = Package::new(files)
+                .and_then(|p| p.to_zip())
+                .map_err(|e| ControlError::Io(std::io::Error::other(e)))?;
+            Ok(zip)
+        })
+        .await?
     }
 }
