@@ -130,44 +130,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_package_is_unpacked_once_and_leftovers_go_at_open() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
-        let cache_dir = dir.path().join("packages");
-        std::fs::create_dir_all(cache_dir.join(".tmp-half")).expect("a leftover");
-        let cache = PackageCache::open(&cache_dir);
-        assert!(
-            !cache_dir.join(".tmp-half").exists(),
-            "a half-written folder is removed"
-        );
-        let package = Package::new(vec![
-            ("a/b/c.py".to_owned(), b"x = 1\n".to_vec()),
-            ("main.py".to_owned(), b"".to_vec()),
-        ])
-        .expect("package");
-        let at = cache
-            .ensure(&store, package.sha256(), Some(&package))
-            .expect("unpack");
-        assert_eq!(std::fs::read(at.join("a/b/c.py")).expect("read"), b"x = 1\n");
-        assert_eq!(at, cache_dir.join(package.sha256()));
-        // Present already: not written again (and the store is not asked).
-        assert_eq!(cache.ensure(&store, package.sha256(), None).expect("cached"), at);
-        let names: Vec<String> = std::fs::read_dir(&cache_dir)
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, [package.sha256().to_owned()]);
-        // Unknown to the store and not unpacked: an error, nothing made.
-        assert!(cache.ensure(&store, "abcd", None).is_err());
-        assert!(cache.ensure(&store, "../x", None).is_err());
-    }
-}
-
 impl crate::Platform {
     /// The files of the newest version of `name` (path, size, hash), when it is a package;
     /// `None` for a one-file function.
@@ -218,5 +180,43 @@ impl crate::Platform {
             Ok(zip)
         })
         .await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_is_unpacked_once_and_leftovers_go_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let cache_dir = dir.path().join("packages");
+        std::fs::create_dir_all(cache_dir.join(".tmp-half")).expect("a leftover");
+        let cache = PackageCache::open(&cache_dir);
+        assert!(
+            !cache_dir.join(".tmp-half").exists(),
+            "a half-written folder is removed"
+        );
+        let package = Package::new(vec![
+            ("a/b/c.py".to_owned(), b"x = 1\n".to_vec()),
+            ("main.py".to_owned(), b"".to_vec()),
+        ])
+        .expect("package");
+        let at = cache
+            .ensure(&store, package.sha256(), Some(&package))
+            .expect("unpack");
+        assert_eq!(std::fs::read(at.join("a/b/c.py")).expect("read"), b"x = 1\n");
+        assert_eq!(at, cache_dir.join(package.sha256()));
+        // Present already: not written again (and the store is not asked).
+        assert_eq!(cache.ensure(&store, package.sha256(), None).expect("cached"), at);
+        let names: Vec<String> = std::fs::read_dir(&cache_dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [package.sha256().to_owned()]);
+        // Unknown to the store and not unpacked: an error, nothing made.
+        assert!(cache.ensure(&store, "abcd", None).is_err());
+        assert!(cache.ensure(&store, "../x", None).is_err());
     }
 }
