@@ -177,7 +177,7 @@ fn b64(bytes: &[u8]) -> String {
 
 #[test]
 fn a_zip_deploys_and_downloads_as_deployed() {
-    let s = Server::start_with(None, &["--prewarm", "0"]);
+    let mut s = Server::start_with(None, &["--prewarm", "0"]);
     let entries: [(&str, &[u8]); 3] = [
         (
             "app.py",
@@ -258,7 +258,6 @@ fn a_zip_deploys_and_downloads_as_deployed() {
     );
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.json()["package_sha256"], f["package_sha256"], "{}", a.body);
-    assert_eq!(count_packages(&s), 1);
 
     // A one-file function downloads as its one file.
     s.deploy("single", "python", "def handler(e):\n    return 1\n", json!({}));
@@ -280,15 +279,25 @@ fn a_zip_deploys_and_downloads_as_deployed() {
     );
 }
 
-fn count_packages(s: &Server) -> i64 {
+/// The rows of `table` of a server already stopped.
+fn stopped_count_again(s: &Server, table: &str) -> i64 {
     let conn = rusqlite::Connection::open(s.data_dir().join("ignis.db")).expect("open the store");
-    conn.query_row("SELECT COUNT(*) FROM packages", [], |r| r.get(0))
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count")
+}
+
+/// The rows of `table`, read once the server has stopped (a second process must not open
+/// the database while the server runs).
+fn stopped_count(s: &mut Server, table: &str) -> i64 {
+    assert!(s.terminate(Duration::from_secs(30)), "the server stops");
+    let conn = rusqlite::Connection::open(s.data_dir().join("ignis.db")).expect("open the store");
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
         .expect("count")
 }
 
 #[test]
 fn escaping_linked_and_exploding_archives_are_refused_with_nothing_stored() {
-    let s = Server::start_with(None, &["--prewarm", "0"]);
+    let mut s = Server::start_with(None, &["--prewarm", "0"]);
     let mut link = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     link.add_symlink("app.py", "/etc/passwd", zip::write::SimpleFileOptions::default())
         .expect("symlink");
@@ -324,11 +333,11 @@ fn escaping_linked_and_exploding_archives_are_refused_with_nothing_stored() {
     let a = s.create(&json!({"name": "files-escape", "runtime": "python",
                              "files": {"../app.py": "x"}, "handler": "app.handler"}));
     assert_eq!(a.error_code(), "invalid_package_path", "{}", a.body);
-    assert_eq!(count_packages(&s), 0, "nothing was stored");
     let entries = std::fs::read_dir(s.data_dir().join("packages"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(entries, 0, "nothing was unpacked");
+    assert_eq!(stopped_count(&mut s, "packages"), 0, "nothing was stored");
 }
 
 #[test]
@@ -416,4 +425,49 @@ fn a_package_comes_back_after_a_restart_from_the_store_alone() {
         !cache.join(format!(".tmp-{sha}-0")).exists(),
         "the leftover was removed"
     );
+}
+
+#[test]
+fn deleting_the_last_function_of_a_package_collects_it() {
+    let mut s = Server::start_with(None, &["--prewarm", "0"]);
+    let body = |name: &str| {
+        json!({"name": name, "runtime": "python", "files": python_files(),
+               "handler": "hello_world/app.lambda_handler"})
+    };
+    let a = s.create(&body("first"));
+    let sha = a.json()["package_sha256"]
+        .as_str()
+        .expect("a package hash")
+        .to_owned();
+    let b = s.create(&body("second"));
+    assert_eq!(
+        b.json()["package_sha256"],
+        sha.as_str(),
+        "the same files, the same package"
+    );
+    let unpacked = s.data_dir().join("packages").join(&sha);
+    let delete = |s: &Server, name: &str| {
+        let a = s.send(s.request(reqwest::Method::DELETE, &format!("/v1/functions/{name}")));
+        assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    };
+    delete(&s, "first");
+    let _ = check_answer(&s, "second", "hello_world/app.py");
+    assert_eq!(stopped_count(&mut s, "packages"), 1, "still used by the second");
+    s.restart();
+    wait_until("the second is ready again", WAIT, || {
+        s.function("second")["state"] == "ready"
+    });
+    assert!(unpacked.is_dir(), "kept while used");
+    delete(&s, "second");
+    assert_eq!(
+        (
+            stopped_count(&mut s, "packages"),
+            stopped_count_again(&s, "package_blobs")
+        ),
+        (0, 0),
+        "the store keeps no package nobody uses"
+    );
+    // The unpacked copy goes at the next start, when no instance can hold it.
+    s.restart();
+    wait_until("the unpacked copy is removed", WAIT, || !unpacked.exists());
 }

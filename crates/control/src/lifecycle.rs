@@ -179,6 +179,12 @@ impl Platform {
     /// Brings back every stored function after a start: each is deployed again from its
     /// newest version, or from its last good one when the newest failed.
     pub async fn restore(self: &Arc<Self>) -> Result<usize, ControlError> {
+        let (store, packages) = (self.store.clone(), self.packages.clone());
+        match tokio::task::spawn_blocking(move || packages.collect(&store)).await? {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed unpacked packages no function uses"),
+            Err(e) => tracing::warn!(error = %e, "could not collect unpacked packages"),
+        }
         let store = self.store.clone();
         let stored = tokio::task::spawn_blocking(move || store.list_functions()).await??;
         let count = stored.len();

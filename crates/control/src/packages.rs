@@ -88,6 +88,32 @@ impl PackageCache {
     }
 }
 
+impl PackageCache {
+    /// Removes unpacked packages the store no longer holds (their last version was
+    /// deleted). Called at start, before any instance can be using one. Blocking.
+    pub fn collect(&self, store: &Store) -> std::io::Result<usize> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if store
+                .package_files(&name)
+                .map_err(std::io::Error::other)?
+                .is_none()
+            {
+                std::fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Writes every file of `package` under `root` (folders 0755, files 0644, readable by the
 /// instances' users) and syncs files and folders.
 fn write_tree(root: &Path, package: &Package) -> std::io::Result<()> {
