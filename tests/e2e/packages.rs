@@ -277,6 +277,7 @@ fn a_zip_deploys_and_downloads_as_deployed() {
         s.function("single").get("files").is_none(),
         "no file list for one file"
     );
+    assert_eq!(stopped_count(&mut s, "packages"), 1, "two versions, one package");
 }
 
 /// The rows of `table` of a server already stopped.
