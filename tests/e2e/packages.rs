@@ -62,6 +62,13 @@ export const handler = async (event: { name: string }) => {
     })
 }
 
+fn commonjs_files() -> Value {
+    json!({
+        "index.cjs": "const { twice } = require('./lib/math.cjs');\nexports.handler = async (event) => ({ n: twice(event.n), file: __filename });\n",
+        "lib/math.cjs": "exports.twice = (n) => 2 * n;\n",
+    })
+}
+
 fn prewarmed(s: &Server, runtime: &str) -> f64 {
     s.metric(&format!("ignis_prewarmed_instances{{runtime=\"{runtime}\"}}"))
         .unwrap_or(0.0)
@@ -112,6 +119,15 @@ fn deploy_both(s: &Server) {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     assert_eq!(a.json()["state"], "ready", "{}", a.body);
     let _ = check_answer(s, &ts, "src/lambda.ts");
+
+    // JavaScript: `index.handler` finds `index.cjs` as Lambda does; require resolves beside it.
+    let a = s.create(
+        &json!({"name": "pkg-cjs", "runtime": "javascript", "files": commonjs_files(),
+                             "handler": "index.handler"}),
+    );
+    assert_eq!(a.json()["state"], "ready", "{}", a.body);
+    let v = s.invoke("pkg-cjs", r#"{"n": 21}"#).json();
+    assert_eq!(v, json!({"n": 42, "file": "/code/index.cjs"}));
 }
 
 #[test]
@@ -339,6 +355,37 @@ fn escaping_linked_and_exploding_archives_are_refused_with_nothing_stored() {
         .unwrap_or(0);
     assert_eq!(entries, 0, "nothing was unpacked");
     assert_eq!(stopped_count(&mut s, "packages"), 0, "nothing was stored");
+}
+
+#[test]
+fn a_zip_larger_than_a_one_file_body_is_taken() {
+    let s = Server::start_with(None, &["--prewarm", "0"]);
+    // 16 MiB that do not compress: 21 MiB of base64, over the 12 MiB a one-file body may be.
+    let mut noise = vec![0u8; 16 * 1024 * 1024];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let zip = zip_of(&[
+        ("app.py", b"def handler(event, context):\n    return 'big'\n"),
+        ("data.bin", &noise),
+    ]);
+    let a =
+        s.create(&json!({"name": "big", "runtime": "python", "zip": b64(&zip), "handler": "app.handler"}));
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(s.invoke("big", "{}").json(), "big");
+    let f = s.function("big");
+    assert_eq!(f["files"][1]["size"], 16 * 1024 * 1024, "{f}");
+    // Over the create body's limit: 413, with the API's error shape.
+    let huge = format!(
+        r#"{{"name": "huge", "runtime": "python", "handler": "app.handler", "zip": "{}"}}"#,
+        "A".repeat(71 * 1024 * 1024)
+    );
+    let a = s.post("/v1/functions", huge);
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
 }
 
 #[test]
