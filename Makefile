@@ -13,12 +13,15 @@ TSC := $(TOOLS)/node_modules/.bin/tsc
 NPM_TOOLS := bun@$(BUN_VERSION) monaco-editor@$(MONACO_VERSION) playwright-core@$(PLAYWRIGHT_VERSION) typescript@$(TYPESCRIPT_VERSION)
 TOOLS_STAMP := $(TOOLS)/.installed-bun$(BUN_VERSION)-monaco$(MONACO_VERSION)-playwright$(PLAYWRIGHT_VERSION)-typescript$(TYPESCRIPT_VERSION)
 PYTHON ?= python3
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_VENV := $(TOOLS)/schemathesis-venv
+SCHEMATHESIS_STAMP := $(SCHEMATHESIS_VENV)/.installed-schemathesis$(SCHEMATHESIS_VERSION)
 LISTEN ?= 127.0.0.1:8080
 DATA ?= ./.ignis
 
 
 .PHONY: system-packages test-packages
-.PHONY: run build tools test test-rust test-runtimes test-console lint fmt clean bench
+.PHONY: run build tools test test-rust test-runtimes test-console test-api lint fmt clean bench
 
 ## Install Bun (from the npm package `bun`), the console's editor (the npm package
 ## `monaco-editor`), playwright-core (the browser tests) and TypeScript (`tsc` checks the
@@ -78,7 +81,7 @@ run: tools build
 	./target/release/ignis serve --listen $(LISTEN) --data $(DATA)
 
 ## Every test: unit, integration, end-to-end against the real binary, runtime bootstraps.
-test: tools test-rust test-runtimes test-console
+test: tools test-rust test-runtimes test-console test-api
 
 test-rust: test-packages
 	cargo build --locked --bin ignis
@@ -92,6 +95,21 @@ test-runtimes:
 test-console: tools test-packages
 	cargo build --locked --bin ignis
 	node --test --test-concurrency=1 console/tests/
+
+## schemathesis (PyPI, pinned) in a project-local virtualenv, for `make test-api`.
+$(SCHEMATHESIS_STAMP):
+	@command -v $(PYTHON) >/dev/null || { echo "CPython 3.11+ is needed: apt-get install python3"; exit 1; }
+	rm -rf $(SCHEMATHESIS_VENV)
+	$(PYTHON) -m venv $(SCHEMATHESIS_VENV) || { echo "python3 -m venv failed: apt-get install python3-venv"; exit 1; }
+	$(SCHEMATHESIS_VENV)/bin/pip install --quiet --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
+	@$(SCHEMATHESIS_VENV)/bin/st --version
+	touch $@
+
+## The API fuzzed by schemathesis against the debug binary with the OpenAPI document it
+## serves: every operation, no 5xx, every answer as the document says.
+test-api: $(SCHEMATHESIS_STAMP)
+	cargo build --locked --bin ignis
+	ST=$(abspath $(SCHEMATHESIS_VENV))/bin/st IGNIS=$(abspath target/debug/ignis) bash tests/api/fuzz.sh
 
 ## Rust formatting and clippy; the console's modules type-checked from their JSDoc
 ## (`// @ts-check`, console/tsconfig.json) by tsc, without emitting anything.

@@ -43,6 +43,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(json!({"now": "2030-01-01T00:00:00Z"})),
         ),
         (Method::GET, "/v1/runtimes", None),
+        (Method::GET, "/v1/openapi.json", None),
         (Method::GET, "/v1/usage", None),
         (Method::GET, "/v1/stats", None),
         (Method::GET, "/v1/functions/target/stats", None),
@@ -493,7 +494,7 @@ fn malformed_paths_headers_methods_and_bodies_get_the_error_shape() {
 
 /// The routes the router declares, read from its source: (method, path pattern). Function
 /// URLs are left out (their query string is the function's).
-fn declared_routes() -> Vec<(String, String)> {
+pub(crate) fn declared_routes() -> Vec<(String, String)> {
     let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crates/api/src/lib.rs"))
         .expect("read the router's source");
     let v1_start = source.find("let v1 = ").expect("the v1 router");

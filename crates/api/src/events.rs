@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use ignis_control::{AcceptError, Accepted};
+use ignis_control::AcceptError;
 use ignis_core::limits::MAX_IDEMPOTENCY_KEY_BYTES;
 use ignis_core::response::FRAMING_HEADERS;
 use ignis_store::{AsyncRow, AttemptRow, IdempotentRecord};
@@ -19,9 +19,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::answers::{Accepted, AsyncView, Attempt, ClockView, DeadLetters, Schedules};
 use crate::error::internal;
 use crate::functions::path_name;
-use crate::invocations::{blocking, exists, logs_json, ts};
+use crate::invocations::{blocking, exists, log_lines, stored_json, ts};
+use crate::openapi::errors;
 use crate::params::{invocation_id, Limit};
 use crate::{json_body, read_body, ApiError, AppState, NoParams, Path, Query};
 
@@ -123,17 +125,18 @@ pub(crate) async fn invoke_async(
         .await
         .map_err(accept_error)?
     {
-        Accepted::New { id } => Ok(accepted(&id, "queued", false)),
-        Accepted::Existing(first) => replay(s, first).await,
+        ignis_control::Accepted::New { id } => Ok(accepted(&id, "queued", false, None)),
+        ignis_control::Accepted::Existing(first) => replay(s, first).await,
     }
 }
 
-fn accepted(id: &str, status: &str, replayed: bool) -> Response {
-    let mut resp = (
-        StatusCode::ACCEPTED,
-        Json(json!({"invocation_id": id, "status": status})),
-    )
-        .into_response();
+fn accepted(id: &str, status: &str, replayed: bool, redrive_of: Option<String>) -> Response {
+    let body = Accepted {
+        invocation_id: id.to_owned(),
+        status: status.to_owned(),
+        redrive_of,
+    };
+    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(id) {
         resp.headers_mut().insert("x-ignis-invocation-id", v);
     }
@@ -152,7 +155,7 @@ async fn replay(s: &AppState, first: IdempotentRecord) -> Result<Response, ApiEr
         let status = blocking(move || store.get_async(&id))
             .await?
             .map_or_else(|| "deleted".to_owned(), |(row, _)| row.status);
-        return Ok(accepted(&first.invocation_id, &status, true));
+        return Ok(accepted(&first.invocation_id, &status, true, None));
     }
     let reply: Value = first
         .reply
@@ -299,76 +302,70 @@ pub(crate) async fn invoke_sync_once(
 }
 
 /// An asynchronous invocation as the API shows it; `logs` adds each attempt's lines.
-pub(crate) async fn async_json(
+pub(crate) async fn async_view(
     s: &AppState,
     row: &AsyncRow,
     attempts: &[AttemptRow],
     logs: bool,
-) -> Result<Value, ApiError> {
+) -> Result<AsyncView, ApiError> {
     let mut list = Vec::new();
     for a in attempts {
-        let error = a
-            .error_json
-            .as_deref()
-            .and_then(|e| serde_json::from_str::<Value>(e).ok());
-        let mut v = json!({
-            "attempt": a.attempt,
-            "execution_id": (!a.execution_id.is_empty()).then_some(&a.execution_id),
-            "version": a.version,
-            "started_at": ts(a.started_at),
-            "duration_ms": a.duration_ms,
-            "status": a.status,
-            "error": error,
+        let lines = if !logs {
+            None
+        } else if a.execution_id.is_empty() {
+            Some(Vec::new())
+        } else {
+            let store = s.platform.store().clone();
+            let id = a.execution_id.clone();
+            let record = blocking(move || store.get_invocation(&id)).await?;
+            Some(record.map(|r| log_lines(&r.logs)).unwrap_or_default())
+        };
+        list.push(Attempt {
+            attempt: a.attempt,
+            execution_id: (!a.execution_id.is_empty()).then(|| a.execution_id.clone()),
+            version: a.version,
+            started_at: ts(a.started_at),
+            duration_ms: a.duration_ms,
+            status: a.status.clone(),
+            error: stored_json(a.error_json.as_deref()),
+            logs: lines,
         });
-        if logs {
-            let lines = if a.execution_id.is_empty() {
-                Vec::new()
-            } else {
-                let store = s.platform.store().clone();
-                let id = a.execution_id.clone();
-                blocking(move || store.get_invocation(&id))
-                    .await?
-                    .map(|r| r.logs)
-                    .unwrap_or_default()
-            };
-            v["logs"] = logs_json(&lines);
-        }
-        list.push(v);
     }
     let open = matches!(row.status.as_str(), "queued" | "failed");
-    let last_error = attempts
-        .last()
-        .and_then(|a| a.error_json.as_deref())
-        .and_then(|e| serde_json::from_str::<Value>(e).ok());
-    Ok(json!({
-        "id": row.id,
-        "type": "async",
-        "function": row.function,
-        "status": row.status,
-        "source": row.source,
-        "request_id": row.id,
-        "created_at": ts(row.created_at),
-        "next_attempt_at": open.then(|| ts(row.next_attempt_at)),
-        "finished_at": row.finished_at.map(ts),
-        "attempt_count": attempts.len(),
-        "attempts": list,
-        "result": row.result.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
-        "error": if row.status == "succeeded" { None } else { last_error },
-        "dead_reason": row.dead_reason,
-        "dead_letter": row.dead_letter,
-        "redrive_of": row.redrive_of,
-        "redriven_as": row.redriven_as,
-        "hops": row.hops,
-        "event": serde_json::from_str::<Value>(&row.event).unwrap_or(Value::Null),
-    }))
+    let last_error = attempts.last().and_then(|a| stored_json(a.error_json.as_deref()));
+    Ok(AsyncView {
+        id: row.id.clone(),
+        kind: "async",
+        function: row.function.clone(),
+        status: row.status.clone(),
+        source: row.source.clone(),
+        request_id: row.id.clone(),
+        created_at: ts(row.created_at),
+        next_attempt_at: open.then(|| ts(row.next_attempt_at)),
+        finished_at: row.finished_at.map(ts),
+        attempt_count: attempts.len(),
+        attempts: list,
+        result: stored_json(row.result.as_deref()),
+        error: if row.status == "succeeded" {
+            None
+        } else {
+            last_error
+        },
+        dead_reason: row.dead_reason.clone(),
+        dead_letter: row.dead_letter,
+        redrive_of: row.redrive_of.clone(),
+        redriven_as: row.redriven_as.clone(),
+        hops: row.hops,
+        event: serde_json::from_str::<Value>(&row.event).unwrap_or(Value::Null),
+    })
 }
 
 /// `GET /v1/invocations/{id}` for an asynchronous invocation, if `id` is one.
-pub(crate) async fn get_async(s: &AppState, id: &str) -> Result<Option<Value>, ApiError> {
+pub(crate) async fn get_async(s: &AppState, id: &str) -> Result<Option<AsyncView>, ApiError> {
     let store = s.platform.store().clone();
     let lookup = id.to_owned();
     match blocking(move || store.get_async(&lookup)).await? {
-        Some((row, attempts)) => Ok(Some(async_json(s, &row, &attempts, true).await?)),
+        Some((row, attempts)) => Ok(Some(async_view(s, &row, &attempts, true).await?)),
         None => Ok(None),
     }
 }
@@ -377,6 +374,13 @@ fn no_dead_letter(name: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("function {name:?} has no dead letter {id:?}"))
 }
 
+/// A function's dead letters: asynchronous invocations that failed for good, newest first.
+#[utoipa::path(get, operation_id = "list_dead_letters", path = "/v1/functions/{name}/dead-letters", tag = "events",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), Query<Limit<50, 1000>>),
+    responses(
+        (status = 200, body = DeadLetters),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn dead_letters(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -387,13 +391,20 @@ pub(crate) async fn dead_letters(
     let store = s.platform.store().clone();
     let n = name.as_str().to_owned();
     let rows = blocking(move || store.dead_letters(&n, limit)).await?;
-    let mut list = Vec::new();
+    let mut dead_letters = Vec::new();
     for (row, attempts) in &rows {
-        list.push(async_json(&s, row, attempts, false).await?);
+        dead_letters.push(async_view(&s, row, attempts, false).await?);
     }
-    Ok(Json(json!({ "dead_letters": list })).into_response())
+    Ok(Json(DeadLetters { dead_letters }).into_response())
 }
 
+/// One dead letter, with each attempt's logs.
+#[utoipa::path(get, operation_id = "get_dead_letter", path = "/v1/functions/{name}/dead-letters/{id}", tag = "events",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), ("id" = String, Path, description = "The dead letter's invocation id (a UUID)", example = "0190c5a4-6b1e-7c3d-8e2f-1a2b3c4d5e6f")),
+    responses(
+        (status = 200, body = AsyncView),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn dead_letter(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
@@ -410,9 +421,18 @@ pub(crate) async fn dead_letter(
     if row.function != name.as_str() || !row.dead_letter {
         return Err(no_dead_letter(name.as_str(), &id));
     }
-    Ok(Json(async_json(&s, &row, &attempts, true).await?).into_response())
+    Ok(Json(async_view(&s, &row, &attempts, true).await?).into_response())
 }
 
+/// Runs a dead letter's event again as a new asynchronous invocation.
+#[utoipa::path(post, operation_id = "redrive_dead_letter", path = "/v1/functions/{name}/dead-letters/{id}/redrive", tag = "events",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), ("id" = String, Path, description = "The dead letter's invocation id (a UUID)", example = "0190c5a4-6b1e-7c3d-8e2f-1a2b3c4d5e6f")),
+    responses(
+        (status = 202, description = "Queued", body = Accepted, links(
+            ("get" = (operation_id = "get_invocation", parameters(("id" = "$response.body#/invocation_id")))),
+        )),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::Busy, errors::DiskFull,
+    ))]
 pub(crate) async fn redrive(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
@@ -427,16 +447,18 @@ pub(crate) async fn redrive(
         .await
         .map_err(accept_error)?
     {
-        Some(new) => {
-            let mut resp = accepted(&new, "queued", false);
-            *resp.body_mut() =
-                Body::from(json!({"invocation_id": new, "status": "queued", "redrive_of": id}).to_string());
-            Ok(resp)
-        }
+        Some(new) => Ok(accepted(&new, "queued", false, Some(id))),
         None => Err(no_dead_letter(name.as_str(), &id)),
     }
 }
 
+/// Deletes a dead letter.
+#[utoipa::path(delete, operation_id = "delete_dead_letter", path = "/v1/functions/{name}/dead-letters/{id}", tag = "events",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), ("id" = String, Path, description = "The dead letter's invocation id (a UUID)", example = "0190c5a4-6b1e-7c3d-8e2f-1a2b3c4d5e6f")),
+    responses(
+        (status = 204, description = "Deleted"),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn delete_dead_letter(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
@@ -454,18 +476,43 @@ pub(crate) async fn delete_dead_letter(
     }
 }
 
+/// Every function's schedules, with their next fire times.
+#[utoipa::path(get, operation_id = "list_schedules", path = "/v1/schedules", tag = "events",
+    responses((status = 200, body = Schedules), errors::BadQuery, errors::Unauthorized))]
 pub(crate) async fn schedules(State(s): State<AppState>, _: Query<NoParams>) -> Result<Response, ApiError> {
-    let list = s.platform.schedules().await.map_err(|e| internal(&e))?;
-    Ok(Json(json!({ "schedules": list })).into_response())
+    let schedules = s.platform.schedules().await.map_err(|e| internal(&e))?;
+    Ok(Json(Schedules { schedules }).into_response())
 }
 
-pub(crate) async fn get_clock(State(s): State<AppState>, _: Query<NoParams>) -> Response {
+/// The time schedules follow.
+#[utoipa::path(get, operation_id = "get_clock", path = "/v1/clock", tag = "events",
+    responses((status = 200, body = ClockView), errors::BadQuery, errors::Unauthorized))]
+pub(crate) async fn get_clock(State(s): State<AppState>, _: Query<NoParams>) -> Json<ClockView> {
     let manual = matches!(s.platform.clock(), ignis_control::Clock::Manual(_));
-    Json(json!({"now": ts(s.platform.clock().now()), "manual": manual})).into_response()
+    Json(ClockView {
+        now: ts(s.platform.clock().now()),
+        manual,
+    })
+}
+
+/// The body of `PUT /v1/clock`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct SetClock {
+    /// RFC 3339.
+    #[schema(format = DateTime, example = "2026-03-29T00:30:00Z")]
+    now: String,
 }
 
 /// `PUT /v1/clock {"now": "<RFC 3339>"}`: moves the manual clock (servers started with
 /// `--manual-clock`, for tests).
+#[utoipa::path(put, operation_id = "set_clock", path = "/v1/clock", tag = "events",
+    request_body = SetClock,
+    responses(
+        (status = 200, body = ClockView),
+        errors::BadQuery, errors::Unauthorized, errors::Conflict, errors::TooLarge, errors::Invalid,
+    ))]
 pub(crate) async fn set_clock(
     State(s): State<AppState>,
     _: Query<NoParams>,
@@ -506,7 +553,11 @@ pub(crate) async fn set_clock(
             "this server follows the system clock; start it with --manual-clock to set the time",
         ));
     }
-    Ok(Json(json!({"now": ts(now), "manual": true})).into_response())
+    Ok(Json(ClockView {
+        now: ts(now),
+        manual: true,
+    })
+    .into_response())
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_control::DeployWait;
 use ignis_core::{parse_spec, FunctionName};
-use serde_json::json;
 
+use crate::answers::FunctionList;
+use crate::openapi::errors;
 use crate::params::Wait;
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
@@ -31,6 +32,97 @@ async fn parse(body: bytes::Bytes, name: Option<FunctionName>) -> Result<ignis_c
         .map_err(ApiError::from)
 }
 
+/// A function's spec, as create and update take it (`runtime` and `code` are needed, and
+/// `name` on create; every other field may be left out or null for its default). Some rules are not in the
+/// schema: `min_instances` at most `max_instances`, cron expressions and time zones that
+/// parse, destinations that form no cycle, 4 KiB of environment in all.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct FunctionSpec {
+    /// Needed on create; on update, the path's name (it may be left out).
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$", example = "hello")]
+    name: Option<String>,
+    #[schema(value_type = RuntimeName)]
+    runtime: String,
+    /// A one-file function's source, at most 5 MiB, not only white space. Exactly one of
+    /// `code`, `files` and `zip` is given.
+    #[schema(
+        max_length = 5242880,
+        example = "def handler(event, context):\n    return {'ok': True}\n"
+    )]
+    code: Option<String>,
+    /// A package of several files: relative path → UTF-8 text. Paths are relative, `/`
+    /// separated, without `.` or `..` parts; at most 10,000 files and 250 MiB in all.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    files: (),
+    /// A package as a zip archive, in base64 (as Lambda's `ZipFile`): at most 50 MiB
+    /// zipped and 250 MiB unpacked, regular files only (no links or devices).
+    #[schema(format = Byte)]
+    zip: Option<String>,
+    /// For `code`: the handler function's name in it (default `handler`). For `files` or
+    /// `zip` (needed): Lambda's `path/module.function` (`app.lambda_handler`,
+    /// `hello_world/app.lambda_handler`, `src/lambda.handler`).
+    #[schema(max_length = 1152, example = "handler")]
+    handler: Option<String>,
+    #[schema(minimum = 1, maximum = 300)]
+    timeout_secs: Option<u32>,
+    #[schema(minimum = 128, maximum = 3072)]
+    memory_mb: Option<u32>,
+    #[schema(minimum = 1, maximum = 32)]
+    vcpus: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000)]
+    max_instances: Option<u32>,
+    #[schema(minimum = 0, maximum = 1000)]
+    min_instances: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000)]
+    concurrency: Option<u32>,
+    #[schema(minimum = 0, maximum = 86400)]
+    idle_timeout_secs: Option<u32>,
+    /// Environment variables: names match `[A-Za-z_][A-Za-z0-9_]*`, values hold no NUL.
+    env: Option<std::collections::BTreeMap<String, String>>,
+    /// `none` (the default) or `outbound`.
+    #[schema(value_type = Option<NetworkName>)]
+    network: Option<String>,
+    /// Who may call the function's URL, and its CORS rules.
+    #[schema(value_type = Option<Object>)]
+    http: (),
+    /// How failed asynchronous attempts are retried (`max_retries`, `max_event_age_secs`).
+    #[schema(value_type = Option<Object>)]
+    retry: (),
+    /// A function invoked asynchronously with the result of each successful async call.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
+    on_success: Option<String>,
+    /// A function invoked asynchronously with each async call that failed for good.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
+    on_failure: Option<String>,
+    #[schema(minimum = 1, maximum = 1000)]
+    max_async_concurrency: Option<u32>,
+    /// Cron schedules (`cron`, `timezone`, `event`, `enabled`, `catch_up`), each firing an
+    /// asynchronous invocation.
+    #[schema(value_type = Option<Vec<Object>>)]
+    schedules: (),
+}
+
+/// A runtime's name.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum RuntimeName {
+    Python,
+    Javascript,
+    Typescript,
+}
+
+/// What a function's instances may reach: nothing, or the internet.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum NetworkName {
+    None,
+    Outbound,
+}
+
 pub(crate) fn path_name(name: &str) -> Result<FunctionName, ApiError> {
     // A name that is not valid cannot name a stored function: not found, saying why.
     FunctionName::parse(name).map_err(|why| {
@@ -46,6 +138,24 @@ fn wait(Wait(wait): Wait) -> DeployWait {
     }
 }
 
+/// Creates a function; it deploys in the background unless `wait` is given.
+#[utoipa::path(post, operation_id = "create_function", path = "/v1/functions", tag = "functions", params(Query<Wait>),
+    request_body(content = FunctionSpec, description = "The function's spec"),
+    responses(
+        (status = 201, description = "Created", body = ignis_control::FunctionView, links(
+            ("get" = (operation_id = "get_function", parameters(("name" = "$response.body#/name")))),
+            ("update" = (operation_id = "update_function", parameters(("name" = "$response.body#/name")))),
+            ("delete" = (operation_id = "delete_function", parameters(("name" = "$response.body#/name")))),
+            ("invoke" = (operation_id = "invoke_function", parameters(("name" = "$response.body#/name")))),
+            ("invocations" = (operation_id = "list_invocations", parameters(("name" = "$response.body#/name")))),
+            ("logs" = (operation_id = "function_logs", parameters(("name" = "$response.body#/name")))),
+            ("stats" = (operation_id = "function_stats", parameters(("name" = "$response.body#/name")))),
+            ("test_events" = (operation_id = "list_test_events", parameters(("name" = "$response.body#/name")))),
+            ("dead_letters" = (operation_id = "list_dead_letters", parameters(("name" = "$response.body#/name")))),
+        )),
+        errors::BadQuery, errors::Unauthorized, errors::Conflict, errors::TooLarge, errors::Invalid,
+        errors::DiskFull,
+    ))]
 pub(crate) async fn create(
     State(s): State<AppState>,
     Query(w): Query<Wait>,
@@ -58,6 +168,15 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+/// Replaces a function's spec with a new version; it deploys in the background unless
+/// `wait` is given, and calls keep going to the active version until then.
+#[utoipa::path(put, operation_id = "update_function", path = "/v1/functions/{name}", tag = "functions", params(("name" = String, Path, description = "The function's name", example = "hello"), Query<Wait>),
+    request_body(content = FunctionSpec, description = "The function's whole new spec"),
+    responses(
+        (status = 200, description = "Updated", body = ignis_control::FunctionView),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::TooLarge, errors::Invalid,
+        errors::DiskFull,
+    ))]
 pub(crate) async fn update(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -72,10 +191,21 @@ pub(crate) async fn update(
     Ok(Json(view).into_response())
 }
 
-pub(crate) async fn list(State(s): State<AppState>, _: Query<NoParams>) -> Json<serde_json::Value> {
-    Json(json!({ "functions": s.platform.list() }))
+/// Every function, by name, without its code.
+#[utoipa::path(get, operation_id = "list_functions", path = "/v1/functions", tag = "functions",
+    responses((status = 200, body = FunctionList), errors::BadQuery, errors::Unauthorized))]
+pub(crate) async fn list(State(s): State<AppState>, _: Query<NoParams>) -> Json<FunctionList> {
+    Json(FunctionList {
+        functions: s.platform.list(),
+    })
 }
 
+/// A function, with its code.
+#[utoipa::path(get, operation_id = "get_function", path = "/v1/functions/{name}", tag = "functions", params(("name" = String, Path, description = "The function's name", example = "hello")),
+    responses(
+        (status = 200, body = ignis_control::FunctionView),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -92,8 +222,13 @@ pub(crate) async fn get(
     Ok(Json(view).into_response())
 }
 
-/// `GET /v1/functions/{name}/code`: the newest version's code as a zip archive (its
-/// package, or its one file).
+/// The newest version's code as a zip archive: its package's files, or its one file
+/// (`main.py`, `index.js` or `index.ts`).
+#[utoipa::path(get, operation_id = "get_function_code", path = "/v1/functions/{name}/code", tag = "functions", params(("name" = String, Path, description = "The function's name", example = "hello")),
+    responses(
+        (status = 200, description = "A zip archive", content_type = "application/zip", body = Vec<u8>),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn code(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -112,6 +247,12 @@ pub(crate) async fn code(
         .into_response())
 }
 
+/// Deletes a function, its instances and its records.
+#[utoipa::path(delete, operation_id = "delete_function", path = "/v1/functions/{name}", tag = "functions", params(("name" = String, Path, description = "The function's name", example = "hello")),
+    responses(
+        (status = 204, description = "Deleted"),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn delete(
     State(s): State<AppState>,
     Path(name): Path<String>,

@@ -19,12 +19,55 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 
+use crate::answers::{
+    Accepted, FunctionLogLine, Init, InvocationAnswer, InvocationList, InvocationView, LogEvent, LogLine,
+    Logs,
+};
 use crate::error::internal;
 use crate::events::{self, InvocationType};
 use crate::functions::path_name;
+use crate::openapi::{errors, ErrorBody};
 use crate::params::{invocation_id, Limit, Pairs, Params};
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
+/// Invokes a function with the body as its event (an empty body is `{}`). Synchronous by
+/// default: the answer is the handler's (its status, headers and body, with the
+/// `x-ignis-*` headers added). With `x-ignis-invocation-type: async` the call is queued and
+/// answered 202. An `idempotency-key` makes a repeated call answer as the first one did.
+#[utoipa::path(post, operation_id = "invoke_function", path = "/v1/functions/{name}/invoke", tag = "invocations",
+    params(
+        ("name" = String, Path, description = "The function's name", example = "hello"),
+        ("x-ignis-invocation-type" = Option<String>, Header, nullable = false,
+            description = "`sync` (or `RequestResponse`, the default) or `async` (or `Event`), in any case",
+            pattern = "^([Ss][Yy][Nn][Cc]|[Aa][Ss][Yy][Nn][Cc]|[Rr][Ee][Qq][Uu][Ee][Ss][Tt][Rr][Ee][Ss][Pp][Oo][Nn][Ss][Ee]|[Ee][Vv][Ee][Nn][Tt])$"),
+        ("idempotency-key" = Option<String>, Header, nullable = false,
+            description = "1 to 256 printable ASCII characters; a repeat within a day gets the first answer",
+            pattern = "^[ -~]{1,256}$"),
+    ),
+    request_body(content = Option<Value>, description = "The event: any JSON, 64 levels deep at most; `{}` when the body is empty", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The handler's answer: its status, headers and body", headers(
+            ("x-ignis-invocation-id" = String, description = "The invocation's id"),
+            ("x-ignis-cold-start" = String, description = "`true` when the call waited for a new instance, else `false`"),
+            ("x-ignis-init-ms" = String, description = "On a cold start: how long the instance took to start, in ms"),
+            ("x-ignis-duration-ms" = String, description = "How long the handler ran, in ms"),
+            ("x-ignis-version" = String, description = "The function's version that answered"),
+            ("x-ignis-idempotent-replay" = String, description = "`true` when the answer is the first call's, for a repeated idempotency key"),
+        )),
+        (status = 202, description = "Queued (asynchronous)", body = Accepted, links(
+            ("get" = (operation_id = "get_invocation", parameters(("id" = "$response.body#/invocation_id")))),
+        ), headers(
+            ("x-ignis-invocation-id" = String, description = "The invocation's id"),
+            ("x-ignis-idempotent-replay" = String, description = "`true` when the invocation is the first call's, for a repeated idempotency key"),
+        )),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::TooLarge, errors::Busy,
+        (status = 500, description = "The handler raised an error (`function_error`, with `type` and `stack`)", body = ErrorBody),
+        (status = 502, description = "The instance failed (`instance_crashed`, `out_of_memory`, `response_too_large`, `invalid_response`, `instance_start_failed`)", body = ErrorBody),
+        (status = 503, description = "The function is not deployed yet or its deploy failed (`not_ready`)", body = ErrorBody),
+        (status = 504, description = "The handler did not finish in time (`timeout`)", body = ErrorBody),
+        errors::DiskFull,
+        (status = "default", description = "Any other status the handler answers with"),
+    ))]
 pub(crate) async fn invoke(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -192,42 +235,44 @@ pub(crate) fn ts(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn record_json(r: &InvocationRecord, with_logs: bool) -> Value {
-    let error = r
-        .error_json
-        .as_deref()
-        .and_then(|e| serde_json::from_str::<Value>(e).ok());
-    let mut v = json!({
-        "id": r.id,
-        "function": r.function,
-        "version": r.version,
-        "status": r.status,
-        "cold_start": r.cold_start,
-        "started_at": ts(r.started_at),
-        "duration_ms": r.duration_ms,
-        "billed_ms": r.billed_ms,
-        "memory_mb": r.memory_mb,
-        "peak_memory_mb": r.peak_memory_mb,
-        "init": r.init.as_ref().map(|i| json!({
-            "reason": i.reason,
-            "init_ms": i.init_ms,
-            "sandbox_ms": i.sandbox_ms,
-            "runtime_ms": i.runtime_ms,
-            "load_ms": i.load_ms,
-        })),
-        "error": error,
-    });
-    if with_logs {
-        v["logs"] = logs_json(&r.logs);
+fn record_view(r: &InvocationRecord, with_logs: bool) -> InvocationView {
+    InvocationView {
+        id: r.id.clone(),
+        function: r.function.clone(),
+        version: r.version,
+        status: r.status.clone(),
+        cold_start: r.cold_start,
+        started_at: ts(r.started_at),
+        duration_ms: r.duration_ms,
+        billed_ms: r.billed_ms,
+        memory_mb: r.memory_mb,
+        peak_memory_mb: r.peak_memory_mb,
+        init: r.init.as_ref().map(|i| Init {
+            reason: i.reason.clone(),
+            init_ms: i.init_ms,
+            sandbox_ms: i.sandbox_ms,
+            runtime_ms: i.runtime_ms,
+            load_ms: i.load_ms,
+        }),
+        error: stored_json(r.error_json.as_deref()),
+        logs: with_logs.then(|| log_lines(&r.logs)),
     }
-    v
+}
+
+/// A JSON text kept in the store, read back (none when absent or unreadable).
+pub(crate) fn stored_json(text: Option<&str>) -> Option<Value> {
+    text.and_then(|e| serde_json::from_str::<Value>(e).ok())
 }
 
 /// An invocation's log lines as the API shows them.
-pub(crate) fn logs_json(lines: &[ignis_store::LogLine]) -> Value {
+pub(crate) fn log_lines(lines: &[ignis_store::LogLine]) -> Vec<LogLine> {
     lines
         .iter()
-        .map(|l| json!({"ts": ts(l.ts), "stream": l.stream, "line": l.line}))
+        .map(|l| LogLine {
+            ts: ts(l.ts),
+            stream: l.stream.clone(),
+            line: l.line.clone(),
+        })
         .collect()
 }
 
@@ -248,6 +293,13 @@ pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A function's newest invocation records (synchronous calls and attempts).
+#[utoipa::path(get, operation_id = "list_invocations", path = "/v1/functions/{name}/invocations", tag = "invocations",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), Query<Limit<50, 1000>>),
+    responses(
+        (status = 200, body = InvocationList),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn list(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -257,10 +309,19 @@ pub(crate) async fn list(
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let records = blocking(move || store.list_invocations(name.as_str(), limit)).await?;
-    let list: Vec<Value> = records.iter().map(|r| record_json(r, false)).collect();
-    Ok(Json(json!({ "invocations": list })).into_response())
+    let invocations = records.iter().map(|r| record_view(r, false)).collect();
+    Ok(Json(InvocationList { invocations }).into_response())
 }
 
+/// One invocation, with its logs: a synchronous call's record, or an asynchronous
+/// invocation with its attempts.
+#[utoipa::path(get, operation_id = "get_invocation", path = "/v1/invocations/{id}", tag = "invocations",
+    params(("id" = String, Path, description = "The invocation's id (a UUID)",
+        example = "0190c5a4-6b1e-7c3d-8e2f-1a2b3c4d5e6f")),
+    responses(
+        (status = 200, body = InvocationAnswer),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn get(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -271,14 +332,23 @@ pub(crate) async fn get(
     let lookup = id.clone();
     let record = blocking(move || store.get_invocation(&lookup)).await?;
     if let Some(record) = record {
-        return Ok(Json(record_json(&record, true)).into_response());
+        return Ok(Json(InvocationAnswer::Sync(record_view(&record, true))).into_response());
     }
     match events::get_async(&s, &id).await? {
-        Some(v) => Ok(Json(v).into_response()),
+        Some(v) => Ok(Json(InvocationAnswer::Async(v)).into_response()),
         None => Err(ApiError::not_found(format!("invocation {id:?} does not exist"))),
     }
 }
 
+/// A function's newest log lines, oldest first; with `follow`, a Server-Sent Events stream
+/// of them and then of each new invocation's lines (`event: log`, and `event: missed` with
+/// how many invocations' lines a slow reader lost).
+#[utoipa::path(get, operation_id = "function_logs", path = "/v1/functions/{name}/logs", tag = "invocations",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), Query<LogParams>),
+    responses(
+        (status = 200, content((Logs = "application/json"), (LogEvent = "text/event-stream"))),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -294,8 +364,8 @@ pub(crate) async fn logs(
     let lines: Vec<StoredLogLine> = blocking(move || store.recent_logs(&function, limit)).await?;
     match follower {
         None => {
-            let list: Vec<Value> = lines.iter().map(stored_line_json).collect();
-            Ok(Json(json!({ "logs": list })).into_response())
+            let logs = lines.iter().map(stored_line).collect();
+            Ok(Json(Logs { logs }).into_response())
         }
         Some(follower) => Ok(follow_stream(lines, follower)),
     }
@@ -318,8 +388,25 @@ impl Params for LogParams {
     }
 }
 
-fn stored_line_json(l: &StoredLogLine) -> Value {
-    json!({"invocation_id": l.invocation_id, "ts": ts(l.ts), "stream": l.stream, "line": l.line})
+impl crate::params::Described for LogParams {
+    fn describe() -> Vec<utoipa::openapi::path::Parameter> {
+        let limit = crate::params::query_param(
+            "limit",
+            "How many of the newest lines to answer (1 to 10000, 100 by default)",
+            crate::params::int_schema(1, 10_000, 100),
+            false,
+        );
+        vec![limit, crate::params::follow_param()]
+    }
+}
+
+fn stored_line(l: &StoredLogLine) -> FunctionLogLine {
+    FunctionLogLine {
+        invocation_id: l.invocation_id.clone(),
+        ts: ts(l.ts),
+        stream: l.stream.clone(),
+        line: l.line.clone(),
+    }
 }
 
 /// A Server-Sent Events stream: the backlog, then each new invocation's lines as it ends.
@@ -331,7 +418,7 @@ fn follow_stream(backlog: Vec<StoredLogLine>, follower: Follower) -> Response {
     let first = futures::stream::iter(
         backlog
             .iter()
-            .map(|l| Event::default().event("log").json_data(stored_line_json(l)))
+            .map(|l| Event::default().event("log").json_data(stored_line(l)))
             .collect::<Vec<_>>(),
     );
     let live = futures::stream::unfold((follower, seen), |(mut follower, seen)| async move {
@@ -342,12 +429,12 @@ fn follow_stream(backlog: Vec<StoredLogLine>, follower: Follower) -> Response {
                     .lines
                     .iter()
                     .map(|l| {
-                        Event::default().event("log").json_data(json!({
-                            "invocation_id": logs.invocation_id,
-                            "ts": ts(l.ts),
-                            "stream": l.stream,
-                            "line": l.line,
-                        }))
+                        Event::default().event("log").json_data(FunctionLogLine {
+                            invocation_id: logs.invocation_id.clone(),
+                            ts: ts(l.ts),
+                            stream: l.stream.clone(),
+                            line: l.line.clone(),
+                        })
                     })
                     .collect(),
                 Followed::Missed(n) => vec![Event::default()

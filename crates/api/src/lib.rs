@@ -1,11 +1,13 @@
 //! The HTTP API of Ignis: routes, authentication and request limits.
 
+mod answers;
 mod console;
 mod error;
 mod events;
 mod function_urls;
 mod functions;
 mod invocations;
+mod openapi;
 mod params;
 mod playground;
 mod stats;
@@ -22,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use ignis_control::Platform;
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 pub use console::ConsoleConfig;
@@ -78,6 +79,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/schedules", get(events::schedules))
         .route("/clock", get(events::get_clock).put(events::set_clock))
         .route("/runtimes", get(runtimes))
+        .route("/openapi.json", get(openapi::document))
         .route("/usage", get(usage::usage))
         .route("/stats", get(stats::all_stats))
         .route("/playground/run", post(playground::run))
@@ -121,6 +123,13 @@ async fn method_not_allowed(method: axum::http::Method, OriginalUri(uri): Origin
 
 /// `GET /metrics`: OpenMetrics for a scraper that accepts it (Prometheus does), the
 /// Prometheus text format for everyone else (curl, promtool), as the Go client does.
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "server",
+    responses(
+        (status = 200, description = "The server's metrics: OpenMetrics when the `Accept` header names \
+            `application/openmetrics-text`, else the Prometheus text format",
+            content((String = "text/plain"), (String = "application/openmetrics-text"))),
+        openapi::errors::BadQuery, openapi::errors::Unauthorized,
+    ))]
 async fn metrics(
     State(state): State<AppState>,
     _: Query<NoParams>,
@@ -180,11 +189,11 @@ pub(crate) fn unauthorized(headers: &header::HeaderMap) -> Response {
 }
 
 /// What the API says about isolation, on `/healthz` and `/v1/runtimes`.
-fn sandbox_json(state: &AppState) -> serde_json::Value {
-    if state.platform.sandboxed() {
-        json!({"enabled": true})
-    } else {
-        json!({"enabled": false, "warning": INSECURE_WARNING})
+fn sandbox(state: &AppState) -> answers::Sandbox {
+    let enabled = state.platform.sandboxed();
+    answers::Sandbox {
+        enabled,
+        warning: (!enabled).then_some(INSECURE_WARNING),
     }
 }
 
@@ -192,26 +201,39 @@ fn sandbox_json(state: &AppState) -> serde_json::Value {
 pub const INSECURE_WARNING: &str =
     "started with --insecure-no-sandbox: functions run as plain processes of the server's user, with no isolation";
 
-async fn healthz(State(state): State<AppState>, _: Query<NoParams>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "version": state.config.version, "sandbox": sandbox_json(&state) }))
+/// Whether the server is up, its version and whether functions run isolated.
+#[utoipa::path(get, operation_id = "health", path = "/healthz", tag = "server", security(()),
+    responses((status = 200, body = answers::Health), openapi::errors::BadQuery))]
+async fn healthz(State(state): State<AppState>, _: Query<NoParams>) -> Json<answers::Health> {
+    Json(answers::Health {
+        status: "ok",
+        version: state.config.version,
+        sandbox: sandbox(&state),
+    })
 }
 
-async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<serde_json::Value> {
+/// The runtimes and the interpreters found for them on this host.
+#[utoipa::path(get, operation_id = "list_runtimes", path = "/v1/runtimes", tag = "server",
+    responses((status = 200, body = answers::Runtimes), openapi::errors::BadQuery, openapi::errors::Unauthorized))]
+async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<answers::Runtimes> {
     let r = state.platform.runtimes();
-    let list: Vec<_> = ignis_core::Runtime::ALL
+    let runtimes = ignis_core::Runtime::ALL
         .iter()
         .map(|&rt| {
             let i = r.interpreter(rt);
-            json!({
-                "name": rt.as_str(),
-                "available": i.available,
-                "version": i.version,
-                "path": i.path,
-                "error": i.error,
-            })
+            answers::RuntimeInfo {
+                name: rt.as_str(),
+                available: i.available,
+                version: i.version.clone(),
+                path: i.path.as_ref().map(|p| p.display().to_string()),
+                error: i.error.clone(),
+            }
         })
         .collect();
-    Json(json!({ "runtimes": list, "sandbox": sandbox_json(&state) }))
+    Json(answers::Runtimes {
+        runtimes,
+        sandbox: sandbox(&state),
+    })
 }
 
 /// A request body's JSON: 400 `invalid_json` when it is not JSON, 400 `duplicate_field`

@@ -8,6 +8,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::{Object, ObjectBuilder, Required, Type};
 
 use crate::ApiError;
 
@@ -64,6 +66,81 @@ impl Params for Wait {
     fn read(q: &Pairs) -> Result<Wait, ApiError> {
         q.flag("wait").map(Wait)
     }
+}
+
+/// The query parameters of one route as the OpenAPI document describes them: every name
+/// of [`Params::NAMES`], in order (a test holds the two together).
+pub(crate) trait Described: Params {
+    fn describe() -> Vec<Parameter>;
+}
+
+impl<T: Described> utoipa::IntoParams for Query<T> {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        T::describe()
+    }
+}
+
+/// A query parameter of the document: optional unless `required`.
+pub(crate) fn query_param(name: &str, description: &str, schema: Object, required: bool) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(if required { Required::True } else { Required::False })
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// An integer schema from `min` to `max`.
+pub(crate) fn int_schema(min: usize, max: usize, default: usize) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min as f64))
+        .maximum(Some(max as f64))
+        .default(Some(default.into()))
+        .build()
+}
+
+/// The schema of a flag: `true`, `1` or no value; `false` or `0`.
+fn flag_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["true", "false", "1", "0", ""]))
+        .build()
+}
+
+impl Described for NoParams {
+    fn describe() -> Vec<Parameter> {
+        Vec::new()
+    }
+}
+
+impl<const DEFAULT: usize, const MAX: usize> Described for Limit<DEFAULT, MAX> {
+    fn describe() -> Vec<Parameter> {
+        let about = format!("How many to answer, newest first (1 to {MAX}, {DEFAULT} by default)");
+        vec![query_param("limit", &about, int_schema(1, MAX, DEFAULT), false)]
+    }
+}
+
+impl Described for Wait {
+    fn describe() -> Vec<Parameter> {
+        vec![query_param(
+            "wait",
+            "Answer once the deploy is done (the function is ready or in error)",
+            flag_schema(),
+            false,
+        )]
+    }
+}
+
+/// `follow`, as [`Wait`]'s `wait`.
+pub(crate) fn follow_param() -> Parameter {
+    query_param(
+        "follow",
+        "Stream new lines as Server-Sent Events after the newest ones",
+        flag_schema(),
+        false,
+    )
 }
 
 /// A request's query parameters, decoded, each known to the route and given once.
@@ -270,6 +347,25 @@ mod tests {
         for bad in ["", "x", "0190c5a4", &format!("{id}0")] {
             let e = invocation_id(bad).expect_err(bad);
             assert_eq!((e.code, e.extra["field"].as_str()), ("not_found", Some("id")));
+        }
+    }
+
+    /// Each route's parameters in the OpenAPI document are the ones it takes.
+    #[test]
+    fn the_document_describes_each_routes_parameters() {
+        fn names<T: Described>() -> (Vec<String>, Vec<&'static str>) {
+            let described = T::describe().into_iter().map(|p| p.name).collect();
+            (described, T::NAMES.to_vec())
+        }
+        for (described, taken) in [
+            names::<NoParams>(),
+            names::<Limit<50, 1000>>(),
+            names::<Wait>(),
+            names::<crate::invocations::LogParams>(),
+            names::<crate::stats::Minutes>(),
+            names::<crate::usage::Period>(),
+        ] {
+            assert_eq!(described, taken);
         }
     }
 

@@ -10,11 +10,13 @@ use ignis_control::{PlaygroundError, PlaygroundRun};
 use ignis_core::limits::{MAX_PAYLOAD_BYTES, MAX_RESPONSE_BYTES};
 use ignis_core::spec::parse_spec;
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::answers::{LoadError, PlaygroundAnswer, PlaygroundResponse};
 use crate::error::internal;
 use crate::functions::MAX_FUNCTION_BODY;
-use crate::invocations::{answer, logs_json};
+use crate::invocations::{answer, log_lines};
+use crate::openapi::errors;
 use crate::{json_body, read_body, ApiError, AppState, NoParams, Query};
 
 /// The fields a playground run takes; the spec fields mean what they mean for a function.
@@ -31,6 +33,41 @@ const FIELDS: &[&str] = &[
 /// The name the run's instance goes by (in its context and the server's log).
 const PLAYGROUND_NAME: &str = "playground";
 
+/// The body of a playground run: a function's `runtime`, `code`, `handler`, limits and
+/// `env`, as in a spec, and the `event` to call it with.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct PlaygroundBody {
+    #[schema(value_type = crate::functions::RuntimeName)]
+    runtime: String,
+    /// The handler's source, at most 5 MiB, not only white space.
+    #[schema(
+        max_length = 5242880,
+        example = "def handler(event, context):\n    return event\n"
+    )]
+    code: String,
+    #[schema(pattern = "^[A-Za-z_$][A-Za-z0-9_$]{0,127}$")]
+    handler: Option<String>,
+    /// Any JSON, 64 levels deep at most (`{}` when left out).
+    #[schema(required = false, value_type = Value)]
+    event: (),
+    #[schema(minimum = 128, maximum = 3072)]
+    memory_mb: Option<u32>,
+    #[schema(minimum = 1, maximum = 300)]
+    timeout_secs: Option<u32>,
+    /// Names match `[A-Za-z_][A-Za-z0-9_]*`; values hold no NUL.
+    env: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Runs code against an event in a fresh instance, without creating a function.
+#[utoipa::path(post, operation_id = "playground_run", path = "/v1/playground/run", tag = "console",
+    request_body = PlaygroundBody,
+    responses(
+        (status = 200, description = "The run's answer, or why the code did not load", body = PlaygroundAnswer),
+        errors::BadQuery, errors::Unauthorized, errors::TooLarge, errors::Invalid, errors::Busy,
+        (status = 502, description = "The instance could not start (`instance_start_failed`)", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn run(
     State(s): State<AppState>,
     _: Query<NoParams>,
@@ -87,14 +124,14 @@ pub(crate) async fn run(
         PlaygroundError::StartFailed(m) => ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", m),
     })?;
     match outcome {
-        PlaygroundRun::LoadFailed { kind, message, line } => Ok(Json(json!({
-            "response": null,
-            "load_error": {"type": kind, "message": message, "line": line},
-            "duration_ms": null,
-            "init_ms": null,
-            "cold_start": true,
-            "logs": [],
-        }))
+        PlaygroundRun::LoadFailed { kind, message, line } => Ok(Json(PlaygroundAnswer {
+            response: None,
+            load_error: Some(LoadError { kind, message, line }),
+            duration_ms: None,
+            init_ms: None,
+            cold_start: true,
+            logs: Vec::new(),
+        })
         .into_response()),
         PlaygroundRun::Ran { invocation, logs } => {
             let duration_ms = invocation.duration.as_secs_f64() * 1000.0;
@@ -102,20 +139,18 @@ pub(crate) async fn run(
             // Exactly what invoke would have answered, as JSON.
             let resp = answer(invocation)?;
             let status = resp.status().as_u16();
-            let mut headers = Map::new();
+            let mut headers = std::collections::BTreeMap::<String, String>::new();
             for (name, value) in resp.headers() {
-                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                match headers.get_mut(name.as_str()) {
-                    // Repeated headers are joined as HTTP allows (except cookies, joined
-                    // by the same rule for display).
-                    Some(Value::String(v)) => {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                // Repeated headers are joined as HTTP allows (except cookies, joined by the
+                // same rule for display).
+                headers
+                    .entry(name.as_str().to_owned())
+                    .and_modify(|v| {
                         v.push_str(", ");
                         v.push_str(&value);
-                    }
-                    _ => {
-                        headers.insert(name.as_str().to_owned(), Value::String(value));
-                    }
-                }
+                    })
+                    .or_insert_with(|| value.clone().into_owned());
             }
             let bytes = axum::body::to_bytes(resp.into_body(), MAX_RESPONSE_BYTES + 1024)
                 .await
@@ -124,14 +159,19 @@ pub(crate) async fn run(
                 Ok(text) => (text.to_owned(), "utf8"),
                 Err(_) => (base64::engine::general_purpose::STANDARD.encode(&bytes), "base64"),
             };
-            Ok(Json(json!({
-                "response": {"status": status, "headers": headers, "body": body, "body_encoding": encoding},
-                "load_error": null,
-                "duration_ms": duration_ms,
-                "init_ms": init_ms,
-                "cold_start": true,
-                "logs": logs_json(&logs),
-            }))
+            Ok(Json(PlaygroundAnswer {
+                response: Some(PlaygroundResponse {
+                    status,
+                    headers,
+                    body,
+                    body_encoding: encoding,
+                }),
+                load_error: None,
+                duration_ms: Some(duration_ms),
+                init_ms,
+                cold_start: true,
+                logs: log_lines(&logs),
+            })
             .into_response())
         }
     }

@@ -6,11 +6,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_store::Activity;
-use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
+use crate::answers::{AllStats, FunctionStats, FunctionSummary, MinuteStats, StatsTotals};
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, ts};
+use crate::openapi::errors;
 use crate::params::{Pairs, Params};
 use crate::{ApiError, AppState, Path, Query};
 
@@ -37,6 +38,17 @@ fn period(Minutes(minutes): Minutes) -> (i64, OffsetDateTime, OffsetDateTime) {
     (minutes, at(now - minutes), at(now))
 }
 
+impl crate::params::Described for Minutes {
+    fn describe() -> Vec<utoipa::openapi::path::Parameter> {
+        vec![crate::params::query_param(
+            "minutes",
+            "The period: this many whole minutes up to now (1 to 1440, 60 by default)",
+            crate::params::int_schema(1, MAX_MINUTES, 60),
+            false,
+        )]
+    }
+}
+
 /// The value at `p` (0–1) of sorted `values`, by the nearest-rank rule.
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -52,6 +64,9 @@ fn round3(v: f64) -> f64 {
 
 /// `GET /v1/functions/{name}/stats?minutes=60`: totals with duration percentiles, and a
 /// series by minute (every minute of the period, oldest first).
+#[utoipa::path(get, operation_id = "function_stats", path = "/v1/functions/{name}/stats", tag = "activity",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), Query<Minutes>),
+    responses((status = 200, body = FunctionStats), errors::BadQuery, errors::Unauthorized, errors::NotFound))]
 pub(crate) async fn function_stats(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -65,42 +80,50 @@ pub(crate) async fn function_stats(
     let activity: Activity = blocking(move || store.activity(Some(&function), since, until)).await?;
     let by_minute: BTreeMap<i64, _> = activity.minutes.iter().map(|m| (m.minute, m)).collect();
     let first = since.unix_timestamp() / 60;
-    let series: Vec<Value> = (first..first + minutes)
+    let series = (first..first + minutes)
         .map(|minute| {
             let at = ts(OffsetDateTime::from_unix_timestamp(minute * 60).unwrap_or(since));
             match by_minute.get(&minute) {
-                Some(m) => json!({
-                    "at": at,
-                    "invocations": m.invocations,
-                    "errors": m.errors,
-                    "cold_starts": m.cold_starts,
-                    "avg_ms": round3(m.billed_ms as f64 / m.invocations.max(1) as f64),
-                }),
-                None => json!({"at": at, "invocations": 0, "errors": 0, "cold_starts": 0, "avg_ms": null}),
+                Some(m) => MinuteStats {
+                    at,
+                    invocations: m.invocations,
+                    errors: m.errors,
+                    cold_starts: m.cold_starts,
+                    avg_ms: Some(round3(m.billed_ms as f64 / m.invocations.max(1) as f64)),
+                },
+                None => MinuteStats {
+                    at,
+                    invocations: 0,
+                    errors: 0,
+                    cold_starts: 0,
+                    avg_ms: None,
+                },
             }
         })
         .collect();
     let mut durations: Vec<f64> = activity.durations.iter().map(|(_, d)| *d).collect();
     durations.sort_by(f64::total_cmp);
     let sum = |f: fn(&ignis_store::MinuteUsage) -> u64| activity.minutes.iter().map(f).sum::<u64>();
-    Ok(Json(json!({
-        "since": ts(since),
-        "until": ts(until),
-        "minutes": minutes,
-        "totals": {
-            "invocations": sum(|m| m.invocations),
-            "errors": sum(|m| m.errors),
-            "cold_starts": sum(|m| m.cold_starts),
-            "p50_ms": percentile(&durations, 0.5).map(round3),
-            "p95_ms": percentile(&durations, 0.95).map(round3),
+    Ok(Json(FunctionStats {
+        since: ts(since),
+        until: ts(until),
+        minutes,
+        totals: StatsTotals {
+            invocations: sum(|m| m.invocations),
+            errors: sum(|m| m.errors),
+            cold_starts: sum(|m| m.cold_starts),
+            p50_ms: percentile(&durations, 0.5).map(round3),
+            p95_ms: percentile(&durations, 0.95).map(round3),
         },
-        "series": series,
-    }))
+        series,
+    })
     .into_response())
 }
 
 /// `GET /v1/stats?minutes=60`: per function with invocations in the period, its
 /// invocations, errors, cold starts and median duration.
+#[utoipa::path(get, operation_id = "all_stats", path = "/v1/stats", tag = "activity", params(Query<Minutes>),
+    responses((status = 200, body = AllStats), errors::BadQuery, errors::Unauthorized))]
 pub(crate) async fn all_stats(
     State(s): State<AppState>,
     Query(m): Query<Minutes>,
@@ -112,31 +135,25 @@ pub(crate) async fn all_stats(
     for (f, d) in &activity.durations {
         durations.entry(f.as_str()).or_default().push(*d);
     }
-    let mut functions = Map::new();
+    let mut functions: BTreeMap<String, FunctionSummary> = BTreeMap::new();
     for m in &activity.minutes {
-        let entry = functions
-            .entry(m.function.clone())
-            .or_insert_with(|| json!({"invocations": 0, "errors": 0, "cold_starts": 0, "p50_ms": null}));
-        for (key, add) in [
-            ("invocations", m.invocations),
-            ("errors", m.errors),
-            ("cold_starts", m.cold_starts),
-        ] {
-            entry[key] = json!(entry[key].as_u64().unwrap_or(0) + add);
-        }
+        let entry = functions.entry(m.function.clone()).or_default();
+        entry.invocations += m.invocations;
+        entry.errors += m.errors;
+        entry.cold_starts += m.cold_starts;
     }
     for (f, mut d) in durations {
         d.sort_by(f64::total_cmp);
         if let Some(entry) = functions.get_mut(f) {
-            entry["p50_ms"] = json!(percentile(&d, 0.5).map(round3));
+            entry.p50_ms = percentile(&d, 0.5).map(round3);
         }
     }
-    Ok(Json(json!({
-        "since": ts(since),
-        "until": ts(until),
-        "minutes": minutes,
-        "functions": functions,
-    }))
+    Ok(Json(AllStats {
+        since: ts(since),
+        until: ts(until),
+        minutes,
+        functions,
+    })
     .into_response())
 }
 

@@ -7,11 +7,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_store::{Saved, TestEvent};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 
+use crate::answers::{TestEventView, TestEvents};
 use crate::error::internal;
 use crate::functions::path_name;
 use crate::invocations::{blocking, exists, ts};
+use crate::openapi::errors;
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// Test events kept per function.
@@ -43,12 +44,19 @@ fn event_name(name: &str) -> Result<&str, ApiError> {
 }
 
 /// A stored event as the API shows it; the event's JSON text is passed through as is.
-fn event_json(e: &TestEvent) -> Result<Value, ApiError> {
+fn event_view(e: &TestEvent) -> Result<TestEventView, ApiError> {
     let event = RawValue::from_string(e.event.clone()).map_err(|err| internal(&err))?;
-    Ok(json!({"name": e.name, "event": event, "updated_at": ts(e.updated_at)}))
+    Ok(TestEventView {
+        name: e.name.clone(),
+        event,
+        updated_at: ts(e.updated_at),
+    })
 }
 
 /// `GET /v1/functions/{name}/test-events`
+#[utoipa::path(get, operation_id = "list_test_events", path = "/v1/functions/{name}/test-events", tag = "console",
+    params(("name" = String, Path, description = "The function's name", example = "hello")),
+    responses((status = 200, body = TestEvents), errors::BadQuery, errors::Unauthorized, errors::NotFound))]
 pub(crate) async fn list(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -58,11 +66,23 @@ pub(crate) async fn list(
     exists(&s, name.as_str())?;
     let store = s.platform.store().clone();
     let events = blocking(move || store.list_test_events(name.as_str())).await?;
-    let list = events.iter().map(event_json).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "test_events": list })).into_response())
+    let test_events = events.iter().map(event_view).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(TestEvents { test_events }).into_response())
 }
 
 /// `PUT /v1/functions/{name}/test-events/{event}`: the body is the event (JSON).
+#[utoipa::path(put, operation_id = "put_test_event", path = "/v1/functions/{name}/test-events/{event}", tag = "console",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), ("event" = String, Path, description = "The test event's name: 1 to 64 letters, digits, spaces, `-`, `_` or `.`, not starting or ending with a space", pattern = "^[A-Za-z0-9._-]([A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$", example = "sample")),
+    request_body(content = Value, description = "The event: any JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Replaced", body = TestEventView),
+        (status = 201, description = "Saved", body = TestEventView, links(
+            ("delete" = (operation_id = "delete_test_event", parameters(
+                ("name" = "$request.path.name"), ("event" = "$response.body#/name")))),
+        )),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::Conflict, errors::TooLarge,
+        errors::DiskFull,
+    ))]
 pub(crate) async fn put(
     State(s): State<AppState>,
     Path((name, event)): Path<(String, String)>,
@@ -95,13 +115,19 @@ pub(crate) async fn put(
                 name.as_str()
             ),
         )),
-        Ok(Saved::Created) => Ok((StatusCode::CREATED, Json(event_json(&saved)?)).into_response()),
-        Ok(Saved::Replaced) => Ok(Json(event_json(&saved)?).into_response()),
+        Ok(Saved::Created) => Ok((StatusCode::CREATED, Json(event_view(&saved)?)).into_response()),
+        Ok(Saved::Replaced) => Ok(Json(event_view(&saved)?).into_response()),
         Err(e) => Err(e),
     }
 }
 
 /// `DELETE /v1/functions/{name}/test-events/{event}`
+#[utoipa::path(delete, operation_id = "delete_test_event", path = "/v1/functions/{name}/test-events/{event}", tag = "console",
+    params(("name" = String, Path, description = "The function's name", example = "hello"), ("event" = String, Path, description = "The test event's name: 1 to 64 letters, digits, spaces, `-`, `_` or `.`, not starting or ending with a space", pattern = "^[A-Za-z0-9._-]([A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?$", example = "sample")),
+    responses(
+        (status = 204, description = "Deleted"),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
 pub(crate) async fn delete(
     State(s): State<AppState>,
     Path((name, event)): Path<(String, String)>,

@@ -4,13 +4,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ignis_store::FunctionUsage;
-use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::answers::{FunctionUsage, Usage, UsageTotals};
 use crate::error::internal;
-use crate::params::{Pairs, Params};
+use crate::openapi::errors;
+use crate::params::{query_param, Pairs, Params};
 use crate::{ApiError, AppState, Query};
 
 /// The rollup's granularity.
@@ -21,6 +21,8 @@ const MINUTE_NS: i128 = 60_000_000_000;
 /// invocations that started in the period. Usage is kept by the minute: `since` is rounded
 /// down and `until` up to a whole minute, and the answer says which period it covers.
 /// Without `until`, everything since `since`.
+#[utoipa::path(get, operation_id = "usage", path = "/v1/usage", tag = "activity", params(Query<Period>),
+    responses((status = 200, body = Usage), errors::BadQuery, errors::Unauthorized))]
 pub(crate) async fn usage(
     State(s): State<AppState>,
     Query(Period {
@@ -40,7 +42,7 @@ pub(crate) async fn usage(
     .await
     .map_err(|e| internal(&e))?
     .map_err(|e| internal(&e))?;
-    let mut total = FunctionUsage::default();
+    let mut total = ignis_store::FunctionUsage::default();
     for u in &rows {
         total.invocations += u.invocations;
         total.errors += u.errors;
@@ -48,20 +50,19 @@ pub(crate) async fn usage(
         total.billed_ms += u.billed_ms;
         total.mb_ms += u.mb_ms;
     }
-    let functions: Vec<Value> = rows
+    let functions = rows
         .iter()
-        .map(|u| {
-            let mut v = usage_json(u);
-            v["function"] = json!(u.function);
-            v
+        .map(|u| FunctionUsage {
+            function: u.function.clone(),
+            usage: totals(u),
         })
         .collect();
-    Ok(Json(json!({
-        "since": rfc3339(since),
-        "until": until.map(rfc3339),
-        "functions": functions,
-        "total": usage_json(&total),
-    }))
+    Ok(Json(Usage {
+        since: rfc3339(since),
+        until: until.map(rfc3339),
+        functions,
+        total: totals(&total),
+    })
     .into_response())
 }
 
@@ -105,14 +106,42 @@ impl Params for Period {
     }
 }
 
-fn usage_json(u: &FunctionUsage) -> Value {
-    json!({
-        "invocations": u.invocations,
-        "errors": u.errors,
-        "cold_starts": u.cold_starts,
-        "billed_ms": u.billed_ms,
-        "gb_seconds": gb_seconds(u.mb_ms),
-    })
+impl crate::params::Described for Period {
+    fn describe() -> Vec<utoipa::openapi::path::Parameter> {
+        let time = || {
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                )))
+                .examples(["2026-01-31T00:00:00Z"])
+                .build()
+        };
+        vec![
+            query_param(
+                "since",
+                "The period's start (RFC 3339), rounded down to a minute",
+                time(),
+                true,
+            ),
+            query_param(
+                "until",
+                "The period's end (RFC 3339, after since), rounded up to a minute; open when left out",
+                time(),
+                false,
+            ),
+        ]
+    }
+}
+
+fn totals(u: &ignis_store::FunctionUsage) -> UsageTotals {
+    UsageTotals {
+        invocations: u.invocations,
+        errors: u.errors,
+        cold_starts: u.cold_starts,
+        billed_ms: u.billed_ms,
+        gb_seconds: gb_seconds(u.mb_ms),
+    }
 }
 
 /// MB·ms to GB·s, as Lambda bills it (1 GB = 1024 MB).

@@ -32,7 +32,8 @@ pub use lifecycle::{now_ms, ControlError, DeployWait};
 pub use live::{Followed, Follower, LiveLogs};
 pub use playground::{PlaygroundError, PlaygroundRun, MAX_PLAYGROUND_RUNS};
 pub use queue::{AcceptError, Accepted, QueueConfig};
-pub use view::{DeployError, FunctionView};
+pub use scheduler::{ScheduleEntry, ScheduleView};
+pub use view::{schema, DeployError, FunctionView};
 
 /// Settings of the control plane, from the server's configuration.
 #[derive(Debug, Clone)]

@@ -395,6 +395,19 @@ impl Platform {
                 },
             ),
         };
+        // A function deleted while deploying (and perhaps created again under the same name)
+        // must not come back to life, nor have its result written over the new one's.
+        if !self.slot(name).is_some_and(|s| Arc::ptr_eq(&s, slot)) {
+            if let Ok(pool) = result {
+                pool.retire();
+            }
+            tracing::info!(
+                function = name,
+                version,
+                "deleted while deploying: the result is dropped"
+            );
+            return;
+        }
         let store = self.store.clone();
         let (owned, why) = (name.to_owned(), reason.clone());
         let detail_json = detail.as_ref().and_then(|d| serde_json::to_string(d).ok());
@@ -403,14 +416,23 @@ impl Platform {
             Some(why) => store.set_version_failed(&owned, version, &why, detail_json.as_deref()),
         })
         .await;
-        if !matches!(stored, Ok(Ok(()))) {
-            tracing::error!(
+        match stored {
+            Ok(Ok(())) => {}
+            // Deleted between the check above and the write: nothing is left to record.
+            Ok(Err(StoreError::VersionNotFound { .. })) => {
+                tracing::info!(
+                    function = name,
+                    version,
+                    "deleted while deploying: the result is dropped"
+                );
+            }
+            other => tracing::error!(
                 function = name,
                 version,
-                "could not record the deploy result: {stored:?}"
-            );
+                "could not record the deploy result: {other:?}"
+            ),
         }
-        // A function deleted while deploying must not come back to life.
+        // A function deleted while the result was written must not come back to life.
         if !self.slot(name).is_some_and(|s| Arc::ptr_eq(&s, slot)) {
             if let Ok(pool) = result {
                 pool.retire();

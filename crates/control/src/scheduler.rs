@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use ignis_core::schedule::{CatchUp, Schedule};
 use ignis_store::{NewAsync, StoreError};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::queue::blocking;
 use crate::{Clock, Platform};
@@ -34,15 +36,48 @@ fn firing_id(function: &str, key: &str, at: OffsetDateTime) -> String {
 }
 
 /// How a schedule shows in the API.
-pub(crate) fn schedule_json(s: &Schedule, now: OffsetDateTime) -> Value {
-    json!({
-        "cron": s.cron,
-        "timezone": s.timezone,
-        "event": s.event,
-        "enabled": s.enabled,
-        "catch_up": s.catch_up,
-        "next_fire_at": if s.enabled { s.next_after(now).map(rfc3339) } else { None },
-    })
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleView {
+    /// A cron expression (5 or 6 fields, or an alias such as `@daily`).
+    pub cron: String,
+    /// An IANA time zone such as `Europe/Paris`.
+    pub timezone: String,
+    /// The event each firing sends.
+    #[schema(value_type = Object)]
+    pub event: serde_json::Map<String, Value>,
+    pub enabled: bool,
+    /// What happens to runs missed while the server was down: `skip` or `one`.
+    #[schema(value_type = crate::view::schema::CatchUp)]
+    pub catch_up: CatchUp,
+    /// When it fires next (RFC 3339); null when disabled or never again.
+    pub next_fire_at: Option<String>,
+}
+
+/// A schedule in the list of every function's schedules.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleEntry {
+    pub function: String,
+    /// Its place in the function's `schedules`.
+    pub index: usize,
+    #[serde(flatten)]
+    pub schedule: ScheduleView,
+    /// Due times up to this one (RFC 3339) have been fired or skipped.
+    pub checked_until: Option<String>,
+}
+
+pub(crate) fn schedule_view(s: &Schedule, now: OffsetDateTime) -> ScheduleView {
+    ScheduleView {
+        cron: s.cron.clone(),
+        timezone: s.timezone.clone(),
+        event: s.event.clone(),
+        enabled: s.enabled,
+        catch_up: s.catch_up,
+        next_fire_at: if s.enabled {
+            s.next_after(now).map(rfc3339)
+        } else {
+            None
+        },
+    }
 }
 
 impl Platform {
@@ -51,7 +86,7 @@ impl Platform {
     }
 
     /// Every function's schedules, with their next and last fire times.
-    pub async fn schedules(&self) -> Result<Vec<Value>, StoreError> {
+    pub async fn schedules(&self) -> Result<Vec<ScheduleEntry>, StoreError> {
         let now = self.clock.now();
         let mut names: Vec<String> = self.table.load().keys().cloned().collect();
         names.sort();
@@ -66,11 +101,12 @@ impl Platform {
             let n = name.clone();
             let state = blocking(move || store.schedule_state(&n)).await?;
             for (i, s) in schedules.iter().enumerate() {
-                let mut v = schedule_json(s, now);
-                v["function"] = json!(name);
-                v["index"] = json!(i);
-                v["checked_until"] = json!(state.get(&s.key(i)).map(|t| rfc3339(*t)));
-                out.push(v);
+                out.push(ScheduleEntry {
+                    function: name.clone(),
+                    index: i,
+                    schedule: schedule_view(s, now),
+                    checked_until: state.get(&s.key(i)).map(|t| rfc3339(*t)),
+                });
             }
         }
         Ok(out)

@@ -6,18 +6,23 @@ use ignis_core::FunctionState;
 use ignis_pool::InstanceCounts;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
-use crate::scheduler::schedule_json;
+use crate::scheduler::{schedule_view, ScheduleView};
 use crate::Slot;
 
 /// A function as the API returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Function)]
 pub struct FunctionView {
     pub name: String,
+    /// `python`, `javascript` or `typescript`.
+    #[schema(value_type = String)]
     pub runtime: &'static str,
     pub handler: String,
     pub version: u32,
     pub active_version: Option<u32>,
+    #[schema(value_type = schema::FunctionState)]
     pub state: FunctionState,
     pub state_reason: Option<String>,
     /// Set while the newest version's code failed to load: what and where.
@@ -28,33 +33,39 @@ pub struct FunctionView {
     pub package_sha256: Option<String>,
     /// A package's files (path, size, sha256), in `GET /v1/functions/{name}` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<schema::PackageFile>>)]
     pub files: Option<Vec<ignis_core::package::FileEntry>>,
     pub timeout_secs: u32,
     pub memory_mb: u32,
     pub vcpus: u32,
     pub env: BTreeMap<String, String>,
+    /// `none` or `outbound`.
+    #[schema(value_type = String)]
     pub network: &'static str,
     pub min_instances: u32,
     pub max_instances: u32,
     pub concurrency: u32,
     pub idle_timeout_secs: u32,
+    #[schema(value_type = schema::HttpSettings)]
     pub http: ignis_core::http::HttpSettings,
+    #[schema(value_type = schema::RetrySettings)]
     pub retry: ignis_core::events::RetrySettings,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
     /// The effective value (the default when the spec leaves it out).
     pub max_async_concurrency: u32,
     /// Each with its next fire time.
-    pub schedules: Vec<serde_json::Value>,
+    pub schedules: Vec<ScheduleView>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    #[schema(value_type = schema::InstanceCounts)]
     pub instances: InstanceCounts,
 }
 
 /// Why a version's code failed to load, with the line to blame when known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct DeployError {
     pub version: u32,
     #[serde(rename = "type")]
@@ -99,7 +110,7 @@ impl FunctionView {
             on_success: spec.on_success.as_ref().map(|n| n.as_str().to_owned()),
             on_failure: spec.on_failure.as_ref().map(|n| n.as_str().to_owned()),
             max_async_concurrency: spec.async_concurrency(),
-            schedules: spec.schedules.iter().map(|s| schedule_json(s, now)).collect(),
+            schedules: spec.schedules.iter().map(|s| schedule_view(s, now)).collect(),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
             code: (detail && spec.package_sha256.is_none()).then(|| spec.code.clone()),
@@ -125,5 +136,91 @@ impl crate::Platform {
     pub fn get(&self, name: &str) -> Option<FunctionView> {
         self.slot(name)
             .map(|s| FunctionView::of(&s, true, self.clock.now()))
+    }
+}
+
+/// The OpenAPI description of the types of `core` and `pool` that answers carry: `core`
+/// stays free of the derive. Each mirrors its type's serde form; the API's schemathesis
+/// run checks every answer against them.
+pub mod schema {
+    use utoipa::ToSchema;
+
+    /// One file of a function's package.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct PackageFile {
+        /// Relative to the package root, `/` separated.
+        pub path: String,
+        /// In bytes.
+        pub size: u64,
+        /// Of the file's content, in hex.
+        pub sha256: String,
+    }
+
+    /// Where a function is in its lifecycle.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    pub enum FunctionState {
+        Creating,
+        Deploying,
+        Ready,
+        Error,
+    }
+
+    /// Who may call a function's URL: the server's token, or anyone.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    #[allow(dead_code)]
+    pub enum HttpAuth {
+        Token,
+        None,
+    }
+
+    /// A function's CORS rules.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct Cors {
+        pub allow_origins: Vec<String>,
+        pub allow_methods: Vec<String>,
+        pub allow_headers: Vec<String>,
+        pub expose_headers: Vec<String>,
+        pub max_age_secs: u32,
+        pub allow_credentials: bool,
+    }
+
+    /// A function's `http` settings (its function URL).
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct HttpSettings {
+        pub auth: HttpAuth,
+        #[schema(required = false)]
+        pub cors: Option<Cors>,
+    }
+
+    /// How failed attempts of an asynchronous invocation are retried.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct RetrySettings {
+        pub max_retries: u32,
+        pub max_event_age_secs: u32,
+    }
+
+    /// The instances of a function's active version.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct InstanceCounts {
+        pub starting: u64,
+        pub idle: u64,
+        pub busy: u64,
+    }
+
+    /// What happens to runs of a schedule missed while the server was down.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    #[allow(dead_code)]
+    pub enum CatchUp {
+        Skip,
+        One,
     }
 }
