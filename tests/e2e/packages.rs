@@ -519,3 +519,34 @@ fn deleting_the_last_function_of_a_package_collects_it() {
     s.restart();
     wait_until("the unpacked copy is removed", WAIT, || !unpacked.exists());
 }
+
+#[test]
+fn a_package_that_fails_to_load_names_its_file_and_line() {
+    let s = Server::start_with(None, &["--prewarm", "0"]);
+    let a = s.create(&json!({"name": "broken", "runtime": "python", "handler": "hello_world/app.lambda_handler",
+                             "files": {"hello_world/__init__.py": "", "hello_world/app.py": "x = 1\ndef (:\n"}}));
+    let f = a.json();
+    assert_eq!(f["state"], "error", "{f}");
+    assert_eq!(f["deploy_error"]["type"], "SyntaxError", "{f}");
+    assert_eq!(f["deploy_error"]["line"], 2, "{f}");
+    let a = s.create(
+        &json!({"name": "no-such-fn", "runtime": "typescript", "handler": "src/lambda.nothing",
+                             "files": typescript_files()}),
+    );
+    let f = a.json();
+    assert_eq!(f["state"], "error", "{f}");
+    assert_eq!(f["deploy_error"]["type"], "HandlerNotFound", "{f}");
+}
+
+#[test]
+fn a_package_with_outbound_networking_starts_fresh_with_its_files() {
+    let s = Server::start();
+    let a = s.create(
+        &json!({"name": "net-pkg", "runtime": "python", "files": python_files(),
+                             "handler": "hello_world/app.lambda_handler", "network": "outbound"}),
+    );
+    // slirp4netns comes with `make tools`, as for the network tests.
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.json()["state"], "ready", "{}", a.body);
+    let _ = check_answer(&s, "net-pkg", "hello_world/app.py");
+}
