@@ -134,6 +134,14 @@ fn deploy_both(s: &Server) {
 fn multi_file_packages_run_on_fresh_instances() {
     let s = Server::start_with(None, &["--prewarm", "0"]);
     deploy_both(&s);
+    // Another function's instance sees none of those packages: its /code is empty.
+    s.deploy(
+        "peek",
+        "python",
+        "import os\ndef handler(e):\n    return os.listdir('/code')\n",
+        json!({}),
+    );
+    assert_eq!(s.invoke("peek", "{}").json(), json!([]));
 }
 
 #[test]
