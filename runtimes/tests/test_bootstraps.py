@@ -46,6 +46,10 @@ class Instance:
             cmd = [sys.executable, "-I", "-u", "-X", "utf8", os.path.join(ROOT, "runtimes/python/bootstrap.py")]
         else:
             cmd = [bun_or_fail(), os.path.join(ROOT, "runtimes/bun/bootstrap.ts")]
+        # A private temporary directory, as the sandbox's own /tmp: what the bootstrap
+        # leaves there is this instance's alone, and no other process's files show in it.
+        private_tmp = os.path.join(self.tmp, "tmp")
+        os.mkdir(private_tmp)
         self.sock, child = socket.socketpair()
         self.proc = subprocess.Popen(
             cmd + ["--fd", "3", "--marker", MARKER, *extra_args],
@@ -54,6 +58,7 @@ class Instance:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=self.tmp,  # the bootstrap must move into the code dir itself
+            env={**os.environ, "TMPDIR": private_tmp},
         )
         child.close()
         self.sock.settimeout(DEADLINE)  # bounds sendall; reads go through select
