@@ -421,7 +421,7 @@ impl InstanceTask {
             ),
             Some(package) => {
                 sandbox
-                    .show_package(&self.process, &package.dir)
+                    .show_package(&self.process, &[package.dir.as_path()])
                     .await
                     .map_err(|e| StartError::Spawn(e.to_string()))?;
                 let dir = if sandbox.enabled() {

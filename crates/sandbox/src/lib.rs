@@ -408,10 +408,12 @@ impl Sandbox {
         }
     }
 
-    /// Shows the unpacked package `dir` read-only at the code root of a started instance
-    /// (before its runtime imports anything from there). Without the sandbox the instance
-    /// reads `dir` itself: nothing to do.
-    pub async fn show_package(&self, process: &Process, dir: &Path) -> Result<(), SpawnError> {
+    /// Shows the host folders `layers` merged, read-only, at the code root of a started
+    /// instance (before its runtime imports anything from there), the first on top: the
+    /// unpacked package, and later whatever must appear beside it (installed
+    /// dependencies). Without the sandbox the instance reads the folder itself: nothing
+    /// to do.
+    pub async fn show_package(&self, process: &Process, layers: &[&Path]) -> Result<(), SpawnError> {
         let on = match &self.mode {
             Mode::On(on) => on,
             Mode::Off(_) => return Ok(()),
@@ -421,10 +423,13 @@ impl Sandbox {
             .id()
             .ok_or_else(|| failed("the instance has already exited".to_owned()))?;
         let mut cmd = Command::new(&on.exe);
+        if layers.is_empty() {
+            return Err(failed("no folder to show".to_owned()));
+        }
         cmd.arg(MOUNT_ARG)
             .arg(pid.to_string())
-            .arg(dir)
             .arg(&on.empty)
+            .args(layers)
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,5 +1,6 @@
-//! `ignis __sandbox-mount PID PACKAGE EMPTY`: shows the host folder `PACKAGE` read-only at
-//! `/code` inside the running instance whose outer init is `PID`. A short-lived process of
+//! `ignis __sandbox-mount PID EMPTY LAYER...`: shows the host folders `LAYER…` merged
+//! (the first on top) read-only at `/code` inside the running instance whose outer init is
+//! `PID`; `EMPTY` is an empty folder, the bottom layer. A short-lived process of
 //! its own (entering another mount namespace needs a single-threaded caller): it makes a
 //! read-only overlay of the package whose layers are named by descriptor
 //! (`/proc/self/fd/N`, so the instance's mount table names no host path), detached, then
@@ -20,6 +21,8 @@ pub const MOUNT_ARG: &str = "__sandbox-mount";
 
 /// Where a package appears inside an instance.
 pub const CODE_ROOT: &str = "/code";
+/// Most folders merged at the code root (the package and what goes beside it).
+const MAX_LAYERS: usize = 8;
 
 /// Runs the mount; exits 0 when the package is in place, else 1 with why on stderr.
 pub fn run(args: &[String]) -> ! {
@@ -33,9 +36,12 @@ pub fn run(args: &[String]) -> ! {
 }
 
 fn show(args: &[String]) -> Result<(), String> {
-    let [pid, package, empty] = args else {
-        return Err(format!("usage: {MOUNT_ARG} PID PACKAGE EMPTY"));
+    let [pid, empty, layers @ ..] = args else {
+        return Err(format!("usage: {MOUNT_ARG} PID EMPTY LAYER..."));
     };
+    if layers.is_empty() || layers.len() > MAX_LAYERS {
+        return Err(format!("between 1 and {MAX_LAYERS} layers, not {}", layers.len()));
+    }
     let pid: u32 = pid.parse().map_err(|_| format!("{pid:?} is not a process id"))?;
     let ns = |kind: &str| {
         File::open(format!("/proc/{pid}/ns/{kind}"))
@@ -58,14 +64,15 @@ fn show(args: &[String]) -> Result<(), String> {
             .open(p)
             .map_err(|e| format!("open {p}: {e}"))
     };
-    let lower = dir(package)?;
+    let lower = layers.iter().map(|l| dir(l)).collect::<Result<Vec<_>, _>>()?;
     let blank = dir(empty)?;
-    // An overlay without an upper layer needs two lower ones: the package over an empty one.
-    let options = format!(
-        "/proc/self/fd/{}:/proc/self/fd/{}",
-        lower.as_raw_fd(),
-        blank.as_raw_fd()
-    );
+    // An overlay without an upper layer needs two lower ones: the layers over an empty one.
+    let options = lower
+        .iter()
+        .chain(std::iter::once(&blank))
+        .map(|f| format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .collect::<Vec<_>>()
+        .join(":");
     let tree =
         sys::detached_overlay(&options).map_err(|e| format!("a read-only overlay of the package: {e}"))?;
     setns(mnt.as_fd(), CloneFlags::CLONE_NEWNS)
