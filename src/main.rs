@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     match args.nth(1).as_deref() {
         Some(ignis_sandbox::INIT_ARG) => ignis_sandbox::init::run(&args.collect::<Vec<_>>()),
         Some(ignis_sandbox::PROBE_ARG) => return ExitCode::SUCCESS,
+        Some(ignis_sandbox::MOUNT_ARG) => ignis_sandbox::mount::run(&args.collect::<Vec<_>>()),
         _ => {}
     }
     let cli = Cli::parse();

@@ -318,6 +318,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ControlConfig {
             log_limit_bytes: config.log_limit_bytes,
             retention_per_function: config.retention,
+            packages_dir: data_dir.join("packages"),
             queue: QueueConfig {
                 max_queued: config.max_queued_async,
                 retry_base: Duration::from_millis(config.retry_base_ms),

@@ -197,6 +197,7 @@ function userLine(err: unknown, file: string, code: string): number | null {
 async function load(msg: any): Promise<{ handler?: Handler; error?: object }> {
   Object.assign(process.env, msg.env);
   process.chdir(msg.dir);
+  if (msg.code === null) return loadPackage(msg);
   const code: string = msg.code;
   // The code comes in the message, never from a shared disk. Bun tells CommonJS from ES
   // modules only for real files (a `Bun.plugin` virtual module is always ESM), so it is
@@ -213,15 +214,39 @@ async function load(msg: any): Promise<{ handler?: Handler; error?: object }> {
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  const name: string = msg.handler;
+  return pick(mod, msg.handler, msg.file);
+}
+
+// The handler: the module's export of that name, else its default export (a function, or
+// an object with a method of that name).
+function pick(mod: any, name: string, file: string): { handler?: Handler; error?: object } {
   const own = mod?.[name];
   const def = mod?.default;
   if (typeof own === "function") return { handler: own };
   if (typeof def === "function") return { handler: def };
   // A method of the default export keeps its object as `this`.
   if (typeof def?.[name] === "function") return { handler: def[name].bind(def) };
-  const message = `handler '${name}' is not a function in ${msg.file}`;
+  const message = `handler '${name}' is not a function in ${file}`;
   return { error: { type: "HandlerNotFound", message, stack: "", line: null } };
+}
+
+// A package of files is imported where it is (read-only at msg.dir): relative imports
+// resolve beside the entry file, and Bun tells CommonJS from ES modules by the real file.
+async function loadPackage(msg: any): Promise<{ handler?: Handler; error?: object }> {
+  const entry = path.join(msg.dir, msg.file);
+  let mod: any;
+  try {
+    mod = await import(entry);
+  } catch (err) {
+    let code = "";
+    try {
+      code = fs.readFileSync(entry, "utf8");
+    } catch {
+      // No such file: the error says so; no line to blame.
+    }
+    return { error: { ...describe(err), line: userLine(err, entry, code) } };
+  }
+  return pick(mod, msg.handler, msg.file);
 }
 
 // A pre-warmed instance (`--prewarm`) waits for code anyway: it runs the load and call

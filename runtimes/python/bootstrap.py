@@ -285,6 +285,8 @@ def _load(msg):
     path = os.path.join(msg["dir"], msg["file"])
     name = os.path.splitext(os.path.basename(msg["file"]))[0]
     code = msg["code"]
+    if code is None:
+        return _load_package(msg, path)
     try:
         # The code comes in the message, never from a disk the function could write to; it
         # runs under its would-be path, and linecache gives tracebacks its lines.
@@ -295,6 +297,28 @@ def _load(msg):
         module.__file__ = path
         sys.modules[name] = module  # as a normal import would: pickle, dataclasses need it
         exec(compile(code, path, "exec", dont_inherit=True), module.__dict__)
+    except BaseException as exc:  # SystemExit or KeyboardInterrupt at import fail the load too
+        error = _describe(exc)
+        error["line"] = _user_line(exc, path)
+        return None, error
+    fn = getattr(module, msg["handler"], None)
+    if not callable(fn):
+        message = "handler '%s' is not a function in %s" % (msg["handler"], msg["file"])
+        return None, {"type": "HandlerNotFound", "message": message, "stack": "", "line": None}
+    return fn, None
+
+
+def _load_package(msg, path):
+    """Imports the handler's module from a package of files at msg["dir"] (on sys.path, as
+    Lambda's task root): `hello_world/app.py` is the module `hello_world.app`, a package's
+    `__init__.py` the package itself, so sibling modules and subpackages import as usual."""
+    module_path = os.path.splitext(msg["file"])[0]
+    if module_path.endswith("/__init__"):
+        module_path = module_path[: -len("/__init__")]
+    name = module_path.replace("/", ".")
+    try:
+        importlib.invalidate_caches()  # the folder was empty until the package was shown
+        module = importlib.import_module(name)
     except BaseException as exc:  # SystemExit or KeyboardInterrupt at import fail the load too
         error = _describe(exc)
         error["line"] = _user_line(exc, path)

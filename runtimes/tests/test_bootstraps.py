@@ -340,6 +340,34 @@ class Loading(Case):
         self.assertEqual(inst.invoke("1")["value"], "from helper")
 
 
+    def test_a_package_is_imported_where_it_is(self):
+        """`code` null: the files are in `dir`, `file` is the handler's file relative to it."""
+        cases = [
+            (PY, "hello_world/app.py", {
+                "hello_world/__init__.py": "",
+                "hello_world/app.py": "from . import helper\nfrom hello_world.sub.deep import N\n"
+                                      "def lambda_handler(e, c):\n    return [helper.greet(), N, __name__]\n",
+                "hello_world/helper.py": "def greet():\n    return 'hi'\n",
+                "hello_world/sub/__init__.py": "",
+                "hello_world/sub/deep.py": "N = 42\n",
+            }, ["hi", 42, "hello_world.app"]),
+            (TS, "src/lambda.ts", {
+                "src/lambda.ts": "import { greet } from './lib/greet';\nexport const lambda_handler = () => [greet(), 42, import.meta.path.endsWith('src/lambda.ts')];\n",
+                "src/lib/greet.ts": "export const greet = (): string => 'hi';\n",
+            }, ["hi", 42, True]),
+        ]
+        for runtime_file, entry, files, expected in cases:
+            with self.sub(runtime_file):
+                inst = self.start(runtime_file, None, handler="lambda_handler")
+                for path, text in files.items():
+                    os.makedirs(os.path.dirname(os.path.join(inst.dir, path)), exist_ok=True)
+                    with open(os.path.join(inst.dir, path), "w") as f:
+                        f.write(text)
+                inst.filename = entry
+                self.assertEqual(inst.load(), {"t": "loaded"})
+                self.assertEqual(inst.invoke("1")["value"], expected)
+
+
 class Handlers(Case):
     def test_async_handlers(self):
         py = ("import asyncio\n"

@@ -20,6 +20,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::GET, "/v1/functions", None),
         (Method::POST, "/v1/functions", Some(spec)),
         (Method::GET, "/v1/functions/target", None),
+        (Method::GET, "/v1/functions/target/code", None),
         (Method::PUT, "/v1/functions/target", Some(update)),
         (Method::DELETE, "/v1/functions/target", None),
         (Method::POST, "/v1/functions/target/invoke", Some(json!({}))),

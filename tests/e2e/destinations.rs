@@ -149,6 +149,7 @@ fn a_loop_restored_from_an_older_store_is_cut_after_16_hops() {
                 code_sha256: v1.code_sha256,
                 spec_json: spec.to_string(),
                 created_at: time::OffsetDateTime::now_utc(),
+                package: None,
             })
             .expect("store pong v2");
     }

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const NOBODY: u32 = 65534;
+pub(crate) const NOBODY: u32 = 65534;
 const HOSTILE_PY: &str = include_str!("fixtures/hostile/hostile.py");
 const HOSTILE_JS: &str = include_str!("fixtures/hostile/hostile.js");
 
 /// What root does once for a non-root server on cgroup v1: a subtree it may manage.
-fn delegate_cgroups(uid: u32) {
+pub(crate) fn delegate_cgroups(uid: u32) {
     let own = std::fs::read_to_string("/proc/self/cgroup").expect("cgroup");
     assert!(
         own.lines().any(|l| l

@@ -13,8 +13,24 @@ use crate::openapi::errors;
 use crate::params::Wait;
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
-/// The largest function body: 5 MiB of code, which JSON escaping can double, plus config.
+/// The largest body of a one-file playground run: 5 MiB of code, which JSON escaping can
+/// double, plus config.
 pub(crate) const MAX_FUNCTION_BODY: usize = 12 * 1024 * 1024;
+/// The largest create or update body: a 50 MiB zip archive is 66.7 MiB in base64, plus
+/// config (and the same room for `files`).
+pub(crate) const MAX_PACKAGE_BODY: usize = 70 * 1024 * 1024;
+
+/// Parses a create or update body off the async threads: a zip archive is inflated and
+/// hashed, up to 250 MiB.
+async fn parse(body: bytes::Bytes, name: Option<FunctionName>) -> Result<ignis_core::FunctionSpec, ApiError> {
+    if body.len() <= 64 * 1024 {
+        return Ok(parse_spec(&body, name.as_ref())?);
+    }
+    tokio::task::spawn_blocking(move || parse_spec(&body, name.as_ref()))
+        .await
+        .map_err(|e| crate::error::internal(&e))?
+        .map_err(ApiError::from)
+}
 
 /// A function's spec, as create and update take it (`runtime` and `code` are needed, and
 /// `name` on create; every other field may be left out or null for its default). Some rules are not in the
@@ -29,14 +45,25 @@ pub(crate) struct FunctionSpec {
     name: Option<String>,
     #[schema(value_type = RuntimeName)]
     runtime: String,
-    /// The handler's source, at most 5 MiB, not only white space.
+    /// A one-file function's source, at most 5 MiB, not only white space. Exactly one of
+    /// `code`, `files` and `zip` is given.
     #[schema(
         max_length = 5242880,
         example = "def handler(event, context):\n    return {'ok': True}\n"
     )]
-    code: String,
-    /// The handler function's name in the code (default `handler`).
-    #[schema(pattern = "^[A-Za-z_$][A-Za-z0-9_$]{0,127}$")]
+    code: Option<String>,
+    /// A package of several files: relative path → UTF-8 text. Paths are relative, `/`
+    /// separated, without `.` or `..` parts; at most 10,000 files and 250 MiB in all.
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>)]
+    files: (),
+    /// A package as a zip archive, in base64 (as Lambda's `ZipFile`): at most 50 MiB
+    /// zipped and 250 MiB unpacked, regular files only (no links or devices).
+    #[schema(format = Byte)]
+    zip: Option<String>,
+    /// For `code`: the handler function's name in it (default `handler`). For `files` or
+    /// `zip` (needed): Lambda's `path/module.function` (`app.lambda_handler`,
+    /// `hello_world/app.lambda_handler`, `src/lambda.handler`).
+    #[schema(max_length = 1152, example = "handler")]
     handler: Option<String>,
     #[schema(minimum = 1, maximum = 300)]
     timeout_secs: Option<u32>,
@@ -135,8 +162,8 @@ pub(crate) async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let wait = wait(w);
-    let body = read_body(body, MAX_FUNCTION_BODY, "function body").await?;
-    let spec = parse_spec(&body, None)?;
+    let body = read_body(body, MAX_PACKAGE_BODY, "function body").await?;
+    let spec = parse(body, None).await?;
     let view = s.platform.create(spec, wait).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -158,8 +185,8 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     let wait = wait(w);
     let name = path_name(&name)?;
-    let body = read_body(body, MAX_FUNCTION_BODY, "function body").await?;
-    let spec = parse_spec(&body, Some(&name))?;
+    let body = read_body(body, MAX_PACKAGE_BODY, "function body").await?;
+    let spec = parse(body, Some(name)).await?;
     let view = s.platform.update(spec, wait).await?;
     Ok(Json(view).into_response())
 }
@@ -185,11 +212,39 @@ pub(crate) async fn get(
     _: Query<NoParams>,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let view = s
+    let mut view = s
         .platform
         .get(name.as_str())
         .ok_or_else(|| ApiError::not_found(format!("function {:?} does not exist", name.as_str())))?;
+    if view.package_sha256.is_some() {
+        view.files = s.platform.package_files(name.as_str()).await?;
+    }
     Ok(Json(view).into_response())
+}
+
+/// The newest version's code as a zip archive: its package's files, or its one file
+/// (`main.py`, `index.js` or `index.ts`).
+#[utoipa::path(get, operation_id = "get_function_code", path = "/v1/functions/{name}/code", tag = "functions", params(("name" = String, Path, description = "The function's name", example = "hello")),
+    responses(
+        (status = 200, description = "A zip archive", content_type = "application/zip", body = Vec<u8>),
+        errors::BadQuery, errors::Unauthorized, errors::NotFound,
+    ))]
+pub(crate) async fn code(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    _: Query<NoParams>,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let zip = s.platform.code_zip(name.as_str()).await?;
+    let disposition = format!("attachment; filename=\"{}.zip\"", name.as_str());
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/zip".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        zip,
+    )
+        .into_response())
 }
 
 /// Deletes a function, its instances and its records.

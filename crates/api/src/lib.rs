@@ -62,6 +62,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
                 .put(functions::update)
                 .delete(functions::delete),
         )
+        .route("/functions/{name}/code", get(functions::code))
         .route("/functions/{name}/invoke", post(invocations::invoke))
         .route("/functions/{name}/invocations", get(invocations::list))
         .route("/functions/{name}/logs", get(invocations::logs))

@@ -29,6 +29,7 @@ use crate::{NoParams, Query};
         functions::list,
         functions::create,
         functions::get,
+        functions::code,
         functions::update,
         functions::delete,
         invocations::invoke,

@@ -11,6 +11,7 @@ mod invoke;
 mod lifecycle;
 mod live;
 pub mod metrics;
+mod packages;
 mod playground;
 mod queue;
 mod scheduler;
@@ -40,6 +41,8 @@ pub struct ControlConfig {
     pub log_limit_bytes: usize,
     pub retention_per_function: usize,
     pub queue: QueueConfig,
+    /// Where packages are kept unpacked, one folder per hash (`<data>/packages`).
+    pub packages_dir: std::path::PathBuf,
 }
 
 /// What the control plane needs to know of this host, found once at start-up: what it
@@ -133,6 +136,8 @@ pub struct Platform {
     live: live::Live,
     /// Playground runs in flight.
     playground_runs: tokio::sync::Semaphore,
+    /// Packages unpacked for instances to see.
+    packages: Arc<packages::PackageCache>,
 }
 
 impl Platform {
@@ -151,6 +156,7 @@ impl Platform {
             schedule_wake: tokio::sync::Notify::new(),
             live: live::Live::default(),
             playground_runs: tokio::sync::Semaphore::new(playground::MAX_PLAYGROUND_RUNS),
+            packages: Arc::new(packages::PackageCache::open(&config.packages_dir)),
             store,
             writer,
             launcher,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use ignis_core::events::destination_cycle;
+use ignis_core::package::resolve_handler;
 use ignis_core::{FunctionName, FunctionSpec, FunctionState, StateEvent};
-use ignis_pool::{LaunchSpec, PoolLimits, StartError, Starter, VersionPool};
-use ignis_store::{NewVersion, StoreError, StoredVersion, VersionStatus};
+use ignis_pool::{CodePackage, LaunchSpec, PoolLimits, StartError, Starter, VersionPool};
+use ignis_store::{NewPackage, NewPackageFile, NewVersion, StoreError, StoredVersion, VersionStatus};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -55,7 +56,7 @@ impl Platform {
     /// Creates a function (version 1) and starts its deploy check.
     pub async fn create(
         self: &Arc<Self>,
-        spec: FunctionSpec,
+        mut spec: FunctionSpec,
         wait: DeployWait,
     ) -> Result<FunctionView, ControlError> {
         self.check_host_can_run(&spec)?;
@@ -68,19 +69,25 @@ impl Platform {
         let now = now_ms();
         let new = new_version(&spec, 1, now)?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.create_function(&new))
-            .await?
-            .map_err(|e| match e {
-                StoreError::AlreadyExists(_) => ControlError::AlreadyExists(name.clone()),
-                other @ (StoreError::NotFound(_)
-                | StoreError::VersionNotFound { .. }
-                | StoreError::VersionConflict { .. }
-                | StoreError::Sqlite(_)
-                | StoreError::DiskFull(_)
-                | StoreError::Migration(_)
-                | StoreError::Io(_)
-                | StoreError::Corrupt(_)) => ControlError::Store(other),
-            })?;
+        let packages = self.packages.clone();
+        let package = spec.package.take();
+        tokio::task::spawn_blocking(move || {
+            store.create_function(&new)?;
+            unpack_stored(&packages, &store, package.as_deref());
+            Ok(())
+        })
+        .await?
+        .map_err(|e| match e {
+            StoreError::AlreadyExists(_) => ControlError::AlreadyExists(name.clone()),
+            other @ (StoreError::NotFound(_)
+            | StoreError::VersionNotFound { .. }
+            | StoreError::VersionConflict { .. }
+            | StoreError::Sqlite(_)
+            | StoreError::DiskFull(_)
+            | StoreError::Migration(_)
+            | StoreError::Io(_)
+            | StoreError::Corrupt(_)) => ControlError::Store(other),
+        })?;
         let spec = Arc::new(spec);
         let slot = Arc::new(Slot {
             metrics: Default::default(),
@@ -111,7 +118,7 @@ impl Platform {
     /// new one is ready; if it fails, the old one keeps serving.
     pub async fn update(
         self: &Arc<Self>,
-        spec: FunctionSpec,
+        mut spec: FunctionSpec,
         wait: DeployWait,
     ) -> Result<FunctionView, ControlError> {
         self.check_host_can_run(&spec)?;
@@ -125,7 +132,15 @@ impl Platform {
         let now = now_ms();
         let new = new_version(&spec, version, now)?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.add_version(&new)).await??;
+        let packages = self.packages.clone();
+        // The files are kept by the store (and unpacked), not in memory with the spec.
+        let package = spec.package.take();
+        tokio::task::spawn_blocking(move || {
+            store.add_version(&new)?;
+            unpack_stored(&packages, &store, package.as_deref());
+            Ok::<(), StoreError>(())
+        })
+        .await??;
         let spec = Arc::new(spec);
         slot.update_status(|s| {
             s.latest_version = version;
@@ -164,6 +179,12 @@ impl Platform {
     /// Brings back every stored function after a start: each is deployed again from its
     /// newest version, or from its last good one when the newest failed.
     pub async fn restore(self: &Arc<Self>) -> Result<usize, ControlError> {
+        let (store, packages) = (self.store.clone(), self.packages.clone());
+        match tokio::task::spawn_blocking(move || packages.collect(&store)).await? {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed unpacked packages no function uses"),
+            Err(e) => tracing::warn!(error = %e, "could not collect unpacked packages"),
+        }
         let store = self.store.clone();
         let stored = tokio::task::spawn_blocking(move || store.list_functions()).await??;
         let count = stored.len();
@@ -303,10 +324,30 @@ impl Platform {
         spec: &FunctionSpec,
         version: u32,
     ) -> Result<VersionPool, StartError> {
+        let (package, handler) = match &spec.package_sha256 {
+            None => (None, spec.handler.clone()),
+            Some(sha) => {
+                let (packages, store, sha) = (self.packages.clone(), self.store.clone(), sha.clone());
+                let dir = tokio::task::spawn_blocking(move || packages.ensure(&store, &sha, None))
+                    .await
+                    .map_err(|e| StartError::Spawn(format!("unpacking the package: {e}")))?
+                    .map_err(|e| StartError::Spawn(format!("unpacking the package: {e}")))?;
+                let entry = resolve_handler(spec.runtime, &spec.handler, |p| dir.join(p).is_file())
+                    .map_err(StartError::Spawn)?;
+                (
+                    Some(CodePackage {
+                        dir,
+                        file: entry.file,
+                    }),
+                    entry.function,
+                )
+            }
+        };
         let launch = LaunchSpec {
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
-            handler: spec.handler.clone(),
+            package,
+            handler,
             env: spec.env.clone(),
             function: spec.name.as_str().to_owned(),
             version,
@@ -439,8 +480,36 @@ pub fn now_ms() -> OffsetDateTime {
     now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
+/// Unpacks a package just stored, so its deploy finds it ready; a failure here is only
+/// logged, as the deploy unpacks it again from the store and reports why it cannot.
+fn unpack_stored(
+    packages: &crate::packages::PackageCache,
+    store: &ignis_store::Store,
+    package: Option<&ignis_core::package::Package>,
+) {
+    if let Some(p) = package {
+        if let Err(e) = packages.ensure(store, p.sha256(), Some(p)) {
+            tracing::warn!(package = p.sha256(), error = %e, "could not unpack a package");
+        }
+    }
+}
+
 fn new_version(spec: &FunctionSpec, version: u32, now: OffsetDateTime) -> Result<NewVersion, ControlError> {
     Ok(NewVersion {
+        package: spec.package.as_ref().map(|p| {
+            Arc::new(NewPackage {
+                sha256: p.sha256().to_owned(),
+                files: p
+                    .files()
+                    .iter()
+                    .map(|f| NewPackageFile {
+                        path: f.path.clone(),
+                        sha256: f.sha256.clone(),
+                        content: f.content.clone(),
+                    })
+                    .collect(),
+            })
+        }),
         function: spec.name.as_str().to_owned(),
         version,
         runtime: spec.runtime.as_str().to_owned(),

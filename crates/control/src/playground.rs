@@ -67,6 +67,7 @@ impl Platform {
             .ok_or(PlaygroundError::CapacityExhausted(spec.memory_mb))?;
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
         let launch = Arc::new(LaunchSpec {
+            package: None,
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
             handler: spec.handler.clone(),

@@ -28,6 +28,13 @@ pub struct FunctionView {
     /// Set while the newest version's code failed to load: what and where.
     pub deploy_error: Option<DeployError>,
     pub code_sha256: String,
+    /// The package's hash, for a function of several files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_sha256: Option<String>,
+    /// A package's files (path, size, sha256), in `GET /v1/functions/{name}` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<schema::PackageFile>>)]
+    pub files: Option<Vec<ignis_core::package::FileEntry>>,
     pub timeout_secs: u32,
     pub memory_mb: u32,
     pub vcpus: u32,
@@ -87,6 +94,8 @@ impl FunctionView {
             state_reason: s.reason.clone(),
             deploy_error: s.deploy_error.clone(),
             code_sha256: spec.code_sha256(),
+            package_sha256: spec.package_sha256.clone(),
+            files: None,
             timeout_secs: spec.timeout_secs,
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
@@ -104,7 +113,7 @@ impl FunctionView {
             schedules: spec.schedules.iter().map(|s| schedule_view(s, now)).collect(),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
-            code: detail.then(|| spec.code.clone()),
+            code: (detail && spec.package_sha256.is_none()).then(|| spec.code.clone()),
             instances: active.as_ref().map(|a| a.pool.counts()).unwrap_or_default(),
         }
     }
@@ -135,6 +144,18 @@ impl crate::Platform {
 /// run checks every answer against them.
 pub mod schema {
     use utoipa::ToSchema;
+
+    /// One file of a function's package.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct PackageFile {
+        /// Relative to the package root, `/` separated.
+        pub path: String,
+        /// In bytes.
+        pub size: u64,
+        /// Of the file's content, in hex.
+        pub sha256: String,
+    }
 
     /// Where a function is in its lifecycle.
     #[derive(ToSchema)]

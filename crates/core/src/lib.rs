@@ -9,6 +9,7 @@ pub mod limits;
 pub mod logs;
 pub mod nesting;
 pub mod outcome;
+pub mod package;
 pub mod response;
 pub mod schedule;
 pub mod spec;

@@ -1,6 +1,7 @@
 //! A function's specification: parsed once from an API body, validated, then trusted.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,7 +13,11 @@ use crate::events::{
 use crate::http::{parse_http_settings, HttpSettings};
 use crate::json::BodyError;
 use crate::limits;
+use crate::package::{resolve_handler, Package, PackageError};
+
+mod source;
 use crate::schedule::{parse_schedules, Schedule};
+use source::parse_source;
 
 /// A validated function name: `^[a-z][a-z0-9-]{0,62}$`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -125,6 +130,15 @@ pub struct FunctionSpec {
     /// Stored beside the spec, not inside its JSON, so it is kept once.
     #[serde(skip_serializing, default)]
     pub code: String,
+    /// The hash of the function's package, when it is several files (`files` or `zip`;
+    /// then `code` is empty). The package's files are stored apart, once per hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_sha256: Option<String>,
+    /// The package's files, from parsing to storing only (read back from the store).
+    #[serde(skip)]
+    pub package: Option<Arc<Package>>,
+    /// For one file, the function's name in it (an identifier); for a package, Lambda's
+    /// `path/module.function`.
     pub handler: String,
     pub timeout_secs: u32,
     pub memory_mb: u32,
@@ -168,8 +182,12 @@ impl FunctionSpec {
             .unwrap_or_else(|| default_async_concurrency(self.max_instances, self.concurrency))
     }
 
+    /// The hash of the code: of the one file, or the package's.
     pub fn code_sha256(&self) -> String {
-        hex::encode(Sha256::digest(self.code.as_bytes()))
+        match &self.package_sha256 {
+            Some(sha) => sha.clone(),
+            None => hex::encode(Sha256::digest(self.code.as_bytes())),
+        }
     }
 }
 
@@ -210,6 +228,16 @@ impl SpecError {
         }
     }
 
+    /// A package refused for its paths, size or archive.
+    pub(crate) fn package(field: &str, e: PackageError) -> SpecError {
+        SpecError {
+            kind: SpecErrorKind::Invalid,
+            code: e.code,
+            field: Some(field.to_owned()),
+            message: e.message,
+        }
+    }
+
     pub(crate) fn invalid(field: &str, message: String) -> SpecError {
         SpecError {
             kind: SpecErrorKind::Invalid,
@@ -220,10 +248,12 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 19] = [
+const FIELDS: [&str; 21] = [
     "name",
     "runtime",
     "code",
+    "files",
+    "zip",
     "handler",
     "timeout_secs",
     "memory_mb",
@@ -301,28 +331,33 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         )
     })?;
 
-    let code = fields.string("code")?.ok_or_else(|| missing("code"))?;
-    if code.trim().is_empty() {
-        return Err(SpecError::invalid("code", "code must not be empty".to_owned()));
-    }
-    if code.len() > limits::MAX_CODE_BYTES {
-        return Err(SpecError::invalid(
-            "code",
-            format!(
-                "code is {} bytes; the limit is {} bytes (5 MiB)",
-                code.len(),
-                limits::MAX_CODE_BYTES
-            ),
-        ));
-    }
-
-    let handler = fields.string("handler")?.unwrap_or("handler");
-    if !is_identifier(handler) {
-        return Err(SpecError::invalid(
-            "handler",
-            format!("handler {handler:?} must be an identifier (letters, digits, '_' or '$', not starting with a digit)"),
-        ));
-    }
+    let (code, package) = parse_source(&fields)?;
+    let handler = match &package {
+        None => {
+            let handler = fields.string("handler")?.unwrap_or("handler");
+            if !is_identifier(handler) {
+                return Err(SpecError::invalid(
+                    "handler",
+                    format!("handler {handler:?} must be an identifier (letters, digits, '_' or '$', not starting with a digit)"),
+                ));
+            }
+            handler
+        }
+        Some(package) => {
+            let handler = fields.string("handler")?.ok_or_else(|| {
+                SpecError::malformed(
+                    "missing_field",
+                    "handler",
+                    "handler is required with files or zip, in Lambda's form path/module.function \
+                     (such as app.lambda_handler or src/lambda.handler)"
+                        .to_owned(),
+                )
+            })?;
+            resolve_handler(runtime, handler, |p| package.contains(p))
+                .map_err(|m| SpecError::invalid("handler", m))?;
+            handler
+        }
+    };
 
     let env = parse_env(&fields)?;
     let network = match fields.string("network")? {
@@ -365,7 +400,9 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
     Ok(FunctionSpec {
         name,
         runtime,
-        code: code.to_owned(),
+        code,
+        package_sha256: package.as_ref().map(|p| p.sha256().to_owned()),
+        package,
         handler: handler.to_owned(),
         timeout_secs: fields.bounded("timeout_secs", limits::TIMEOUT_SECS)?,
         memory_mb: fields.bounded("memory_mb", limits::MEMORY_MB)?,
@@ -551,7 +588,7 @@ mod tests {
             .expect("an object")
             .keys()
             .map(String::as_str)
-            .chain(["code"])
+            .chain(["code", "files", "zip"])
             .collect();
         keys.sort_unstable();
         let mut fields = FIELDS.to_vec();

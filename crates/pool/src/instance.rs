@@ -412,10 +412,30 @@ impl InstanceTask {
                 .await
                 .map_err(|e| StartError::Spawn(e.to_string()))?;
         }
+        // A package is shown at the code root before the runtime is told to import it.
+        let (dir, file, code) = match &spec.package {
+            None => (
+                self.code_dir.clone(),
+                spec.runtime.source_file(),
+                Some(&*spec.code),
+            ),
+            Some(package) => {
+                sandbox
+                    .show_package(&self.process, &[package.dir.as_path()])
+                    .await
+                    .map_err(|e| StartError::Spawn(e.to_string()))?;
+                let dir = if sandbox.enabled() {
+                    self.code_dir.clone()
+                } else {
+                    package.dir.display().to_string()
+                };
+                (dir, package.file.as_str(), None)
+            }
+        };
         let load = HostMessage::Load {
-            dir: &self.code_dir,
-            file: spec.runtime.source_file(),
-            code: &spec.code,
+            dir: &dir,
+            file,
+            code,
             concurrency: spec.concurrency.max(1),
             handler: &spec.handler,
             env: &spec.env,

@@ -37,8 +37,11 @@ const GENERIC_LIMITS: CgroupLimits = CgroupLimits {
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
     pub runtime: Runtime,
-    /// The source, sent in the load message: no instance reads code from disk.
+    /// The source of a one-file function, sent in the load message (empty for a package).
     pub code: Arc<str>,
+    /// A package of several files: shown read-only at the code root before the load.
+    pub package: Option<CodePackage>,
+    /// The function's name in its file (for a package, in its entry file).
     pub handler: String,
     pub env: BTreeMap<String, String>,
     pub function: String,
@@ -50,6 +53,16 @@ pub struct LaunchSpec {
     pub log_limit: usize,
     /// Invocations one instance runs at once.
     pub concurrency: u32,
+}
+
+/// A function made of several files, unpacked on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodePackage {
+    /// The unpacked package on the host (never shown inside: the sandbox mounts it at the
+    /// code root through an overlay named by descriptor).
+    pub dir: PathBuf,
+    /// The entry file, relative to the package root (the handler's file).
+    pub file: String,
 }
 
 /// Whom a generic instance is started for.

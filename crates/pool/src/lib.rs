@@ -15,7 +15,7 @@ pub mod testing;
 
 pub use capacity::{Capacity, Reservation};
 pub use instance::{Generic, Instance, RunResult, StartError, StartTimings, Started};
-pub use launcher::{LaunchSpec, Launcher, Purpose, Starter};
+pub use launcher::{CodePackage, LaunchSpec, Launcher, Purpose, Starter};
 pub use pool::{AcquireError, ColdReason, ColdStart, InstanceCounts, Lease, PoolLimits, Ran, VersionPool};
 pub use prewarm::{interpreter_name, PREWARMED};
 pub use runtimes::{Interpreter, RuntimeConfig, Runtimes};

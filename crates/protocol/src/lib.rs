@@ -42,9 +42,11 @@ pub enum HostMessage<'a> {
     Load {
         dir: &'a str,
         file: &'a str,
-        /// The source itself: the bootstrap runs it from memory as if it were `dir/file`
-        /// (nothing is written to disk).
-        code: &'a str,
+        /// The source of a one-file function: the bootstrap runs it from memory as if it
+        /// were `dir/file` (nothing is written to disk). `None` for a package: its files are
+        /// in `dir` (read-only), `file` is the handler's file relative to it, imported from
+        /// there with `dir` on the module path.
+        code: Option<&'a str>,
         /// How many invocations the host may have in flight on this instance at once.
         concurrency: u32,
         handler: &'a str,

@@ -3,6 +3,7 @@
 
 mod cgroup;
 pub mod init;
+pub mod mount;
 mod parked;
 pub mod seccomp;
 mod slot;
@@ -15,6 +16,7 @@ use parked::{Parked, PARKED};
 
 pub use cgroup::{CgroupLimits, Cgroups, InstanceCgroup};
 pub use init::{Bind, InitConfig, INIT_ARG};
+pub use mount::MOUNT_ARG;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -35,6 +37,8 @@ pub enum SpawnError {
     Socket(std::io::Error),
     #[error("could not give the instance a network: {0}")]
     Network(String),
+    #[error("could not show the function's package to the instance: {0}")]
+    Package(String),
     #[error("could not set up the instance's cgroup: {0}")]
     Cgroup(String),
     #[error("could not start {program}: {source}")]
@@ -141,6 +145,8 @@ struct On {
     exe: PathBuf,
     /// An empty directory, the mount point of every instance's private root.
     root: PathBuf,
+    /// An empty directory: the lower layer under each package's read-only overlay.
+    empty: PathBuf,
     cgroups: Cgroups,
     /// This server's slot on the host: its uid range and parent cgroup.
     slot: slot::Slot,
@@ -223,6 +229,9 @@ impl Sandbox {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find the ignis binary: {e}"))?;
         let root = data_dir.join("sandbox-root");
         std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        // The empty layer under every package's overlay.
+        let empty = data_dir.join("sandbox-empty");
+        std::fs::create_dir_all(&empty).map_err(|e| format!("cannot create {}: {e}", empty.display()))?;
         let slot = slot::claim(&slot::lock_dir())?;
         // Also kills what instances of a previous run of this server left behind, waiting
         // for them to exit: off the async threads.
@@ -236,6 +245,7 @@ impl Sandbox {
         let on = Arc::new(On {
             exe: exe.clone(),
             root,
+            empty,
             cgroups,
             slot,
             spawner: Spawner::start()?,
@@ -395,6 +405,44 @@ impl Sandbox {
                     err.trim()
                 )))
             }
+        }
+    }
+
+    /// Shows the host folders `layers` merged, read-only, at the code root of a started
+    /// instance (before its runtime imports anything from there), the first on top: the
+    /// unpacked package, and later whatever must appear beside it (installed
+    /// dependencies). Without the sandbox the instance reads the folder itself: nothing
+    /// to do.
+    pub async fn show_package(&self, process: &Process, layers: &[&Path]) -> Result<(), SpawnError> {
+        let on = match &self.mode {
+            Mode::On(on) => on,
+            Mode::Off(_) => return Ok(()),
+        };
+        let failed = |why: String| SpawnError::Package(why);
+        let pid = process
+            .id()
+            .ok_or_else(|| failed("the instance has already exited".to_owned()))?;
+        let mut cmd = Command::new(&on.exe);
+        if layers.is_empty() {
+            return Err(failed("no folder to show".to_owned()));
+        }
+        cmd.arg(MOUNT_ARG)
+            .arg(pid.to_string())
+            .arg(&on.empty)
+            .args(layers)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(NETWORK_TIMEOUT, cmd.output())
+            .await
+            .map_err(|_| failed(format!("mounting the package took over {NETWORK_TIMEOUT:?}")))?
+            .map_err(|e| failed(format!("cannot start the mount helper: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(failed(String::from_utf8_lossy(&out.stderr).trim().to_owned()))
         }
     }
 

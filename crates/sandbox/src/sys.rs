@@ -1,7 +1,7 @@
 //! The system calls made in the child between fork and exec. The only `unsafe` in Ignis.
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use tokio::process::Command;
@@ -182,6 +182,93 @@ pub(crate) fn loopback_up() -> std::io::Result<()> {
             Err(err)
         }
     }
+}
+
+// The new mount API's constants (linux/mount.h), which the libc crate does not all carry.
+const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
+const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
+const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// A file descriptor returned by a system call, or its error.
+fn owned_fd(ret: libc::c_long) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(ret).map_err(|_| std::io::Error::other("descriptor out of range"))?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// A read-only overlay mount (nosuid, nodev) of the `:`-separated `lowerdir` layers, not
+/// attached anywhere yet: `fsopen`, `fsconfig`, `fsmount`.
+pub(crate) fn detached_overlay(lowerdir: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::ffi::CString;
+    let fstype = CString::new("overlay").map_err(std::io::Error::other)?;
+    let key = CString::new("lowerdir").map_err(std::io::Error::other)?;
+    let value = CString::new(lowerdir).map_err(std::io::Error::other)?;
+    // SAFETY: fsopen reads the NUL-terminated name, which lives until the call returns.
+    let fs = owned_fd(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: fsconfig reads the NUL-terminated key and value, alive for the call, and uses
+    // the descriptor we own.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
+    if set < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: no pointers are passed; the descriptor is ours.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if created < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    // SAFETY: no pointers are passed; the descriptor is ours.
+    owned_fd(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })
+}
+
+/// Attaches the detached mount `tree` at `target` in this process's mount namespace.
+pub(crate) fn attach(tree: &std::os::fd::OwnedFd, target: &str) -> std::io::Result<()> {
+    use std::ffi::CString;
+    let empty = CString::new("").map_err(std::io::Error::other)?;
+    let target = CString::new(target).map_err(std::io::Error::other)?;
+    // SAFETY: move_mount reads the two NUL-terminated paths, alive for the call; the
+    // descriptor is ours.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if moved < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ impl Store {
         tx.execute("DELETE FROM async_invocations WHERE function = ?1", [name])?;
         tx.execute("DELETE FROM idempotency_keys WHERE function = ?1", [name])?;
         tx.execute("DELETE FROM schedule_state WHERE function = ?1", [name])?;
+        crate::packages::collect_packages(&tx)?;
         tx.commit()?;
         self.inner.pending.remove_function(name);
         Ok(deleted > 0)
@@ -156,10 +157,14 @@ impl Store {
 }
 
 fn insert_version(tx: &Transaction<'_>, v: &NewVersion, version: u32) -> Result<(), StoreError> {
+    if let Some(p) = &v.package {
+        crate::packages::insert_package(tx, p, crate::packages::now(v.created_at))?;
+    }
     tx.execute(
         "INSERT INTO function_versions
-         (function, version, runtime, handler, code, code_sha256, spec_json, status, status_reason, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+         (function, version, runtime, handler, code, code_sha256, spec_json, status, status_reason, created_at,
+          package_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10)",
         params![
             v.function,
             version,
@@ -169,7 +174,8 @@ fn insert_version(tx: &Transaction<'_>, v: &NewVersion, version: u32) -> Result<
             v.code_sha256,
             v.spec_json,
             VersionStatus::Deploying.as_str(),
-            ms(v.created_at)
+            ms(v.created_at),
+            v.package.as_ref().map(|p| p.sha256.as_str())
         ],
     )?;
     Ok(())

@@ -9,6 +9,7 @@
 
 mod functions;
 mod invocations;
+mod packages;
 mod queue;
 mod test_events;
 mod writer;
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
+pub use packages::{NewPackage, NewPackageFile, PackageContent, StoredPackageFile};
 pub use queue::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync};
 pub use test_events::{Saved, TestEvent};
 pub use writer::InvocationWriter;
@@ -125,6 +127,8 @@ pub struct NewVersion {
     /// The validated spec, opaque to the store.
     pub spec_json: String,
     pub created_at: OffsetDateTime,
+    /// The package the version is made of, when it is several files (stored once per hash).
+    pub package: Option<Arc<NewPackage>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +275,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/003_events.sql")),
         M::up(include_str!("migrations/004_console.sql")),
         M::up(include_str!("migrations/005_destination_hops.sql")),
+        M::up(include_str!("migrations/006_packages.sql")),
     ])
 }
 

@@ -56,6 +56,7 @@ impl World {
         let config = ControlConfig {
             log_limit_bytes: 64 * 1024,
             retention_per_function: 1000,
+            packages_dir: dir.path().join("packages"),
             queue: QueueConfig {
                 max_queued: 1000,
                 retry_base: RETRY_BASE,

@@ -10,6 +10,7 @@ use crate::testing::FakeStarter;
 
 fn spec(function: &str) -> LaunchSpec {
     LaunchSpec {
+        package: None,
         runtime: Runtime::Python,
         code: Arc::from(""),
         handler: "handler".to_owned(),

@@ -4,6 +4,7 @@ mod console;
 mod functions;
 mod invocations;
 mod locks;
+mod packages;
 mod queue;
 mod schema;
 mod usage;
@@ -33,6 +34,7 @@ pub fn version(name: &str, v: u32) -> NewVersion {
         code_sha256: format!("sha-of-v{v}"),
         spec_json: format!(r#"{{"name":"{name}","memory_mb":128,"v":{v}}}"#),
         created_at: t(1_700_000_000_000 + i64::from(v) * 1_000),
+        package: None,
     }
 }
 
