@@ -7,6 +7,7 @@
 #![warn(clippy::wildcard_enum_match_arm)]
 
 mod clock;
+mod idempotency;
 mod invoke;
 mod lifecycle;
 mod live;
@@ -26,6 +27,7 @@ use ignis_pool::{Capacity, Runtimes, Starter, VersionPool};
 use ignis_store::{InvocationWriter, Store};
 
 pub use clock::Clock;
+pub use idempotency::{FirstCall, Replay, SyncOnce};
 pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{now_ms, ControlError, DeployWait};
 pub use live::{Followed, Follower, LiveLogs};
@@ -133,6 +135,8 @@ pub struct Platform {
     live: live::Live,
     /// Playground runs in flight.
     playground_runs: tokio::sync::Semaphore,
+    /// Synchronous calls with an idempotency key that are running.
+    inflight: idempotency::InFlight,
 }
 
 impl Platform {
@@ -151,6 +155,7 @@ impl Platform {
             schedule_wake: tokio::sync::Notify::new(),
             live: live::Live::default(),
             playground_runs: tokio::sync::Semaphore::new(playground::MAX_PLAYGROUND_RUNS),
+            inflight: idempotency::InFlight::default(),
             store,
             writer,
             launcher,
@@ -201,4 +206,13 @@ impl Platform {
     pub fn flush(&self, within: std::time::Duration) -> usize {
         self.writer.flush_within(within)
     }
+}
+
+/// Runs store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
+) -> Result<T, ignis_store::StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ignis_store::StoreError::Corrupt(format!("the store task failed: {e}")))?
 }

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::queue::blocking;
+use crate::blocking;
 use crate::{Clock, Platform};
 
 /// Most firings of one schedule in one pass (a clock that jumps far ahead).
@@ -220,7 +220,7 @@ impl Platform {
                         id: firing_id(&function, &key, *at),
                         function: function.clone(),
                         event: s.event_at(*at).to_string(),
-                        source: "schedule",
+                        source: ignis_store::AsyncSource::Schedule,
                         created_at: created,
                         redrive_of: None,
                         hops: 0,

@@ -21,7 +21,10 @@ use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
-pub use queue::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync};
+pub use queue::{
+    AsyncRow, AsyncSource, AsyncStatus, AttemptRow, DeadReason, Enqueued, Finish, IdempotentRecord, KeyKind,
+    NewAsync,
+};
 pub use test_events::{Saved, TestEvent};
 pub use writer::InvocationWriter;
 
@@ -271,6 +274,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/003_events.sql")),
         M::up(include_str!("migrations/004_console.sql")),
         M::up(include_str!("migrations/005_destination_hops.sql")),
+        M::up(include_str!("migrations/006_async_checks.sql")),
     ])
 }
 
