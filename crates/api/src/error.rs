@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ignis_control::ControlError;
+use ignis_control::{ControlError, ErrorCode, OutcomeError};
 use ignis_core::{SpecError, SpecErrorKind};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -95,6 +95,33 @@ impl From<ControlError> for ApiError {
             }
             ControlError::Store(ref s) if s.is_disk_full() => disk_full(&e),
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Join(_) => internal(&e),
+        }
+    }
+}
+
+/// The HTTP status of each error an invocation can end with (its code and message are
+/// control's).
+pub fn outcome_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::FunctionError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::InstanceCrashed
+        | ErrorCode::OutOfMemory
+        | ErrorCode::ResponseTooLarge
+        | ErrorCode::InvalidResponse
+        | ErrorCode::InstanceStartFailed => StatusCode::BAD_GATEWAY,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Throttled | ErrorCode::CapacityExhausted => StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
+impl From<OutcomeError> for ApiError {
+    fn from(e: OutcomeError) -> ApiError {
+        let err = ApiError::new(outcome_status(e.code), e.code.as_str(), e.message);
+        match e.raised {
+            Some(r) => err.with("type", r.kind).with("stack", r.stack),
+            None => err,
         }
     }
 }
@@ -209,6 +236,40 @@ pub(crate) mod errors {
 mod tests {
     use super::*;
     use ignis_store::StoreError;
+
+    #[test]
+    fn every_invocation_error_answers_with_its_code_its_message_and_a_failure_status() {
+        for code in ErrorCode::ALL {
+            let status = outcome_status(code);
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code:?}: {status}"
+            );
+        }
+        let e = ApiError::from(OutcomeError {
+            code: ErrorCode::FunctionError,
+            message: "boom".to_owned(),
+            raised: Some(ignis_control::Raised {
+                kind: "ValueError".to_owned(),
+                stack: "line 2".to_owned(),
+            }),
+        });
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "function_error", "boom")
+        );
+        assert_eq!(e.body()["error"]["type"], "ValueError");
+        assert_eq!(e.body()["error"]["stack"], "line 2");
+        assert_eq!(outcome_status(ErrorCode::Timeout), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            outcome_status(ErrorCode::Throttled),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            outcome_status(ErrorCode::NotReady),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 
     #[test]
     fn a_full_disk_is_507_insufficient_storage_and_other_store_failures_stay_internal() {

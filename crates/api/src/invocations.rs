@@ -8,9 +8,7 @@ use axum::Json;
 use futures::StreamExt;
 use std::collections::HashSet;
 
-use ignis_control::{
-    out_of_memory_message, too_large_message, Followed, Follower, Invocation, InvokeError, InvokeResult,
-};
+use ignis_control::{Followed, Follower, Invocation, InvokeError};
 use ignis_core::limits::{
     MAX_ASYNC_PAYLOAD_BYTES, MAX_EVENT_DEPTH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES,
 };
@@ -205,26 +203,14 @@ pub(crate) fn event_too_deep(what: &str, depth: usize) -> ApiError {
 
 /// The API error for an invocation that did not reach a handler.
 pub(crate) fn invoke_error(e: InvokeError) -> ApiError {
-    match e {
-        InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
-        InvokeError::NotReady { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string())
-        }
-        InvokeError::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string()),
-        InvokeError::CapacityExhausted(_) => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "capacity_exhausted", e.to_string())
-        }
-        InvokeError::StartFailed(_) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string())
-        }
-    }
+    ApiError::from(e.error())
 }
 
 /// The HTTP answer of a finished invocation: the mapped response or the error, with the
 /// `x-ignis-*` headers.
 pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
-    let mut resp = match inv.result {
-        InvokeResult::Response(r) => {
+    let mut resp = match inv.result.answer() {
+        Ok(r) => {
             let mut resp = Response::new(Body::from(r.body));
             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
             for (name, value) in r.headers {
@@ -241,41 +227,7 @@ pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
             }
             resp
         }
-        InvokeResult::FunctionError(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "function_error",
-            e.message.clone(),
-        )
-        .with("type", e.kind)
-        .with("stack", e.stack)
-        .into_response(),
-        InvokeResult::Timeout { secs } => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("the function did not finish within its timeout of {secs} s; its instance was stopped"),
-        )
-        .into_response(),
-        InvokeResult::Crashed { detail } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "instance_crashed",
-            format!("the function's instance died during the invocation: {detail}"),
-        )
-        .into_response(),
-        InvokeResult::OutOfMemory { memory_mb } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "out_of_memory",
-            out_of_memory_message(memory_mb),
-        )
-        .into_response(),
-        InvokeResult::ResponseTooLarge { size } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "response_too_large",
-            too_large_message(size),
-        )
-        .into_response(),
-        InvokeResult::InvalidResponse(m) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "invalid_response", m).into_response()
-        }
+        Err(e) => ApiError::from(e).into_response(),
     };
     let h = resp.headers_mut();
     let id = HeaderValue::from_str(&inv.id).map_err(|e| internal(&e))?;

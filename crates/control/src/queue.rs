@@ -340,9 +340,9 @@ impl Platform {
                     started_at: inv.started_at,
                     duration_ms: inv.duration.as_secs_f64() * 1000.0,
                     status: inv.result.status().to_owned(),
-                    error_json: inv.result.error().map(|e| e.to_string()),
+                    error_json: inv.result.error().map(|e| e.to_json().to_string()),
                 },
-                inv.result.error(),
+                inv.result.error().map(|e| e.to_json()),
                 inv.result.result_value(),
             ),
             Err(InvokeError::NotFound(_)) => {
@@ -360,8 +360,8 @@ impl Platform {
                 blocking(move || store.requeue(&owned, at)).await?;
                 return Ok(Some(at));
             }
-            Err(InvokeError::StartFailed(m)) => {
-                let error = json!({"code": "instance_start_failed", "message": m});
+            Err(e @ InvokeError::StartFailed(_)) => {
+                let error = e.error();
                 (
                     AttemptRow {
                         attempt: attempt_no,
@@ -369,10 +369,10 @@ impl Platform {
                         version: 0,
                         started_at: now,
                         duration_ms: 0.0,
-                        status: "instance_start_failed".to_owned(),
-                        error_json: Some(error.to_string()),
+                        status: error.code.as_str().to_owned(),
+                        error_json: Some(error.to_json().to_string()),
                     },
-                    Some(error),
+                    Some(error.to_json()),
                     None,
                 )
             }
