@@ -207,3 +207,36 @@ async fn a_schedule_fires_on_the_platform_clock_once_per_time() {
         began.elapsed()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_caller_the_record_and_an_attempt_get_one_code_and_message_for_a_failure() {
+    let w = World::new(10).await;
+    w.create("failing", json!({}), json!({"retry": {"max_retries": 0}}))
+        .await;
+    let event = serde_json::value::RawValue::from_string(r#"{"fail": "boom"}"#.to_owned()).expect("json");
+    let inv = w.platform.invoke("failing", event).await.expect("ran");
+    assert_eq!(inv.result.kind(), ignis_control::OutcomeKind::FunctionError);
+    let answered = inv.result.error().expect("a function error is an error");
+    assert_eq!(
+        (answered.code, answered.message.as_str()),
+        (ignis_control::ErrorCode::FunctionError, "boom")
+    );
+    let record = w
+        .platform
+        .store()
+        .get_invocation(&inv.id)
+        .expect("read")
+        .expect("recorded before the caller is answered");
+    assert_eq!(record.status, "function_error");
+    let stored: serde_json::Value =
+        serde_json::from_str(record.error_json.as_deref().expect("an error")).expect("json");
+    assert_eq!(stored, answered.to_json());
+    assert_eq!(stored, json!({"type": "Error", "message": "boom", "stack": ""}));
+    // An asynchronous attempt keeps the same error.
+    let id = w.accept("failing", json!({"fail": "boom"})).await;
+    let (_, attempts) = w.ended(&id).await;
+    assert_eq!(attempts[0].status, "function_error");
+    let kept: serde_json::Value =
+        serde_json::from_str(attempts[0].error_json.as_deref().expect("an error")).expect("json");
+    assert_eq!(kept, stored);
+}
