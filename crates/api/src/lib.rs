@@ -1,5 +1,7 @@
 //! The HTTP API of Ignis: routes, authentication and request limits.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod answers;
 mod async_invocations;
 mod console;
