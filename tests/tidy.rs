@@ -268,3 +268,110 @@ fn only_the_store_links_sqlite() {
         "crates that depend on rusqlite directly"
     );
 }
+
+/// The sibling modules a crate's module refers to (`crate::name`, or `name` inside a
+/// `use crate::{...}` group), in its code before its tests.
+fn sibling_modules(text: &str, siblings: &BTreeSet<String>) -> BTreeSet<String> {
+    let code: String = code_lines(text)
+        .map(|(_, line)| line)
+        .take_while(|line| line.trim() != "#[cfg(test)]")
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        let names = if let Some(group) = rest.strip_prefix('{') {
+            // The first name of each item at the group's top level.
+            let (mut depth, mut items, mut item) = (0usize, Vec::new(), String::new());
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        items.push(std::mem::take(&mut item));
+                        continue;
+                    }
+                    _ => {}
+                }
+                item.push(c);
+            }
+            items.push(item);
+            items.iter().map(|i| ident(i)).collect()
+        } else {
+            vec![ident(rest)]
+        };
+        found.extend(names.into_iter().filter(|n| siblings.contains(n)));
+    }
+    found
+}
+
+/// The crates whose modules hold the rule below (the others still have pairs to untangle).
+const ONE_WAY_CRATES: [&str; 2] = ["api", "control"];
+
+#[test]
+fn no_two_modules_of_a_crate_import_each_other() {
+    // A crate's root (lib.rs) assembles its modules; every other module's dependencies
+    // point one way, so that shared helpers live in one place.
+    let dirs: Vec<PathBuf> = ONE_WAY_CRATES
+        .iter()
+        .map(|c| root().join("crates").join(c).join("src"))
+        .collect();
+    let mut cycles = Vec::new();
+    let mut modules_seen = 0;
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).expect("read src/") {
+            let path = entry.expect("file").path();
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            match stem {
+                Some(stem)
+                    if path.extension().is_some_and(|e| e == "rs") && stem != "lib" && stem != "main" =>
+                {
+                    files.insert(stem, path);
+                }
+                Some(_) | None => {}
+            }
+        }
+        let siblings: BTreeSet<String> = files.keys().cloned().collect();
+        let uses: BTreeMap<&String, BTreeSet<String>> = files
+            .iter()
+            .map(|(name, path)| {
+                let text = std::fs::read_to_string(path).expect("read a module");
+                let mut deps = sibling_modules(&text, &siblings);
+                deps.remove(name);
+                (name, deps)
+            })
+            .collect();
+        modules_seen += uses.len();
+        for (a, deps) in &uses {
+            for b in deps.iter().filter(|b| a.as_str() < b.as_str()) {
+                if uses.get(b).is_some_and(|d| d.contains(a.as_str())) {
+                    cycles.push(format!("{}: {a}.rs and {b}.rs import each other", dir.display()));
+                }
+            }
+        }
+    }
+    assert!(modules_seen >= 10, "only {modules_seen} modules were read");
+    assert!(
+        cycles.is_empty(),
+        "move what both use into one of them or a third module:\n{}",
+        cycles.join("\n")
+    );
+}
+
+#[test]
+fn the_module_import_reader_sees_groups_and_paths_but_not_tests() {
+    let siblings: BTreeSet<String> = ["a", "b", "c", "d"].map(str::to_owned).into();
+    let text = "use crate::a::X;\nuse crate::{b, c::{Y, Z}, Root};\nfn f() { crate::d::g(); }\n";
+    let want: BTreeSet<String> = ["a", "b", "c", "d"].map(str::to_owned).into();
+    assert_eq!(sibling_modules(text, &siblings), want);
+    let tested = "use crate::a::X;\n// crate::b::no\n#[cfg(test)]\nmod tests { use crate::c::Y; }\n";
+    assert_eq!(sibling_modules(tested, &siblings), ["a".to_owned()].into());
+}

@@ -18,6 +18,7 @@ mod mapping;
 mod metering;
 mod network;
 mod openapi;
+mod outcomes;
 mod packages;
 mod persistence;
 mod prometheus;

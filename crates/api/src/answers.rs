@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use ignis_control::{FunctionView, ScheduleEntry};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 /// Whether functions run isolated.
@@ -64,6 +68,23 @@ pub(crate) struct Accepted {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, nullable = false)]
     pub redrive_of: Option<String>,
+}
+
+impl Accepted {
+    /// The 202 answer, with the `x-ignis-invocation-id` header (and
+    /// `x-ignis-idempotent-replay` when `replayed`).
+    pub(crate) fn response(self, replayed: bool) -> Response {
+        let id = HeaderValue::from_str(&self.invocation_id);
+        let mut resp = (StatusCode::ACCEPTED, Json(self)).into_response();
+        if let Ok(v) = id {
+            resp.headers_mut().insert("x-ignis-invocation-id", v);
+        }
+        if replayed {
+            resp.headers_mut()
+                .insert("x-ignis-idempotent-replay", HeaderValue::from_static("true"));
+        }
+        resp
+    }
 }
 
 /// A log line of one invocation.
@@ -364,4 +385,26 @@ pub(crate) struct PlaygroundAnswer {
     /// Always true: every run starts its own instance.
     pub cold_start: bool,
     pub logs: Vec<LogLine>,
+}
+
+/// A time as the API shows it (RFC 3339).
+pub(crate) fn ts(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// A JSON text kept in the store, read back (none when absent or unreadable).
+pub(crate) fn stored_json(text: Option<&str>) -> Option<Value> {
+    text.and_then(|e| serde_json::from_str::<Value>(e).ok())
+}
+
+/// An invocation's log lines as the API shows them.
+pub(crate) fn log_lines(lines: &[ignis_store::LogLine]) -> Vec<LogLine> {
+    lines
+        .iter()
+        .map(|l| LogLine {
+            ts: ts(l.ts),
+            stream: l.stream.clone(),
+            line: l.line.clone(),
+        })
+        .collect()
 }

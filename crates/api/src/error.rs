@@ -1,11 +1,14 @@
-//! API errors: a stable code, a safe message, and the HTTP status they map to.
+//! API errors: a stable code, a safe message, the HTTP status they map to, and how the
+//! OpenAPI document describes them.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ignis_control::ControlError;
+use ignis_control::{ControlError, ErrorCode, OutcomeError};
 use ignis_core::{SpecError, SpecErrorKind};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 /// An error answer: `{"error": {"code", "message", ...}}`.
 #[derive(Debug)]
@@ -96,6 +99,33 @@ impl From<ControlError> for ApiError {
     }
 }
 
+/// The HTTP status of each error an invocation can end with (its code and message are
+/// control's).
+pub fn outcome_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::FunctionError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::InstanceCrashed
+        | ErrorCode::OutOfMemory
+        | ErrorCode::ResponseTooLarge
+        | ErrorCode::InvalidResponse
+        | ErrorCode::InstanceStartFailed => StatusCode::BAD_GATEWAY,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Throttled | ErrorCode::CapacityExhausted => StatusCode::TOO_MANY_REQUESTS,
+    }
+}
+
+impl From<OutcomeError> for ApiError {
+    fn from(e: OutcomeError) -> ApiError {
+        let err = ApiError::new(outcome_status(e.code), e.code.as_str(), e.message);
+        match e.raised {
+            Some(r) => err.with("type", r.kind).with("stack", r.stack),
+            None => err,
+        }
+    }
+}
+
 /// A store failure: 507 when the disk is full (the caller can retry once space is freed),
 /// else an internal error.
 pub fn store_error(e: &ignis_store::StoreError) -> ApiError {
@@ -128,10 +158,118 @@ pub fn internal(e: &dyn std::fmt::Display) -> ApiError {
     )
 }
 
+/// An error answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable `code`, a message for people, and, when one is to blame, the
+/// `field` (or parameter, or header). Some codes add members (`type` and `stack` for a
+/// function's error, `cycle` for `destination_cycle`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[schema(required = false, nullable = false)]
+    pub field: Option<String>,
+}
+
+/// The error answers routes share, one type per status so that each route lists the ones
+/// it can give.
+pub(crate) mod errors {
+    use utoipa::IntoResponses;
+
+    use super::ErrorBody;
+
+    /// A query parameter, path segment, header or body the route does not take
+    /// (`unknown_parameter`, `invalid_parameter`, `invalid_path`, `invalid_json`, ...).
+    #[derive(IntoResponses)]
+    #[response(status = 400)]
+    #[allow(dead_code)]
+    pub(crate) struct BadQuery(ErrorBody);
+
+    /// The server's token is missing or wrong (`unauthorized`).
+    #[derive(IntoResponses)]
+    #[response(status = 401)]
+    #[allow(dead_code)]
+    pub(crate) struct Unauthorized(ErrorBody);
+
+    /// No such function or record, or a name or id that cannot be one (`not_found`).
+    #[derive(IntoResponses)]
+    #[response(status = 404)]
+    #[allow(dead_code)]
+    pub(crate) struct NotFound(ErrorBody);
+
+    /// The state does not allow it (`already_exists`, `clock_not_manual`, ...).
+    #[derive(IntoResponses)]
+    #[response(status = 409)]
+    #[allow(dead_code)]
+    pub(crate) struct Conflict(ErrorBody);
+
+    /// The body is larger than the route's limit (`payload_too_large`).
+    #[derive(IntoResponses)]
+    #[response(status = 413)]
+    #[allow(dead_code)]
+    pub(crate) struct TooLarge(ErrorBody);
+
+    /// The body is well formed but a value is not allowed (the code and `field` say which).
+    #[derive(IntoResponses)]
+    #[response(status = 422)]
+    #[allow(dead_code)]
+    pub(crate) struct Invalid(ErrorBody);
+
+    /// Too much at once (`throttled`, `capacity_exhausted`, `queue_full`, `playground_busy`).
+    #[derive(IntoResponses)]
+    #[response(status = 429)]
+    #[allow(dead_code)]
+    pub(crate) struct Busy(ErrorBody);
+
+    /// The server's disk is full (`insufficient_storage`).
+    #[derive(IntoResponses)]
+    #[response(status = 507)]
+    #[allow(dead_code)]
+    pub(crate) struct DiskFull(ErrorBody);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ignis_store::StoreError;
+
+    #[test]
+    fn every_invocation_error_answers_with_its_code_its_message_and_a_failure_status() {
+        for code in ErrorCode::ALL {
+            let status = outcome_status(code);
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code:?}: {status}"
+            );
+        }
+        let e = ApiError::from(OutcomeError {
+            code: ErrorCode::FunctionError,
+            message: "boom".to_owned(),
+            raised: Some(ignis_control::Raised {
+                kind: "ValueError".to_owned(),
+                stack: "line 2".to_owned(),
+            }),
+        });
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "function_error", "boom")
+        );
+        assert_eq!(e.body()["error"]["type"], "ValueError");
+        assert_eq!(e.body()["error"]["stack"], "line 2");
+        assert_eq!(outcome_status(ErrorCode::Timeout), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            outcome_status(ErrorCode::Throttled),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            outcome_status(ErrorCode::NotReady),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 
     #[test]
     fn a_full_disk_is_507_insufficient_storage_and_other_store_failures_stay_internal() {

@@ -9,7 +9,7 @@ use ignis_control::DeployWait;
 use ignis_core::{parse_spec, FunctionName};
 
 use crate::answers::FunctionList;
-use crate::openapi::errors;
+use crate::error::errors;
 use crate::params::Wait;
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 

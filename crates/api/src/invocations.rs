@@ -8,27 +8,27 @@ use axum::Json;
 use futures::StreamExt;
 use std::collections::HashSet;
 
-use ignis_control::{
-    out_of_memory_message, too_large_message, Followed, Follower, Invocation, InvokeError, InvokeResult,
+use ignis_control::{Followed, Follower, Invocation, InvokeError};
+use ignis_core::limits::{
+    MAX_ASYNC_PAYLOAD_BYTES, MAX_EVENT_DEPTH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES,
 };
-use ignis_core::limits::{MAX_ASYNC_PAYLOAD_BYTES, MAX_EVENT_DEPTH, MAX_PAYLOAD_BYTES};
 use ignis_core::nesting::json_depth;
 use ignis_core::response::is_reserved_header;
 use ignis_store::{InvocationRecord, StoredLogLine};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 
 use crate::answers::{
-    Accepted, FunctionLogLine, Init, InvocationAnswer, InvocationList, InvocationView, LogEvent, LogLine,
-    Logs,
+    log_lines, stored_json, ts, Accepted, FunctionLogLine, Init, InvocationAnswer, InvocationList,
+    InvocationView, LogEvent, Logs,
 };
+use crate::async_invocations;
 use crate::error::internal;
-use crate::events::{self, InvocationType};
+use crate::error::{errors, ErrorBody};
 use crate::functions::path_name;
-use crate::openapi::{errors, ErrorBody};
+use crate::idempotency;
 use crate::params::{invocation_id, Limit, Pairs, Params};
-use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
+use crate::{blocking, exists, read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// Invokes a function with the body as its event (an empty body is `{}`). Synchronous by
 /// default: the answer is the handler's (its status, headers and body, with the
@@ -76,8 +76,8 @@ pub(crate) async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = path_name(&name)?;
-    let kind = events::invocation_type(&headers)?;
-    let key = events::idempotency_key(&headers)?;
+    let kind = invocation_type(&headers)?;
+    let key = idempotency_key(&headers)?;
     let (limit, what) = match kind {
         InvocationType::Sync => (MAX_PAYLOAD_BYTES, "invocation payload"),
         InvocationType::Async => (MAX_ASYNC_PAYLOAD_BYTES, "asynchronous invocation payload"),
@@ -91,7 +91,7 @@ pub(crate) async fn invoke(
     };
     check_event_depth(event.get().as_bytes(), "the payload")?;
     if kind == InvocationType::Async {
-        return events::invoke_async(&s, name.as_str(), event.get().to_owned(), key).await;
+        return async_invocations::invoke_async(&s, name.as_str(), event.get().to_owned(), key).await;
     }
     let run = async {
         let inv = s
@@ -103,8 +103,83 @@ pub(crate) async fn invoke(
     };
     match key {
         None => run.await,
-        Some(key) => events::invoke_sync_once(&s, name.as_str(), key, run).await,
+        Some(key) => idempotency::invoke_sync_once(&s, name.as_str(), key, run).await,
     }
+}
+
+/// How a caller asked for an invocation to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InvocationType {
+    Sync,
+    Async,
+}
+
+pub(crate) fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
+    let Some(v) = single_header(headers, "x-ignis-invocation-type", "invalid_header")? else {
+        return Ok(InvocationType::Sync);
+    };
+    let given = String::from_utf8_lossy(v.as_bytes());
+    match given.to_ascii_lowercase().as_str() {
+        "sync" | "requestresponse" => Ok(InvocationType::Sync),
+        "async" | "event" => Ok(InvocationType::Async),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!(
+                "x-ignis-invocation-type must be sync (or RequestResponse) or async (or Event), got {given:?}"
+            ),
+        )
+        .with("field", "x-ignis-invocation-type")),
+    }
+}
+
+/// A header that means one thing: refused when sent more than once (which one would win
+/// is not for the server to guess).
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+    code: &'static str,
+) -> Result<Option<&'h HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("{name} is sent more than once; send it once"),
+        )
+        .with("field", name));
+    }
+    Ok(first)
+}
+
+/// The `idempotency-key` header, checked.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = single_header(headers, "idempotency-key", "invalid_idempotency_key")? else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!("idempotency-key {why}"),
+        )
+        .with("field", "idempotency-key")
+    };
+    let key = v.to_str().map_err(|_| bad("must be printable ASCII"))?;
+    if key.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(bad(&format!(
+            "is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    if !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(bad("must be printable ASCII"));
+    }
+    Ok(Some(key.to_owned()))
 }
 
 /// Refuses an event (a JSON text) nested deeper than [`MAX_EVENT_DEPTH`]: every runtime
@@ -128,26 +203,14 @@ pub(crate) fn event_too_deep(what: &str, depth: usize) -> ApiError {
 
 /// The API error for an invocation that did not reach a handler.
 pub(crate) fn invoke_error(e: InvokeError) -> ApiError {
-    match e {
-        InvokeError::NotFound(_) => ApiError::not_found(e.to_string()),
-        InvokeError::NotReady { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string())
-        }
-        InvokeError::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string()),
-        InvokeError::CapacityExhausted(_) => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "capacity_exhausted", e.to_string())
-        }
-        InvokeError::StartFailed(_) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", e.to_string())
-        }
-    }
+    ApiError::from(e.error())
 }
 
 /// The HTTP answer of a finished invocation: the mapped response or the error, with the
 /// `x-ignis-*` headers.
 pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
-    let mut resp = match inv.result {
-        InvokeResult::Response(r) => {
+    let mut resp = match inv.result.answer() {
+        Ok(r) => {
             let mut resp = Response::new(Body::from(r.body));
             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
             for (name, value) in r.headers {
@@ -164,41 +227,7 @@ pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
             }
             resp
         }
-        InvokeResult::FunctionError(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "function_error",
-            e.message.clone(),
-        )
-        .with("type", e.kind)
-        .with("stack", e.stack)
-        .into_response(),
-        InvokeResult::Timeout { secs } => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!("the function did not finish within its timeout of {secs} s; its instance was stopped"),
-        )
-        .into_response(),
-        InvokeResult::Crashed { detail } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "instance_crashed",
-            format!("the function's instance died during the invocation: {detail}"),
-        )
-        .into_response(),
-        InvokeResult::OutOfMemory { memory_mb } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "out_of_memory",
-            out_of_memory_message(memory_mb),
-        )
-        .into_response(),
-        InvokeResult::ResponseTooLarge { size } => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "response_too_large",
-            too_large_message(size),
-        )
-        .into_response(),
-        InvokeResult::InvalidResponse(m) => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "invalid_response", m).into_response()
-        }
+        Err(e) => ApiError::from(e).into_response(),
     };
     let h = resp.headers_mut();
     let id = HeaderValue::from_str(&inv.id).map_err(|e| internal(&e))?;
@@ -231,10 +260,6 @@ fn invalid_json(detail: &str) -> ApiError {
     )
 }
 
-pub(crate) fn ts(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 fn record_view(r: &InvocationRecord, with_logs: bool) -> InvocationView {
     InvocationView {
         id: r.id.clone(),
@@ -256,40 +281,6 @@ fn record_view(r: &InvocationRecord, with_logs: bool) -> InvocationView {
         }),
         error: stored_json(r.error_json.as_deref()),
         logs: with_logs.then(|| log_lines(&r.logs)),
-    }
-}
-
-/// A JSON text kept in the store, read back (none when absent or unreadable).
-pub(crate) fn stored_json(text: Option<&str>) -> Option<Value> {
-    text.and_then(|e| serde_json::from_str::<Value>(e).ok())
-}
-
-/// An invocation's log lines as the API shows them.
-pub(crate) fn log_lines(lines: &[ignis_store::LogLine]) -> Vec<LogLine> {
-    lines
-        .iter()
-        .map(|l| LogLine {
-            ts: ts(l.ts),
-            stream: l.stream.clone(),
-            line: l.line.clone(),
-        })
-        .collect()
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal(&e))?
-        .map_err(|e| crate::error::store_error(&e))
-}
-
-pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
-    if s.platform.exists(name) {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!("function {name:?} does not exist")))
     }
 }
 
@@ -334,7 +325,7 @@ pub(crate) async fn get(
     if let Some(record) = record {
         return Ok(Json(InvocationAnswer::Sync(record_view(&record, true))).into_response());
     }
-    match events::get_async(&s, &id).await? {
+    match async_invocations::get_async(&s, &id).await? {
         Some(v) => Ok(Json(InvocationAnswer::Async(v)).into_response()),
         None => Err(ApiError::not_found(format!("invocation {id:?} does not exist"))),
     }

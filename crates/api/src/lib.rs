@@ -1,15 +1,19 @@
 //! The HTTP API of Ignis: routes, authentication and request limits.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 mod answers;
+mod async_invocations;
 mod console;
 mod error;
-mod events;
 mod function_urls;
 mod functions;
+mod idempotency;
 mod invocations;
 mod openapi;
 mod params;
 mod playground;
+mod schedules;
 mod stats;
 mod test_events;
 mod usage;
@@ -43,8 +47,6 @@ pub struct ApiConfig {
 pub(crate) struct AppState {
     platform: Arc<Platform>,
     config: Arc<ApiConfig>,
-    /// Synchronous calls with an idempotency key that are running.
-    inflight: events::InFlight,
 }
 
 /// Builds the router of the whole API.
@@ -52,7 +54,6 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
     let state = AppState {
         platform,
         config: Arc::new(config),
-        inflight: events::InFlight::default(),
     };
     let v1 = Router::new()
         .route("/functions", get(functions::list).post(functions::create))
@@ -67,17 +68,20 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/functions/{name}/invocations", get(invocations::list))
         .route("/functions/{name}/logs", get(invocations::logs))
         .route("/invocations/{id}", get(invocations::get))
-        .route("/functions/{name}/dead-letters", get(events::dead_letters))
+        .route(
+            "/functions/{name}/dead-letters",
+            get(async_invocations::dead_letters),
+        )
         .route(
             "/functions/{name}/dead-letters/{id}",
-            get(events::dead_letter).delete(events::delete_dead_letter),
+            get(async_invocations::dead_letter).delete(async_invocations::delete_dead_letter),
         )
         .route(
             "/functions/{name}/dead-letters/{id}/redrive",
-            post(events::redrive),
+            post(async_invocations::redrive),
         )
-        .route("/schedules", get(events::schedules))
-        .route("/clock", get(events::get_clock).put(events::set_clock))
+        .route("/schedules", get(schedules::schedules))
+        .route("/clock", get(schedules::get_clock).put(schedules::set_clock))
         .route("/runtimes", get(runtimes))
         .route("/openapi.json", get(openapi::document))
         .route("/usage", get(usage::usage))
@@ -128,7 +132,7 @@ async fn method_not_allowed(method: axum::http::Method, OriginalUri(uri): Origin
         (status = 200, description = "The server's metrics: OpenMetrics when the `Accept` header names \
             `application/openmetrics-text`, else the Prometheus text format",
             content((String = "text/plain"), (String = "application/openmetrics-text"))),
-        openapi::errors::BadQuery, openapi::errors::Unauthorized,
+        error::errors::BadQuery, error::errors::Unauthorized,
     ))]
 async fn metrics(
     State(state): State<AppState>,
@@ -203,7 +207,7 @@ pub const INSECURE_WARNING: &str =
 
 /// Whether the server is up, its version and whether functions run isolated.
 #[utoipa::path(get, operation_id = "health", path = "/healthz", tag = "server", security(()),
-    responses((status = 200, body = answers::Health), openapi::errors::BadQuery))]
+    responses((status = 200, body = answers::Health), error::errors::BadQuery))]
 async fn healthz(State(state): State<AppState>, _: Query<NoParams>) -> Json<answers::Health> {
     Json(answers::Health {
         status: "ok",
@@ -214,7 +218,7 @@ async fn healthz(State(state): State<AppState>, _: Query<NoParams>) -> Json<answ
 
 /// The runtimes and the interpreters found for them on this host.
 #[utoipa::path(get, operation_id = "list_runtimes", path = "/v1/runtimes", tag = "server",
-    responses((status = 200, body = answers::Runtimes), openapi::errors::BadQuery, openapi::errors::Unauthorized))]
+    responses((status = 200, body = answers::Runtimes), error::errors::BadQuery, error::errors::Unauthorized))]
 async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<answers::Runtimes> {
     let r = state.platform.runtimes();
     let runtimes = ignis_core::Runtime::ALL
@@ -283,4 +287,23 @@ pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> Result<by
             format!("the {what} could not be read: {cause}"),
         )
     })
+}
+
+/// Runs store work off the async threads; a store failure is the API's error.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| error::internal(&e))?
+        .map_err(|e| error::store_error(&e))
+}
+
+/// 404 unless function `name` exists.
+pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
+    if s.platform.exists(name) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("function {name:?} does not exist")))
+    }
 }

@@ -3,11 +3,11 @@
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::{events, functions, invocations, playground, stats, test_events, usage};
+use crate::error::{errors, ErrorBody, ErrorDetail};
+use crate::{async_invocations, functions, invocations, playground, schedules, stats, test_events, usage};
 use crate::{NoParams, Query};
 
 #[derive(OpenApi)]
@@ -36,13 +36,13 @@ use crate::{NoParams, Query};
         invocations::list,
         invocations::get,
         invocations::logs,
-        events::dead_letters,
-        events::dead_letter,
-        events::delete_dead_letter,
-        events::redrive,
-        events::schedules,
-        events::get_clock,
-        events::set_clock,
+        async_invocations::dead_letters,
+        async_invocations::dead_letter,
+        async_invocations::delete_dead_letter,
+        async_invocations::redrive,
+        schedules::schedules,
+        schedules::get_clock,
+        schedules::set_clock,
         usage::usage,
         stats::all_stats,
         stats::function_stats,
@@ -141,80 +141,6 @@ fn camel_case_links(doc: &mut serde_json::Value) {
     ))]
 pub(crate) async fn document(_: Query<NoParams>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], document_text()).into_response()
-}
-
-/// An error answer.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// What went wrong: a stable `code`, a message for people, and, when one is to blame, the
-/// `field` (or parameter, or header). Some codes add members (`type` and `stack` for a
-/// function's error, `cycle` for `destination_cycle`).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-    #[schema(required = false, nullable = false)]
-    pub field: Option<String>,
-}
-
-/// The error answers routes share, one type per status so that each route lists the ones
-/// it can give.
-pub(crate) mod errors {
-    use utoipa::IntoResponses;
-
-    use super::ErrorBody;
-
-    /// A query parameter, path segment, header or body the route does not take
-    /// (`unknown_parameter`, `invalid_parameter`, `invalid_path`, `invalid_json`, ...).
-    #[derive(IntoResponses)]
-    #[response(status = 400)]
-    #[allow(dead_code)]
-    pub(crate) struct BadQuery(ErrorBody);
-
-    /// The server's token is missing or wrong (`unauthorized`).
-    #[derive(IntoResponses)]
-    #[response(status = 401)]
-    #[allow(dead_code)]
-    pub(crate) struct Unauthorized(ErrorBody);
-
-    /// No such function or record, or a name or id that cannot be one (`not_found`).
-    #[derive(IntoResponses)]
-    #[response(status = 404)]
-    #[allow(dead_code)]
-    pub(crate) struct NotFound(ErrorBody);
-
-    /// The state does not allow it (`already_exists`, `clock_not_manual`, ...).
-    #[derive(IntoResponses)]
-    #[response(status = 409)]
-    #[allow(dead_code)]
-    pub(crate) struct Conflict(ErrorBody);
-
-    /// The body is larger than the route's limit (`payload_too_large`).
-    #[derive(IntoResponses)]
-    #[response(status = 413)]
-    #[allow(dead_code)]
-    pub(crate) struct TooLarge(ErrorBody);
-
-    /// The body is well formed but a value is not allowed (the code and `field` say which).
-    #[derive(IntoResponses)]
-    #[response(status = 422)]
-    #[allow(dead_code)]
-    pub(crate) struct Invalid(ErrorBody);
-
-    /// Too much at once (`throttled`, `capacity_exhausted`, `queue_full`, `playground_busy`).
-    #[derive(IntoResponses)]
-    #[response(status = 429)]
-    #[allow(dead_code)]
-    pub(crate) struct Busy(ErrorBody);
-
-    /// The server's disk is full (`insufficient_storage`).
-    #[derive(IntoResponses)]
-    #[response(status = 507)]
-    #[allow(dead_code)]
-    pub(crate) struct DiskFull(ErrorBody);
 }
 
 #[cfg(test)]

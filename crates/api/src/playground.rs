@@ -12,11 +12,12 @@ use ignis_core::spec::parse_spec;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use crate::answers::log_lines;
 use crate::answers::{LoadError, PlaygroundAnswer, PlaygroundResponse};
+use crate::error::errors;
 use crate::error::internal;
 use crate::functions::MAX_FUNCTION_BODY;
-use crate::invocations::{answer, log_lines};
-use crate::openapi::errors;
+use crate::invocations::answer;
 use crate::{json_body, read_body, ApiError, AppState, NoParams, Query};
 
 /// The fields a playground run takes; the spec fields mean what they mean for a function.
@@ -66,7 +67,7 @@ pub(crate) struct PlaygroundBody {
     responses(
         (status = 200, description = "The run's answer, or why the code did not load", body = PlaygroundAnswer),
         errors::BadQuery, errors::Unauthorized, errors::TooLarge, errors::Invalid, errors::Busy,
-        (status = 502, description = "The instance could not start (`instance_start_failed`)", body = crate::openapi::ErrorBody),
+        (status = 502, description = "The instance could not start (`instance_start_failed`)", body = crate::error::ErrorBody),
     ))]
 pub(crate) async fn run(
     State(s): State<AppState>,

@@ -8,11 +8,12 @@ use axum::Json;
 use ignis_store::Activity;
 use time::OffsetDateTime;
 
+use crate::answers::ts;
 use crate::answers::{AllStats, FunctionStats, FunctionSummary, MinuteStats, StatsTotals};
+use crate::error::errors;
 use crate::functions::path_name;
-use crate::invocations::{blocking, exists, ts};
-use crate::openapi::errors;
 use crate::params::{Pairs, Params};
+use crate::{blocking, exists};
 use crate::{ApiError, AppState, Path, Query};
 
 /// The longest period asked for: a day.

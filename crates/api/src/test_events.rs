@@ -8,11 +8,12 @@ use axum::Json;
 use ignis_store::{Saved, TestEvent};
 use serde_json::value::RawValue;
 
+use crate::answers::ts;
 use crate::answers::{TestEventView, TestEvents};
+use crate::error::errors;
 use crate::error::internal;
 use crate::functions::path_name;
-use crate::invocations::{blocking, exists, ts};
-use crate::openapi::errors;
+use crate::{blocking, exists};
 use crate::{read_body, ApiError, AppState, NoParams, Path, Query};
 
 /// Test events kept per function.

@@ -8,8 +8,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::answers::{FunctionUsage, Usage, UsageTotals};
+use crate::error::errors;
 use crate::error::internal;
-use crate::openapi::errors;
 use crate::params::{query_param, Pairs, Params};
 use crate::{ApiError, AppState, Query};
 

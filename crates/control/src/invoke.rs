@@ -8,11 +8,14 @@ use ignis_core::response::{map_return_value, MapError, MappedResponse};
 use ignis_core::{FunctionError, FunctionState, LogLine, Outcome};
 use ignis_pool::{AcquireError, ColdStart};
 use ignis_store::{ColdStart as StoredColdStart, InvocationRecord, LogLine as StoredLine};
-use serde_json::json;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::metrics::{Throttle, OUTCOMES};
+use crate::metrics::Throttle;
+use crate::outcome::{
+    crashed_message, out_of_memory_message, timeout_message, too_large_message, ErrorCode, OutcomeError,
+    OutcomeKind, Raised,
+};
 use crate::Platform;
 
 /// Why an invocation did not reach a handler.
@@ -124,7 +127,7 @@ impl Platform {
                 logs: &ran.result.logs,
                 memory_mb: spec.memory_mb,
             });
-            task_slot.metrics.invoked(&result, ran.duration);
+            task_slot.metrics.invoked(result.kind(), ran.duration);
             if let Some(cold) = ran.cold {
                 task_slot.metrics.cold_start(cold.reason, cold.timings.total());
             }
@@ -178,7 +181,7 @@ fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
         cold_start: r.cold.is_some(),
         started_at: r.started_at,
         duration_ms: r.duration.as_secs_f64() * 1000.0,
-        error_json: error.map(|e| e.to_string()),
+        error_json: error.map(|e| e.to_json().to_string()),
         memory_mb: r.memory_mb,
         billed_ms: billed_ms(r.duration),
         peak_memory_mb: None,
@@ -229,39 +232,73 @@ fn billed_ms(duration: Duration) -> u64 {
     micros.div_ceil(1000).max(1)
 }
 
-pub fn out_of_memory_message(memory_mb: u32) -> String {
-    format!("the function used more than its memory_mb of {memory_mb} MB; its instance was killed and is replaced")
-}
-
-pub fn too_large_message(size: u64) -> String {
-    format!("the function's response is {size} bytes; the limit is 6 MiB")
+impl InvokeError {
+    /// The error's code and message, as the caller is answered.
+    pub fn error(&self) -> OutcomeError {
+        let code = match self {
+            InvokeError::NotFound(_) => ErrorCode::NotFound,
+            InvokeError::NotReady { .. } => ErrorCode::NotReady,
+            InvokeError::Throttled(_) => ErrorCode::Throttled,
+            InvokeError::CapacityExhausted(_) => ErrorCode::CapacityExhausted,
+            InvokeError::StartFailed(_) => ErrorCode::InstanceStartFailed,
+        };
+        OutcomeError::new(code, self.to_string())
+    }
 }
 
 impl InvokeResult {
-    /// The record's status: `succeeded`, `function_error`, `timeout`, ...
-    pub fn status(&self) -> &'static str {
-        OUTCOMES[self.outcome()]
+    /// What the invocation came to: the record's status and the metrics' label.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            InvokeResult::Response(_) => OutcomeKind::Succeeded,
+            InvokeResult::FunctionError(_) => OutcomeKind::FunctionError,
+            InvokeResult::Timeout { .. } => OutcomeKind::Timeout,
+            InvokeResult::Crashed { .. } => OutcomeKind::Crashed,
+            InvokeResult::OutOfMemory { .. } => OutcomeKind::OutOfMemory,
+            InvokeResult::ResponseTooLarge { .. } => OutcomeKind::ResponseTooLarge,
+            InvokeResult::InvalidResponse(_) => OutcomeKind::InvalidResponse,
+        }
     }
 
-    /// The record's error (None when it succeeded).
-    pub fn error(&self) -> Option<serde_json::Value> {
-        match self {
-            InvokeResult::Response(_) => None,
+    /// The record's status: `succeeded`, `function_error`, `timeout`, ...
+    pub fn status(&self) -> &'static str {
+        self.kind().status()
+    }
+
+    /// The handler's mapped answer, or the error the invocation ended with.
+    pub fn answer(self) -> Result<MappedResponse, OutcomeError> {
+        if let InvokeResult::Response(r) = self {
+            return Ok(r);
+        }
+        Err(self.error().expect("every result but a response is an error"))
+    }
+
+    /// The error the invocation ended with (None when it succeeded): one code and message
+    /// for the caller's answer, the record and a failure destination.
+    pub fn error(&self) -> Option<OutcomeError> {
+        let (code, message) = match self {
+            InvokeResult::Response(_) => return None,
             InvokeResult::FunctionError(e) => {
-                Some(json!({"type": e.kind, "message": e.message, "stack": e.stack}))
+                return Some(OutcomeError {
+                    code: ErrorCode::FunctionError,
+                    message: e.message.clone(),
+                    raised: Some(Raised {
+                        kind: e.kind.clone(),
+                        stack: e.stack.clone(),
+                    }),
+                })
             }
-            InvokeResult::Timeout { secs } => Some(
-                json!({"code": "timeout", "message": format!("the function did not finish within its timeout of {secs} s")}),
-            ),
-            InvokeResult::Crashed { detail } => Some(json!({"code": "instance_crashed", "message": detail})),
+            InvokeResult::Timeout { secs } => (ErrorCode::Timeout, timeout_message(*secs)),
+            InvokeResult::Crashed { detail } => (ErrorCode::InstanceCrashed, crashed_message(detail)),
             InvokeResult::OutOfMemory { memory_mb } => {
-                Some(json!({"code": "out_of_memory", "message": out_of_memory_message(*memory_mb)}))
+                (ErrorCode::OutOfMemory, out_of_memory_message(*memory_mb))
             }
             InvokeResult::ResponseTooLarge { size } => {
-                Some(json!({"code": "response_too_large", "message": too_large_message(*size)}))
+                (ErrorCode::ResponseTooLarge, too_large_message(*size))
             }
-            InvokeResult::InvalidResponse(m) => Some(json!({"code": "invalid_response", "message": m})),
-        }
+            InvokeResult::InvalidResponse(m) => (ErrorCode::InvalidResponse, m.clone()),
+        };
+        Some(OutcomeError::new(code, message))
     }
 
     /// What the handler returned, for an asynchronous invocation's result: the mapped
@@ -277,19 +314,6 @@ impl InvokeResult {
             | InvokeResult::OutOfMemory { .. }
             | InvokeResult::ResponseTooLarge { .. }
             | InvokeResult::InvalidResponse(_) => None,
-        }
-    }
-
-    /// Index into [`OUTCOMES`](crate::metrics::OUTCOMES): the record's status and the metrics' outcome label.
-    pub(crate) fn outcome(&self) -> usize {
-        match self {
-            InvokeResult::Response(_) => 0,
-            InvokeResult::FunctionError(_) => 1,
-            InvokeResult::Timeout { .. } => 2,
-            InvokeResult::Crashed { .. } => 3,
-            InvokeResult::OutOfMemory { .. } => 4,
-            InvokeResult::ResponseTooLarge { .. } => 5,
-            InvokeResult::InvalidResponse(_) => 6,
         }
     }
 

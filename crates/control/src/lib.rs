@@ -7,10 +7,12 @@
 #![warn(clippy::wildcard_enum_match_arm)]
 
 mod clock;
+mod idempotency;
 mod invoke;
 mod lifecycle;
 mod live;
 pub mod metrics;
+mod outcome;
 mod packages;
 mod playground;
 mod queue;
@@ -27,9 +29,11 @@ use ignis_pool::{Capacity, Runtimes, Starter, VersionPool};
 use ignis_store::{InvocationWriter, Store};
 
 pub use clock::Clock;
-pub use invoke::{out_of_memory_message, too_large_message, Invocation, InvokeError, InvokeResult};
+pub use idempotency::{FirstCall, Replay, SyncOnce};
+pub use invoke::{Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{now_ms, ControlError, DeployWait};
 pub use live::{Followed, Follower, LiveLogs};
+pub use outcome::{ErrorCode, OutcomeError, OutcomeKind, Raised};
 pub use playground::{PlaygroundError, PlaygroundRun, MAX_PLAYGROUND_RUNS};
 pub use queue::{AcceptError, Accepted, QueueConfig};
 pub use scheduler::{ScheduleEntry, ScheduleView};
@@ -138,6 +142,8 @@ pub struct Platform {
     playground_runs: tokio::sync::Semaphore,
     /// Packages unpacked for instances to see.
     packages: Arc<packages::PackageCache>,
+    /// Synchronous calls with an idempotency key that are running.
+    inflight: idempotency::InFlight,
 }
 
 impl Platform {
@@ -157,6 +163,7 @@ impl Platform {
             live: live::Live::default(),
             playground_runs: tokio::sync::Semaphore::new(playground::MAX_PLAYGROUND_RUNS),
             packages: Arc::new(packages::PackageCache::open(&config.packages_dir)),
+            inflight: idempotency::InFlight::default(),
             store,
             writer,
             launcher,
@@ -207,4 +214,13 @@ impl Platform {
     pub fn flush(&self, within: std::time::Duration) -> usize {
         self.writer.flush_within(within)
     }
+}
+
+/// Runs store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ignis_store::StoreError> + Send + 'static,
+) -> Result<T, ignis_store::StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ignis_store::StoreError::Corrupt(format!("the store task failed: {e}")))?
 }

@@ -14,20 +14,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::invoke::InvokeResult;
+use crate::outcome::OutcomeKind;
 use crate::Platform;
 
-/// Invocation outcomes: invocation records' `status` and the metrics' `outcome` label,
-/// indexed by [`InvokeResult::outcome`].
-pub const OUTCOMES: [&str; 7] = [
-    "succeeded",
-    "function_error",
-    "timeout",
-    "crashed",
-    "out_of_memory",
-    "response_too_large",
-    "invalid_response",
-];
 const REASONS: [ColdReason; 4] = [
     ColdReason::FirstCall,
     ColdReason::NewVersion,
@@ -121,7 +110,7 @@ impl Histogram {
 /// The counters of one function (all its versions).
 #[derive(Debug, Default)]
 pub struct FunctionMetrics {
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    outcomes: [AtomicU64; OutcomeKind::ALL.len()],
     duration: Histogram,
     cold: [AtomicU64; REASONS.len()],
     cold_duration: Histogram,
@@ -131,8 +120,8 @@ pub struct FunctionMetrics {
 }
 
 impl FunctionMetrics {
-    pub(crate) fn invoked(&self, result: &InvokeResult, duration: Duration) {
-        self.outcomes[result.outcome()].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn invoked(&self, outcome: OutcomeKind, duration: Duration) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
         self.duration.observe(duration);
     }
 
@@ -263,6 +252,7 @@ impl Collector for PlatformCollector {
         let mut functions: Vec<(&String, &Arc<crate::Slot>)> = table.iter().collect();
         functions.sort_by(|a, b| a.0.cmp(b.0));
 
+        let outcomes = OutcomeKind::ALL.map(OutcomeKind::status);
         labelled_counters(
             &mut encoder,
             (
@@ -270,7 +260,7 @@ impl Collector for PlatformCollector {
                 "Finished invocations by function and outcome",
             ),
             &functions,
-            ("outcome", &OUTCOMES),
+            ("outcome", &outcomes),
             |m, i| m.outcomes[i].load(Ordering::Relaxed),
         )?;
         histograms(

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ignis_core::events::{retry_delay, MAX_DESTINATION_HOPS};
-use ignis_core::limits::IDEMPOTENCY_TTL_SECS;
-use ignis_store::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync, StoreError};
+use ignis_store::{AsyncRow, AsyncSource, AttemptRow, DeadReason, Enqueued, Finish, NewAsync, StoreError};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use crate::{InvokeError, Platform};
+use crate::idempotency::{key_fresh_after, Replay};
+use crate::{blocking, InvokeError, Platform};
 
 /// Settings of the asynchronous queue, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -45,8 +45,9 @@ pub enum AcceptError {
 pub enum Accepted {
     /// Stored now.
     New { id: String },
-    /// The idempotency key's first invocation.
-    Existing(IdempotentRecord),
+    /// The idempotency key was used within its lifetime: nothing stored; the answer is
+    /// the key's first invocation's.
+    Existing(Replay),
 }
 
 /// Waiting a little before trying again an invocation whose attempt was throttled.
@@ -172,7 +173,7 @@ impl Platform {
             id: uuid::Uuid::now_v7().to_string(),
             function: name.to_owned(),
             event,
-            source: "api",
+            source: AsyncSource::Api,
             created_at: now,
             redrive_of: None,
             hops: 0,
@@ -186,7 +187,7 @@ impl Platform {
                 self.queue.push(id.clone(), function, now);
                 Ok(Accepted::New { id })
             }
-            Enqueued::Existing(first) => Ok(Accepted::Existing(first)),
+            Enqueued::Existing(first) => Ok(Accepted::Existing(self.replay(first).await?)),
         }
     }
 
@@ -210,7 +211,7 @@ impl Platform {
                 id: task_id,
                 function: name.clone(),
                 event: row.event,
-                source: "redrive",
+                source: AsyncSource::Redrive,
                 created_at: now,
                 redrive_of: Some(id.clone()),
                 // A redrive is a caller's new start, not one more hop of the chain.
@@ -309,19 +310,20 @@ impl Platform {
                 "asynchronous invocation {id} of {function:?} is destination hop {}; chains stop after {MAX_DESTINATION_HOPS} hops",
                 row.hops
             );
-            self.end_unattempted(&row, "destination_hops_exceeded", true)
+            self.end_unattempted(&row, DeadReason::DestinationHopsExceeded, true)
                 .await?;
             return Ok(None);
         }
         let Some(slot) = self.slot(function) else {
-            self.end_unattempted(&row, "function_not_found", false).await?;
+            self.end_unattempted(&row, DeadReason::FunctionNotFound, false)
+                .await?;
             return Ok(None);
         };
         let spec = slot.latest();
         let now = self.clock.flowing_now();
         let max_age = time::Duration::seconds(i64::from(spec.retry.max_event_age_secs));
         if now - row.created_at > max_age {
-            self.end_unattempted(&row, "event_too_old", true).await?;
+            self.end_unattempted(&row, DeadReason::EventTooOld, true).await?;
             return Ok(None);
         }
         let event = match RawValue::from_string(row.event.clone()) {
@@ -338,13 +340,14 @@ impl Platform {
                     started_at: inv.started_at,
                     duration_ms: inv.duration.as_secs_f64() * 1000.0,
                     status: inv.result.status().to_owned(),
-                    error_json: inv.result.error().map(|e| e.to_string()),
+                    error_json: inv.result.error().map(|e| e.to_json().to_string()),
                 },
-                inv.result.error(),
+                inv.result.error().map(|e| e.to_json()),
                 inv.result.result_value(),
             ),
             Err(InvokeError::NotFound(_)) => {
-                self.end_unattempted(&row, "function_not_found", false).await?;
+                self.end_unattempted(&row, DeadReason::FunctionNotFound, false)
+                    .await?;
                 return Ok(None);
             }
             Err(
@@ -357,8 +360,8 @@ impl Platform {
                 blocking(move || store.requeue(&owned, at)).await?;
                 return Ok(Some(at));
             }
-            Err(InvokeError::StartFailed(m)) => {
-                let error = json!({"code": "instance_start_failed", "message": m});
+            Err(e @ InvokeError::StartFailed(_)) => {
+                let error = e.error();
                 (
                     AttemptRow {
                         attempt: attempt_no,
@@ -366,10 +369,10 @@ impl Platform {
                         version: 0,
                         started_at: now,
                         duration_ms: 0.0,
-                        status: "instance_start_failed".to_owned(),
-                        error_json: Some(error.to_string()),
+                        status: error.code.as_str().to_owned(),
+                        error_json: Some(error.to_json().to_string()),
                     },
-                    Some(error),
+                    Some(error.to_json()),
                     None,
                 )
             }
@@ -395,9 +398,9 @@ impl Platform {
         let delay = retry_delay(self.queue.config.retry_base, attempt_no, rand::random::<f64>());
         let next = now + delay;
         let reason = if attempt_no >= spec.retry.max_attempts() {
-            Some("retries_exhausted")
+            Some(DeadReason::RetriesExhausted)
         } else if next - row.created_at > max_age {
-            Some("event_too_old")
+            Some(DeadReason::EventTooOld)
         } else {
             None
         };
@@ -411,7 +414,7 @@ impl Platform {
                 d.as_str(),
                 &row,
                 "failure",
-                json!({"error": error, "reason": reason}),
+                json!({"error": error, "reason": reason.as_str()}),
                 attempt_no,
                 now,
             )
@@ -434,7 +437,7 @@ impl Platform {
     async fn end_unattempted(
         self: &Arc<Self>,
         row: &AsyncRow,
-        reason: &'static str,
+        reason: DeadReason,
         dead_letter: bool,
     ) -> Result<(), StoreError> {
         self.finish(row, None, Finish::Dead { reason, dead_letter }, None)
@@ -488,7 +491,7 @@ fn destination_event(
         id: uuid::Uuid::now_v7().to_string(),
         function: destination.to_owned(),
         event: body.to_string(),
-        source: "destination",
+        source: AsyncSource::Destination,
         created_at: now,
         redrive_of: None,
         hops: row.hops.saturating_add(1),
@@ -497,17 +500,4 @@ fn destination_event(
 
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(0.5 + rand::random::<f64>())
-}
-
-/// Keys created at or before this are past their lifetime.
-pub(crate) fn key_fresh_after(now: OffsetDateTime) -> OffsetDateTime {
-    now - Duration::from_secs(IDEMPOTENCY_TTL_SECS)
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("the store task failed: {e}")))?
 }

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::queue::blocking;
+use crate::blocking;
 use crate::{Clock, Platform};
 
 /// Most firings of one schedule in one pass (a clock that jumps far ahead).
@@ -47,10 +47,20 @@ pub struct ScheduleView {
     pub event: serde_json::Map<String, Value>,
     pub enabled: bool,
     /// What happens to runs missed while the server was down: `skip` or `one`.
-    #[schema(value_type = crate::view::schema::CatchUp)]
+    #[schema(value_type = CatchUpSchema)]
     pub catch_up: CatchUp,
     /// When it fires next (RFC 3339); null when disabled or never again.
     pub next_fire_at: Option<String>,
+}
+
+// Core's `CatchUp` as the OpenAPI document shows it.
+/// What happens to runs of a schedule missed while the server was down.
+#[derive(ToSchema)]
+#[schema(as = CatchUp, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum CatchUpSchema {
+    Skip,
+    One,
 }
 
 /// A schedule in the list of every function's schedules.
@@ -220,7 +230,7 @@ impl Platform {
                         id: firing_id(&function, &key, *at),
                         function: function.clone(),
                         event: s.event_at(*at).to_string(),
-                        source: "schedule",
+                        source: ignis_store::AsyncSource::Schedule,
                         created_at: created,
                         redrive_of: None,
                         hops: 0,

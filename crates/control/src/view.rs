@@ -214,13 +214,4 @@ pub mod schema {
         pub idle: u64,
         pub busy: u64,
     }
-
-    /// What happens to runs of a schedule missed while the server was down.
-    #[derive(ToSchema)]
-    #[schema(rename_all = "lowercase")]
-    #[allow(dead_code)]
-    pub enum CatchUp {
-        Skip,
-        One,
-    }
 }

@@ -31,18 +31,3 @@ pub enum Outcome {
     /// deeply, a number out of range): this call fails, the instance serves on.
     InvalidResponse { message: String },
 }
-
-impl Outcome {
-    /// The stable status name stored in invocation records.
-    pub fn status(&self) -> &'static str {
-        match self {
-            Outcome::Ok(_) => "succeeded",
-            Outcome::FunctionError(_) => "function_error",
-            Outcome::Timeout => "timeout",
-            Outcome::Crashed { .. } => "crashed",
-            Outcome::OutOfMemory => "out_of_memory",
-            Outcome::ResponseTooLarge { .. } => "response_too_large",
-            Outcome::InvalidResponse { .. } => "invalid_response",
-        }
-    }
-}

@@ -23,7 +23,10 @@ use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
 pub use packages::{NewPackage, NewPackageFile, PackageContent, StoredPackageFile};
-pub use queue::{AsyncRow, AttemptRow, Enqueued, Finish, IdempotentRecord, NewAsync};
+pub use queue::{
+    AsyncRow, AsyncSource, AsyncStatus, AttemptRow, DeadReason, Enqueued, Finish, IdempotentRecord, KeyKind,
+    NewAsync,
+};
 pub use test_events::{Saved, TestEvent};
 pub use writer::InvocationWriter;
 
@@ -276,6 +279,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/004_console.sql")),
         M::up(include_str!("migrations/005_destination_hops.sql")),
         M::up(include_str!("migrations/006_packages.sql")),
+        M::up(include_str!("migrations/007_async_checks.sql")),
     ])
 }
 

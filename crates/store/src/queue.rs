@@ -11,14 +11,119 @@ use time::OffsetDateTime;
 
 use crate::{from_ms, ms, sql_limit, Store, StoreError};
 
+/// A closed set of values stored as text (each column has a CHECK listing them).
+macro_rules! stored_text {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored (and shown) text.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Reads a stored text; anything else means the database was changed by hand.
+            pub fn parse(s: &str) -> Result<$name, StoreError> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(StoreError::Corrupt(format!(concat!($what, " {:?}"), other))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+    };
+}
+
+stored_text!(
+    /// Where an asynchronous invocation is in its life.
+    AsyncStatus, "asynchronous invocation status" {
+        /// Waiting for its first attempt.
+        Queued = "queued",
+        /// An attempt is running.
+        Running = "running",
+        /// An attempt failed; the next is due at `next_attempt_at`.
+        Failed = "failed",
+        Succeeded = "succeeded",
+        /// Failed for good.
+        Dead = "dead",
+    }
+);
+
+impl AsyncStatus {
+    /// Not ended: it will be attempted (again).
+    pub fn is_open(self) -> bool {
+        match self {
+            AsyncStatus::Queued | AsyncStatus::Running | AsyncStatus::Failed => true,
+            AsyncStatus::Succeeded | AsyncStatus::Dead => false,
+        }
+    }
+}
+
+stored_text!(
+    /// Why an asynchronous invocation ended dead.
+    DeadReason, "dead reason" {
+        /// Its last allowed attempt failed.
+        RetriesExhausted = "retries_exhausted",
+        /// Its event became older than the function's `max_event_age_secs`.
+        EventTooOld = "event_too_old",
+        /// Its function was deleted before it ran.
+        FunctionNotFound = "function_not_found",
+        /// It was a destination's event past the longest chain of destinations.
+        DestinationHopsExceeded = "destination_hops_exceeded",
+    }
+);
+
+stored_text!(
+    /// Who made an asynchronous invocation.
+    AsyncSource, "asynchronous invocation source" {
+        /// A caller of the API.
+        Api = "api",
+        /// A function's schedule.
+        Schedule = "schedule",
+        /// The redrive of a dead letter.
+        Redrive = "redrive",
+        /// Another invocation's destination.
+        Destination = "destination",
+    }
+);
+
+stored_text!(
+    /// How the first invocation with an idempotency key was made.
+    KeyKind, "idempotency key kind" {
+        /// A synchronous call: its answer is kept to replay.
+        Sync = "sync",
+        /// An asynchronous invocation: a repeat answers with its id.
+        Async = "async",
+    }
+);
+
 /// An asynchronous invocation to accept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAsync {
     pub id: String,
     pub function: String,
     pub event: String,
-    /// `api`, `schedule`, `redrive` or `destination`.
-    pub source: &'static str,
+    pub source: AsyncSource,
     pub created_at: OffsetDateTime,
     pub redrive_of: Option<String>,
     /// Destination hops that led to it: 0 when a caller made it, the invocation's own plus
@@ -39,8 +144,7 @@ pub enum Enqueued {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdempotentRecord {
     pub invocation_id: String,
-    /// `sync` or `async`.
-    pub kind: String,
+    pub kind: KeyKind,
     pub created_at: OffsetDateTime,
     /// For `sync`: the answer to replay, opaque to the store.
     pub reply: Option<String>,
@@ -51,14 +155,14 @@ pub struct AsyncRow {
     pub id: String,
     pub function: String,
     pub event: String,
-    pub status: String,
-    pub source: String,
+    pub status: AsyncStatus,
+    pub source: AsyncSource,
     pub created_at: OffsetDateTime,
     pub next_attempt_at: OffsetDateTime,
     /// Finished attempts.
     pub attempts: u32,
     pub result: Option<String>,
-    pub dead_reason: Option<String>,
+    pub dead_reason: Option<DeadReason>,
     pub finished_at: Option<OffsetDateTime>,
     pub dead_letter: bool,
     pub redrive_of: Option<String>,
@@ -93,7 +197,7 @@ pub enum Finish {
     },
     /// Failed for good; listed in the function's dead letters when `dead_letter`.
     Dead {
-        reason: &'static str,
+        reason: DeadReason,
         dead_letter: bool,
     },
 }
@@ -105,14 +209,18 @@ fn async_row(r: &Row<'_>) -> rusqlite::Result<Result<AsyncRow, StoreError>> {
     let created_at: i64 = r.get(5)?;
     let next: i64 = r.get(6)?;
     let finished: Option<i64> = r.get(10)?;
-    let times = (|| {
+    let (status, source, dead_reason): (String, String, Option<String>) = (r.get(3)?, r.get(4)?, r.get(9)?);
+    let parsed = (|| {
         Ok::<_, StoreError>((
             from_ms(created_at)?,
             from_ms(next)?,
             finished.map(from_ms).transpose()?,
+            AsyncStatus::parse(&status)?,
+            AsyncSource::parse(&source)?,
+            dead_reason.as_deref().map(DeadReason::parse).transpose()?,
         ))
     })();
-    let (created_at, next_attempt_at, finished_at) = match times {
+    let (created_at, next_attempt_at, finished_at, status, source, dead_reason) = match parsed {
         Ok(t) => t,
         Err(e) => return Ok(Err(e)),
     };
@@ -120,13 +228,13 @@ fn async_row(r: &Row<'_>) -> rusqlite::Result<Result<AsyncRow, StoreError>> {
         id: r.get(0)?,
         function: r.get(1)?,
         event: r.get(2)?,
-        status: r.get(3)?,
-        source: r.get(4)?,
+        status,
+        source,
         created_at,
         next_attempt_at,
         attempts: r.get(7)?,
         result: r.get(8)?,
-        dead_reason: r.get(9)?,
+        dead_reason,
         finished_at,
         dead_letter: r.get(11)?,
         redrive_of: r.get(12)?,
@@ -204,7 +312,7 @@ fn key_record(
     }
     Ok(Some(IdempotentRecord {
         invocation_id,
-        kind,
+        kind: KeyKind::parse(&kind)?,
         created_at: from_ms(created_at)?,
         reply,
     }))

@@ -3,6 +3,7 @@
 //! only when every task waits), so retries, backoff and slow deploys take no real time.
 
 mod deploys;
+mod idempotency;
 mod queue;
 
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! throttled attempt put back without counting, and destinations.
 
 use ignis_control::metrics::{render, Format};
+use ignis_store::{AsyncSource, AsyncStatus, DeadReason};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -15,8 +16,8 @@ async fn failing_attempts_are_retried_with_backoff_then_end_as_a_dead_letter() {
     let began = Instant::now();
     let id = w.accept("flaky", json!({"fail": "boom"})).await;
     let (row, attempts) = w.ended(&id).await;
-    assert_eq!(row.status, "dead");
-    assert_eq!(row.dead_reason.as_deref(), Some("retries_exhausted"));
+    assert_eq!(row.status, AsyncStatus::Dead);
+    assert_eq!(row.dead_reason, Some(DeadReason::RetriesExhausted));
     assert!(row.dead_letter, "{row:?}");
     assert_eq!(
         attempts.len(),
@@ -50,7 +51,7 @@ async fn a_redriven_dead_letter_runs_again_as_a_new_invocation() {
     .await;
     let id = w.accept("fixme", json!({"n": 1})).await;
     let (row, _) = w.ended(&id).await;
-    assert_eq!(row.status, "dead");
+    assert_eq!(row.status, AsyncStatus::Dead);
     // A version that works, then the dead letter again.
     let fixed = crate::spec("fixme", &json!({}), json!({"retry": {"max_retries": 0}}));
     w.platform
@@ -65,8 +66,8 @@ async fn a_redriven_dead_letter_runs_again_as_a_new_invocation() {
         .expect("it was a dead letter");
     assert_ne!(again, id);
     let (row, attempts) = w.ended(&again).await;
-    assert_eq!(row.status, "succeeded", "{row:?} {attempts:?}");
-    assert_eq!(row.source, "redrive");
+    assert_eq!(row.status, AsyncStatus::Succeeded, "{row:?} {attempts:?}");
+    assert_eq!(row.source, AsyncSource::Redrive);
     assert_eq!(row.redrive_of.as_deref(), Some(id.as_str()));
     assert_eq!(row.event, json!({"n": 1}).to_string());
     assert_eq!(attempts.len(), 1);
@@ -111,7 +112,7 @@ async fn a_throttled_attempt_is_put_back_without_counting_as_an_attempt() {
     for id in &ids {
         let (row, attempts) = w.ended(id).await;
         // With no retries allowed, a throttle counted as an attempt would be a dead letter.
-        assert_eq!(row.status, "succeeded", "{row:?} {attempts:?}");
+        assert_eq!(row.status, AsyncStatus::Succeeded, "{row:?} {attempts:?}");
         assert_eq!(row.attempts, 1, "{row:?}");
         assert_eq!(attempts.len(), 1, "{attempts:?}");
     }
@@ -133,8 +134,8 @@ async fn results_and_failures_are_handed_to_the_destinations() {
     let bad = w.accept("job", json!({"fail": "nope"})).await;
     let (ok_row, _) = w.ended(&ok).await;
     let (bad_row, _) = w.ended(&bad).await;
-    assert_eq!(ok_row.status, "succeeded");
-    assert_eq!(bad_row.status, "dead");
+    assert_eq!(ok_row.status, AsyncStatus::Succeeded);
+    assert_eq!(bad_row.status, AsyncStatus::Dead);
     let handed = wait_for("both destinations to run", || {
         let calls = w.starter.calls();
         let of = |f: &str| calls.iter().find(|c| c.function == f).cloned();
@@ -205,4 +206,37 @@ async fn a_schedule_fires_on_the_platform_clock_once_per_time() {
         "{:?}",
         began.elapsed()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_caller_the_record_and_an_attempt_get_one_code_and_message_for_a_failure() {
+    let w = World::new(10).await;
+    w.create("failing", json!({}), json!({"retry": {"max_retries": 0}}))
+        .await;
+    let event = serde_json::value::RawValue::from_string(r#"{"fail": "boom"}"#.to_owned()).expect("json");
+    let inv = w.platform.invoke("failing", event).await.expect("ran");
+    assert_eq!(inv.result.kind(), ignis_control::OutcomeKind::FunctionError);
+    let answered = inv.result.error().expect("a function error is an error");
+    assert_eq!(
+        (answered.code, answered.message.as_str()),
+        (ignis_control::ErrorCode::FunctionError, "boom")
+    );
+    let record = w
+        .platform
+        .store()
+        .get_invocation(&inv.id)
+        .expect("read")
+        .expect("recorded before the caller is answered");
+    assert_eq!(record.status, "function_error");
+    let stored: serde_json::Value =
+        serde_json::from_str(record.error_json.as_deref().expect("an error")).expect("json");
+    assert_eq!(stored, answered.to_json());
+    assert_eq!(stored, json!({"type": "Error", "message": "boom", "stack": ""}));
+    // An asynchronous attempt keeps the same error.
+    let id = w.accept("failing", json!({"fail": "boom"})).await;
+    let (_, attempts) = w.ended(&id).await;
+    assert_eq!(attempts[0].status, "function_error");
+    let kept: serde_json::Value =
+        serde_json::from_str(attempts[0].error_json.as_deref().expect("an error")).expect("json");
+    assert_eq!(kept, stored);
 }
