@@ -3,7 +3,7 @@
 // version's deploy status, and the tabs (code with the test panel, configuration,
 // invocations, live logs, metrics). It polls the function, faster while a deploy is on.
 
-import { api, errMessage, isStatus, isUnauthorized } from './api.js';
+import { api, apiRaw, errMessage, errorFrom, isStatus, isUnauthorized } from './api.js';
 import { clear, enc, h, setText } from './dom.js';
 import { codeEditor } from './editor.js';
 import { fmtInstances, loadErrorText } from './format.js';
@@ -139,12 +139,19 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
   const saveErr = errorBox('save-error');
   const editorBox = h('div', {});
   const invoke = invokePanel(pg, name);
+  // A package of several files is shown as its file list: the editor holds one file, and
+  // deploying it would replace the package (editing packages here comes with a file tree).
+  const isPackage = fn.package_sha256 != null;
+  if (isPackage) {
+    saveBtn.hidden = true;
+    editorBox.append(packageList(fn, path));
+  }
   t.panel('code').append(h('div', { class: 'code-layout' },
     h('div', { class: 'code-main' },
       h('div', { class: 'editor-head' },
-        h('h2', { class: 'sub' }, RUNTIME_FILES[fn.runtime] || 'Code'),
+        h('h2', { class: 'sub' }, isPackage ? 'Package' : RUNTIME_FILES[fn.runtime] || 'Code'),
         h('div', { class: 'editor-actions' }, dirtyEl, saveBtn)),
-      h('p', { class: 'muted small' }, 'Deploy makes a new version (Ctrl+S or ⌘S).'),
+      isPackage ? null : h('p', { class: 'muted small' }, 'Deploy makes a new version (Ctrl+S or ⌘S).'),
       saveErr.el,
       editorBox),
     invoke.el));
@@ -161,11 +168,13 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     const dirty = editor && editor.getValue() !== savedCode;
     setText(dirtyEl, dirty ? 'Unsaved changes' : '');
   };
-  codeEditor(pg, editorBox, { runtime: fn.runtime, value: savedCode, label: `Code of ${name}` }).then((ed) => {
-    editor = ed;
-    ed.onChange(updateDirty);
-    showDeploy();
-  });
+  if (!isPackage) {
+    codeEditor(pg, editorBox, { runtime: fn.runtime, value: savedCode, label: `Code of ${name}` }).then((ed) => {
+      editor = ed;
+      ed.onChange(updateDirty);
+      showDeploy();
+    });
+  }
 
   const deploy = async () => {
     if (saving || !editor) return;
@@ -330,4 +339,34 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
       saveBtn.disabled = true;
     },
   };
+}
+
+/**
+ * A package's files (path and size) and a link to download them as a zip.
+ * @param {FunctionView} fn
+ * @param {string} path the function's API path
+ * @returns {HTMLElement}
+ */
+function packageList(fn, path) {
+  const files = fn.files || [];
+  // A button, not a link: the download needs the token, which only fetch can send.
+  const download = h('button', { type: 'button', class: 'btn btn-small', testid: 'package-download' }, 'Download as zip');
+  download.addEventListener('click', async () => {
+    try {
+      const resp = await apiRaw('GET', path + '/code', undefined, { accept: 'application/zip' });
+      if (!resp.ok) throw await errorFrom(resp);
+      const url = URL.createObjectURL(await resp.blob());
+      h('a', { href: url, download: fn.name + '.zip' }).click();
+      URL.revokeObjectURL(url);
+    } catch (e) {
+      if (!isUnauthorized(e)) toast(errMessage(e), 'error');
+    }
+  });
+  return h('div', { class: 'card', testid: 'package' },
+    h('p', { class: 'muted small' },
+      `A package of ${files.length} file${files.length === 1 ? '' : 's'}, handler ${fn.handler || ''}. `,
+      'Deploy a new package with files or zip through the API or the CLI; settings changes keep it.'),
+    h('ul', { class: 'package-files mono', testid: 'package-files' },
+      ...files.map((f) => h('li', {}, f.path, h('span', { class: 'muted' }, ` ${f.size} B`)))),
+    download);
 }

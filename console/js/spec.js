@@ -14,6 +14,8 @@
  * @property {string} name
  * @property {string} runtime
  * @property {string} [code]
+ * @property {string | null} [package_sha256] set when the function is a package of several files
+ * @property {Array<{path: string, size: number, sha256: string}>} [files] a package's files
  * @property {string} [handler]
  * @property {number} memory_mb
  * @property {number} timeout_secs

@@ -282,3 +282,40 @@ test('keyboard: Tab reaches Deploy, arrow keys move between tabs, Ctrl+M leaves 
     await page.locator(testid('invoke-status')).filter({ hasText: /^200 OK$/ }).waitFor({ timeout: 20_000 });
   });
 });
+
+test('a package of several files shows its file list instead of the editor, downloads as a zip and runs', async () => {
+  await withPage(env.browser, 'function-package', async (page) => {
+    const name = uniqueName('pkg');
+    await env.server.createFunction({
+      name,
+      runtime: 'python',
+      handler: 'app/main.handler',
+      files: {
+        'app/main.py': 'from app.helper import greet\n\ndef handler(event):\n    return {"hello": greet(event.get("name", "x"))}\n',
+        'app/__init__.py': '',
+        'app/helper.py': 'def greet(name):\n    return "hi " + name\n',
+      },
+    });
+    await page.goto(`${env.server.url}/#/functions/${name}`);
+    await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor({ timeout: 20_000 });
+    const files = await page.locator(`${testid('package-files')} li`).allTextContents();
+    assert.deepEqual(files.map((f) => f.split(' ')[0]), ['app/__init__.py', 'app/helper.py', 'app/main.py']);
+    // Deploying the editor's one file would replace the package: there is no editor to deploy.
+    assert.equal(await page.locator(testid('deploy')).isVisible(), false);
+    assert.equal(await page.locator(testid('code-editor')).count(), 0);
+
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator(testid('package-download')).click(),
+    ]);
+    assert.equal(download.suggestedFilename(), `${name}.zip`);
+    const { readFile } = await import('node:fs/promises');
+    const bytes = await readFile(await download.path());
+    assert.equal(bytes.subarray(0, 2).toString('latin1'), 'PK', 'a zip archive');
+
+    await page.locator(testid('event-editor')).fill('{"name": "Ada"}');
+    await page.locator(testid('invoke')).click();
+    await page.locator(testid('invoke-status')).filter({ hasText: /^200 OK$/ }).waitFor({ timeout: 20_000 });
+    assert.deepEqual(JSON.parse(await page.locator(testid('invoke-body')).textContent()), { hello: 'hi Ada' });
+  });
+});
