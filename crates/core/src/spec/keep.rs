@@ -173,6 +173,9 @@ mod tests {
         assert_eq!((e.code, e.field.as_deref()), ("invalid_value", Some("memory_mb")));
         let e = update(json!({"name": "other", "runtime": "python"})).expect_err("another name");
         assert_eq!(e.field.as_deref(), Some("name"));
+        // A null source is not given, as every null field: the code is kept.
+        let null = update(json!({"runtime": "python", "code": null, "files": null, "zip": null}));
+        assert!(matches!(null, Ok(SpecUpdate::KeepCode(_))), "{null:?}");
     }
 
     #[test]
