@@ -12,6 +12,7 @@ mod destinations;
 mod function_urls;
 mod harness;
 mod instances;
+mod keep_code;
 mod lifecycle;
 mod logs;
 mod mapping;

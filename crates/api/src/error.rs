@@ -93,6 +93,7 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "network_unavailable", m)
                     .with("field", "network")
             }
+            ControlError::Spec(spec) => ApiError::from(spec),
             ControlError::Store(ref s) if s.is_disk_full() => disk_full(&e),
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Join(_) => internal(&e),
         }

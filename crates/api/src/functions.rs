@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_control::DeployWait;
-use ignis_core::{parse_spec, FunctionName};
+use ignis_core::{parse_spec, parse_update, FunctionName, SpecUpdate};
 
 use crate::answers::FunctionList;
 use crate::error::errors;
@@ -22,18 +22,32 @@ pub(crate) const MAX_PACKAGE_BODY: usize = 70 * 1024 * 1024;
 
 /// Parses a create or update body off the async threads: a zip archive is inflated and
 /// hashed, up to 250 MiB.
-async fn parse(body: bytes::Bytes, name: Option<FunctionName>) -> Result<ignis_core::FunctionSpec, ApiError> {
+async fn parse(body: bytes::Bytes) -> Result<ignis_core::FunctionSpec, ApiError> {
+    off_async_threads(body, move |body| parse_spec(body, None)).await
+}
+
+/// Parses an update body off the async threads; with no code, it keeps the function's.
+async fn parse_changes(body: bytes::Bytes, name: FunctionName) -> Result<SpecUpdate, ApiError> {
+    off_async_threads(body, move |body| parse_update(body, &name)).await
+}
+
+/// Runs `parse` on a large body on a blocking thread (a small one at once).
+async fn off_async_threads<T: Send + 'static>(
+    body: bytes::Bytes,
+    parse: impl FnOnce(&[u8]) -> Result<T, ignis_core::SpecError> + Send + 'static,
+) -> Result<T, ApiError> {
     if body.len() <= 64 * 1024 {
-        return Ok(parse_spec(&body, name.as_ref())?);
+        return Ok(parse(&body)?);
     }
-    tokio::task::spawn_blocking(move || parse_spec(&body, name.as_ref()))
+    tokio::task::spawn_blocking(move || parse(&body))
         .await
         .map_err(|e| crate::error::internal(&e))?
         .map_err(ApiError::from)
 }
 
-/// A function's spec, as create and update take it (`runtime` and `code` are needed, and
-/// `name` on create; every other field may be left out or null for its default). Some rules are not in the
+/// A function's spec, as create and update take it (`runtime` is needed, `name` on create,
+/// and one of `code`, `files` or `zip` on create; an update without any of them keeps the
+/// function's code; every other field may be left out or null for its default). Some rules are not in the
 /// schema: `min_instances` at most `max_instances`, cron expressions and time zones that
 /// parse, destinations that form no cycle, 4 KiB of environment in all.
 #[derive(utoipa::ToSchema)]
@@ -45,8 +59,9 @@ pub(crate) struct FunctionSpec {
     name: Option<String>,
     #[schema(value_type = RuntimeName)]
     runtime: String,
-    /// A one-file function's source, at most 5 MiB, not only white space. Exactly one of
-    /// `code`, `files` and `zip` is given.
+    /// A one-file function's source, at most 5 MiB, not only white space. One of `code`,
+    /// `files` and `zip` is given on create, and at most one on update (none: the newest
+    /// version's code is kept).
     #[schema(
         max_length = 5242880,
         example = "def handler(event, context):\n    return {'ok': True}\n"
@@ -163,15 +178,16 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let wait = wait(w);
     let body = read_body(body, MAX_PACKAGE_BODY, "function body").await?;
-    let spec = parse(body, None).await?;
+    let spec = parse(body).await?;
     let view = s.platform.create(spec, wait).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// Replaces a function's spec with a new version; it deploys in the background unless
-/// `wait` is given, and calls keep going to the active version until then.
+/// `wait` is given, and calls keep going to the active version until then. An update
+/// that gives no code keeps the function's code and changes only its settings.
 #[utoipa::path(put, operation_id = "update_function", path = "/v1/functions/{name}", tag = "functions", params(("name" = String, Path, description = "The function's name", example = "hello"), Query<Wait>),
-    request_body(content = FunctionSpec, description = "The function's whole new spec"),
+    request_body(content = FunctionSpec, description = "The function's whole new spec. With none of `code`, `files` and `zip`, the new version keeps the code of the newest one (as Lambda's UpdateFunctionConfiguration): the same one file, or the same package (same `package_sha256`, not uploaded again), its `handler` checked against that package's files (422 `invalid_value` on `handler` when it names no file of it; 400 `missing_field` when a package function's update names none). Two of them are refused (422 `invalid_value`)."),
     responses(
         (status = 200, description = "Updated", body = ignis_control::FunctionView),
         errors::BadQuery, errors::Unauthorized, errors::NotFound, errors::TooLarge, errors::Invalid,
@@ -186,8 +202,8 @@ pub(crate) async fn update(
     let wait = wait(w);
     let name = path_name(&name)?;
     let body = read_body(body, MAX_PACKAGE_BODY, "function body").await?;
-    let spec = parse(body, Some(name)).await?;
-    let view = s.platform.update(spec, wait).await?;
+    let update = parse_changes(body, name).await?;
+    let view = s.platform.update(update, wait).await?;
     Ok(Json(view).into_response())
 }
 

@@ -7,9 +7,11 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use ignis_core::events::destination_cycle;
 use ignis_core::package::resolve_handler;
-use ignis_core::{FunctionName, FunctionSpec, FunctionState, StateEvent};
+use ignis_core::{FunctionName, FunctionSpec, FunctionState, KeepCode, SpecError, SpecUpdate, StateEvent};
 use ignis_pool::{CodePackage, LaunchSpec, PoolLimits, StartError, Starter, VersionPool};
-use ignis_store::{NewPackage, NewPackageFile, NewVersion, StoreError, StoredVersion, VersionStatus};
+use ignis_store::{
+    NewPackage, NewPackageFile, NewVersion, StoreError, StoredVersion, VersionPackage, VersionStatus,
+};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -37,6 +39,10 @@ pub enum ControlError {
         /// The functions along the cycle, from the function back to it.
         cycle: Vec<String>,
     },
+    /// An update that keeps the function's code, refused for a setting that does not fit
+    /// that code (a handler naming no file of its package).
+    #[error("{0}")]
+    Spec(#[from] SpecError),
     #[error("the store failed: {0}")]
     Store(#[from] StoreError),
     #[error("a stored function could not be read or written: {0}")]
@@ -114,19 +120,32 @@ impl Platform {
         Ok(FunctionView::of(&slot, false, self.clock.now()))
     }
 
-    /// Makes version N+1 of a function. Calls keep going to the serving version until the
-    /// new one is ready; if it fails, the old one keeps serving.
+    /// Makes version N+1 of a function: from a whole spec, or from settings that keep the
+    /// code of the newest version (its one file, or its package by hash). Calls keep going
+    /// to the serving version until the new one is ready; if it fails, the old one keeps
+    /// serving.
     pub async fn update(
         self: &Arc<Self>,
-        mut spec: FunctionSpec,
+        update: impl Into<SpecUpdate>,
         wait: DeployWait,
     ) -> Result<FunctionView, ControlError> {
-        self.check_host_can_run(&spec)?;
+        let update = update.into();
+        if let SpecUpdate::Replace(spec) = &update {
+            self.check_host_can_run(spec)?;
+        }
         let guard = self.changes.lock().await;
-        let name = spec.name.as_str().to_owned();
+        let name = update.name().as_str().to_owned();
         let slot = self
             .slot(&name)
             .ok_or_else(|| ControlError::NotFound(name.clone()))?;
+        let mut spec = match update {
+            SpecUpdate::Replace(spec) => spec,
+            SpecUpdate::KeepCode(keep) => {
+                let spec = self.keep_code(keep, &slot.latest()).await?;
+                self.check_host_can_run(&spec)?;
+                spec
+            }
+        };
         self.check_destinations(&spec)?;
         let version = slot.status().latest_version + 1;
         let now = now_ms();
@@ -155,6 +174,27 @@ impl Platform {
             let _ = done.await;
         }
         Ok(FunctionView::of(&slot, false, self.clock.now()))
+    }
+
+    /// The spec of an update that keeps the code of `current`, the function's newest
+    /// version; a package's file list is read from the store to check the handler against.
+    async fn keep_code(&self, keep: KeepCode, current: &FunctionSpec) -> Result<FunctionSpec, ControlError> {
+        let paths: std::collections::HashSet<String> = match &current.package_sha256 {
+            None => Default::default(),
+            Some(sha) => {
+                let (store, sha) = (self.store.clone(), sha.clone());
+                let files = tokio::task::spawn_blocking(move || store.package_files(&sha))
+                    .await??
+                    .ok_or_else(|| {
+                        ControlError::Io(std::io::Error::other(format!(
+                            "the package of function {:?} is not in the store",
+                            current.name.as_str()
+                        )))
+                    })?;
+                files.into_iter().map(|f| f.path).collect()
+            }
+        };
+        Ok(keep.keep(current, |p| paths.contains(p))?)
     }
 
     /// Deletes a function and everything stored of it; its instances stop.
@@ -496,20 +536,12 @@ fn unpack_stored(
 
 fn new_version(spec: &FunctionSpec, version: u32, now: OffsetDateTime) -> Result<NewVersion, ControlError> {
     Ok(NewVersion {
-        package: spec.package.as_ref().map(|p| {
-            Arc::new(NewPackage {
-                sha256: p.sha256().to_owned(),
-                files: p
-                    .files()
-                    .iter()
-                    .map(|f| NewPackageFile {
-                        path: f.path.clone(),
-                        sha256: f.sha256.clone(),
-                        content: f.content.clone(),
-                    })
-                    .collect(),
-            })
-        }),
+        package: match (&spec.package, &spec.package_sha256) {
+            (Some(p), _) => Some(VersionPackage::New(new_package(p))),
+            // Kept from the version before: stored already.
+            (None, Some(sha)) => Some(VersionPackage::Stored(sha.clone())),
+            (None, None) => None,
+        },
         function: spec.name.as_str().to_owned(),
         version,
         runtime: spec.runtime.as_str().to_owned(),
@@ -518,6 +550,21 @@ fn new_version(spec: &FunctionSpec, version: u32, now: OffsetDateTime) -> Result
         code_sha256: spec.code_sha256(),
         spec_json: serde_json::to_string(spec).map_err(|e| ControlError::Io(e.into()))?,
         created_at: now,
+    })
+}
+
+fn new_package(p: &ignis_core::package::Package) -> Arc<NewPackage> {
+    Arc::new(NewPackage {
+        sha256: p.sha256().to_owned(),
+        files: p
+            .files()
+            .iter()
+            .map(|f| NewPackageFile {
+                path: f.path.clone(),
+                sha256: f.sha256.clone(),
+                content: f.content.clone(),
+            })
+            .collect(),
     })
 }
 

@@ -17,5 +17,8 @@ pub mod state;
 
 pub use logs::{LogLine, LogStream};
 pub use outcome::{FunctionError, Outcome};
-pub use spec::{parse_spec, FunctionName, FunctionSpec, Network, Runtime, SpecError, SpecErrorKind};
+pub use spec::{
+    parse_spec, parse_update, FunctionName, FunctionSpec, KeepCode, Network, Runtime, SpecError,
+    SpecErrorKind, SpecUpdate,
+};
 pub use state::{FunctionState, StateEvent};

@@ -15,8 +15,10 @@ use crate::json::BodyError;
 use crate::limits;
 use crate::package::{resolve_handler, Package, PackageError};
 
+mod keep;
 mod source;
 use crate::schedule::{parse_schedules, Schedule};
+pub use keep::{KeepCode, SpecUpdate};
 use source::parse_source;
 
 /// A validated function name: `^[a-z][a-z0-9-]{0,62}$`.
@@ -272,9 +274,28 @@ const FIELDS: [&str; 21] = [
     "schedules",
 ];
 
-/// Parses and validates a create or update body. `path_name` is the name from the URL of
-/// an update; the body's `name`, if present, must match it.
+/// Parses and validates a create body, or an update body that gives its code: exactly one
+/// of `code`, `files` and `zip` is needed. `path_name` is the name from the URL of an
+/// update; the body's `name`, if present, must match it.
 pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<FunctionSpec, SpecError> {
+    match parse_body(body, path_name)? {
+        SpecUpdate::Replace(spec) => Ok(spec),
+        SpecUpdate::KeepCode(_) => Err(SpecError::malformed(
+            "missing_field",
+            "code",
+            "one of code, files or zip is required".to_owned(),
+        )),
+    }
+}
+
+/// Parses and validates an update body of the function `path_name`: with none of `code`,
+/// `files` and `zip`, it keeps the code of the function's newest version
+/// ([`SpecUpdate::KeepCode`]).
+pub fn parse_update(body: &[u8], path_name: &FunctionName) -> Result<SpecUpdate, SpecError> {
+    parse_body(body, Some(path_name))
+}
+
+fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdate, SpecError> {
     let value: Value = crate::json::parse_strict(body).map_err(|e| match e {
         BodyError::Syntax(e) => SpecError {
             kind: SpecErrorKind::Malformed,
@@ -331,32 +352,15 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         )
     })?;
 
-    let (code, package) = parse_source(&fields)?;
-    let handler = match &package {
-        None => {
-            let handler = fields.string("handler")?.unwrap_or("handler");
-            if !is_identifier(handler) {
-                return Err(SpecError::invalid(
-                    "handler",
-                    format!("handler {handler:?} must be an identifier (letters, digits, '_' or '$', not starting with a digit)"),
-                ));
-            }
-            handler
-        }
-        Some(package) => {
-            let handler = fields.string("handler")?.ok_or_else(|| {
-                SpecError::malformed(
-                    "missing_field",
-                    "handler",
-                    "handler is required with files or zip, in Lambda's form path/module.function \
-                     (such as app.lambda_handler or src/lambda.handler)"
-                        .to_owned(),
-                )
-            })?;
-            resolve_handler(runtime, handler, |p| package.contains(p))
-                .map_err(|m| SpecError::invalid("handler", m))?;
-            handler
-        }
+    let source = parse_source(&fields)?;
+    let given_handler = fields.string("handler")?;
+    // With no code given, the handler is checked against the code kept, later.
+    let handler = match &source {
+        None => "",
+        Some((_, None)) => one_file_handler(given_handler)?,
+        Some((_, Some(package))) => package_handler(runtime, given_handler, "with files or zip", |p| {
+            package.contains(p)
+        })?,
     };
 
     let env = parse_env(&fields)?;
@@ -397,7 +401,9 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         None | Some(Value::Null) => Vec::new(),
         Some(v) => parse_schedules(v)?,
     };
-    Ok(FunctionSpec {
+    let keeps_code = source.is_none();
+    let (code, package) = source.unwrap_or_default();
+    let spec = FunctionSpec {
         name,
         runtime,
         code,
@@ -419,7 +425,49 @@ pub fn parse_spec(body: &[u8], path_name: Option<&FunctionName>) -> Result<Funct
         on_failure,
         max_async_concurrency,
         schedules,
+    };
+    Ok(if keeps_code {
+        SpecUpdate::KeepCode(KeepCode {
+            spec,
+            handler: given_handler.map(str::to_owned),
+        })
+    } else {
+        SpecUpdate::Replace(spec)
     })
+}
+
+/// A one-file function's handler: an identifier, `handler` when not given.
+fn one_file_handler(given: Option<&str>) -> Result<&str, SpecError> {
+    let handler = given.unwrap_or("handler");
+    if !is_identifier(handler) {
+        return Err(SpecError::invalid(
+            "handler",
+            format!("handler {handler:?} must be an identifier (letters, digits, '_' or '$', not starting with a digit)"),
+        ));
+    }
+    Ok(handler)
+}
+
+/// A package function's handler, needed (`when` says why: "with files or zip"), in Lambda's
+/// form, naming a file `contains` holds.
+fn package_handler<'a>(
+    runtime: Runtime,
+    given: Option<&'a str>,
+    when: &str,
+    contains: impl Fn(&str) -> bool,
+) -> Result<&'a str, SpecError> {
+    let handler = given.ok_or_else(|| {
+        SpecError::malformed(
+            "missing_field",
+            "handler",
+            format!(
+                "handler is required {when}, in Lambda's form path/module.function \
+                 (such as app.lambda_handler or src/lambda.handler)"
+            ),
+        )
+    })?;
+    resolve_handler(runtime, handler, contains).map_err(|m| SpecError::invalid("handler", m))?;
+    Ok(handler)
 }
 
 fn one() -> u32 {

@@ -157,7 +157,8 @@ impl Store {
 }
 
 fn insert_version(tx: &Transaction<'_>, v: &NewVersion, version: u32) -> Result<(), StoreError> {
-    if let Some(p) = &v.package {
+    // A package stored already is only referred to (the foreign key checks it is there).
+    if let Some(crate::VersionPackage::New(p)) = &v.package {
         crate::packages::insert_package(tx, p, crate::packages::now(v.created_at))?;
     }
     tx.execute(
@@ -175,7 +176,7 @@ fn insert_version(tx: &Transaction<'_>, v: &NewVersion, version: u32) -> Result<
             v.spec_json,
             VersionStatus::Deploying.as_str(),
             ms(v.created_at),
-            v.package.as_ref().map(|p| p.sha256.as_str())
+            v.package.as_ref().map(crate::VersionPackage::sha256)
         ],
     )?;
     Ok(())

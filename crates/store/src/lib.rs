@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
-pub use packages::{NewPackage, NewPackageFile, PackageContent, StoredPackageFile};
+pub use packages::{NewPackage, NewPackageFile, PackageContent, StoredPackageFile, VersionPackage};
 pub use queue::{
     AsyncRow, AsyncSource, AsyncStatus, AttemptRow, DeadReason, Enqueued, Finish, IdempotentRecord, KeyKind,
     NewAsync,
@@ -131,7 +131,7 @@ pub struct NewVersion {
     pub spec_json: String,
     pub created_at: OffsetDateTime,
     /// The package the version is made of, when it is several files (stored once per hash).
-    pub package: Option<Arc<NewPackage>>,
+    pub package: Option<VersionPackage>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -15,6 +15,23 @@ pub struct NewPackage {
     pub files: Vec<NewPackageFile>,
 }
 
+/// The package of a version: new files, or a package stored already (kept by an update
+/// that gave no code), by hash.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VersionPackage {
+    New(Arc<NewPackage>),
+    Stored(String),
+}
+
+impl VersionPackage {
+    pub fn sha256(&self) -> &str {
+        match self {
+            VersionPackage::New(p) => &p.sha256,
+            VersionPackage::Stored(sha) => sha,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPackageFile {
     pub path: String,

@@ -1,5 +1,5 @@
 //! A function's code in a create or update body: one file (`code`), or a package of
-//! several (`files` or `zip`), exactly one of them.
+//! several (`files` or `zip`), at most one of them (none: an update keeps the code).
 
 use std::sync::Arc;
 
@@ -9,19 +9,18 @@ use super::{Fields, SpecError};
 use crate::limits;
 use crate::package::{Package, PackageError};
 
-/// The function's code: exactly one of `code` (one file), `files` (path → text) or `zip`
-/// (base64 of a zip archive).
-pub(super) fn parse_source(fields: &Fields<'_>) -> Result<(String, Option<Arc<Package>>), SpecError> {
+/// Code given: one file's text (empty for a package), and the package of several files.
+pub(super) type Source = (String, Option<Arc<Package>>);
+
+/// The function's code: one of `code` (one file), `files` (path → text) or `zip` (base64
+/// of a zip archive); `None` when the body gives none of them (two are refused).
+pub(super) fn parse_source(fields: &Fields<'_>) -> Result<Option<Source>, SpecError> {
     let given: Vec<&str> = ["code", "files", "zip"]
         .into_iter()
         .filter(|f| fields.0.get(*f).is_some_and(|v| !v.is_null()))
         .collect();
     match given.as_slice() {
-        [] => Err(SpecError::malformed(
-            "missing_field",
-            "code",
-            "one of code, files or zip is required".to_owned(),
-        )),
+        [] => Ok(None),
         ["code"] => {
             let code = fields.string("code")?.unwrap_or_default();
             if code.trim().is_empty() {
@@ -37,7 +36,7 @@ pub(super) fn parse_source(fields: &Fields<'_>) -> Result<(String, Option<Arc<Pa
                     ),
                 ));
             }
-            Ok((code.to_owned(), None))
+            Ok(Some((code.to_owned(), None)))
         }
         ["files"] => {
             let Some(Value::Object(map)) = fields.0.get("files") else {
@@ -59,7 +58,7 @@ pub(super) fn parse_source(fields: &Fields<'_>) -> Result<(String, Option<Arc<Pa
                 files.push((path.clone(), text.clone().into_bytes()));
             }
             let package = Package::new(files).map_err(|e| SpecError::package("files", e))?;
-            Ok((String::new(), Some(Arc::new(package))))
+            Ok(Some((String::new(), Some(Arc::new(package)))))
         }
         ["zip"] => {
             let encoded = fields.string("zip")?.unwrap_or_default();
@@ -83,7 +82,7 @@ pub(super) fn parse_source(fields: &Fields<'_>) -> Result<(String, Option<Arc<Pa
                     SpecError::invalid("zip", format!("zip must be base64 (RFC 4648, with padding): {e}"))
                 })?;
             let package = Package::from_zip(&bytes).map_err(|e| SpecError::package("zip", e))?;
-            Ok((String::new(), Some(Arc::new(package))))
+            Ok(Some((String::new(), Some(Arc::new(package)))))
         }
         _ => Err(SpecError::invalid(
             given[1],
