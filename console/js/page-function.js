@@ -365,7 +365,7 @@ function packageList(fn, path) {
   return h('div', { class: 'card', testid: 'package' },
     h('p', { class: 'muted small' },
       `A package of ${files.length} file${files.length === 1 ? '' : 's'}, handler ${fn.handler || ''}. `,
-      'Deploy a new package with files or zip through the API or the CLI; settings changes keep it.'),
+      'Deploy a new package with files or zip through the API; saving the configuration keeps it.'),
     h('ul', { class: 'package-files mono', testid: 'package-files' },
       ...files.map((f) => h('li', {}, f.path, h('span', { class: 'muted' }, ` ${f.size} B`)))),
     download);

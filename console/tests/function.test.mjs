@@ -317,5 +317,18 @@ test('a package of several files shows its file list instead of the editor, down
     await page.locator(testid('invoke')).click();
     await page.locator(testid('invoke-status')).filter({ hasText: /^200 OK$/ }).waitFor({ timeout: 20_000 });
     assert.deepEqual(JSON.parse(await page.locator(testid('invoke-body')).textContent()), { hello: 'hi Ada' });
+
+    // A settings change keeps the package: a new version with the same files.
+    const before = (await env.server.api('GET', `/v1/functions/${name}`)).json;
+    await page.locator(testid('tab-config')).click();
+    await page.locator(testid('config-memory')).fill('192');
+    await page.locator(testid('config-save')).click();
+    await page.locator(testid('config-saved')).filter({ hasText: 'Saved as version 2.' }).waitFor();
+    await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor({ timeout: 20_000 });
+    const after = (await env.server.api('GET', `/v1/functions/${name}`)).json;
+    assert.equal(after.version, 2);
+    assert.equal(after.memory_mb, 192);
+    assert.equal(after.package_sha256, before.package_sha256);
+    assert.deepEqual(after.files, before.files);
   });
 });
