@@ -80,6 +80,9 @@ struct Status {
     /// latest; at restore, the last good one when the latest had failed.
     deploying: Option<u32>,
     latest: Arc<FunctionSpec>,
+    /// The hash of the newest version's code, computed once per version: views (list and
+    /// get) show it without hashing up to 5 MiB of code per function per request.
+    latest_sha256: String,
     created_at: time::OffsetDateTime,
     updated_at: time::OffsetDateTime,
 }

@@ -105,6 +105,7 @@ impl Platform {
                 deploy_error: None,
                 latest_version: 1,
                 deploying: None,
+                latest_sha256: spec.code_sha256(),
                 latest: spec.clone(),
                 created_at: now,
                 updated_at: now,
@@ -161,8 +162,11 @@ impl Platform {
         })
         .await??;
         let spec = Arc::new(spec);
+        // Hashed before the status lock is taken: views read the status.
+        let sha256 = spec.code_sha256();
         slot.update_status(|s| {
             s.latest_version = version;
+            s.latest_sha256 = sha256;
             s.latest = spec.clone();
             s.updated_at = now;
         });
@@ -261,6 +265,7 @@ impl Platform {
                         .and_then(|d| serde_json::from_str(d).ok()),
                     latest_version: f.latest.version,
                     deploying: None,
+                    latest_sha256: latest.1.code_sha256(),
                     latest: Arc::new(latest.1),
                     created_at: f.created_at,
                     updated_at: f.updated_at,

@@ -93,7 +93,7 @@ impl FunctionView {
             state: s.state,
             state_reason: s.reason.clone(),
             deploy_error: s.deploy_error.clone(),
-            code_sha256: spec.code_sha256(),
+            code_sha256: s.latest_sha256.clone(),
             package_sha256: spec.package_sha256.clone(),
             files: None,
             timeout_secs: spec.timeout_secs,

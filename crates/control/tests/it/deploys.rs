@@ -88,3 +88,29 @@ async fn an_older_deploy_ending_after_a_newer_one_does_not_replace_it() {
     })
     .await;
 }
+
+/// The hash a view shows is the newest version's, kept with the status (computed once per
+/// version, not per request): after a create, after an update, in the list and the get.
+#[tokio::test(start_paused = true)]
+async fn views_show_the_newest_versions_code_hash() {
+    use sha2::{Digest, Sha256};
+    let w = World::new(10).await;
+    let sha = |code: &str| {
+        Sha256::digest(code.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    w.create("hashed", json!({"v": 1}), json!({})).await;
+    let first = w.platform.get("hashed").expect("created");
+    assert_eq!(first.code_sha256, sha(&json!({"v": 1}).to_string()));
+    w.platform
+        .update(spec("hashed", &json!({"v": 2}), json!({})), DeployWait::UntilDone)
+        .await
+        .expect("update");
+    let second = w.platform.get("hashed").expect("updated");
+    assert_eq!(second.code_sha256, sha(&json!({"v": 2}).to_string()));
+    let listed = w.platform.list();
+    let listed = listed.iter().find(|f| f.name == "hashed").expect("listed");
+    assert_eq!(listed.code_sha256, second.code_sha256);
+}
