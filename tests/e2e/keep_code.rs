@@ -170,3 +170,69 @@ fn a_create_still_needs_code_and_two_sources_are_still_refused() {
     assert_eq!(a.error_code(), "invalid_value");
     assert_eq!(s.function("single")["version"], 1);
 }
+
+/// `GET` gives the settings in the shape `PUT` takes (`spec`): sent back unchanged, it makes
+/// a version with the same settings, and a field that follows a server default stays out of
+/// it, named in `defaulted`, so it keeps following (here when `max_instances` changes).
+#[test]
+fn the_spec_a_get_shows_is_an_update_body_that_round_trips() {
+    let s = Server::start();
+    s.deploy("target", "python", ONE_FILE, json!({"handler": "run"}));
+    s.deploy(
+        "full",
+        "python",
+        ONE_FILE,
+        json!({
+            "handler": "run", "memory_mb": 192, "timeout_secs": 12, "vcpus": 1,
+            "min_instances": 0, "max_instances": 4, "concurrency": 2, "idle_timeout_secs": 30,
+            "env": {"MARK": "m"}, "network": "none",
+            "http": {"auth": "none", "cors": {"allow_origins": ["https://app.example"], "max_age_secs": 60}},
+            "retry": {"max_retries": 1, "max_event_age_secs": 600},
+            "on_success": "target",
+            "schedules": [{"cron": "0 9 * * 1-5", "timezone": "Europe/Paris", "event": {"k": 1}, "catch_up": "one"}],
+        }),
+    );
+    let first = s.function("full");
+    let spec = first["spec"].clone();
+    assert_eq!(first["defaulted"], json!(["max_async_concurrency"]), "{first}");
+    assert!(
+        spec.get("max_async_concurrency").is_none(),
+        "a defaulted field is left out: {spec}"
+    );
+    assert!(
+        spec.get("code").is_none() && spec.get("package_sha256").is_none(),
+        "{spec}"
+    );
+    assert_eq!(
+        first["max_async_concurrency"], 4,
+        "the effective default: half of 4 × 2"
+    );
+
+    let second = update_keeps(&s, "full", spec.clone(), 2);
+    assert_eq!(second["spec"], spec, "the same settings, field for field");
+    assert_eq!(second["code_sha256"], first["code_sha256"]);
+
+    // The default keeps following what it follows.
+    let mut bigger = spec.clone();
+    bigger["max_instances"] = json!(8);
+    let third = update_keeps(&s, "full", bigger, 3);
+    assert_eq!(third["max_async_concurrency"], 8, "{third}");
+    assert_eq!(third["defaulted"], json!(["max_async_concurrency"]));
+
+    // A value the function sets is in the spec and no longer defaulted.
+    let mut set = third["spec"].clone();
+    set["max_async_concurrency"] = json!(3);
+    let fourth = update_keeps(&s, "full", set, 4);
+    assert_eq!(fourth["spec"]["max_async_concurrency"], 3, "{fourth}");
+    assert_eq!(fourth["defaulted"], json!([]));
+    assert_eq!(answer(&s, "full")["mark"], "m");
+
+    // Lists do not carry it.
+    let list = s.get("/v1/functions").json();
+    let listed = list["functions"]
+        .as_array()
+        .and_then(|fs| fs.iter().find(|f| f["name"] == "full"))
+        .cloned()
+        .unwrap_or_else(|| panic!("listed: {list}"));
+    assert!(listed.get("spec").is_none(), "{listed}");
+}

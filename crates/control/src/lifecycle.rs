@@ -118,7 +118,7 @@ impl Platform {
         if wait == DeployWait::UntilDone {
             let _ = done.await;
         }
-        Ok(FunctionView::of(&slot, false, self.clock.now()))
+        Ok(FunctionView::of(&slot, false, self.clock.now()).with_spec(&slot))
     }
 
     /// Makes version N+1 of a function: from a whole spec, or from settings that keep the
@@ -177,7 +177,7 @@ impl Platform {
         if wait == DeployWait::UntilDone {
             let _ = done.await;
         }
-        Ok(FunctionView::of(&slot, false, self.clock.now()))
+        Ok(FunctionView::of(&slot, false, self.clock.now()).with_spec(&slot))
     }
 
     /// The spec of an update that keeps the code of `current`, the function's newest

@@ -62,6 +62,33 @@ pub struct FunctionView {
     pub code: Option<String>,
     #[schema(value_type = schema::InstanceCounts)]
     pub instances: InstanceCounts,
+    /// In `GET /v1/functions/{name}` only: the newest version's settings in exactly the shape
+    /// `PUT /v1/functions/{name}` accepts, without the code (an update without code keeps
+    /// it). Sending it back unchanged makes a version with the same settings; a field that
+    /// follows a server default is left out and named in `defaulted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<serde_json::Value>,
+    /// The settings that follow a server default rather than a value the function set
+    /// (`max_async_concurrency`: half of `max_instances × concurrency`), left out of `spec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defaulted: Option<Vec<&'static str>>,
+}
+
+/// The settings of `spec` as an update body takes them: every field but the code (and the
+/// package's hash, which is not a field of the body); a field that follows a default is
+/// left out, and named in the second value.
+fn update_body(spec: &ignis_core::FunctionSpec) -> (serde_json::Value, Vec<&'static str>) {
+    let mut body = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("package_sha256");
+    }
+    let defaulted = if spec.max_async_concurrency.is_none() {
+        vec!["max_async_concurrency"]
+    } else {
+        Vec::new()
+    };
+    (body, defaulted)
 }
 
 /// Why a version's code failed to load, with the line to blame when known.
@@ -79,11 +106,21 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 impl FunctionView {
+    /// Adds the settings as an update body takes them (`spec`, `defaulted`), as a create or
+    /// an update answers, so a client can change one setting and send them back.
+    pub(crate) fn with_spec(mut self, slot: &Slot) -> FunctionView {
+        let (body, defaulted) = update_body(&slot.status().latest);
+        self.spec = Some(body);
+        self.defaulted = Some(defaulted);
+        self
+    }
+
     /// `detail` adds the code (for `GET /v1/functions/{name}`).
     pub(crate) fn of(slot: &Slot, detail: bool, now: time::OffsetDateTime) -> FunctionView {
         let s = slot.status();
         let active = slot.active.load();
         let spec = &s.latest;
+        let body = detail.then(|| update_body(spec));
         FunctionView {
             name: spec.name.as_str().to_owned(),
             runtime: spec.runtime.as_str(),
@@ -115,6 +152,8 @@ impl FunctionView {
             updated_at: rfc3339(s.updated_at),
             code: (detail && spec.package_sha256.is_none()).then(|| spec.code.clone()),
             instances: active.as_ref().map(|a| a.pool.counts()).unwrap_or_default(),
+            spec: body.as_ref().map(|(b, _)| b.clone()),
+            defaulted: body.map(|(_, d)| d),
         }
     }
 }
