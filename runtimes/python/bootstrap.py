@@ -285,8 +285,19 @@ def _load(msg):
     path = os.path.join(msg["dir"], msg["file"])
     name = os.path.splitext(os.path.basename(msg["file"]))[0]
     code = msg["code"]
-    if code is None:
-        return _load_package(msg, path)
+    module, error = _import_package(msg, path) if code is None else _import_file(name, code, path)
+    if error is not None:
+        return None, error
+    fn = getattr(module, msg["handler"], None)
+    if not callable(fn):
+        message = "handler '%s' is not a function in %s" % (msg["handler"], msg["file"])
+        return None, {"type": "HandlerNotFound", "message": message, "stack": "", "line": None}
+    return fn, None
+
+
+def _import_file(name, code, path):
+    """Runs one file's code, given in the message, as the module `name`; returns (module,
+    None) or (None, load error)."""
     try:
         # The code comes in the message, never from a disk the function could write to; it
         # runs under its would-be path, and linecache gives tracebacks its lines.
@@ -301,14 +312,10 @@ def _load(msg):
         error = _describe(exc)
         error["line"] = _user_line(exc, path)
         return None, error
-    fn = getattr(module, msg["handler"], None)
-    if not callable(fn):
-        message = "handler '%s' is not a function in %s" % (msg["handler"], msg["file"])
-        return None, {"type": "HandlerNotFound", "message": message, "stack": "", "line": None}
-    return fn, None
+    return module, None
 
 
-def _load_package(msg, path):
+def _import_package(msg, path):
     """Imports the handler's module from a package of files at msg["dir"] (on sys.path, as
     Lambda's task root): `hello_world/app.py` is the module `hello_world.app`, a package's
     `__init__.py` the package itself, so sibling modules and subpackages import as usual."""
@@ -323,11 +330,7 @@ def _load_package(msg, path):
         error = _describe(exc)
         error["line"] = _user_line(exc, path)
         return None, error
-    fn = getattr(module, msg["handler"], None)
-    if not callable(fn):
-        message = "handler '%s' is not a function in %s" % (msg["handler"], msg["file"])
-        return None, {"type": "HandlerNotFound", "message": message, "stack": "", "line": None}
-    return fn, None
+    return module, None
 
 
 def _is_coroutine_function(fn):

@@ -79,7 +79,8 @@ pub struct FunctionView {
 /// package's hash, which is not a field of the body); a field that follows a default is
 /// left out, and named in the second value.
 fn update_body(spec: &ignis_core::FunctionSpec) -> (serde_json::Value, Vec<&'static str>) {
-    let mut body = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
+    // A spec is strings, numbers, maps with string keys and lists: it always serializes.
+    let mut body = serde_json::to_value(spec).expect("a function spec serializes to JSON");
     if let Some(fields) = body.as_object_mut() {
         fields.remove("package_sha256");
     }
