@@ -2,15 +2,14 @@
 //! what outlives it: nothing, after its server is killed or restarted.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{wait_until, Server, BIN};
+use crate::harness::{spawn_command, wait_until, Server, BIN};
 
 /// Lists the instance's descriptors (and where each leads) and tries the ones the server
 /// was started with.
@@ -66,32 +65,16 @@ struct Inherited {
 impl Inherited {
     fn start(dir: &Path, file: &Path) -> Inherited {
         let data = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(r#"exec 7<"$1" 8<"$2"; shift 2; exec "$@""#)
             .arg("sh")
             .arg(dir)
             .arg(file)
             .arg(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data.path())
-            .env_remove("IGNIS_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ignis through sh");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("ignis listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("ignis printed its listening line within 30 s");
+            .arg(data.path());
+        let (child, url) = spawn_command(cmd);
         Inherited {
             child,
             url,
