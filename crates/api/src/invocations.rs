@@ -13,7 +13,6 @@ use ignis_core::limits::{
     MAX_ASYNC_PAYLOAD_BYTES, MAX_EVENT_DEPTH, MAX_IDEMPOTENCY_KEY_BYTES, MAX_PAYLOAD_BYTES,
 };
 use ignis_core::nesting::json_depth;
-use ignis_core::response::is_reserved_header;
 use ignis_store::{InvocationRecord, StoredLogLine};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -213,12 +212,9 @@ pub(crate) fn answer(inv: Invocation) -> Result<Response, ApiError> {
         Ok(r) => {
             let mut resp = Response::new(Body::from(r.body));
             *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+            // `core::response` already dropped the headers a handler may not set (framing,
+            // `x-ignis-*`): that mapping is the one place they are filtered.
             for (name, value) in r.headers {
-                // The mapping dropped the headers a handler may not set; this edge drops
-                // them again, so that no later change to the mapping can let one through.
-                if is_reserved_header(&name) {
-                    continue;
-                }
                 // Names and values were checked by the mapping; a failure here drops only
                 // that header.
                 if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
