@@ -111,6 +111,23 @@ pub struct ServeArgs {
     /// Cap on the log output kept per invocation, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1024..))]
     pub log_limit_bytes: u32,
+    /// Where installed dependencies are cached, one folder per set (default: <data>/deps).
+    /// Servers may share one.
+    #[arg(long, env = "IGNIS_DEPS_CACHE", value_name = "DIR")]
+    pub deps_cache: Option<PathBuf>,
+    /// Size of the dependency cache, in MiB, past which sets no function's newest or
+    /// ready version uses are removed (least recently used first).
+    #[arg(long, default_value_t = 10_240, value_parser = clap::value_parser!(u64).range(1..))]
+    pub deps_cache_mb: u64,
+    /// Seconds one build (installing a function's dependencies) may take.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=7200))]
+    pub build_timeout_secs: u64,
+    /// Memory of one build's sandbox, in MiB.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(256..))]
+    pub build_memory_mb: u32,
+    /// Largest set of installed dependencies of one version, in MiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub build_max_mb: u64,
 }
 
 #[derive(Debug, Args)]
