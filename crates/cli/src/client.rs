@@ -3,74 +3,16 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Map, Value};
 
+use crate::api::{report, Api};
 use crate::follow::{send_and_follow, Send};
 use crate::pack::pack_dir;
-use crate::{failure, Cli, CodeArgs, Command, CreateArgs, FnCommand, SettingsArgs, UpdateArgs};
-
-pub(crate) struct Api<'a> {
-    http: Client,
-    url: &'a str,
-    token: Option<&'a str>,
-}
-
-impl Api<'_> {
-    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.url.trim_end_matches('/')));
-        match self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
-    }
-
-    pub(crate) fn send(&self, r: RequestBuilder) -> anyhow::Result<Response> {
-        r.send()
-            .with_context(|| format!("cannot reach the Ignis server at {}", self.url))
-    }
-}
-
-/// Prints the API's error and returns the failing exit code.
-pub(crate) fn report(resp: Response) -> ExitCode {
-    report_in(resp, "")
-}
-
-/// Prints the API's error after `context` (what the request came from), naming the field
-/// the server blames, and returns the failing exit code.
-pub(crate) fn report_in(resp: Response, context: &str) -> ExitCode {
-    let status = resp.status();
-    let body: Value = resp.json().unwrap_or(Value::Null);
-    let code = body["error"]["code"].as_str().unwrap_or("error");
-    let message = body["error"]["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| status.to_string());
-    let field = match body["error"]["field"].as_str() {
-        Some(f) => format!("field `{f}`: "),
-        None => String::new(),
-    };
-    if context.is_empty() {
-        eprintln!("error: {field}{code}: {message}");
-    } else {
-        eprintln!("{context}: error: {field}{code}: {message}");
-    }
-    if let Some(stack) = body["error"]["stack"].as_str().filter(|s| !s.is_empty()) {
-        eprintln!("{stack}");
-    }
-    failure()
-}
+use crate::{Cli, CodeArgs, Command, CreateArgs, FnCommand, SettingsArgs, UpdateArgs};
 
 pub fn run_client(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let api = Api {
-        http: Client::builder()
-            .timeout(std::time::Duration::from_secs(600))
-            .build()?,
-        url: &cli.url,
-        token: cli.token.as_deref(),
-    };
+    let api = Api::new(&cli.url, cli.token.as_deref())?;
     use reqwest::Method;
     match &cli.command {
         Command::Serve(_) => bail!("`serve` is not a client command"),

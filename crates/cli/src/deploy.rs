@@ -12,7 +12,7 @@ use base64::Engine;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::client::Api;
+use crate::api::{not_found, Api};
 use crate::follow::{send_and_follow, Send};
 use crate::manifest::{self, ManifestFunction};
 use crate::pack::{pack_dir, Packed};
@@ -87,7 +87,7 @@ fn deploy_one(
     body.insert("name".to_owned(), json!(function.name));
     let path = format!("/v1/functions/{}", function.name);
     let resp = api.send(api.req(Method::GET, &path))?;
-    let plan = if resp.status() == reqwest::StatusCode::NOT_FOUND {
+    let plan = if not_found(&resp) {
         Plan::Create
     } else if resp.status().is_success() {
         let current: Value = resp.json().context("the server's answer is not JSON")?;

@@ -12,7 +12,7 @@ use reqwest::blocking::Body;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{report_in, Api};
+use crate::api::{not_found, report_in, Api};
 use crate::failure;
 
 /// How long a deploy (build and check) may take before the command stops waiting: a
@@ -100,7 +100,7 @@ fn follow_build(api: &Api<'_>, name: &str, version: u64) -> anyhow::Result<()> {
             .header("accept", "text/event-stream")
             .timeout(DEPLOY_DEADLINE),
     )?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+    if not_found(&resp) {
         return Ok(());
     }
     if !resp.status().is_success() {

@@ -1,5 +1,6 @@
 //! The `ignis` command line: argument definitions and the client commands.
 
+mod api;
 mod client;
 mod deploy;
 mod follow;
