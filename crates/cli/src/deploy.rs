@@ -135,15 +135,23 @@ fn plan_update(body: &Map<String, Value>, zip: &str, packed: &Packed, current: &
     let code = current["package_sha256"].as_str() != Some(packed.sha256());
     let empty = Map::new();
     let server = current["spec"].as_object().unwrap_or(&empty);
+    let raw_changed = |k: &str| body.get(k) != server.get(k);
     let settings = match local_spec(body, zip) {
-        Some(local) => changed(&local, server),
-        // The local parser refused the body (a field this CLI does not know, a wrong
-        // value): the fields given are compared as they are, and the server has the last
-        // word on the update.
+        Some((local, unknown)) => {
+            let mut settings = changed(&local, server);
+            settings.retain(|k| !unknown.contains(k));
+            // Fields this CLI's parser does not know (a newer server may take them) or
+            // refuses (the server will say why) are compared as they are given.
+            settings.extend(unknown.into_iter().filter(|k| raw_changed(k)));
+            settings.sort();
+            settings
+        }
+        // The local parser refused the body as a whole: the fields given are compared as
+        // they are, and the server has the last word on the update.
         None => body
-            .iter()
-            .filter(|(k, v)| k.as_str() != "name" && server.get(k.as_str()) != Some(v))
-            .map(|(k, _)| k.clone())
+            .keys()
+            .filter(|k| k.as_str() != "name" && raw_changed(k))
+            .cloned()
             .collect(),
     };
     if settings.is_empty() && !code {
@@ -154,17 +162,29 @@ fn plan_update(body: &Map<String, Value>, zip: &str, packed: &Packed, current: &
 }
 
 /// The manifest's body as the server would store it: parsed by the server's rules, then
-/// shown as `GET` shows a spec (every setting, defaults filled in, no code).
-fn local_spec(body: &Map<String, Value>, zip: &str) -> Option<Map<String, Value>> {
+/// shown as `GET` shows a spec (every setting, defaults filled in, no code). Fields the
+/// parser does not know or refuses are left out of the parse and named in the second value.
+fn local_spec(body: &Map<String, Value>, zip: &str) -> Option<(Map<String, Value>, Vec<String>)> {
     let mut body = body.clone();
     body.insert("zip".to_owned(), json!(zip));
-    let bytes = serde_json::to_vec(&body).ok()?;
-    let spec = ignis_core::parse_spec(&bytes, None).ok()?;
+    let mut unknown = Vec::new();
+    let spec = loop {
+        let bytes = serde_json::to_vec(&body).ok()?;
+        match ignis_core::parse_spec(&bytes, None) {
+            Ok(spec) => break spec,
+            // A field the parser does not know or refuses is left to the server.
+            Err(e) => {
+                let field = e.field.filter(|f| f != "name" && f != "zip")?;
+                body.remove(&field)?;
+                unknown.push(field);
+            }
+        }
+    };
     let Ok(Value::Object(mut shown)) = serde_json::to_value(&spec) else {
         return None;
     };
     shown.remove("package_sha256");
-    Some(shown)
+    Some((shown, unknown))
 }
 
 /// The names of the fields whose values differ, in order.
@@ -200,7 +220,9 @@ mod tests {
 
     /// The server's view of a function made from `body` and `packed`, as GET shows it.
     fn server_view(body: &Map<String, Value>, zip: &str, packed: &Packed) -> Value {
-        json!({"package_sha256": packed.sha256(), "spec": local_spec(body, zip).expect("valid")})
+        let (spec, unknown) = local_spec(body, zip).expect("valid");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        json!({"package_sha256": packed.sha256(), "spec": spec})
     }
 
     #[test]
@@ -245,16 +267,41 @@ mod tests {
     }
 
     #[test]
-    fn a_body_the_parser_refuses_is_compared_as_given() {
+    fn fields_the_parser_does_not_know_are_compared_as_given() {
         let (packed, zip) = packed();
-        let b = body(json!({"name": "hello", "runtime": "python", "handler": "app.lambda_handler"}));
-        let current = server_view(&b, &zip, &packed);
+        let b = body(
+            json!({"name": "hello", "runtime": "python", "handler": "app.lambda_handler",
+                            "retry": {"max_retries": 1}}),
+        );
+        let mut current = server_view(&b, &zip, &packed);
         let mut unknown = b.clone();
         unknown.insert("layers".to_owned(), json!(["deps:1"]));
         assert_eq!(
             plan_update(&unknown, &zip, &packed, &current),
             Plan::Update {
                 settings: vec!["layers".to_owned()],
+                code: false
+            }
+        );
+        // A server that takes the field shows it in its spec: then it is unchanged.
+        current["spec"]["layers"] = json!(["deps:1"]);
+        assert_eq!(plan_update(&unknown, &zip, &packed, &current), Plan::Unchanged);
+    }
+
+    #[test]
+    fn a_value_the_parser_refuses_is_compared_as_given() {
+        let (packed, zip) = packed();
+        let b = body(
+            json!({"name": "hello", "runtime": "python", "handler": "app.lambda_handler",
+                            "retry": {"max_retries": 1}}),
+        );
+        let current = server_view(&b, &zip, &packed);
+        let mut bad = b.clone();
+        bad.insert("memory_mb".to_owned(), json!(1));
+        assert_eq!(
+            plan_update(&bad, &zip, &packed, &current),
+            Plan::Update {
+                settings: vec!["memory_mb".to_owned()],
                 code: false
             }
         );
