@@ -1,6 +1,11 @@
 //! The `ignis` command line: argument definitions and the client commands.
 
+mod api;
 mod client;
+mod deploy;
+mod follow;
+mod manifest;
+mod pack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +39,9 @@ pub enum Command {
     /// Manage and invoke functions.
     #[command(subcommand)]
     Fn(FnCommand),
+    /// Create or update every function of a manifest (`ignis.yaml`), one after another;
+    /// a function whose code and settings are unchanged gets no new version.
+    Deploy(ManifestArgs),
     /// Show the runtimes the server found.
     Runtimes,
     /// Show what each function used: invocations, errors, cold starts, GB-seconds.
@@ -45,6 +53,16 @@ pub enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The manifest to read.
+    #[arg(long, default_value = "ignis.yaml")]
+    pub file: PathBuf,
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -130,17 +148,24 @@ pub struct ServeArgs {
     pub build_max_mb: u64,
 }
 
+/// Where a function's code comes from: one file, or a folder packed into a zip.
 #[derive(Debug, Args)]
-pub struct DeployArgs {
-    /// Function name.
-    pub name: String,
-    /// python, javascript or typescript.
+#[group(multiple = false)]
+pub struct CodeArgs {
+    /// Source file of the function (its one file).
     #[arg(long)]
-    pub runtime: String,
-    /// Source file of the function.
+    pub file: Option<PathBuf>,
+    /// A folder packed as the function's package (leaving out `.git/`, `__pycache__/`,
+    /// `node_modules/` beside a root `package.json`, and what a root `.ignisignore` lists).
     #[arg(long)]
-    pub file: PathBuf,
-    /// Name of the handler function in the file.
+    pub dir: Option<PathBuf>,
+}
+
+/// Settings of a function that `fn create` and `fn update` take as flags.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// The handler: a function name in a one-file function; `path/module.function` (Python)
+    /// or `path/file.export` (JavaScript, TypeScript) in a package.
     #[arg(long)]
     pub handler: Option<String>,
     /// Timeout in seconds (1-300).
@@ -164,17 +189,47 @@ pub struct DeployArgs {
     /// Network: none (default, loopback only) or outbound (internet egress).
     #[arg(long)]
     pub network: Option<String>,
-    /// Environment variable for the function, KEY=VALUE (repeatable).
+    /// Environment variable for the function, KEY=VALUE (repeatable). On update, the
+    /// variables given replace all of the function's.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Function name.
+    pub name: String,
+    /// python, javascript or typescript.
+    #[arg(long)]
+    pub runtime: String,
+    #[command(flatten)]
+    pub code: CodeArgs,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Function name.
+    pub name: String,
+    /// python, javascript or typescript (default: the function's).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// With neither `--file` nor `--dir`, the new version keeps the function's code.
+    #[command(flatten)]
+    pub code: CodeArgs,
+    /// Settings not given keep the function's values.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FnCommand {
-    /// Create a function and wait until it is ready.
-    Create(DeployArgs),
-    /// Deploy a new version of a function and wait until it is ready.
-    Update(DeployArgs),
+    /// Create a function, stream its build and wait until it is ready.
+    Create(CreateArgs),
+    /// Deploy a new version of a function (its code, its settings or both), stream its
+    /// build and wait until it is ready.
+    Update(UpdateArgs),
     /// Invoke a function and print the response body.
     Invoke {
         name: String,
