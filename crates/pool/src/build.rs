@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ignis_sandbox::{Bind, CgroupLimits, SpawnRequest};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::launcher::{Launcher, SANDBOX_BUN};
@@ -18,6 +18,8 @@ use crate::launcher::{Launcher, SANDBOX_BUN};
 const SANDBOX_WORK: &str = "/build";
 /// Where a sandboxed build finds uv.
 const SANDBOX_UV: &str = "/usr/local/bin/uv";
+/// How long a build's sandbox may take to make its namespaces.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Processes and threads of one build (installers run a thread per download).
 const BUILD_PIDS: u32 = 512;
 /// The build's private `/tmp` (the installers' own scratch space; their caches go to the
@@ -105,6 +107,17 @@ impl Launcher {
             .spawn(&request)
             .map_err(|e| unavailable(format!("starting the build's sandbox: {e}")))?;
         if sandboxed {
+            // The namespace says it exists before the network is attached to it (the
+            // init of a parked sandbox makes its namespaces only once it has its config).
+            let mut ready = [0u8; 1];
+            tokio::time::timeout(READY_TIMEOUT, spawned.control.read_exact(&mut ready))
+                .await
+                .map_err(|_| {
+                    unavailable(format!(
+                        "the build's sandbox was not ready within {READY_TIMEOUT:?}"
+                    ))
+                })?
+                .map_err(|e| unavailable(format!("the build's sandbox did not start: {e}")))?;
             self.sandbox
                 .connect_outbound(&mut spawned.process)
                 .await

@@ -56,8 +56,9 @@ pub struct InitConfig {
     /// folder, the one place it may write besides `/tmp`.
     #[serde(default)]
     pub writable: Option<Bind>,
-    /// The program waits for one byte on the control channel before it is executed: the
-    /// host attaches what it needs first (a build's network), so nothing runs without it.
+    /// Before the program is executed, the namespace says ready (one byte on the control
+    /// channel) and waits for one byte back: the host attaches what it needs in between (a
+    /// build's network, which needs the namespace to exist), so nothing runs without it.
     #[serde(default)]
     pub wait_for_go: bool,
 }
@@ -210,7 +211,10 @@ fn enter(c: &InitConfig) -> Result<(), String> {
     match ctx(sys::fork(), "fork the runtime")? {
         ForkResult::Child => {
             if c.wait_for_go {
-                ctx(sys::wait_for_go(crate::CONTROL_FD), "wait for the host's go")?;
+                ctx(
+                    sys::ready_then_wait_for_go(crate::CONTROL_FD),
+                    "wait for the host's go",
+                )?;
             }
             exec(c)
         }

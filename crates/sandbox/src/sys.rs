@@ -156,8 +156,24 @@ pub(crate) fn fork() -> nix::Result<nix::unistd::ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
-/// Blocks until one byte arrives on `fd` (the control channel): the host's go.
-pub(crate) fn wait_for_go(fd: RawFd) -> std::io::Result<()> {
+/// Says "ready" (one byte) on `fd`, the control channel: the namespaces exist, so the
+/// host may attach what it must; then blocks until one byte arrives: the host's go.
+pub(crate) fn ready_then_wait_for_go(fd: RawFd) -> std::io::Result<()> {
+    let ready = b'r';
+    loop {
+        // SAFETY: writes one byte from a local the pointer is valid for; `fd` is the
+        // inherited control channel, open for this whole process.
+        let n = unsafe { libc::write(fd, std::ptr::from_ref(&ready).cast(), 1) };
+        match n {
+            1 => break,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
     let mut byte = 0u8;
     loop {
         // SAFETY: reads at most one byte into a local the pointer is valid for; `fd` is
