@@ -165,6 +165,21 @@ fn a_typescript_package_json_is_installed_with_bun_and_vendored_modules_are_used
     assert_eq!(b["installer"], "bun", "{b}");
     assert_eq!(s.invoke("zod", r#"{"a": 1}"#).json()["ok"], true);
     assert_eq!(s.invoke("zod", r#"{"a": "x"}"#).json()["ok"], false);
+    let mut s = s;
+    s.restart();
+    crate::harness::wait_until("zod is ready again", Duration::from_secs(60), || {
+        s.function("zod")["state"] == "ready"
+    });
+    assert_eq!(
+        s.invoke("zod", r#"{"a": 2}"#).json()["ok"],
+        true,
+        "served after a restart"
+    );
+    assert_eq!(
+        build(&s, "zod", 1)["status"],
+        b["status"],
+        "the build shown is the one it had"
+    );
 
     // node_modules in the upload: nothing to install, used as is (as on Lambda).
     let vendored = json!({

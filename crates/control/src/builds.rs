@@ -261,7 +261,17 @@ impl Platform {
         };
         let record = live.finish(status, error);
         let store = self.store.clone();
-        if let Err(e) = crate::blocking(move || store.put_build(&record)).await {
+        let put = move || {
+            // A version deployed again (at start) finds its own build in the cache: the
+            // build it had stays the one shown.
+            if record.status == BuildStatus::Cached
+                && store.get_build(&record.function, record.version)?.is_some()
+            {
+                return Ok(());
+            }
+            store.put_build(&record)
+        };
+        if let Err(e) = crate::blocking(put).await {
             tracing::warn!(function = name, version, error = %e, "could not record the build");
         }
         self.builds
