@@ -125,6 +125,14 @@ export async function codeEditor(pg, container, opts) {
   let ed;
   if (monaco && pg.alive) ed = monacoEditor(monaco, container, opts);
   else ed = textareaEditor(container, opts);
+  // Disposed once, whether a page replaced the editor or the page went.
+  const dispose = ed.dispose;
+  let disposed = false;
+  ed.dispose = () => {
+    if (disposed) return;
+    disposed = true;
+    dispose();
+  };
   pg.cleanups.push(() => ed.dispose());
   return ed;
 }

@@ -216,3 +216,38 @@ test('a package with a binary file is listed but read-only, and says why', async
     assert.equal(await page.locator(testid('code-editor')).isVisible(), false);
   });
 });
+
+test('the create page makes a function of several files: main.py, then a file in a folder', async () => {
+  await withPage(env.browser, 'package-create', async (page) => {
+    const name = uniqueName('made');
+    await page.goto(`${env.server.url}/#/new`);
+    await waitForMonaco(page);
+    await page.locator(testid('create-name')).fill(name);
+    await page.locator(testid('create-to-files')).click();
+    await page.locator(`${testid('code-editor')}[data-path="main.py"]`).waitFor();
+    assert.deepEqual(await treePaths(page), ['main.py']);
+    assert.equal(await page.locator(testid('create-handler')).inputValue(), 'main.handler');
+    assert.match((await editorModel(page)).value, /^def handler\(event\):/, 'the template became main.py');
+
+    await page.locator(testid('file-add')).click();
+    await page.locator(testid('file-path-input')).fill('lib/greet.py');
+    await page.locator(testid('file-form-ok')).click();
+    await page.locator(`${testid('code-editor')}[data-path="lib/greet.py"]`).waitFor();
+    await typeCode(page, 'def greet(name):\n    return "made " + name');
+    await openFile(page, 'main.py');
+    await typeCode(page, 'from lib.greet import greet\n\ndef handler(event):\n    return {"msg": greet(event["name"])}');
+    await screenshot(page, 'package-create-filled');
+
+    await page.locator(testid('create-submit')).click();
+    await page.waitForURL(new RegExp(`#/functions/${name}$`));
+    await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor({ timeout: 20_000 });
+    await page.locator(`${testid('tree-file')}[data-path="lib/greet.py"]`).waitFor();
+
+    const fn = (await env.server.api('GET', `/v1/functions/${name}`)).json;
+    assert.equal(fn.handler, 'main.handler');
+    assert.deepEqual(fn.files.map((f) => f.path), ['lib/greet.py', 'main.py']);
+    const r = await env.server.api('POST', `/v1/functions/${name}/invoke`, { name: 'Ada' });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { msg: 'made Ada' });
+  });
+});
