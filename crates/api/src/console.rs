@@ -45,6 +45,7 @@ const FILES: &[(&str, &str, &str)] = built_in![
     "app.css" => CSS,
     "app.js" => JS,
     "js/api.js" => JS,
+    "js/build-log.js" => JS,
     "js/chart.js" => JS,
     "js/dom.js" => JS,
     "js/editor.js" => JS,
