@@ -17,6 +17,7 @@ import { errorBox } from './widgets.js';
  * @property {string} [open] the file to open first (else the first text file)
  * @property {string} [readOnly] why the files cannot be edited (shown); editable without it
  * @property {string} [label] the editor's accessible name
+ * @property {boolean} [unsaved] the files are not deployed yet (all marked new)
  */
 
 /**
@@ -287,6 +288,7 @@ export function filesEditor(pg, opts) {
   };
 
   setFiles(opts.files);
+  if (opts.unsaved) saved = new Map();
   open(null);
   codeEditor(pg, editorBox, { runtime: opts.runtime, value: '', label: opts.label || 'File', readOnly: !!readOnly }).then((ed) => {
     editor = ed;

@@ -142,26 +142,28 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
   const saveBtn = h('button', { type: 'button', class: 'btn btn-primary', testid: 'deploy' }, 'Deploy');
   const dirtyEl = h('span', { class: 'muted small', testid: 'dirty' });
   const saveErr = errorBox('save-error');
-  const editorBox = h('div', {});
+  let editorBox = h('div', {});
   const invoke = invokePanel(pg, name);
   // A package of several files is edited as a tree of files beside the editor.
   const isPackage = fn.package_sha256 != null;
   const packageInfo = h('span', { testid: 'package-info' });
+  const toFilesBtn = h('button', { type: 'button', class: 'btn', testid: 'to-files', hidden: isPackage }, 'Use several files');
   if (isPackage) {
     saveBtn.hidden = true;
     editorBox.append(h('p', { class: 'muted', testid: 'package-loading' }, 'Loading the package’s files…'));
   }
-  t.panel('code').append(h('div', { class: 'code-layout' + (isPackage ? ' code-layout-package' : '') },
+  const heading = h('h2', { class: 'sub' }, isPackage ? 'Package' : RUNTIME_FILES[fn.runtime] || 'Code');
+  const codeNote = isPackage
+    ? h('p', { class: 'muted small', testid: 'package' }, packageInfo, ' ', downloadButton(fn, path))
+    : h('p', { class: 'muted small' }, 'Deploy makes a new version (Ctrl+S or ⌘S).');
+  const layout = h('div', { class: 'code-layout' + (isPackage ? ' code-layout-package' : '') },
     h('div', { class: 'code-main' },
-      h('div', { class: 'editor-head' },
-        h('h2', { class: 'sub' }, isPackage ? 'Package' : RUNTIME_FILES[fn.runtime] || 'Code'),
-        h('div', { class: 'editor-actions' }, dirtyEl, saveBtn)),
-      isPackage
-        ? h('p', { class: 'muted small', testid: 'package' }, packageInfo, ' ', downloadButton(fn, path))
-        : h('p', { class: 'muted small' }, 'Deploy makes a new version (Ctrl+S or ⌘S).'),
+      h('div', { class: 'editor-head' }, heading, h('div', { class: 'editor-actions' }, dirtyEl, toFilesBtn, saveBtn)),
+      codeNote,
       saveErr.el,
       editorBox),
-    invoke.el));
+    invoke.el);
+  t.panel('code').append(layout);
 
   /** @type {import('./editor.js').Editor | null} */
   let editor = null;
@@ -220,6 +222,26 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
       pkgLoading = false;
     }
   };
+  // A one-file function becomes a package: its code is the runtime's conventional first
+  // file (main.py, index.js, index.ts), to which files are added; the next deploy sends
+  // them all, the handler then naming that file (main.handler).
+  toFilesBtn.addEventListener('click', () => {
+    if (!editor || saving) return;
+    const first = RUNTIME_FILES[fn.runtime] || 'main.py';
+    const text = editor.getValue();
+    editor.dispose();
+    editor = null;
+    pkg = filesEditor(pg, { runtime: fn.runtime, files: [{ path: first, text, size: new TextEncoder().encode(text).length }], unsaved: true, label: `Code of ${name}` });
+    pkg.onChange(updateDirty);
+    const box = h('div', {}, pkg.el);
+    editorBox.replaceWith(box);
+    editorBox = box;
+    layout.classList.add('code-layout-package');
+    toFilesBtn.hidden = true;
+    setText(heading, 'Package');
+    setText(codeNote, `Deploy sends every file as a new version; the handler becomes ${first.replace(/\.[^.]+$/, '')}.${fn.handler || 'handler'}.`);
+    updateDirty();
+  });
   if (isPackage) {
     showPackageInfo();
     loadPackage();
@@ -237,8 +259,15 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     saving = true;
     saveBtn.disabled = true;
     saveErr.hide();
+    /** @type {Record<string, unknown>} */
+    const changes = { files: files.texts() };
+    // A one-file function's handler names a function; a package's names its file too.
+    if (fn.package_sha256 == null) {
+      const first = RUNTIME_FILES[fn.runtime] || 'main.py';
+      changes.handler = first.replace(/\.[^.]+$/, '') + '.' + (fn.handler || 'handler');
+    }
     try {
-      const updated = await api('PUT', path, specBody(fn, { files: files.texts() }));
+      const updated = await api('PUT', path, specBody(fn, changes));
       if (!pg.alive) return;
       files.markSaved();
       pkgSha = updated.package_sha256 || null;
@@ -257,7 +286,7 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
   };
 
   const deploy = async () => {
-    if (isPackage) return deployPackage();
+    if (pkg) return deployPackage();
     if (saving || !editor) return;
     const ed = editor;
     saving = true;
@@ -395,7 +424,11 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     if (fn.instances) setText(instancesEl, 'Instances: ' + fmtInstances(fn.instances));
     showDeploy();
     config.update(fn);
-    if (isPackage) showPackageInfo();
+    if (fn.package_sha256 != null) {
+      showPackageInfo();
+      // A function converted to files here shows the package's line once deployed.
+      if (!codeNote.contains(packageInfo)) codeNote.replaceChildren(packageInfo, ' ', downloadButton(fn, path));
+    }
   }
 
   render();

@@ -251,3 +251,37 @@ test('the create page makes a function of several files: main.py, then a file in
     assert.deepEqual(r.json, { msg: 'made Ada' });
   });
 });
+
+test('a one-file function becomes a package: its code as main.py, a file added, deployed with the handler main.handler', async () => {
+  await withPage(env.browser, 'package-convert', async (page) => {
+    const name = uniqueName('conv');
+    await env.server.createFunction({ name, runtime: 'python', code: 'def handler(event):\n    return {"v": 1}\n' });
+    await page.goto(`${env.server.url}/#/functions/${name}`);
+    await waitForMonaco(page);
+    await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor();
+
+    await page.locator(testid('to-files')).click();
+    await page.locator(`${testid('code-editor')}[data-path="main.py"]`).waitFor();
+    assert.equal((await editorModel(page)).value, 'def handler(event):\n    return {"v": 1}\n');
+    assert.equal(await page.locator(testid('dirty')).textContent(), 'Unsaved changes: 1 added');
+    await page.locator(testid('file-add')).click();
+    await page.locator(testid('file-path-input')).fill('helper.py');
+    await page.locator(testid('file-form-ok')).click();
+    await page.locator(`${testid('code-editor')}[data-path="helper.py"]`).waitFor();
+    await typeCode(page, 'V = 2');
+    await openFile(page, 'main.py');
+    await typeCode(page, 'from helper import V\n\ndef handler(event):\n    return {"v": V}');
+    await page.locator(testid('deploy')).click();
+
+    await page.locator(`${testid('fn-version')}[data-version="2"]`).waitFor({ timeout: 10_000 });
+    await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor({ timeout: 20_000 });
+    await page.locator(testid('package-info')).filter({ hasText: /^2 files, handler main\.handler\./ }).waitFor();
+    assert.equal(await page.locator(testid('dirty')).textContent(), '');
+    const fn = (await env.server.api('GET', `/v1/functions/${name}`)).json;
+    assert.equal(fn.handler, 'main.handler');
+    assert.ok(fn.package_sha256, 'the function is a package now');
+    assert.deepEqual(fn.files.map((f) => f.path), ['helper.py', 'main.py']);
+    const r = await env.server.api('POST', `/v1/functions/${name}/invoke`, {});
+    assert.deepEqual(r.json, { v: 2 });
+  });
+});
