@@ -189,7 +189,8 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
   };
   const showPackageInfo = () => {
     const n = (fn.files || []).length;
-    setText(packageInfo, `${n} file${n === 1 ? '' : 's'}, handler ${fn.handler || ''}. Deploy makes a new version with every file (Ctrl+S or ⌘S).`);
+    const deployNote = pkg && !saveBtn.hidden ? ' Deploy makes a new version with every file (Ctrl+S or ⌘S).' : '';
+    setText(packageInfo, `${n} file${n === 1 ? '' : 's'}, handler ${fn.handler || ''}.${deployNote}`);
   };
   /** Reads the newest package (its zip) into the tree editor. */
   const loadPackage = async () => {
@@ -213,6 +214,7 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
       pkg.onChange(updateDirty);
       clear(editorBox).append(pkg.el);
       saveBtn.hidden = !!readOnly;
+      showPackageInfo();
       updateDirty();
     } catch (e) {
       if (!pg.alive || isUnauthorized(e)) return;

@@ -141,7 +141,7 @@ test('a package shows its tree, downloads as a zip, runs, and keeps its files th
     await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor({ timeout: 20_000 });
     await page.locator(`${testid('code-editor')}[data-path="app/main.py"]`).waitFor({ timeout: 20_000 });
     assert.deepEqual(await treePaths(page), ['app/__init__.py', 'app/helper.py', 'app/main.py']);
-    assert.match(await page.locator(testid('package-info')).textContent(), /^3 files, handler app\/main\.handler\./);
+    assert.match(await page.locator(testid('package-info')).textContent(), /^3 files, handler app\/main\.handler\. Deploy makes a new version/);
 
     const [download] = await Promise.all([
       page.waitForEvent('download'),
@@ -203,6 +203,7 @@ test('a package with a binary file is listed but read-only, and says why', async
     assert.deepEqual(await treePaths(page), ['data/blob.bin', 'main.py']);
     assert.match(await page.locator(testid('files-read-only')).textContent(),
       /holds 1 binary file \(not UTF-8 text: data\/blob\.bin\)\..*read-only/);
+    assert.equal(await page.locator(testid('package-info')).textContent(), '2 files, handler main.handler.');
     // Nothing to deploy, add, rename or delete; the editor does not take typing.
     for (const id of ['deploy', 'file-add', 'file-rename', 'file-delete']) {
       assert.equal(await page.locator(testid(id)).isVisible(), false, `${id} is hidden`);
