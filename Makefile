@@ -13,6 +13,8 @@ TSC := $(TOOLS)/node_modules/.bin/tsc
 NPM_TOOLS := bun@$(BUN_VERSION) monaco-editor@$(MONACO_VERSION) playwright-core@$(PLAYWRIGHT_VERSION) typescript@$(TYPESCRIPT_VERSION)
 TOOLS_STAMP := $(TOOLS)/.installed-bun$(BUN_VERSION)-monaco$(MONACO_VERSION)-playwright$(PLAYWRIGHT_VERSION)-typescript$(TYPESCRIPT_VERSION)
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV_STAMP := $(TOOLS)/uv/.installed-uv$(UV_VERSION)
 SCHEMATHESIS_VERSION := 4.32.5
 SCHEMATHESIS_VENV := $(TOOLS)/schemathesis-venv
 SCHEMATHESIS_STAMP := $(SCHEMATHESIS_VENV)/.installed-schemathesis$(SCHEMATHESIS_VERSION)
@@ -27,7 +29,16 @@ DATA ?= ./.ignis
 ## `monaco-editor`), playwright-core (the browser tests) and TypeScript (`tsc` checks the
 ## console's JSDoc types) into the project-local tools folder, and, as root, the Debian packages
 ## the sandbox uses (slirp4netns for outbound networking; iproute2 for the network tests).
-tools: $(TOOLS_STAMP) system-packages
+tools: $(TOOLS_STAMP) $(UV_STAMP) system-packages
+
+## uv (PyPI, pinned) installs Python functions' requirements.txt at deploy: the server finds
+## it at $(TOOLS)/uv/bin/uv.
+$(UV_STAMP):
+	@command -v $(PYTHON) >/dev/null || { echo "CPython 3.11+ is needed: apt-get install python3"; exit 1; }
+	rm -rf $(TOOLS)/uv
+	PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/uv uv==$(UV_VERSION)
+	@$(TOOLS)/uv/bin/uv --version
+	touch $@
 
 system-packages:
 	@missing=""; \

@@ -30,6 +30,7 @@ struct Config {
     manual_clock: Option<time::OffsetDateTime>,
     console: ignis_api::ConsoleConfig,
     connections: crate::http_server::Limits,
+    deps: ignis_control::DepsConfig,
     /// Said once logging is set up.
     warnings: Vec<String>,
 }
@@ -81,7 +82,16 @@ impl Config {
             monaco_dir,
             files_dir: std::env::var_os("IGNIS_CONSOLE_DIR").map(PathBuf::from),
         };
+        const MIB: u64 = 1024 * 1024;
+        let deps = ignis_control::DepsConfig {
+            dir: args.deps_cache.clone().unwrap_or_else(|| args.data.join("deps")),
+            max_cache_bytes: args.deps_cache_mb.saturating_mul(MIB),
+            max_build_bytes: args.build_max_mb.saturating_mul(MIB),
+            build_timeout: Duration::from_secs(args.build_timeout_secs),
+            build_memory_mb: args.build_memory_mb,
+        };
         Ok(Config {
+            deps,
             console,
             connections: crate::http_server::Limits {
                 header_timeout: Duration::from_secs(args.header_timeout_secs),
@@ -107,6 +117,7 @@ impl Config {
             runtimes: RuntimeConfig {
                 python: std::env::var_os("IGNIS_PYTHON").map(PathBuf::from),
                 bun: std::env::var_os("IGNIS_BUN").map(PathBuf::from),
+                uv: std::env::var_os("IGNIS_UV").map(PathBuf::from),
                 tools_dirs,
             },
         })
@@ -319,6 +330,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             log_limit_bytes: config.log_limit_bytes,
             retention_per_function: config.retention,
             packages_dir: data_dir.join("packages"),
+            deps: config.deps.clone(),
             queue: QueueConfig {
                 max_queued: config.max_queued_async,
                 retry_base: Duration::from_millis(config.retry_base_ms),

@@ -21,6 +21,7 @@ fn routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/v1/functions", Some(spec)),
         (Method::GET, "/v1/functions/target", None),
         (Method::GET, "/v1/functions/target/code", None),
+        (Method::GET, "/v1/functions/target/versions/1/build", None),
         (Method::PUT, "/v1/functions/target", Some(update)),
         (Method::DELETE, "/v1/functions/target", None),
         (Method::POST, "/v1/functions/target/invoke", Some(json!({}))),

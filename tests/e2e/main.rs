@@ -4,6 +4,7 @@ mod answers;
 mod async_invocations;
 mod bad_input;
 mod cli;
+mod cli_packages;
 mod console;
 mod console_modules;
 mod containment;

@@ -75,6 +75,9 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "already_exists", e.to_string())
             }
             ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ControlError::VersionNotFound(..) => {
+                ApiError::new(StatusCode::NOT_FOUND, "version_not_found", e.to_string())
+            }
             ControlError::RuntimeUnavailable(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runtime_unavailable", m)
                     .with("field", "runtime")

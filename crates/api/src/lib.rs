@@ -4,6 +4,7 @@
 
 mod answers;
 mod async_invocations;
+mod builds;
 mod console;
 mod error;
 mod function_urls;
@@ -64,6 +65,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
                 .delete(functions::delete),
         )
         .route("/functions/{name}/code", get(functions::code))
+        .route("/functions/{name}/versions/{version}/build", get(builds::get))
         .route("/functions/{name}/invoke", post(invocations::invoke))
         .route("/functions/{name}/invocations", get(invocations::list))
         .route("/functions/{name}/logs", get(invocations::logs))

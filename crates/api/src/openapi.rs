@@ -7,7 +7,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{errors, ErrorBody, ErrorDetail};
-use crate::{async_invocations, functions, invocations, playground, schedules, stats, test_events, usage};
+use crate::{
+    async_invocations, builds, functions, invocations, playground, schedules, stats, test_events, usage,
+};
 use crate::{NoParams, Query};
 
 #[derive(OpenApi)]
@@ -30,6 +32,7 @@ use crate::{NoParams, Query};
         functions::create,
         functions::get,
         functions::code,
+        builds::get,
         functions::update,
         functions::delete,
         invocations::invoke,

@@ -102,7 +102,7 @@ pub(crate) fn int_schema(min: usize, max: usize, default: usize) -> Object {
 }
 
 /// The schema of a flag: `true`, `1` or no value; `false` or `0`.
-fn flag_schema() -> Object {
+pub(crate) fn flag_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some(["true", "false", "1", "0", ""]))

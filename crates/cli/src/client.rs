@@ -3,58 +3,16 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Map, Value};
 
-use crate::{failure, Cli, Command, DeployArgs, FnCommand};
-
-struct Api<'a> {
-    http: Client,
-    url: &'a str,
-    token: Option<&'a str>,
-}
-
-impl Api<'_> {
-    fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        let r = self
-            .http
-            .request(method, format!("{}{path}", self.url.trim_end_matches('/')));
-        match self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
-    }
-
-    fn send(&self, r: RequestBuilder) -> anyhow::Result<Response> {
-        r.send()
-            .with_context(|| format!("cannot reach the Ignis server at {}", self.url))
-    }
-}
-
-/// Prints the API's error and returns the failing exit code.
-fn report(resp: Response) -> ExitCode {
-    let status = resp.status();
-    let body: Value = resp.json().unwrap_or(Value::Null);
-    let code = body["error"]["code"].as_str().unwrap_or("error");
-    let message = body["error"]["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| status.to_string());
-    eprintln!("error: {code}: {message}");
-    if let Some(stack) = body["error"]["stack"].as_str().filter(|s| !s.is_empty()) {
-        eprintln!("{stack}");
-    }
-    failure()
-}
+use crate::api::{report, Api};
+use crate::follow::{send_and_follow, Send};
+use crate::pack::pack_dir;
+use crate::{Cli, CodeArgs, Command, CreateArgs, FnCommand, SettingsArgs, UpdateArgs};
 
 pub fn run_client(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let api = Api {
-        http: Client::builder()
-            .timeout(std::time::Duration::from_secs(600))
-            .build()?,
-        url: &cli.url,
-        token: cli.token.as_deref(),
-    };
+    let api = Api::new(&cli.url, cli.token.as_deref())?;
     use reqwest::Method;
     match &cli.command {
         Command::Serve(_) => bail!("`serve` is not a client command"),
@@ -76,15 +34,11 @@ pub fn run_client(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Deploy(args) => crate::deploy::run(&api, args),
         Command::Usage { since, until } => usage(&api, since.as_deref(), until.as_deref()),
         Command::Fn(cmd) => match cmd {
-            FnCommand::Create(args) => deploy(&api, Method::POST, "/v1/functions?wait=true".to_owned(), args),
-            FnCommand::Update(args) => deploy(
-                &api,
-                Method::PUT,
-                format!("/v1/functions/{}?wait=true", args.name),
-                args,
-            ),
+            FnCommand::Create(args) => create(&api, args),
+            FnCommand::Update(args) => update(&api, args),
             FnCommand::Invoke { name, data } => {
                 let body = match data.as_deref() {
                     None => String::new(),
@@ -168,18 +122,73 @@ fn print_json(api: &Api<'_>, req: RequestBuilder) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn deploy(
-    api: &Api<'_>,
-    method: reqwest::Method,
-    path: String,
-    args: &DeployArgs,
-) -> anyhow::Result<ExitCode> {
-    let code = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+fn create(api: &Api<'_>, args: &CreateArgs) -> anyhow::Result<ExitCode> {
     let mut body = Map::new();
     body.insert("name".to_owned(), json!(args.name));
     body.insert("runtime".to_owned(), json!(args.runtime));
-    body.insert("code".to_owned(), json!(code));
+    if !add_code(&mut body, &args.code)? {
+        bail!("fn create needs the function's code: --file FILE or --dir FOLDER");
+    }
+    add_settings(&mut body, &args.settings)?;
+    send_and_follow(
+        api,
+        Send {
+            method: reqwest::Method::POST,
+            path: "/v1/functions".to_owned(),
+            body: &Value::Object(body),
+            context: "",
+        },
+    )
+}
+
+/// An update starts from the function's settings as the server shows them (`spec`, the
+/// shape an update takes) and changes what the flags give; without code it keeps the code.
+fn update(api: &Api<'_>, args: &UpdateArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/functions/{}", args.name);
+    let resp = api.send(api.req(reqwest::Method::GET, &path))?;
+    if !resp.status().is_success() {
+        return Ok(report(resp));
+    }
+    let current: Value = resp.json().context("the server's answer is not JSON")?;
+    let Some(Value::Object(mut body)) = current.get("spec").cloned() else {
+        bail!("the server did not show the settings of {} (`spec`)", args.name);
+    };
+    if let Some(runtime) = &args.runtime {
+        body.insert("runtime".to_owned(), json!(runtime));
+    }
+    add_code(&mut body, &args.code)?;
+    add_settings(&mut body, &args.settings)?;
+    send_and_follow(
+        api,
+        Send {
+            method: reqwest::Method::PUT,
+            path,
+            body: &Value::Object(body),
+            context: "",
+        },
+    )
+}
+
+/// Puts the code the flags name into `body`: `code` for one file, `zip` for a folder.
+/// Answers whether they named any.
+fn add_code(body: &mut Map<String, Value>, code: &CodeArgs) -> anyhow::Result<bool> {
+    use base64::Engine;
+    if let Some(file) = &code.file {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        body.insert("code".to_owned(), json!(text));
+        return Ok(true);
+    }
+    if let Some(dir) = &code.dir {
+        let packed = pack_dir(dir)?;
+        let zip = base64::engine::general_purpose::STANDARD.encode(packed.zip()?);
+        body.insert("zip".to_owned(), json!(zip));
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn add_settings(body: &mut Map<String, Value>, args: &SettingsArgs) -> anyhow::Result<()> {
     let optional = [
         ("handler", args.handler.as_ref().map(|h| json!(h))),
         ("timeout_secs", args.timeout.map(|v| json!(v))),
@@ -205,21 +214,7 @@ fn deploy(
         }
         body.insert("env".to_owned(), Value::Object(env));
     }
-    let resp = api.send(api.req(method, &path).json(&Value::Object(body)))?;
-    if !resp.status().is_success() {
-        return Ok(report(resp));
-    }
-    let f: Value = resp.json()?;
-    let state = f["state"].as_str().unwrap_or("");
-    println!("{} v{} {}", f["name"].as_str().unwrap_or(""), f["version"], state);
-    // A failed update keeps serving the old version (state ready) but still failed.
-    if let Some(reason) = f["state_reason"].as_str() {
-        eprintln!("{reason}");
-        if state == "error" || f["active_version"] != f["version"] {
-            return Ok(failure());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn usage(api: &Api<'_>, since: Option<&str>, until: Option<&str>) -> anyhow::Result<ExitCode> {

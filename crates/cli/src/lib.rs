@@ -1,6 +1,11 @@
 //! The `ignis` command line: argument definitions and the client commands.
 
+mod api;
 mod client;
+mod deploy;
+mod follow;
+mod manifest;
+mod pack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +39,9 @@ pub enum Command {
     /// Manage and invoke functions.
     #[command(subcommand)]
     Fn(FnCommand),
+    /// Create or update every function of a manifest (`ignis.yaml`), one after another;
+    /// a function whose code and settings are unchanged gets no new version.
+    Deploy(ManifestArgs),
     /// Show the runtimes the server found.
     Runtimes,
     /// Show what each function used: invocations, errors, cold starts, GB-seconds.
@@ -45,6 +53,16 @@ pub enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The manifest to read.
+    #[arg(long, default_value = "ignis.yaml")]
+    pub file: PathBuf,
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -111,19 +129,43 @@ pub struct ServeArgs {
     /// Cap on the log output kept per invocation, in bytes.
     #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(1024..))]
     pub log_limit_bytes: u32,
+    /// Where installed dependencies are cached, one folder per set (default: <data>/deps).
+    /// Servers may share one.
+    #[arg(long, env = "IGNIS_DEPS_CACHE", value_name = "DIR")]
+    pub deps_cache: Option<PathBuf>,
+    /// Size of the dependency cache, in MiB, past which sets no function's newest or
+    /// ready version uses are removed (least recently used first).
+    #[arg(long, default_value_t = 10_240, value_parser = clap::value_parser!(u64).range(1..))]
+    pub deps_cache_mb: u64,
+    /// Seconds one build (installing a function's dependencies) may take.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=7200))]
+    pub build_timeout_secs: u64,
+    /// Memory of one build's sandbox, in MiB.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(256..))]
+    pub build_memory_mb: u32,
+    /// Largest set of installed dependencies of one version, in MiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub build_max_mb: u64,
 }
 
+/// Where a function's code comes from: one file, or a folder packed into a zip.
 #[derive(Debug, Args)]
-pub struct DeployArgs {
-    /// Function name.
-    pub name: String,
-    /// python, javascript or typescript.
+#[group(multiple = false)]
+pub struct CodeArgs {
+    /// Source file of the function (its one file).
     #[arg(long)]
-    pub runtime: String,
-    /// Source file of the function.
+    pub file: Option<PathBuf>,
+    /// A folder packed as the function's package (leaving out `.git/`, `__pycache__/`,
+    /// `node_modules/` beside a root `package.json`, and what a root `.ignisignore` lists).
     #[arg(long)]
-    pub file: PathBuf,
-    /// Name of the handler function in the file.
+    pub dir: Option<PathBuf>,
+}
+
+/// Settings of a function that `fn create` and `fn update` take as flags.
+#[derive(Debug, Args)]
+pub struct SettingsArgs {
+    /// The handler: a function name in a one-file function; `path/module.function` (Python)
+    /// or `path/file.export` (JavaScript, TypeScript) in a package.
     #[arg(long)]
     pub handler: Option<String>,
     /// Timeout in seconds (1-300).
@@ -147,17 +189,47 @@ pub struct DeployArgs {
     /// Network: none (default, loopback only) or outbound (internet egress).
     #[arg(long)]
     pub network: Option<String>,
-    /// Environment variable for the function, KEY=VALUE (repeatable).
+    /// Environment variable for the function, KEY=VALUE (repeatable). On update, the
+    /// variables given replace all of the function's.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Function name.
+    pub name: String,
+    /// python, javascript or typescript.
+    #[arg(long)]
+    pub runtime: String,
+    #[command(flatten)]
+    pub code: CodeArgs,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Function name.
+    pub name: String,
+    /// python, javascript or typescript (default: the function's).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// With neither `--file` nor `--dir`, the new version keeps the function's code.
+    #[command(flatten)]
+    pub code: CodeArgs,
+    /// Settings not given keep the function's values.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FnCommand {
-    /// Create a function and wait until it is ready.
-    Create(DeployArgs),
-    /// Deploy a new version of a function and wait until it is ready.
-    Update(DeployArgs),
+    /// Create a function, stream its build and wait until it is ready.
+    Create(CreateArgs),
+    /// Deploy a new version of a function (its code, its settings or both), stream its
+    /// build and wait until it is ready.
+    Update(UpdateArgs),
     /// Invoke a function and print the response body.
     Invoke {
         name: String,

@@ -87,7 +87,10 @@ impl Platform {
             let state = match s.state {
                 // No version serves yet, so whatever the lifecycle says, calls cannot run.
                 FunctionState::Ready => FunctionState::Deploying,
-                state @ (FunctionState::Creating | FunctionState::Deploying | FunctionState::Error) => state,
+                state @ (FunctionState::Creating
+                | FunctionState::Building
+                | FunctionState::Deploying
+                | FunctionState::Error) => state,
             };
             return Err(InvokeError::NotReady {
                 name: name.to_owned(),

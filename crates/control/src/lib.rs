@@ -6,7 +6,9 @@
 
 #![warn(clippy::wildcard_enum_match_arm)]
 
+mod builds;
 mod clock;
+mod deps;
 mod idempotency;
 mod invoke;
 mod lifecycle;
@@ -28,7 +30,9 @@ use ignis_core::{FunctionSpec, FunctionState};
 use ignis_pool::{Capacity, Runtimes, Starter, VersionPool};
 use ignis_store::{InvocationWriter, Store};
 
+pub use builds::{BuildFollow, BuildView, LiveBuild};
 pub use clock::Clock;
+pub use deps::DepsConfig;
 pub use idempotency::{FirstCall, Replay, SyncOnce};
 pub use invoke::{Invocation, InvokeError, InvokeResult};
 pub use lifecycle::{now_ms, ControlError, DeployWait};
@@ -47,6 +51,8 @@ pub struct ControlConfig {
     pub queue: QueueConfig,
     /// Where packages are kept unpacked, one folder per hash (`<data>/packages`).
     pub packages_dir: std::path::PathBuf,
+    /// The installed-dependencies cache and its builds.
+    pub deps: DepsConfig,
 }
 
 /// What the control plane needs to know of this host, found once at start-up: what it
@@ -147,6 +153,10 @@ pub struct Platform {
     packages: Arc<packages::PackageCache>,
     /// Synchronous calls with an idempotency key that are running.
     inflight: idempotency::InFlight,
+    /// Installed dependency sets, by key.
+    deps: Arc<deps::DepsCache>,
+    /// Builds running, by function and version (finished ones are in the store).
+    builds: Mutex<HashMap<(String, u32), Arc<builds::LiveBuild>>>,
 }
 
 impl Platform {
@@ -167,6 +177,8 @@ impl Platform {
             playground_runs: tokio::sync::Semaphore::new(playground::MAX_PLAYGROUND_RUNS),
             packages: Arc::new(packages::PackageCache::open(&config.packages_dir)),
             inflight: idempotency::InFlight::default(),
+            deps: Arc::new(deps::DepsCache::open(config.deps.clone())),
+            builds: Mutex::default(),
             store,
             writer,
             launcher,

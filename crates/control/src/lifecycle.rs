@@ -24,6 +24,8 @@ pub enum ControlError {
     AlreadyExists(String),
     #[error("function {0:?} does not exist")]
     NotFound(String),
+    #[error("function {0:?} has no version {1}")]
+    VersionNotFound(String, u32),
     #[error("{0}")]
     RuntimeUnavailable(String),
     #[error("{0}")]
@@ -379,9 +381,28 @@ impl Platform {
                     .map_err(|e| StartError::Spawn(format!("unpacking the package: {e}")))?;
                 let entry = resolve_handler(spec.runtime, &spec.handler, |p| dir.join(p).is_file())
                     .map_err(StartError::Spawn)?;
+                let deps = self
+                    .install_dependencies(slot, spec, version, &dir)
+                    .await
+                    .map_err(StartError::Spawn)?;
+                let (dir, deps) = match deps {
+                    // Without the sandbox there is no overlay: the instance reads one host
+                    // folder holding both.
+                    Some(deps) if !self.host.sandboxed => {
+                        let under = self.config.packages_dir.join(".merged");
+                        let merged =
+                            tokio::task::spawn_blocking(move || crate::deps::merged(&dir, &deps, &under))
+                                .await
+                                .map_err(|e| StartError::Spawn(format!("merging the dependencies: {e}")))?
+                                .map_err(|e| StartError::Spawn(format!("merging the dependencies: {e}")))?;
+                        (merged, None)
+                    }
+                    deps => (dir, deps),
+                };
                 (
                     Some(CodePackage {
                         dir,
+                        deps,
                         file: entry.file,
                     }),
                     entry.function,

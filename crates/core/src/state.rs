@@ -1,4 +1,4 @@
-//! The lifecycle of a function: `creating` → `deploying` → `ready` | `error`.
+//! The lifecycle of a function: `creating` → (`building` →) `deploying` → `ready` | `error`.
 
 use serde::Serialize;
 
@@ -6,6 +6,8 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum FunctionState {
     Creating,
+    /// The newest version's dependencies are being installed (before its deploy check).
+    Building,
     Deploying,
     Ready,
     Error,
@@ -14,7 +16,9 @@ pub enum FunctionState {
 /// What happened to a function that moves it along its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateEvent {
-    /// The spec is stored; a deploy check starts.
+    /// The newest version's dependencies are being installed.
+    BuildStarted,
+    /// The spec is stored (or its dependencies are installed); a deploy check starts.
     DeployStarted,
     /// The deploy check of the newest version succeeded.
     DeploySucceeded,
@@ -27,6 +31,7 @@ impl FunctionState {
     /// The one transition function of the lifecycle.
     pub fn on(self, event: StateEvent) -> FunctionState {
         match (self, event) {
+            (_, StateEvent::BuildStarted) => FunctionState::Building,
             (_, StateEvent::DeployStarted) => FunctionState::Deploying,
             (_, StateEvent::DeploySucceeded) => FunctionState::Ready,
             // A failed update keeps serving the last good version: the function stays ready
@@ -39,6 +44,7 @@ impl FunctionState {
     pub fn as_str(self) -> &'static str {
         match self {
             FunctionState::Creating => "creating",
+            FunctionState::Building => "building",
             FunctionState::Deploying => "deploying",
             FunctionState::Ready => "ready",
             FunctionState::Error => "error",
@@ -58,6 +64,21 @@ mod tests {
         assert_eq!(
             s.on(StateEvent::DeployFailed { serving: false }),
             FunctionState::Error
+        );
+    }
+
+    #[test]
+    fn a_build_comes_before_the_deploy_check() {
+        let s = FunctionState::Ready
+            .on(StateEvent::DeployStarted)
+            .on(StateEvent::BuildStarted);
+        assert_eq!(s, FunctionState::Building);
+        assert_eq!(s.as_str(), "building");
+        assert_eq!(s.on(StateEvent::DeployStarted), FunctionState::Deploying);
+        assert_eq!(
+            s.on(StateEvent::DeployFailed { serving: true }),
+            FunctionState::Ready,
+            "a failed build of an update keeps the old version serving"
         );
     }
 

@@ -421,7 +421,12 @@ impl InstanceTask {
             ),
             Some(package) => {
                 sandbox
-                    .show_package(&self.process, &[package.dir.as_path()])
+                    .show_package(
+                        &self.process,
+                        &std::iter::once(package.dir.as_path())
+                            .chain(package.deps.as_deref())
+                            .collect::<Vec<_>>(),
+                    )
                     .await
                     .map_err(|e| StartError::Spawn(e.to_string()))?;
                 let dir = if sandbox.enabled() {

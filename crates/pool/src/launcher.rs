@@ -13,6 +13,7 @@ use ignis_core::{Network, Runtime};
 use ignis_sandbox::{Bind, CgroupLimits, Sandbox, SpawnRequest};
 use tokio::time::Instant;
 
+use crate::build::{BuildError, BuildJob};
 use crate::instance::{Generic, StartError, Started};
 use crate::prewarm::{Prewarm, PREWARMED};
 use crate::runtimes::Runtimes;
@@ -21,7 +22,7 @@ use crate::runtimes::Runtimes;
 const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
 const SANDBOX_CODE_DIR: &str = "/code";
 /// Where a sandboxed instance finds Bun.
-const SANDBOX_BUN: &str = "/usr/local/bin/bun";
+pub(crate) const SANDBOX_BUN: &str = "/usr/local/bin/bun";
 /// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
 pub(crate) const PIDS_LIMIT: u32 = 256;
 /// Size of an instance's private `/tmp`.
@@ -61,6 +62,9 @@ pub struct CodePackage {
     /// The unpacked package on the host (never shown inside: the sandbox mounts it at the
     /// code root through an overlay named by descriptor).
     pub dir: PathBuf,
+    /// Its installed dependencies on the host, shown merged under the package (whose
+    /// files win).
+    pub deps: Option<PathBuf>,
     /// The entry file, relative to the package root (the handler's file).
     pub file: String,
 }
@@ -85,6 +89,17 @@ pub trait Starter: Send + Sync + 'static {
     fn prewarmed(&self, runtime: Runtime) -> usize {
         let _ = runtime;
         0
+    }
+
+    /// Installs a function's dependencies (see [`crate::build`]); a starter that cannot
+    /// says so.
+    fn build(self: Arc<Self>, job: BuildJob) -> BoxFuture<'static, Result<(), BuildError>> {
+        drop(job);
+        Box::pin(async {
+            Err(BuildError::Unavailable(
+                "this host cannot install dependencies".to_owned(),
+            ))
+        })
     }
 }
 
@@ -131,6 +146,10 @@ impl Starter for Launcher {
 
     fn prewarmed(&self, runtime: Runtime) -> usize {
         Launcher::prewarmed(self, runtime)
+    }
+
+    fn build(self: Arc<Self>, job: BuildJob) -> BoxFuture<'static, Result<(), BuildError>> {
+        Box::pin(async move { self.run_build(job).await })
     }
 }
 
@@ -277,6 +296,8 @@ impl Launcher {
             tmp_size_mb: TMP_SIZE_MB,
             outbound,
             empty_dir: sandboxed.then(|| PathBuf::from(SANDBOX_CODE_DIR)),
+            writable: None,
+            wait_for_go: false,
         })
     }
 

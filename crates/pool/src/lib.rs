@@ -3,6 +3,7 @@
 
 #![warn(clippy::wildcard_enum_match_arm)]
 
+pub mod build;
 mod capacity;
 mod instance;
 mod launcher;
@@ -13,6 +14,7 @@ pub mod runtimes;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use build::{BuildError, BuildJob, Installer};
 pub use capacity::{Capacity, Reservation};
 pub use instance::{Generic, Instance, RunResult, StartError, StartTimings, Started};
 pub use launcher::{CodePackage, LaunchSpec, Launcher, Purpose, Starter};

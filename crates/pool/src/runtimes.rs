@@ -15,7 +15,10 @@ pub struct RuntimeConfig {
     pub python: Option<PathBuf>,
     /// `IGNIS_BUN`: an explicit Bun.
     pub bun: Option<PathBuf>,
-    /// Project-local tools folders, searched in order (`<dir>/node_modules/.bin/bun`).
+    /// `IGNIS_UV`: an explicit uv (installs Python functions' `requirements.txt`).
+    pub uv: Option<PathBuf>,
+    /// Project-local tools folders, searched in order (`<dir>/node_modules/.bin/bun`,
+    /// `<dir>/uv/bin/uv`).
     pub tools_dirs: Vec<PathBuf>,
 }
 
@@ -42,6 +45,8 @@ pub struct Interpreter {
 pub struct Runtimes {
     pub python: Interpreter,
     pub bun: Interpreter,
+    /// uv, the installer of Python dependencies (Bun installs JavaScript ones itself).
+    pub uv: Interpreter,
     /// The folder holding the bootstrap files written at start-up.
     pub bootstrap_dir: PathBuf,
 }
@@ -56,10 +61,11 @@ impl Runtimes {
         std::fs::create_dir_all(&bootstrap_dir)?;
         std::fs::write(bootstrap_dir.join("bootstrap.py"), PYTHON_BOOTSTRAP)?;
         std::fs::write(bootstrap_dir.join("bootstrap.ts"), BUN_BOOTSTRAP)?;
-        let (python, bun) = tokio::join!(find_python(config), find_bun(config));
+        let (python, bun, uv) = tokio::join!(find_python(config), find_bun(config), find_uv(config));
         Ok(Runtimes {
             python,
             bun,
+            uv,
             bootstrap_dir,
         })
     }
@@ -171,6 +177,57 @@ async fn find_bun(config: &RuntimeConfig) -> Interpreter {
         }
         Err(e) => missing(e),
     }
+}
+
+async fn find_uv(config: &RuntimeConfig) -> Interpreter {
+    let candidate = config.uv.clone().unwrap_or_else(|| {
+        config
+            .tools_dirs
+            .iter()
+            .map(|d| d.join("uv/bin/uv"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("uv"))
+    });
+    let run = Command::new(&candidate)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(Duration::from_secs(20), run).await {
+        Ok(Ok(o)) if o.status.success() => o,
+        Ok(Ok(o)) => {
+            return missing(format!(
+                "{} --version failed: {}",
+                candidate.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        }
+        Ok(Err(e)) => return missing(format!("{} could not be run: {e}", candidate.display())),
+        Err(_) => return missing(format!("{} did not answer within 20 s", candidate.display())),
+    };
+    // `uv 0.13.9 (x86_64-unknown-linux-gnu)`
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(version) = text.split_whitespace().nth(1) else {
+        return missing(format!("{} printed no version", candidate.display()));
+    };
+    let path = if candidate.components().count() > 1 {
+        std::fs::canonicalize(&candidate).unwrap_or(candidate)
+    } else {
+        // Found on PATH: where, exactly, is what a sandbox must show.
+        std::env::var_os("PATH")
+            .and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(&candidate))
+                    .find(|p| p.is_file())
+            })
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .unwrap_or(candidate)
+    };
+    let mut i = found(path.clone(), version.to_owned());
+    i.mounts = vec![path];
+    i
 }
 
 fn found(path: PathBuf, version: String) -> Interpreter {

@@ -52,6 +52,14 @@ pub struct InitConfig {
     /// memory (it may start before the function exists, so nothing can be bound there).
     #[serde(default)]
     pub empty_dir: Option<PathBuf>,
+    /// A host folder shown read-write (nosuid, nodev) at a path inside: a build's work
+    /// folder, the one place it may write besides `/tmp`.
+    #[serde(default)]
+    pub writable: Option<Bind>,
+    /// The program waits for one byte on the control channel before it is executed: the
+    /// host attaches what it needs first (a build's network), so nothing runs without it.
+    #[serde(default)]
+    pub wait_for_go: bool,
 }
 
 /// The argument that makes the init park: join the cgroups named next, then wait for its
@@ -200,7 +208,12 @@ fn enter(c: &InitConfig) -> Result<(), String> {
     // stays as a minimal reaper, unprivileged and filtered like the runtime, and the
     // runtime runs as PID 2.
     match ctx(sys::fork(), "fork the runtime")? {
-        ForkResult::Child => exec(c),
+        ForkResult::Child => {
+            if c.wait_for_go {
+                ctx(sys::wait_for_go(crate::CONTROL_FD), "wait for the host's go")?;
+            }
+            exec(c)
+        }
         ForkResult::Parent { child } => {
             let_go_of_channels();
             reap_until(child)
@@ -257,6 +270,20 @@ fn reap_until(runtime: nix::unistd::Pid) -> ! {
             Err(e) => fail(&format!("waiting for the runtime: {e}")),
         }
     }
+}
+
+/// A read-write bind that no set-uid file or device node works through.
+fn bind_writable(source: &Path, target: &Path) -> Result<(), String> {
+    let what = format!("bind {} read-write at {}", source.display(), target.display());
+    ctx(
+        mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+        &what,
+    )?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    ctx(
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>),
+        &what,
+    )
 }
 
 fn bind_ro(source: &Path, target: &Path) -> Result<(), String> {
@@ -440,6 +467,10 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
         } else {
             mount_anonymous(&b.source, &target, &stage, n)?;
         }
+    }
+    if let Some(w) = &c.writable {
+        let target = mount_point(root, &w.target, true)?;
+        bind_writable(&w.source, &target)?;
     }
     if relocated {
         // What was mounted from the stage stays; the stage itself goes.

@@ -62,6 +62,11 @@ pub struct SpawnRequest {
     pub outbound: bool,
     /// An empty, read-only directory made at this path inside (see [`InitConfig::empty_dir`]).
     pub empty_dir: Option<PathBuf>,
+    /// A host folder shown read-write inside (see [`InitConfig::writable`]).
+    pub writable: Option<Bind>,
+    /// The program starts only once the host writes one byte on the control channel
+    /// (see [`InitConfig::wait_for_go`]).
+    pub wait_for_go: bool,
 }
 
 /// The argument that makes the `ignis` binary check, inside a sandbox, that it can run.
@@ -287,6 +292,8 @@ impl Sandbox {
             tmp_size_mb: 1,
             outbound: false,
             empty_dir: None,
+            writable: None,
+            wait_for_go: false,
         };
         let mut spawned = sandbox.spawn(&probe).map_err(|e| e.to_string())?;
         let status = spawned
@@ -470,6 +477,8 @@ impl Sandbox {
             cwd: req.cwd.clone(),
             outbound: req.outbound,
             empty_dir: req.empty_dir.clone(),
+            writable: req.writable.clone(),
+            wait_for_go: req.wait_for_go,
         };
         if let Some(parked) = on.take() {
             // A parked init is already in its cgroup; a new one parks in the background.
@@ -604,6 +613,14 @@ impl Process {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
         let _ = self.child.start_kill();
+    }
+
+    /// Waits for the process to end: whether it exited with status 0, and how it ended.
+    pub async fn wait_exit(&mut self) -> (bool, String) {
+        match self.child.wait().await {
+            Ok(status) => (status.success(), describe_exit(status)),
+            Err(e) => (false, format!("could not wait for the instance: {e}")),
+        }
     }
 
     /// Waits for the process to end and describes how it ended.

@@ -41,6 +41,8 @@ impl Parked {
             tmp_size_mb: 0,
             outbound: false,
             empty_dir: None,
+            writable: None,
+            wait_for_go: false,
         };
         let spawned = spawner.spawn(req, Some(cgroup), Stdio::from(read))?;
         Ok(Parked {

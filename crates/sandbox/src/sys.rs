@@ -156,6 +156,26 @@ pub(crate) fn fork() -> nix::Result<nix::unistd::ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
+/// Blocks until one byte arrives on `fd` (the control channel): the host's go.
+pub(crate) fn wait_for_go(fd: RawFd) -> std::io::Result<()> {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reads at most one byte into a local the pointer is valid for; `fd` is
+        // the inherited control channel, open for this whole process.
+        let n = unsafe { libc::read(fd, std::ptr::from_mut(&mut byte).cast(), 1) };
+        match n {
+            1 => return Ok(()),
+            0 => return Err(std::io::Error::other("the host closed the channel before its go")),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// Brings up `lo` in the instance's new network namespace, its only interface.
 pub(crate) fn loopback_up() -> std::io::Result<()> {
     // SAFETY: plain socket/ioctl/close calls on a zeroed `ifreq` that names "lo"; the

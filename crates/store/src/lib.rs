@@ -7,6 +7,7 @@
 //! The store knows nothing of the domain crate: a version's validated spec is an opaque
 //! JSON string, an invocation's status and error are opaque text.
 
+mod builds;
 mod functions;
 mod invocations;
 mod packages;
@@ -22,6 +23,7 @@ use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
+pub use builds::{BuildStatus, StoredBuild};
 pub use packages::{NewPackage, NewPackageFile, PackageContent, StoredPackageFile, VersionPackage};
 pub use queue::{
     AsyncRow, AsyncSource, AsyncStatus, AttemptRow, DeadReason, Enqueued, Finish, IdempotentRecord, KeyKind,
@@ -280,6 +282,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/005_destination_hops.sql")),
         M::up(include_str!("migrations/006_packages.sql")),
         M::up(include_str!("migrations/007_async_checks.sql")),
+        M::up(include_str!("migrations/008_builds.sql")),
     ])
 }
 
@@ -384,8 +387,37 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Stores function `name` with versions 1 to `versions` (one-file Python code).
+    pub(crate) fn create_test_function(store: &Store, name: &str, versions: u32) {
+        let at = from_ms(1_780_000_000_000).expect("a time");
+        for version in 1..=versions {
+            let v = NewVersion {
+                function: name.to_owned(),
+                version,
+                runtime: "python".to_owned(),
+                handler: "handler".to_owned(),
+                code: "def handler(e, c): return 1".to_owned(),
+                code_sha256: "00".to_owned(),
+                spec_json: "{}".to_owned(),
+                created_at: at,
+                package: None,
+            };
+            if version == 1 {
+                store.create_function(&v).expect("create");
+            } else {
+                store.add_version(&v).expect("add a version");
+            }
+        }
+    }
+
+    pub(crate) fn set_ready(store: &Store, name: &str, version: u32) {
+        store
+            .set_version_status(name, version, VersionStatus::Ready, None)
+            .expect("set ready");
+    }
 
     #[test]
     fn milliseconds_round_trip_before_and_after_the_epoch() {

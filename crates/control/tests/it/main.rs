@@ -9,7 +9,9 @@ mod queue;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ignis_control::{Accepted, Clock, ControlConfig, DeployWait, HostFacts, Platform, QueueConfig};
+use ignis_control::{
+    Accepted, Clock, ControlConfig, DeployWait, DepsConfig, HostFacts, Platform, QueueConfig,
+};
 use ignis_core::parse_spec;
 use ignis_pool::testing::FakeStarter;
 use ignis_pool::{Capacity, Interpreter, Runtimes};
@@ -49,6 +51,7 @@ impl World {
             runtimes: Runtimes {
                 python: interpreter(),
                 bun: interpreter(),
+                uv: interpreter(),
                 bootstrap_dir: dir.path().to_owned(),
             },
             sandboxed: true,
@@ -58,6 +61,13 @@ impl World {
             log_limit_bytes: 64 * 1024,
             retention_per_function: 1000,
             packages_dir: dir.path().join("packages"),
+            deps: DepsConfig {
+                dir: dir.path().join("deps"),
+                max_cache_bytes: 1 << 30,
+                max_build_bytes: 1 << 30,
+                build_timeout: std::time::Duration::from_secs(60),
+                build_memory_mb: 512,
+            },
             queue: QueueConfig {
                 max_queued: 1000,
                 retry_base: RETRY_BASE,
