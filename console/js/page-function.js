@@ -5,6 +5,7 @@
 
 import { api, apiRaw, errMessage, errorFrom, isStatus, isUnauthorized } from './api.js';
 import { clear, enc, h, setText } from './dom.js';
+import { buildLog } from './build-log.js';
 import { codeEditor } from './editor.js';
 import { filesEditor } from './files-editor.js';
 import { fmtInstances, loadErrorText } from './format.js';
@@ -136,7 +137,15 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     for (const [k, fnShow] of Object.entries(onShow)) if (k === id) fnShow();
     for (const [k, fnHide] of Object.entries(onHide)) if (k !== id) fnHide();
   });
-  app.append(head, confirmBox, deployEl, t.list, ...t.panels);
+  // The newest version's build: live while it runs, kept in view when it failed.
+  /** Versions whose build failed. @type {Set<number>} */
+  const failedBuilds = new Set();
+  const build = buildLog(pg, name, (b) => {
+    if (b.status !== 'failed' || failedBuilds.has(b.version)) return;
+    failedBuilds.add(b.version);
+    showDeploy();
+  });
+  app.append(head, confirmBox, deployEl, build.el, t.list, ...t.panels);
 
   // --- Code tab: editor + test panel.
   const saveBtn = h('button', { type: 'button', class: 'btn btn-primary', testid: 'deploy' }, 'Deploy');
@@ -392,7 +401,8 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     } else {
       const serving = fn.active_version != null && fn.active_version !== fn.version
         ? ` Version ${fn.active_version} is still serving.` : '';
-      setText(deployText, `Version ${fn.version} failed to load.${serving}`);
+      const what = failedBuilds.has(fn.version) ? 'failed to build' : 'failed to load';
+      setText(deployText, `Version ${fn.version} ${what}.${serving}`);
     }
     if (status === 'error') {
       const message = de ? loadErrorText(de) : fn.state_reason || 'The code failed to load.';
@@ -425,6 +435,8 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     versionEl.dataset.version = String(fn.version);
     if (fn.instances) setText(instancesEl, 'Instances: ' + fmtInstances(fn.instances));
     showDeploy();
+    const status = deployStatus(fn);
+    build.update(fn, status === 'error' && !(fn.deploy_error && fn.deploy_error.version === fn.version));
     config.update(fn);
     if (fn.package_sha256 != null) {
       showPackageInfo();

@@ -286,3 +286,34 @@ test('a one-file function becomes a package: its code as main.py, a file added, 
     assert.deepEqual(r.json, { v: 2 });
   });
 });
+
+test('a requirements.txt naming a package that does not exist: the build fails, the function is in error and the page shows the installer\'s log', async () => {
+  await withPage(env.browser, 'package-build-failed', async (page) => {
+    const name = uniqueName('deps');
+    const missing = 'ignis-no-such-package-' + Date.now().toString(36);
+    // Not waiting for the deploy: the page opens while the version builds.
+    const r = await env.server.api('POST', '/v1/functions', {
+      name,
+      runtime: 'python',
+      handler: 'main.handler',
+      files: { 'main.py': 'def handler(event):\n    return 1\n', 'requirements.txt': `${missing}==1.0\n` },
+    });
+    assert.equal(r.status, 201, r.text);
+    const created = r.json;
+    await page.goto(`${env.server.url}/#/functions/${name}`);
+    await page.locator(testid('build-log')).waitFor({ timeout: 20_000 });
+    await page.locator(`${testid('fn-state')}`).filter({ hasText: /^error$/ }).waitFor({ timeout: 120_000 });
+    const build = (await env.server.api('GET', `/v1/functions/${name}/versions/${created.version}/build`)).json;
+    assert.equal(build.status, 'failed', JSON.stringify(build));
+    assert.equal(build.installer, 'uv');
+
+    await page.locator(`${testid('build-status')}[data-state="error"]`).waitFor({ timeout: 20_000 });
+    assert.equal(await page.locator(testid('build-log')).isVisible(), true);
+    const log = await page.locator(testid('build-log-text')).textContent();
+    assert.ok(log.includes(missing), `the installer's message names the package: ${log}`);
+    assert.equal(log.trim(), build.log.trim(), 'the page shows the whole log');
+    assert.ok(build.error, 'the build says why it failed');
+    assert.equal(await page.locator(testid('build-error')).textContent(), build.error);
+    assert.match(await page.locator(testid('deploy-status-text')).textContent(), new RegExp(`Version ${created.version} failed to build\\.`));
+  });
+});
