@@ -317,3 +317,33 @@ test('a requirements.txt naming a package that does not exist: the build fails, 
     assert.match(await page.locator(testid('deploy-status-text')).textContent(), new RegExp(`Version ${created.version} failed to build\\.`));
   });
 });
+
+test('a requirements.txt added in the console whose build fails: version 1 keeps serving and the page shows version 2\'s build log', async () => {
+  await withPage(env.browser, 'package-update-build-failed', async (page) => {
+    const name = uniqueName('upd');
+    await env.server.createFunction({ name, runtime: 'python', handler: 'main.handler', files: { 'main.py': 'def handler(event):\n    return {"v": 1}\n' } });
+    await page.goto(`${env.server.url}/#/functions/${name}`);
+    await page.locator(`${testid('code-editor')}[data-path="main.py"]`).waitFor({ timeout: 20_000 });
+    await page.locator(`${testid('deploy-status')}[data-state="ready"]`).waitFor();
+    assert.equal(await page.locator(testid('build-log')).isVisible(), false, 'nothing was built for version 1');
+
+    const missing = 'ignis-missing-' + Date.now().toString(36);
+    await page.locator(testid('file-add')).click();
+    await page.locator(testid('file-path-input')).fill('requirements.txt');
+    await page.locator(testid('file-form-ok')).click();
+    await page.locator(`${testid('code-editor')}[data-path="requirements.txt"]`).waitFor();
+    await page.locator(`${testid('code-editor')} .monaco-editor .view-lines`).click();
+    await page.keyboard.insertText(`${missing}==1.0\n`);
+    await page.locator(testid('deploy')).click();
+
+    await page.locator(`${testid('build-status')}[data-state="error"]`).waitFor({ timeout: 120_000 });
+    assert.match(await page.locator(testid('build-title')).textContent(), /^Build of version 2$/);
+    assert.ok((await page.locator(testid('build-log-text')).textContent()).includes(missing));
+    await page.locator(testid('deploy-status-text')).filter({ hasText: 'Version 2 failed to build. Version 1 is still serving.' }).waitFor({ timeout: 20_000 });
+    const fn = (await env.server.api('GET', `/v1/functions/${name}`)).json;
+    assert.equal(fn.version, 2);
+    assert.equal(fn.active_version, 1);
+    const r = await env.server.api('POST', `/v1/functions/${name}/invoke`, {});
+    assert.deepEqual(r.json, { v: 1 });
+  });
+});
