@@ -41,7 +41,6 @@ export function pathProblem(path, paths) {
   if (!path) return 'Give the file a path, such as lib/util.py.';
   if (path.startsWith('/')) return `${path} is absolute; paths in a package are relative to its root.`;
   if (path.includes('\\')) return `${path} holds a backslash; use "/" between folders.`;
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(path)) return `${path} holds a control character.`;
   const parts = path.split('/');
   if (parts.some((p) => p === '')) return `${path} has an empty part ("//" or a trailing "/").`;

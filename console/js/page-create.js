@@ -72,7 +72,7 @@ export function createPage(pg, app) {
     const text = editor.getValue();
     editor.dispose();
     editor = null;
-    pkg = filesEditor(pg, { runtime: runtime.value, files: [{ path: first, text, size: new TextEncoder().encode(text).length }], label: 'Function code' });
+    pkg = filesEditor(pg, { runtime: runtime.value, files: [{ path: first, text, size: new TextEncoder().encode(text).length }], unsaved: true, label: 'Function code' });
     const box = h('div', {}, pkg.el);
     editorBox.replaceWith(box);
     editorBox = box;

@@ -228,6 +228,7 @@ test('the create page makes a function of several files: main.py, then a file in
     await page.locator(`${testid('code-editor')}[data-path="main.py"]`).waitFor();
     assert.deepEqual(await treePaths(page), ['main.py']);
     assert.equal(await page.locator(testid('create-handler')).inputValue(), 'main.handler');
+    await page.locator(`${testid('tree-file')}[data-path="main.py"][data-mark="new"]`).waitFor();
     assert.match((await editorModel(page)).value, /^def handler\(event\):/, 'the template became main.py');
 
     await page.locator(testid('file-add')).click();
