@@ -87,6 +87,9 @@ function configureMonaco(monaco) {
  * @property {(value: string) => void} setValue
  * @property {(runtime: string, value: string | null) => void} setRuntime switches the
  *   language, with new code or (null) the code it has
+ * @property {(path: string, value: string) => void} openFile shows a package's file (its
+ *   language from its name; its undo history kept while it stays open)
+ * @property {(path: string) => void} closeFile forgets a file openFile showed
  * @property {(line: number, message: string) => void} markLine
  * @property {() => void} clearMarks
  * @property {(line: number) => void} revealLine
@@ -122,6 +125,14 @@ export async function codeEditor(pg, container, opts) {
   let ed;
   if (monaco && pg.alive) ed = monacoEditor(monaco, container, opts);
   else ed = textareaEditor(container, opts);
+  // Disposed once, whether a page replaced the editor or the page went.
+  const dispose = ed.dispose;
+  let disposed = false;
+  ed.dispose = () => {
+    if (disposed) return;
+    disposed = true;
+    dispose();
+  };
   pg.cleanups.push(() => ed.dispose());
   return ed;
 }
@@ -165,6 +176,8 @@ function monacoEditor(monaco, container, opts) {
     readOnly: !!opts.readOnly,
   });
   editor.onDidChangeModelContent(() => listeners.forEach((fn) => fn()));
+  /** A package's files, each with its own model. @type {Map<string, any>} */
+  const fileModels = new Map();
   container.dataset.editor = 'monaco';
   container.append(h('p', { class: 'editor-hint muted' },
     'Tab indents inside the editor; press Ctrl+M (Ctrl+Shift+M on a Mac) to make Tab move the focus instead.'));
@@ -183,7 +196,36 @@ function monacoEditor(monaco, container, opts) {
       runtime = rt;
       container.dataset.language = rt;
       editor.setModel(model);
-      old.dispose();
+      if (![...fileModels.values()].includes(old)) old.dispose();
+    },
+    openFile(path, value) {
+      let m = fileModels.get(path);
+      if (!m) {
+        modelCounter += 1;
+        // No language given: Monaco picks it from the file's extension.
+        m = monaco.editor.createModel(value, undefined, monaco.Uri.file(`/ignis/${modelCounter}/${path}`));
+        m.updateOptions({ tabSize: path.endsWith('.py') ? 4 : 2, insertSpaces: true });
+        fileModels.set(path, m);
+      } else if (m.getValue() !== value) {
+        m.setValue(value);
+      }
+      const old = model;
+      model = m;
+      container.dataset.language = m.getLanguageId();
+      container.dataset.path = path;
+      editor.setModel(m);
+      if (old !== m && ![...fileModels.values()].includes(old)) old.dispose();
+    },
+    closeFile(path) {
+      const m = fileModels.get(path);
+      if (!m) return;
+      fileModels.delete(path);
+      if (m === model) {
+        model = newModel('', runtime);
+        editor.setModel(model);
+        delete container.dataset.path;
+      }
+      m.dispose();
     },
     markLine(line, message) {
       const ln = clampLine(line);
@@ -210,7 +252,8 @@ function monacoEditor(monaco, container, opts) {
     onChange: (fn) => listeners.push(fn),
     dispose() {
       editor.dispose();
-      model.dispose();
+      if (![...fileModels.values()].includes(model)) model.dispose();
+      for (const m of fileModels.values()) m.dispose();
     },
   };
 }
@@ -250,6 +293,15 @@ function textareaEditor(container, opts) {
     setRuntime(rt, value) {
       container.dataset.language = rt;
       if (value != null) area.value = value;
+    },
+    openFile(path, value) {
+      container.dataset.path = path;
+      area.value = value;
+    },
+    closeFile(path) {
+      if (container.dataset.path !== path) return;
+      delete container.dataset.path;
+      area.value = '';
     },
     markLine(line, message) {
       mark.hidden = false;

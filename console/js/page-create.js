@@ -1,12 +1,14 @@
 // @ts-check
 // The create page: name, runtime, limits, handler, environment and code (starting from the
-// runtime's template); the API's error goes to the field it names.
+// runtime's template), as one file or as a package of several files; the API's error goes
+// to the field it names.
 
 import { api, ApiError, errMessage } from './api.js';
-import { enc, h, uid } from './dom.js';
+import { enc, h, setText, uid } from './dom.js';
 import { codeEditor } from './editor.js';
+import { filesEditor } from './files-editor.js';
 import { numberOrText } from './format.js';
-import { runtimeOptions, TEMPLATES } from './runtimes.js';
+import { RUNTIME_FILES, runtimeOptions, TEMPLATES } from './runtimes.js';
 import { envEditor, errorBox, field, pageHeader, toast } from './widgets.js';
 
 /**
@@ -23,8 +25,10 @@ export function createPage(pg, app) {
   const timeout = h('input', { type: 'number', min: '1', max: '300', step: '1', value: '30', testid: 'create-timeout', inputmode: 'numeric' });
   const handler = h('input', { type: 'text', value: 'handler', spellcheck: 'false', autocapitalize: 'off', testid: 'create-handler' });
   const env = envEditor({});
-  const editorBox = h('div', {});
+  let editorBox = h('div', {});
   const resetBtn = h('button', { type: 'button', class: 'btn btn-small', testid: 'create-reset-template' }, 'Reset to the template');
+  const filesBtn = h('button', { type: 'button', class: 'btn btn-small', testid: 'create-to-files' }, 'Use several files');
+  const codeHelp = h('p', { class: 'muted small' }, 'One file. With several files (a package), the handler names its file: path/module.function.');
   // The buttons come before the editor: Tab inside Monaco indents, so a keyboard user
   // reaches them without leaving the editor with Ctrl+M.
   const formId = uid('create');
@@ -35,9 +39,10 @@ export function createPage(pg, app) {
       field('Runtime', runtime),
       field('Memory (MB)', memory, '128 to 3072.'),
       field('Timeout (seconds)', timeout, '1 to 300.'),
-      field('Handler', handler, 'The function the runtime calls.')),
+      field('Handler', handler, 'The function the runtime calls (path/module.function with several files).')),
     env.el,
-    h('div', { class: 'editor-head' }, h('h2', { class: 'sub' }, 'Code'), resetBtn),
+    h('div', { class: 'editor-head' }, h('h2', { class: 'sub' }, 'Code'), h('div', { class: 'editor-actions' }, filesBtn, resetBtn)),
+    codeHelp,
     editorBox);
   app.append(
     pageHeader('Create a function', h('a', { class: 'btn', href: '#/functions' }, 'Cancel'), submit),
@@ -45,6 +50,8 @@ export function createPage(pg, app) {
 
   /** @type {import('./editor.js').Editor | null} */
   let editor = null;
+  /** The files, once the user chose several. @type {import('./files-editor.js').FilesEditor | null} */
+  let pkg = null;
   let template = TEMPLATES.python;
   codeEditor(pg, editorBox, { runtime: 'python', value: template, label: 'Function code' }).then((ed) => {
     editor = ed;
@@ -57,6 +64,24 @@ export function createPage(pg, app) {
     template = TEMPLATES[rt];
     editor.setRuntime(rt, untouched ? template : null);
   });
+  // Several files: the code so far becomes the runtime's conventional first file, and the
+  // handler names it (main.handler).
+  filesBtn.addEventListener('click', () => {
+    if (!editor) return;
+    const first = RUNTIME_FILES[runtime.value];
+    const text = editor.getValue();
+    editor.dispose();
+    editor = null;
+    pkg = filesEditor(pg, { runtime: runtime.value, files: [{ path: first, text, size: new TextEncoder().encode(text).length }], unsaved: true, label: 'Function code' });
+    const box = h('div', {}, pkg.el);
+    editorBox.replaceWith(box);
+    editorBox = box;
+    const entry = first.replace(/\.[^.]+$/, '');
+    if (!handler.value.trim() || handler.value.trim() === 'handler') handler.value = entry + '.handler';
+    filesBtn.hidden = true;
+    resetBtn.hidden = true;
+    setText(codeHelp, `Several files: the handler (${handler.value}) names the file and the function the runtime calls.`);
+  });
   resetBtn.addEventListener('click', () => {
     if (!editor) return;
     template = TEMPLATES[runtime.value];
@@ -67,7 +92,7 @@ export function createPage(pg, app) {
   const inputs = { name, memory_mb: memory, timeout_secs: timeout, handler };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    if (!editor) return;
+    if (!editor && !pkg) return;
     err.hide();
     for (const el of Object.values(inputs)) el.removeAttribute('aria-invalid');
     let body;
@@ -75,7 +100,7 @@ export function createPage(pg, app) {
       body = {
         name: name.value.trim(),
         runtime: runtime.value,
-        code: editor.getValue(),
+        ...(pkg ? { files: pkg.texts() } : { code: editor ? editor.getValue() : '' }),
         handler: handler.value.trim() || 'handler',
         memory_mb: numberOrText(memory.value),
         timeout_secs: numberOrText(timeout.value),

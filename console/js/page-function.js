@@ -5,7 +5,9 @@
 
 import { api, apiRaw, errMessage, errorFrom, isStatus, isUnauthorized } from './api.js';
 import { clear, enc, h, setText } from './dom.js';
+import { buildLog } from './build-log.js';
 import { codeEditor } from './editor.js';
+import { filesEditor } from './files-editor.js';
 import { fmtInstances, loadErrorText } from './format.js';
 import { poll } from './page.js';
 import { RUNTIME_FILES, RUNTIME_LABELS } from './runtimes.js';
@@ -16,9 +18,11 @@ import { invokePanel } from './tab-invoke.js';
 import { logTail } from './tab-logs.js';
 import { metricsPanel } from './tab-metrics.js';
 import { errorBox, tabs, toast } from './widgets.js';
+import { unzip } from './zip.js';
 
 /** @typedef {import('./spec.js').FunctionView} FunctionView */
 /** @typedef {import('./page.js').Page} Page */
+/** @typedef {import('./zip.js').PackageEntry} PackageEntry */
 
 const TABS = [
   { id: 'code', label: 'Code' },
@@ -29,13 +33,15 @@ const TABS = [
 ];
 
 /**
- * Where the newest version stands: deploying, ready or error (with a message).
+ * Where the newest version stands: building (installing its dependencies), deploying,
+ * ready or error (with a message).
  * @param {FunctionView} fn
- * @returns {'deploying' | 'ready' | 'error'}
+ * @returns {'building' | 'deploying' | 'ready' | 'error'}
  */
 function deployStatus(fn) {
   const de = fn.deploy_error;
   if (de && de.version === fn.version) return 'error';
+  if (fn.state === 'building') return 'building';
   if (fn.state === 'creating' || fn.state === 'deploying') return 'deploying';
   if (fn.state === 'error') return 'error';
   if (fn.active_version === fn.version) return 'ready';
@@ -131,30 +137,42 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     for (const [k, fnShow] of Object.entries(onShow)) if (k === id) fnShow();
     for (const [k, fnHide] of Object.entries(onHide)) if (k !== id) fnHide();
   });
-  app.append(head, confirmBox, deployEl, t.list, ...t.panels);
+  // The newest version's build: live while it runs, kept in view when it failed.
+  /** Versions whose build failed. @type {Set<number>} */
+  const failedBuilds = new Set();
+  const build = buildLog(pg, name, (b) => {
+    if (b.status !== 'failed' || failedBuilds.has(b.version)) return;
+    failedBuilds.add(b.version);
+    showDeploy();
+  });
+  app.append(head, confirmBox, deployEl, build.el, t.list, ...t.panels);
 
   // --- Code tab: editor + test panel.
   const saveBtn = h('button', { type: 'button', class: 'btn btn-primary', testid: 'deploy' }, 'Deploy');
   const dirtyEl = h('span', { class: 'muted small', testid: 'dirty' });
   const saveErr = errorBox('save-error');
-  const editorBox = h('div', {});
+  let editorBox = h('div', {});
   const invoke = invokePanel(pg, name);
-  // A package of several files is shown as its file list: the editor holds one file, and
-  // deploying it would replace the package (editing packages here comes with a file tree).
+  // A package of several files is edited as a tree of files beside the editor.
   const isPackage = fn.package_sha256 != null;
+  const packageInfo = h('span', { testid: 'package-info' });
+  const toFilesBtn = h('button', { type: 'button', class: 'btn', testid: 'to-files', hidden: isPackage }, 'Use several files');
   if (isPackage) {
     saveBtn.hidden = true;
-    editorBox.append(packageList(fn, path));
+    editorBox.append(h('p', { class: 'muted', testid: 'package-loading' }, 'Loading the package’s files…'));
   }
-  t.panel('code').append(h('div', { class: 'code-layout' },
+  const heading = h('h2', { class: 'sub' }, isPackage ? 'Package' : RUNTIME_FILES[fn.runtime] || 'Code');
+  const codeNote = isPackage
+    ? h('p', { class: 'muted small', testid: 'package' }, packageInfo, ' ', downloadButton(fn, path))
+    : h('p', { class: 'muted small' }, 'Deploy makes a new version (Ctrl+S or ⌘S).');
+  const layout = h('div', { class: 'code-layout' + (isPackage ? ' code-layout-package' : '') },
     h('div', { class: 'code-main' },
-      h('div', { class: 'editor-head' },
-        h('h2', { class: 'sub' }, isPackage ? 'Package' : RUNTIME_FILES[fn.runtime] || 'Code'),
-        h('div', { class: 'editor-actions' }, dirtyEl, saveBtn)),
-      isPackage ? null : h('p', { class: 'muted small' }, 'Deploy makes a new version (Ctrl+S or ⌘S).'),
+      h('div', { class: 'editor-head' }, heading, h('div', { class: 'editor-actions' }, dirtyEl, toFilesBtn, saveBtn)),
+      codeNote,
       saveErr.el,
       editorBox),
-    invoke.el));
+    invoke.el);
+  t.panel('code').append(layout);
 
   /** @type {import('./editor.js').Editor | null} */
   let editor = null;
@@ -164,11 +182,81 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
   let watchVersion = null;
   /** @type {number | null} */
   let markedVersion = null;
+  /** The package's files in the tree editor. @type {import('./files-editor.js').FilesEditor | null} */
+  let pkg = null;
+  /** The package the tree editor holds (as loaded or deployed). */
+  let pkgSha = fn.package_sha256 || null;
+  let pkgLoading = false;
   const updateDirty = () => {
+    if (pkg) {
+      const changes = pkg.changes();
+      setText(dirtyEl, changes ? 'Unsaved changes: ' + changes : '');
+      return;
+    }
     const dirty = editor && editor.getValue() !== savedCode;
     setText(dirtyEl, dirty ? 'Unsaved changes' : '');
   };
-  if (!isPackage) {
+  const showPackageInfo = () => {
+    const n = (fn.files || []).length;
+    const deployNote = pkg && !saveBtn.hidden ? ' Deploy makes a new version with every file (Ctrl+S or ⌘S).' : '';
+    setText(packageInfo, `${n} file${n === 1 ? '' : 's'}, handler ${fn.handler || ''}.${deployNote}`);
+  };
+  /** Reads the newest package (its zip) into the tree editor. */
+  const loadPackage = async () => {
+    if (pkgLoading) return;
+    pkgLoading = true;
+    const sha = fn.package_sha256 || null;
+    try {
+      const entries = await fetchPackage(path);
+      if (!pg.alive) return;
+      pkgSha = sha;
+      if (pkg) {
+        pkg.load(entries);
+        return;
+      }
+      const binary = entries.filter((f) => f.text == null).map((f) => f.path);
+      const readOnly = binary.length
+        ? `This package holds ${binary.length} binary file${binary.length === 1 ? '' : 's'} (not UTF-8 text: ${binary.slice(0, 5).join(', ')}${binary.length > 5 ? ', …' : ''}). `
+          + 'The console sends files back as text only, so it shows this package read-only: deploy changes with a zip through the API.'
+        : '';
+      pkg = filesEditor(pg, { runtime: fn.runtime, files: entries, open: handlerFile(fn, entries), readOnly, label: `Code of ${name}` });
+      pkg.onChange(updateDirty);
+      clear(editorBox).append(pkg.el);
+      saveBtn.hidden = !!readOnly;
+      showPackageInfo();
+      updateDirty();
+    } catch (e) {
+      if (!pg.alive || isUnauthorized(e)) return;
+      if (pkg) toast('Cannot load the newest files: ' + errMessage(e), 'error');
+      else clear(editorBox).append(h('p', { class: 'error-box', role: 'alert', testid: 'package-error' }, 'Cannot load the package’s files: ' + errMessage(e)));
+    } finally {
+      pkgLoading = false;
+    }
+  };
+  // A one-file function becomes a package: its code is the runtime's conventional first
+  // file (main.py, index.js, index.ts), to which files are added; the next deploy sends
+  // them all, the handler then naming that file (main.handler).
+  toFilesBtn.addEventListener('click', () => {
+    if (!editor || saving) return;
+    const first = RUNTIME_FILES[fn.runtime] || 'main.py';
+    const text = editor.getValue();
+    editor.dispose();
+    editor = null;
+    pkg = filesEditor(pg, { runtime: fn.runtime, files: [{ path: first, text, size: new TextEncoder().encode(text).length }], unsaved: true, label: `Code of ${name}` });
+    pkg.onChange(updateDirty);
+    const box = h('div', {}, pkg.el);
+    editorBox.replaceWith(box);
+    editorBox = box;
+    layout.classList.add('code-layout-package');
+    toFilesBtn.hidden = true;
+    setText(heading, 'Package');
+    setText(codeNote, `Deploy sends every file as a new version; the handler becomes ${first.replace(/\.[^.]+$/, '')}.${fn.handler || 'handler'}.`);
+    updateDirty();
+  });
+  if (isPackage) {
+    showPackageInfo();
+    loadPackage();
+  } else {
     codeEditor(pg, editorBox, { runtime: fn.runtime, value: savedCode, label: `Code of ${name}` }).then((ed) => {
       editor = ed;
       ed.onChange(updateDirty);
@@ -176,7 +264,40 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     });
   }
 
+  const deployPackage = async () => {
+    if (saving || !pkg || saveBtn.hidden) return;
+    const files = pkg;
+    saving = true;
+    saveBtn.disabled = true;
+    saveErr.hide();
+    /** @type {Record<string, unknown>} */
+    const changes = { files: files.texts() };
+    // A one-file function's handler names a function; a package's names its file too.
+    if (fn.package_sha256 == null) {
+      const first = RUNTIME_FILES[fn.runtime] || 'main.py';
+      changes.handler = first.replace(/\.[^.]+$/, '') + '.' + (fn.handler || 'handler');
+    }
+    try {
+      const updated = await api('PUT', path, specBody(fn, changes));
+      if (!pg.alive) return;
+      files.markSaved();
+      pkgSha = updated.package_sha256 || null;
+      watchVersion = updated.version;
+      fn = Object.assign({}, fn, updated);
+      render();
+      pg.refreshFunction();
+    } catch (e) {
+      if (!pg.alive) return;
+      saveErr.show(errMessage(e));
+    } finally {
+      saving = false;
+      saveBtn.disabled = false;
+      updateDirty();
+    }
+  };
+
   const deploy = async () => {
+    if (pkg) return deployPackage();
     if (saving || !editor) return;
     const ed = editor;
     saving = true;
@@ -271,14 +392,17 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     deployEl.dataset.state = status;
     deployEl.className = 'deploy-status deploy-' + status;
     const de = fn.deploy_error && fn.deploy_error.version === fn.version ? fn.deploy_error : null;
-    if (status === 'deploying') {
+    if (status === 'building') {
+      setText(deployText, `Building version ${fn.version} (installing its dependencies)…`);
+    } else if (status === 'deploying') {
       setText(deployText, `Deploying version ${fn.version}…`);
     } else if (status === 'ready') {
       setText(deployText, `Version ${fn.version} is live.`);
     } else {
       const serving = fn.active_version != null && fn.active_version !== fn.version
         ? ` Version ${fn.active_version} is still serving.` : '';
-      setText(deployText, `Version ${fn.version} failed to load.${serving}`);
+      const what = failedBuilds.has(fn.version) ? 'failed to build' : 'failed to load';
+      setText(deployText, `Version ${fn.version} ${what}.${serving}`);
     }
     if (status === 'error') {
       const message = de ? loadErrorText(de) : fn.state_reason || 'The code failed to load.';
@@ -296,7 +420,7 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
         editor.clearMarks();
       }
     }
-    if (watchVersion === fn.version && status !== 'deploying') {
+    if (watchVersion === fn.version && status !== 'deploying' && status !== 'building') {
       watchVersion = null;
       if (status === 'ready') toast(`Version ${fn.version} is live.`);
     }
@@ -311,7 +435,14 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     versionEl.dataset.version = String(fn.version);
     if (fn.instances) setText(instancesEl, 'Instances: ' + fmtInstances(fn.instances));
     showDeploy();
+    const status = deployStatus(fn);
+    build.update(fn, status === 'error' && !(fn.deploy_error && fn.deploy_error.version === fn.version));
     config.update(fn);
+    if (fn.package_sha256 != null) {
+      showPackageInfo();
+      // A function converted to files here shows the package's line once deployed.
+      if (!codeNote.contains(packageInfo)) codeNote.replaceChildren(packageInfo, ' ', downloadButton(fn, path));
+    }
   }
 
   render();
@@ -332,9 +463,11 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
       }
       fn = next;
       render();
+      // A newer package deployed elsewhere replaces the files unless the user changed some.
+      if (pkg && next.package_sha256 && next.package_sha256 !== pkgSha && !pkg.changes() && !saving) loadPackage();
       updateDirty();
     },
-    busy: () => saving || deployStatus(fn) === 'deploying' || watchVersion != null,
+    busy: () => saving || deployStatus(fn) === 'deploying' || deployStatus(fn) === 'building' || watchVersion != null,
     gone() {
       saveBtn.disabled = true;
     },
@@ -342,13 +475,12 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
 }
 
 /**
- * A package's files (path and size) and a link to download them as a zip.
+ * A button that downloads the function's code as a zip.
  * @param {FunctionView} fn
  * @param {string} path the function's API path
  * @returns {HTMLElement}
  */
-function packageList(fn, path) {
-  const files = fn.files || [];
+function downloadButton(fn, path) {
   // A button, not a link: the download needs the token, which only fetch can send.
   const download = h('button', { type: 'button', class: 'btn btn-small', testid: 'package-download' }, 'Download as zip');
   download.addEventListener('click', async () => {
@@ -362,11 +494,31 @@ function packageList(fn, path) {
       if (!isUnauthorized(e)) toast(errMessage(e), 'error');
     }
   });
-  return h('div', { class: 'card', testid: 'package' },
-    h('p', { class: 'muted small' },
-      `A package of ${files.length} file${files.length === 1 ? '' : 's'}, handler ${fn.handler || ''}. `,
-      'Deploy a new package with files or zip through the API; saving the configuration keeps it.'),
-    h('ul', { class: 'package-files mono', testid: 'package-files' },
-      ...files.map((f) => h('li', {}, f.path, h('span', { class: 'muted' }, ` ${f.size} B`)))),
-    download);
+  return download;
+}
+
+/**
+ * The files of the function's newest package, read from its zip.
+ * @param {string} path the function's API path
+ * @returns {Promise<PackageEntry[]>}
+ */
+async function fetchPackage(path) {
+  const resp = await apiRaw('GET', path + '/code', undefined, { accept: 'application/zip' });
+  if (!resp.ok) throw await errorFrom(resp);
+  return unzip(await resp.arrayBuffer());
+}
+
+/**
+ * The file a Lambda-style handler (`lib/app.handler`) names, when the package has it.
+ * @param {FunctionView} fn
+ * @param {PackageEntry[]} entries
+ * @returns {string | undefined}
+ */
+function handlerFile(fn, entries) {
+  const handler = fn.handler || '';
+  const dot = handler.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  const module = handler.slice(0, dot);
+  const found = entries.find((f) => f.path.replace(/\.[^./]+$/, '') === module || f.path === module + '/__init__.py');
+  return found && found.path;
 }

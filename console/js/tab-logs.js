@@ -168,7 +168,7 @@ export function logTail(pg, name) {
  * @param {AbortSignal} signal
  * @param {(event: string, data: string) => void} onEvent
  */
-async function readEvents(body, signal, onEvent) {
+export async function readEvents(body, signal, onEvent) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   const onAbort = () => reader.cancel().catch(() => {});

@@ -45,9 +45,11 @@ const FILES: &[(&str, &str, &str)] = built_in![
     "app.css" => CSS,
     "app.js" => JS,
     "js/api.js" => JS,
+    "js/build-log.js" => JS,
     "js/chart.js" => JS,
     "js/dom.js" => JS,
     "js/editor.js" => JS,
+    "js/files-editor.js" => JS,
     "js/format.js" => JS,
     "js/login.js" => JS,
     "js/page-create.js" => JS,
@@ -65,6 +67,7 @@ const FILES: &[(&str, &str, &str)] = built_in![
     "js/tab-logs.js" => JS,
     "js/tab-metrics.js" => JS,
     "js/widgets.js" => JS,
+    "js/zip.js" => JS,
 ];
 
 /// Monaco builds its workers from blob URLs and injects its styles; nothing else may load
