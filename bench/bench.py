@@ -10,6 +10,9 @@ Scenarios (targets for a 2-core machine, from issue 4):
   burst       200 simultaneous requests, no instance yet, max_instances 50:
               no 5xx, p99 <= 1 s
   density     PSS per idle instance (init + runtime processes), and how many fit in 8 GiB
+  deps        a function with a requirements.txt (numpy, from PyPI through uv): deploy
+              time with the dependency set not cached and cached, and the cold start of
+              a function importing numpy, pooled (--prewarm 2) and not (reported)
 
 Prints a table and writes target/bench/latest.json. Python 3.11 standard library only.
 Knobs (environment):
@@ -45,7 +48,7 @@ POST_LUA = os.path.join(ROOT, "bench", "post.lua")
 DURATION = os.environ.get("DURATION", "10s")
 WARMUP = os.environ.get("WARMUP", "2s")
 SAMPLES = int(os.environ.get("SAMPLES", "25"))
-SCENARIOS = [s.strip() for s in os.environ.get("SCENARIOS", "warm,cold,burst,density").split(",") if s.strip()]
+SCENARIOS = [s.strip() for s in os.environ.get("SCENARIOS", "warm,cold,burst,density,deps").split(",") if s.strip()]
 OUT = os.path.join(ROOT, os.environ.get("OUT", "target/bench/latest.json"))
 
 RUNTIMES = ("python", "javascript")
@@ -101,12 +104,12 @@ LIVE_SERVERS = []
 class Server:
     """One `ignis serve` with its own data directory, stopped by close()."""
 
-    def __init__(self, *, prewarm, sandbox=True):
+    def __init__(self, *, prewarm, sandbox=True, extra=()):
         self.prewarm = prewarm
         self.data = tempfile.mkdtemp(prefix="ignis-bench-")
         self.log_path = os.path.join(self.data, "server.log")
         args = [BIN, "serve", "--listen", "127.0.0.1:0", "--data", os.path.join(self.data, "data"),
-                "--prewarm", str(prewarm)]
+                "--prewarm", str(prewarm), *extra]
         if not sandbox:
             args.append("--insecure-no-sandbox")
         env = {k: v for k, v in os.environ.items() if not k.startswith("IGNIS_")}
@@ -564,6 +567,65 @@ def machine():
     }
 
 
+NUMPY_APP = ("import numpy as np\n\ndef handler(event, context):\n"
+             "    return {'sum': int(np.arange(10).sum())}\n")
+NUMPY_FILES = {"app.py": NUMPY_APP, "requirements.txt": "numpy==2.1.3\n"}
+
+
+def scenario_deps(results):
+    """Deploys of a numpy function with an empty and a filled dependency cache, then cold
+    starts of functions importing numpy (the set cached), pooled and not."""
+    cache = tempfile.mkdtemp(prefix="ignis-bench-deps-")
+    out = results["deps"]
+    try:
+        for prewarm in (0, DEFAULT_PREWARM):
+            s = Server(prewarm=prewarm, extra=("--deps-cache", cache))
+            try:
+                if prewarm == 0:
+                    for label in ("uncached", "cached"):
+                        spec = {"name": "np-" + label, "runtime": "python", "handler": "app.handler",
+                                "memory_mb": 256, "files": NUMPY_FILES}
+                        start = time.perf_counter()
+                        status, f = s.json("POST", "/v1/functions?wait=true", spec)
+                        ms = (time.perf_counter() - start) * 1000
+                        if status != 201 or f.get("state") != "ready":
+                            raise BenchError("deploy of %s failed: %s %s" % (spec["name"], status, f))
+                        build = s.json("GET", "/v1/functions/np-%s/versions/1/build" % label)[1]
+                        want = "succeeded" if label == "uncached" else "cached"
+                        if build["status"] != want:
+                            raise BenchError("np-%s: build %s, not %s" % (label, build["status"], want))
+                        out["deploy_%s_ms" % label] = ms
+                        s.delete("np-" + label)
+                wall, init = [], []
+                for i in range(min(SAMPLES, 10)):
+                    name = "np-cold-%d" % i
+                    spec = {"name": name, "runtime": "python", "handler": "app.handler",
+                            "memory_mb": 256, "idle_timeout_secs": 0, "files": NUMPY_FILES}
+                    status, f = s.json("POST", "/v1/functions?wait=true", spec)
+                    if status != 201 or f.get("state") != "ready":
+                        raise BenchError("deploy of %s failed: %s %s" % (name, status, f))
+                    wait_until("%s has no instance" % name, lambda: s.no_instance(name))
+                    if prewarm:
+                        wait_until("the python pool is full", lambda: s.pool_full("python"))
+                    start = time.perf_counter()
+                    status, headers, body = s.call("POST", "/v1/functions/%s/invoke" % name, b"{}")
+                    wall.append((time.perf_counter() - start) * 1000)
+                    if status != 200 or json.loads(body or b"null") != {"sum": 45}:
+                        raise BenchError("%s answered %d %r" % (name, status, body[:200]))
+                    if headers.get("x-ignis-cold-start") != "true":
+                        raise BenchError("%s: the first call was not cold" % name)
+                    init.append(float(headers.get("x-ignis-init-ms", "nan")))
+                    s.delete(name)
+                out["cold_prewarm_%d" % prewarm] = {
+                    "samples": len(wall), "p50_ms": statistics.median(wall), "p90_ms": pct(wall, 90),
+                    "init_p50_ms": statistics.median(init), "wall_ms": [round(x, 3) for x in wall],
+                }
+            finally:
+                s.close()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def rows(r):
     """[(scenario, runtime, value, target, ok)]; ok None = reported only."""
     out = []
@@ -610,6 +672,17 @@ def rows(r):
         if d:
             out.append(("density, idle instance", rt, "PSS %.1f MiB, %d fit in 8 GiB"
                         % (d["pss_mb_avg"], d["fit_in_8gib"]), "(reported)", None))
+    d = r.get("deps", {})
+    if "deploy_uncached_ms" in d:
+        out.append(("deploy with requirements.txt (numpy)", "python",
+                    "not cached %.0f ms, cached %.0f ms" % (d["deploy_uncached_ms"], d["deploy_cached_ms"]),
+                    "(reported)", None))
+    for prewarm in (0, DEFAULT_PREWARM):
+        c = d.get("cold_prewarm_%d" % prewarm)
+        if c:
+            out.append(("cold start importing numpy, --prewarm %d" % prewarm, "python",
+                        "p50 %.1f ms, p90 %.1f ms (server init p50 %.1f ms)"
+                        % (c["p50_ms"], c["p90_ms"], c["init_p50_ms"]), "(reported)", None))
     for name, err in r["errors"].items():
         out.append((name, "-", "ERROR: " + err.splitlines()[0][:100], "", False))
     return out
@@ -626,7 +699,7 @@ def print_table(table):
 def main():
     if not os.path.exists(BIN):
         raise SystemExit("build the release binary first: make build")
-    unknown = set(SCENARIOS) - {"warm", "cold", "burst", "density"}
+    unknown = set(SCENARIOS) - {"warm", "cold", "burst", "density", "deps"}
     if unknown:
         raise SystemExit("unknown SCENARIOS: %s" % ", ".join(sorted(unknown)))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -639,7 +712,7 @@ def main():
                      "throughput": THROUGHPUT_SETTINGS, "burst": BURST,
                      "density_instances": DENSITY_INSTANCES, "default_prewarm": DEFAULT_PREWARM},
         "warm": {}, "throughput": {}, "cold_no_prewarm": {}, "cold_prewarmed": {}, "cold_no_sandbox": {},
-        "burst": {}, "density": {}, "errors": {},
+        "burst": {}, "density": {}, "deps": {}, "errors": {},
     }
     log("machine: " + json.dumps(results["machine"]))
     steps = {
@@ -651,6 +724,7 @@ def main():
                   lambda r: scenario_cold(r, "cold_no_sandbox", 0, sandbox=False))],
         "burst": [("burst", scenario_burst)],
         "density": [("density", scenario_density)],
+        "deps": [("dependencies (numpy through uv)", scenario_deps)],
     }
     for scenario in SCENARIOS:
         for title, run in steps[scenario]:
