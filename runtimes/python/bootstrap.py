@@ -282,6 +282,13 @@ def _load(msg):
     os.environ.update(msg["env"])
     os.chdir(msg["dir"])
     sys.path.insert(0, msg["dir"])
+    opt = msg.get("opt")
+    if opt:
+        # Lambda's layer layout: after the function's own code, before everything else.
+        version = "python%d.%d" % sys.version_info[:2]
+        for i, p in enumerate([os.path.join(opt, "python"),
+                               os.path.join(opt, "python", "lib", version, "site-packages")]):
+            sys.path.insert(1 + i, p)
     path = os.path.join(msg["dir"], msg["file"])
     name = os.path.splitext(os.path.basename(msg["file"]))[0]
     code = msg["code"]

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::harness::Server;
 
 /// The cache the registry-backed tests share (numpy is large; installed once).
-fn shared_cache() -> String {
+pub(crate) fn shared_cache() -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-deps-cache");
     std::fs::create_dir_all(&dir).expect("create the shared dependency cache");
     dir.display().to_string()

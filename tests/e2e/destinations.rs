@@ -150,6 +150,7 @@ fn a_loop_restored_from_an_older_store_is_cut_after_16_hops() {
                 spec_json: spec.to_string(),
                 created_at: time::OffsetDateTime::now_utc(),
                 package: None,
+                layers: Vec::new(),
             })
             .expect("store pong v2");
     }

@@ -88,9 +88,17 @@ fn host_files_are_out_of_reach() {
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        for absent in ["etc", "home", "var", "sys", "boot", "opt", "srv"] {
+        for absent in ["etc", "home", "var", "sys", "boot", "srv"] {
             assert!(!entries.contains(&absent), "{name} sees /{absent}: {entries:?}");
         }
+        // /opt is where layers appear: the sandbox's own, empty without layers (never
+        // the host's /opt).
+        let v = attack(&s, name, json!({"attack": "list", "path": "/opt"})).json();
+        assert_eq!(
+            v["entries"],
+            json!([]),
+            "{name}: /opt holds nothing of the host: {v}"
+        );
         let v = attack(&s, name, json!({"attack": "list", "path": "/root"})).json();
         let entries = v["entries"].as_array().cloned().unwrap_or_default();
         assert!(

@@ -78,6 +78,31 @@ impl From<ControlError> for ApiError {
             ControlError::VersionNotFound(..) => {
                 ApiError::new(StatusCode::NOT_FOUND, "version_not_found", e.to_string())
             }
+            ControlError::LayerNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "layer_not_found", e.to_string())
+            }
+            ControlError::UnknownLayer(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "layer_not_found", e.to_string())
+                    .with("field", "layers")
+            }
+            ControlError::LayerInUse { ref functions, .. } => {
+                let functions = functions.clone();
+                ApiError::new(StatusCode::CONFLICT, "layer_in_use", e.to_string())
+                    .with("functions", functions)
+            }
+            ControlError::LayerRuntime { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "layer_runtime_mismatch",
+                e.to_string(),
+            )
+            .with("field", "layers"),
+            ControlError::LayersUnavailable(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "layers_unavailable", m)
+                    .with("field", "layers")
+            }
+            ControlError::LayerBuild(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "layer_build_failed", m)
+            }
             ControlError::RuntimeUnavailable(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runtime_unavailable", m)
                     .with("field", "runtime")

@@ -117,6 +117,10 @@ pub(crate) struct FunctionSpec {
     /// asynchronous invocation.
     #[schema(value_type = Option<Vec<Object>>)]
     schedules: (),
+    /// Up to 5 layer versions as `name:version`, shown read-only under `/opt` in Lambda's
+    /// layout (a later one's files win); each must exist and be for the function's runtime.
+    #[schema(max_items = 5, example = json!(["shared:1"]))]
+    layers: Option<Vec<String>>,
 }
 
 /// A runtime's name.

@@ -11,6 +11,7 @@ mod function_urls;
 mod functions;
 mod idempotency;
 mod invocations;
+mod layers;
 mod openapi;
 mod params;
 mod playground;
@@ -66,6 +67,11 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         )
         .route("/functions/{name}/code", get(functions::code))
         .route("/functions/{name}/versions/{version}/build", get(builds::get))
+        .route("/layers", get(layers::list).post(layers::create))
+        .route(
+            "/layers/{name}/versions/{version}",
+            get(layers::get).delete(layers::delete),
+        )
         .route("/functions/{name}/invoke", post(invocations::invoke))
         .route("/functions/{name}/invocations", get(invocations::list))
         .route("/functions/{name}/logs", get(invocations::logs))

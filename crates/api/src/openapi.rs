@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{errors, ErrorBody, ErrorDetail};
 use crate::{
-    async_invocations, builds, functions, invocations, playground, schedules, stats, test_events, usage,
+    async_invocations, builds, functions, invocations, layers, playground, schedules, stats, test_events,
+    usage,
 };
 use crate::{NoParams, Query};
 
@@ -33,6 +34,10 @@ use crate::{NoParams, Query};
         functions::get,
         functions::code,
         builds::get,
+        layers::create,
+        layers::list,
+        layers::get,
+        layers::delete,
         functions::update,
         functions::delete,
         invocations::invoke,

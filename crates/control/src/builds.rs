@@ -106,6 +106,18 @@ struct LiveState {
 }
 
 impl LiveBuild {
+    pub(crate) fn new(function: &str, version: u32, plan: &DepsPlan) -> LiveBuild {
+        LiveBuild {
+            function: function.to_owned(),
+            version,
+            installer: plan.installer,
+            key: plan.key.clone(),
+            started_at: now_ms(),
+            state: Mutex::default(),
+            changed: watch::channel(()).0,
+        }
+    }
+
     fn push(&self, line: String) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.bytes + line.len() <= MAX_LOG_BYTES {
@@ -122,7 +134,7 @@ impl LiveBuild {
         self.changed.send_replace(());
     }
 
-    fn finish(&self, status: BuildStatus, error: Option<String>) -> StoredBuild {
+    pub(crate) fn finish(&self, status: BuildStatus, error: Option<String>) -> StoredBuild {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.left_out > 0 {
             let note = format!("[… {} lines of output not kept …]", s.left_out);
@@ -240,15 +252,7 @@ impl Platform {
             }
         });
         let name = spec.name.as_str().to_owned();
-        let live = Arc::new(LiveBuild {
-            function: name.clone(),
-            version,
-            installer: plan.installer,
-            key: plan.key.clone(),
-            started_at: now_ms(),
-            state: Mutex::default(),
-            changed: watch::channel(()).0,
-        });
+        let live = Arc::new(LiveBuild::new(&name, version, &plan));
         self.builds
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -303,7 +307,11 @@ impl Platform {
     }
 
     /// The cache entry of `plan` and whether it was there already.
-    async fn run_build(&self, plan: &DepsPlan, live: &Arc<LiveBuild>) -> Result<(PathBuf, bool), String> {
+    pub(crate) async fn run_build(
+        &self,
+        plan: &DepsPlan,
+        live: &Arc<LiveBuild>,
+    ) -> Result<(PathBuf, bool), String> {
         let lock = self.deps.lock(&plan.key);
         let _held = lock.lock().await;
         let cache = self.deps.clone();
@@ -337,6 +345,7 @@ impl Platform {
             installer: plan.installer,
             work: work.clone(),
             frozen_lockfile: plan.frozen,
+            subdir: plan.prefix,
             timeout: self.deps.config.build_timeout,
             memory_mb: self.deps.config.build_memory_mb,
             log: tx,

@@ -28,6 +28,8 @@ pub(crate) struct DepsPlan {
     pub files: Vec<(String, Vec<u8>)>,
     /// Bun: a `bun.lock` is followed exactly.
     pub frozen: bool,
+    /// For a layer: the folder of Lambda's layout the set goes into (`python`, `nodejs`).
+    pub prefix: Option<&'static str>,
 }
 
 /// Settings of the cache and its builds, from the server's configuration.
@@ -52,6 +54,40 @@ const LOCKFILES: [&str; 4] = ["bun.lock", "bun.lockb", "package-lock.json", "yar
 /// TypeScript, a `package.json` with dependencies, unless the upload carries its own
 /// `node_modules` (vendored, as on Lambda).
 pub(crate) fn plan(runtime: Runtime, dir: &Path, runtimes: &Runtimes) -> Result<Option<DepsPlan>, String> {
+    plan_into(runtime, dir, runtimes, None)
+}
+
+/// What a layer asks to install: a `requirements.txt` (for a layer Python may use) goes
+/// into `python/`, a `package.json` (JavaScript, TypeScript) into `nodejs/`, as Lambda's
+/// layers lay them out; a layer installs one of them.
+pub(crate) fn plan_layer(
+    layer_runtimes: &[Runtime],
+    dir: &Path,
+    runtimes: &Runtimes,
+) -> Result<Option<DepsPlan>, String> {
+    let python = if layer_runtimes.contains(&Runtime::Python) {
+        plan_into(Runtime::Python, dir, runtimes, Some("python"))?
+    } else {
+        None
+    };
+    let js = match layer_runtimes.iter().find(|r| **r != Runtime::Python) {
+        Some(r) if !dir.join("nodejs/node_modules").is_dir() => plan_into(*r, dir, runtimes, Some("nodejs"))?,
+        Some(_) | None => None,
+    };
+    match (python, js) {
+        (Some(_), Some(_)) => {
+            Err("a layer installs either a requirements.txt or a package.json, not both".to_owned())
+        }
+        (p, j) => Ok(p.or(j)),
+    }
+}
+
+fn plan_into(
+    runtime: Runtime,
+    dir: &Path,
+    runtimes: &Runtimes,
+    prefix: Option<&'static str>,
+) -> Result<Option<DepsPlan>, String> {
     let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
         let path = dir.join(name);
         match std::fs::read(&path) {
@@ -117,6 +153,11 @@ pub(crate) fn plan(runtime: Runtime, dir: &Path, runtimes: &Runtimes) -> Result<
     };
     let mut hash = Sha256::new();
     hash.update(b"ignis-deps-1\0");
+    if let Some(prefix) = prefix {
+        hash.update(b"layer ");
+        hash.update(prefix.as_bytes());
+        hash.update(b"\0");
+    }
     hash.update(installer.as_str().as_bytes());
     hash.update(b"\0");
     hash.update(versions.as_bytes());
@@ -132,6 +173,7 @@ pub(crate) fn plan(runtime: Runtime, dir: &Path, runtimes: &Runtimes) -> Result<
         key: hex::encode(hash.finalize()),
         files,
         frozen,
+        prefix,
     }))
 }
 
@@ -204,11 +246,12 @@ impl DepsCache {
             std::fs::create_dir_all(work.join(sub))?;
         }
         let into = match plan.installer {
-            Installer::Uv => "src",
-            Installer::Bun => "out",
+            Installer::Uv => work.join("src"),
+            Installer::Bun => work.join("out").join(plan.prefix.unwrap_or("")),
         };
+        std::fs::create_dir_all(&into)?;
         for (name, bytes) in &plan.files {
-            std::fs::write(work.join(into).join(name), bytes)?;
+            std::fs::write(into.join(name), bytes)?;
         }
         Ok(work)
     }
@@ -227,7 +270,8 @@ impl DepsCache {
         let out = work.join("out");
         if plan.installer == Installer::Bun {
             // Bun's own files (the manifest, a lockfile it wrote) stay with the package.
-            for entry in std::fs::read_dir(&out).map_err(|e| format!("reading the build's output: {e}"))? {
+            let root = out.join(plan.prefix.unwrap_or(""));
+            for entry in std::fs::read_dir(&root).map_err(|e| format!("reading the build's output: {e}"))? {
                 let entry = entry.map_err(|e| format!("reading the build's output: {e}"))?;
                 if entry.file_name() != "node_modules" {
                     remove_any(&entry.path()).map_err(|e| format!("tidying the build's output: {e}"))?;

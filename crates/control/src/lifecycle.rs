@@ -26,6 +26,24 @@ pub enum ControlError {
     NotFound(String),
     #[error("function {0:?} has no version {1}")]
     VersionNotFound(String, u32),
+    #[error("layer {0} does not exist")]
+    LayerNotFound(String),
+    /// A function lists a layer version that does not exist.
+    #[error("layers: layer {0} does not exist (GET /v1/layers lists the layers)")]
+    UnknownLayer(String),
+    #[error("layer {layer} is used by {}: update them to another version first", functions.join(", "))]
+    LayerInUse { layer: String, functions: Vec<String> },
+    #[error("layer {layer} is for {}, not {}", runtimes.join(", "), runtime.as_str())]
+    LayerRuntime {
+        layer: String,
+        runtime: ignis_core::Runtime,
+        runtimes: Vec<String>,
+    },
+    #[error("{0}")]
+    LayersUnavailable(String),
+    /// A layer's dependencies could not be installed; nothing was stored.
+    #[error("{0}")]
+    LayerBuild(String),
     #[error("{0}")]
     RuntimeUnavailable(String),
     #[error("{0}")]
@@ -74,6 +92,7 @@ impl Platform {
             return Err(ControlError::AlreadyExists(name));
         }
         self.check_destinations(&spec)?;
+        self.check_layers(&spec).await?;
         let now = now_ms();
         let new = new_version(&spec, 1, now)?;
         let store = self.store.clone();
@@ -150,6 +169,7 @@ impl Platform {
             }
         };
         self.check_destinations(&spec)?;
+        self.check_layers(&spec).await?;
         let version = slot.status().latest_version + 1;
         let now = now_ms();
         let new = new_version(&spec, version, now)?;
@@ -409,7 +429,9 @@ impl Platform {
                 )
             }
         };
+        let layers = self.layer_dirs(&spec.layers).await.map_err(StartError::Spawn)?;
         let launch = LaunchSpec {
+            layers,
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
             package,
@@ -576,10 +598,15 @@ fn new_version(spec: &FunctionSpec, version: u32, now: OffsetDateTime) -> Result
         code_sha256: spec.code_sha256(),
         spec_json: serde_json::to_string(spec).map_err(|e| ControlError::Io(e.into()))?,
         created_at: now,
+        layers: spec
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str().to_owned(), l.version))
+            .collect(),
     })
 }
 
-fn new_package(p: &ignis_core::package::Package) -> Arc<NewPackage> {
+pub(crate) fn new_package(p: &ignis_core::package::Package) -> Arc<NewPackage> {
     Arc::new(NewPackage {
         sha256: p.sha256().to_owned(),
         files: p

@@ -68,6 +68,7 @@ impl Platform {
         let timeout = Duration::from_secs(u64::from(spec.timeout_secs));
         let launch = Arc::new(LaunchSpec {
             package: None,
+            layers: Vec::new(),
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
             handler: spec.handler.clone(),

@@ -18,7 +18,7 @@ pub mod state;
 pub use logs::{LogLine, LogStream};
 pub use outcome::{FunctionError, Outcome};
 pub use spec::{
-    parse_spec, parse_update, FunctionName, FunctionSpec, KeepCode, Network, Runtime, SpecError,
-    SpecErrorKind, SpecUpdate,
+    parse_layer, parse_spec, parse_update, FunctionName, FunctionSpec, KeepCode, LayerName, LayerRef,
+    Network, NewLayer, Runtime, SpecError, SpecErrorKind, SpecUpdate, MAX_FUNCTION_LAYERS,
 };
 pub use state::{FunctionState, StateEvent};

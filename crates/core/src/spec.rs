@@ -16,9 +16,11 @@ use crate::limits;
 use crate::package::{resolve_handler, Package, PackageError};
 
 mod keep;
+mod layer;
 mod source;
 use crate::schedule::{parse_schedules, Schedule};
 pub use keep::{KeepCode, SpecUpdate};
+pub use layer::{parse_layer, LayerName, LayerRef, NewLayer, MAX_FUNCTION_LAYERS};
 use source::parse_source;
 
 /// A validated function name: `^[a-z][a-z0-9-]{0,62}$`.
@@ -175,6 +177,9 @@ pub struct FunctionSpec {
     /// Cron schedules, each firing an asynchronous invocation.
     #[serde(default)]
     pub schedules: Vec<Schedule>,
+    /// Layers shown under `/opt`, in Lambda's order (a later layer's files win).
+    #[serde(default)]
+    pub layers: Vec<LayerRef>,
 }
 
 impl FunctionSpec {
@@ -250,7 +255,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 21] = [
+const FIELDS: [&str; 22] = [
     "name",
     "runtime",
     "code",
@@ -272,6 +277,7 @@ const FIELDS: [&str; 21] = [
     "on_failure",
     "max_async_concurrency",
     "schedules",
+    "layers",
 ];
 
 /// Parses and validates a create body, or an update body that gives its code: exactly one
@@ -295,7 +301,9 @@ pub fn parse_update(body: &[u8], path_name: &FunctionName) -> Result<SpecUpdate,
     parse_body(body, Some(path_name))
 }
 
-fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdate, SpecError> {
+/// A body's JSON object, read strictly (a member given twice is an error), with only the
+/// `allowed` members.
+fn parse_object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, SpecError> {
     let value: Value = crate::json::parse_strict(body).map_err(|e| match e {
         BodyError::Syntax(e) => SpecError {
             kind: SpecErrorKind::Malformed,
@@ -318,16 +326,21 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
             message: "request body must be a JSON object".to_owned(),
         });
     };
-    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(SpecError::malformed(
             "unknown_field",
             unknown,
             format!(
                 "unknown field {unknown:?}; known fields are {}",
-                FIELDS.join(", ")
+                allowed.join(", ")
             ),
         ));
     }
+    Ok(map)
+}
+
+fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdate, SpecError> {
+    let map = parse_object(body, &FIELDS)?;
     let fields = Fields(&map);
 
     let name = match (fields.string("name")?, path_name) {
@@ -401,6 +414,7 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
         None | Some(Value::Null) => Vec::new(),
         Some(v) => parse_schedules(v)?,
     };
+    let layers = layer::parse_layers(fields.0.get("layers"))?;
     let keeps_code = source.is_none();
     let (code, package) = source.unwrap_or_default();
     let spec = FunctionSpec {
@@ -425,6 +439,7 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
         on_failure,
         max_async_concurrency,
         schedules,
+        layers,
     };
     Ok(if keeps_code {
         SpecUpdate::KeepCode(KeepCode {

@@ -56,6 +56,8 @@ pub struct BuildJob {
     pub work: PathBuf,
     /// Bun: install exactly what the lockfile says, failing if `package.json` disagrees.
     pub frozen_lockfile: bool,
+    /// The folder of `out/` the set goes into (a layer's `python` or `nodejs`).
+    pub subdir: Option<&'static str>,
     pub timeout: Duration,
     pub memory_mb: u32,
     /// Each line the installer prints (stdout and stderr), as it prints it.
@@ -92,9 +94,12 @@ impl Launcher {
         // The sandboxed installer runs as an unprivileged id of its own: the work folder
         // (inside the server's 0700 data folder, so no other host user reaches it) must be
         // writable by it.
-        for dir in ["", "out", "cache"] {
-            set_mode(&job.work.join(dir), 0o777)
-                .map_err(|e| unavailable(format!("preparing the build folder: {e}")))?;
+        let subdir = job.subdir.map(|d| format!("out/{d}"));
+        for dir in ["", "out", "cache"].into_iter().chain(subdir.as_deref()) {
+            let dir = job.work.join(dir);
+            if dir.is_dir() {
+                set_mode(&dir, 0o777).map_err(|e| unavailable(format!("preparing the build folder: {e}")))?;
+            }
         }
         let work = if sandboxed {
             PathBuf::from(SANDBOX_WORK)
@@ -199,7 +204,10 @@ impl Launcher {
                     "pip".to_owned(),
                     "install".to_owned(),
                     "--target".to_owned(),
-                    work.join("out").display().to_string(),
+                    work.join("out")
+                        .join(job.subdir.unwrap_or(""))
+                        .display()
+                        .to_string(),
                     "--python".to_owned(),
                     interpreter.display().to_string(),
                     // Instances cannot write next to the modules: compiled now, imported
@@ -238,7 +246,7 @@ impl Launcher {
                 if job.frozen_lockfile {
                     args.push("--frozen-lockfile".to_owned());
                 }
-                (program, args, work.join("out"))
+                (program, args, work.join("out").join(job.subdir.unwrap_or("")))
             }
         };
         for path in shown {

@@ -9,6 +9,7 @@
 //! the death of the process comes first. How instances are started (the process, the
 //! pre-warmed ones) is the launcher's business.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -437,10 +438,23 @@ impl InstanceTask {
                 (dir, package.file.as_str(), None)
             }
         };
+        let opt = if spec.layers.is_empty() {
+            None
+        } else {
+            sandbox
+                .show_layers(
+                    &self.process,
+                    &spec.layers.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+                )
+                .await
+                .map_err(|e| StartError::Spawn(e.to_string()))?;
+            Some(ignis_sandbox::mount::OPT_ROOT)
+        };
         let load = HostMessage::Load {
             dir: &dir,
             file,
             code,
+            opt,
             concurrency: spec.concurrency.max(1),
             handler: &spec.handler,
             env: &spec.env,

@@ -21,6 +21,8 @@ use crate::runtimes::Runtimes;
 /// Where the bootstraps and the function's code appear inside a sandbox.
 const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
 const SANDBOX_CODE_DIR: &str = "/code";
+/// Where Bun resolves packages of layers (Lambda's layout).
+const SANDBOX_NODE_PATH: &str = "/opt/nodejs/node_modules";
 /// Where a sandboxed instance finds Bun.
 pub(crate) const SANDBOX_BUN: &str = "/usr/local/bin/bun";
 /// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
@@ -42,6 +44,10 @@ pub struct LaunchSpec {
     pub code: Arc<str>,
     /// A package of several files: shown read-only at the code root before the load.
     pub package: Option<CodePackage>,
+    /// The function's layers on the host, merged read-only at `/opt` before the load: the
+    /// first on top (Lambda's last-listed layer wins), each layer's files over its installed
+    /// dependencies.
+    pub layers: Vec<PathBuf>,
     /// The function's name in its file (for a package, in its entry file).
     pub handler: String,
     pub env: BTreeMap<String, String>,
@@ -272,7 +278,7 @@ impl Launcher {
             source: self.runtimes.bootstrap_dir.clone(),
             target: bootstrap_dir.clone(),
         });
-        let env = BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
             ("HOME".to_owned(), "/tmp".to_owned()),
             ("TMPDIR".to_owned(), "/tmp".to_owned()),
@@ -280,6 +286,10 @@ impl Launcher {
             ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
             ("NO_COLOR".to_owned(), "1".to_owned()),
         ]);
+        if sandboxed && matches!(runtime, Runtime::Javascript | Runtime::Typescript) {
+            // Bun reads NODE_PATH once, at start: layers mounted at /opt later resolve.
+            env.insert("NODE_PATH".to_owned(), SANDBOX_NODE_PATH.to_owned());
+        }
         Ok(SpawnRequest {
             program,
             args,

@@ -103,7 +103,12 @@ impl Runtimes {
                 args
             }
             Runtime::Javascript | Runtime::Typescript => {
-                vec![bootstrap_dir.join("bootstrap.ts").display().to_string()]
+                // No auto-install: a package the function does not ship (or install at
+                // deploy) is an import error, never a download at run time.
+                vec![
+                    "--no-install".to_owned(),
+                    bootstrap_dir.join("bootstrap.ts").display().to_string(),
+                ]
             }
         };
         let mut args = args;

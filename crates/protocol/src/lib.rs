@@ -47,6 +47,11 @@ pub enum HostMessage<'a> {
         /// in `dir` (read-only), `file` is the handler's file relative to it, imported from
         /// there with `dir` on the module path.
         code: Option<&'a str>,
+        /// Where the function's layers are merged (`/opt`), when it lists any: Python puts
+        /// `<opt>/python` and its `lib/pythonX.Y/site-packages` on the module path after the
+        /// code, as Lambda does (Bun finds `/opt/nodejs/node_modules` through `NODE_PATH`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        opt: Option<&'a str>,
         /// How many invocations the host may have in flight on this instance at once.
         concurrency: u32,
         handler: &'a str,

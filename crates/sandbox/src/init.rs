@@ -444,6 +444,8 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
     )?;
     if let Some(path) = &c.empty_dir {
         mount_point(root, path, true)?;
+        // Where layers are shown, as on Lambda; empty (read-only) until a load mounts them.
+        mount_point(root, Path::new(crate::mount::OPT_ROOT), true)?;
     }
     // A path shown where it is on the host tells nothing new (the runtime knows where it
     // runs); one shown elsewhere must not tell where it comes from, which a bind mount's

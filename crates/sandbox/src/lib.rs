@@ -421,6 +421,16 @@ impl Sandbox {
     /// dependencies). Without the sandbox the instance reads the folder itself: nothing
     /// to do.
     pub async fn show_package(&self, process: &Process, layers: &[&Path]) -> Result<(), SpawnError> {
+        self.show_at(process, mount::CODE_ROOT, layers).await
+    }
+
+    /// Shows a function's layers merged read-only at `/opt` (the first on top), as
+    /// [`Sandbox::show_package`] shows its package.
+    pub async fn show_layers(&self, process: &Process, layers: &[&Path]) -> Result<(), SpawnError> {
+        self.show_at(process, mount::OPT_ROOT, layers).await
+    }
+
+    async fn show_at(&self, process: &Process, target: &str, layers: &[&Path]) -> Result<(), SpawnError> {
         let on = match &self.mode {
             Mode::On(on) => on,
             Mode::Off(_) => return Ok(()),
@@ -436,6 +446,7 @@ impl Sandbox {
         cmd.arg(MOUNT_ARG)
             .arg(pid.to_string())
             .arg(&on.empty)
+            .arg(target)
             .args(layers)
             .env_clear()
             .stdin(Stdio::null())

@@ -1,6 +1,6 @@
-//! `ignis __sandbox-mount PID EMPTY LAYER...`: shows the host folders `LAYER…` merged
-//! (the first on top) read-only at `/code` inside the running instance whose outer init is
-//! `PID`; `EMPTY` is an empty folder, the bottom layer. A short-lived process of
+//! `ignis __sandbox-mount PID EMPTY TARGET LAYER...`: shows the host folders `LAYER…`
+//! merged (the first on top) read-only at `TARGET` (`/code` or `/opt`) inside the running
+//! instance whose outer init is `PID`; `EMPTY` is an empty folder, the bottom layer. A short-lived process of
 //! its own (entering another mount namespace needs a single-threaded caller): it makes a
 //! read-only overlay of the package whose layers are named by descriptor
 //! (`/proc/self/fd/N`, so the instance's mount table names no host path), detached, then
@@ -21,8 +21,11 @@ pub const MOUNT_ARG: &str = "__sandbox-mount";
 
 /// Where a package appears inside an instance.
 pub const CODE_ROOT: &str = "/code";
-/// Most folders merged at the code root (the package and what goes beside it).
-const MAX_LAYERS: usize = 8;
+/// Where a function's layers appear inside an instance.
+pub const OPT_ROOT: &str = "/opt";
+/// Most folders merged at one place: at `/code` the package and its dependencies; at
+/// `/opt` up to five layers, each with its dependencies.
+const MAX_LAYERS: usize = 16;
 
 /// Runs the mount; exits 0 when the package is in place, else 1 with why on stderr.
 pub fn run(args: &[String]) -> ! {
@@ -36,8 +39,13 @@ pub fn run(args: &[String]) -> ! {
 }
 
 fn show(args: &[String]) -> Result<(), String> {
-    let [pid, empty, layers @ ..] = args else {
-        return Err(format!("usage: {MOUNT_ARG} PID EMPTY LAYER..."));
+    let [pid, empty, target, layers @ ..] = args else {
+        return Err(format!("usage: {MOUNT_ARG} PID EMPTY TARGET LAYER..."));
+    };
+    let target = match target.as_str() {
+        CODE_ROOT => CODE_ROOT,
+        OPT_ROOT => OPT_ROOT,
+        other => return Err(format!("{other:?} is not {CODE_ROOT} or {OPT_ROOT}")),
     };
     if layers.is_empty() || layers.len() > MAX_LAYERS {
         return Err(format!("between 1 and {MAX_LAYERS} layers, not {}", layers.len()));
@@ -73,9 +81,8 @@ fn show(args: &[String]) -> Result<(), String> {
         .map(|f| format!("/proc/self/fd/{}", f.as_raw_fd()))
         .collect::<Vec<_>>()
         .join(":");
-    let tree =
-        sys::detached_overlay(&options).map_err(|e| format!("a read-only overlay of the package: {e}"))?;
+    let tree = sys::detached_overlay(&options).map_err(|e| format!("a read-only overlay: {e}"))?;
     setns(mnt.as_fd(), CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("enter the instance's mount namespace: {e}"))?;
-    sys::attach(&tree, CODE_ROOT).map_err(|e| format!("attach the package at {CODE_ROOT}: {e}"))
+    sys::attach(&tree, target).map_err(|e| format!("attach the overlay at {target}: {e}"))
 }

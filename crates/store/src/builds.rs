@@ -134,7 +134,11 @@ impl Store {
                                WHERE v.function = b.function AND v.status = 'ready'))",
         )?;
         let keys = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        Ok(keys.collect::<Result<_, _>>()?)
+        let mut keys: HashSet<String> = keys.collect::<Result<_, _>>()?;
+        drop(stmt);
+        drop(conn);
+        keys.extend(self.layer_deps_keys()?);
+        Ok(keys)
     }
 }
 

@@ -179,6 +179,13 @@ fn insert_version(tx: &Transaction<'_>, v: &NewVersion, version: u32) -> Result<
             v.package.as_ref().map(crate::VersionPackage::sha256)
         ],
     )?;
+    for (position, (layer, layer_version)) in v.layers.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO function_version_layers (function, version, position, layer, layer_version)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![v.function, version, position, layer, layer_version],
+        )?;
+    }
     Ok(())
 }
 

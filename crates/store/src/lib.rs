@@ -10,6 +10,7 @@
 mod builds;
 mod functions;
 mod invocations;
+mod layers;
 mod packages;
 mod queue;
 mod test_events;
@@ -24,6 +25,7 @@ use rusqlite_migration::{Migrations, M};
 use time::OffsetDateTime;
 
 pub use builds::{BuildStatus, StoredBuild};
+pub use layers::{LayerDelete, NewLayerVersion, StoredLayer};
 pub use packages::{NewPackage, NewPackageFile, PackageContent, StoredPackageFile, VersionPackage};
 pub use queue::{
     AsyncRow, AsyncSource, AsyncStatus, AttemptRow, DeadReason, Enqueued, Finish, IdempotentRecord, KeyKind,
@@ -134,6 +136,8 @@ pub struct NewVersion {
     pub created_at: OffsetDateTime,
     /// The package the version is made of, when it is several files (stored once per hash).
     pub package: Option<VersionPackage>,
+    /// The layers it lists (name, version), in order.
+    pub layers: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -283,6 +287,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/006_packages.sql")),
         M::up(include_str!("migrations/007_async_checks.sql")),
         M::up(include_str!("migrations/008_builds.sql")),
+        M::up(include_str!("migrations/009_layers.sql")),
     ])
 }
 
@@ -404,6 +409,7 @@ pub(crate) mod tests {
                 spec_json: "{}".to_owned(),
                 created_at: at,
                 package: None,
+                layers: Vec::new(),
             };
             if version == 1 {
                 store.create_function(&v).expect("create");

@@ -117,7 +117,8 @@ pub(crate) fn insert_package(tx: &Transaction<'_>, p: &NewPackage, now_ms: i64) 
 pub(crate) fn collect_packages(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM packages WHERE sha256 NOT IN
-         (SELECT package_sha256 FROM function_versions WHERE package_sha256 IS NOT NULL)",
+         (SELECT package_sha256 FROM function_versions WHERE package_sha256 IS NOT NULL)
+         AND sha256 NOT IN (SELECT package_sha256 FROM layer_versions)",
         [],
     )?;
     tx.execute(

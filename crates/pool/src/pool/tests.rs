@@ -11,6 +11,7 @@ use crate::testing::FakeStarter;
 fn spec(function: &str) -> LaunchSpec {
     LaunchSpec {
         package: None,
+        layers: Vec::new(),
         runtime: Runtime::Python,
         code: Arc::from(""),
         handler: "handler".to_owned(),

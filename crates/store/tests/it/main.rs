@@ -35,6 +35,7 @@ pub fn version(name: &str, v: u32) -> NewVersion {
         spec_json: format!(r#"{{"name":"{name}","memory_mb":128,"v":{v}}}"#),
         created_at: t(1_700_000_000_000 + i64::from(v) * 1_000),
         package: None,
+        layers: Vec::new(),
     }
 }
 
