@@ -275,3 +275,18 @@ fn an_install_script_runs_unprivileged_and_writes_only_its_output() {
     );
     assert!(!std::path::Path::new("/escape").exists());
 }
+
+#[test]
+fn bun_never_installs_a_missing_package_at_run_time() {
+    // With outbound networking Bun could fetch an import it cannot find (its auto-install);
+    // instances run it with --no-install: what is not shipped or installed at deploy is an
+    // import error.
+    let s = Server::start();
+    let a = s.create(&json!({"name": "auto", "runtime": "javascript", "network": "outbound",
+        "code": "import isNumber from \"is-number\";\nexport const handler = async () => isNumber(1);\n"}));
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let f = a.json();
+    assert_eq!(f["state"], "error", "{f}");
+    let why = f["state_reason"].as_str().expect("a reason");
+    assert!(why.contains("is-number"), "{why}");
+}
