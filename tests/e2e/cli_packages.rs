@@ -326,3 +326,60 @@ fn deploy_names_the_function_and_the_field_of_an_error() {
     assert!(stdout(&o).contains("good v1 ready"), "{}", text(&o));
     assert_eq!(s.get("/v1/functions/greedy").status, 404);
 }
+
+#[test]
+fn fn_create_streams_the_build_log_and_ends_with_the_state() {
+    let s = Server::start_with(None, &["--deps-cache", &crate::dependencies::shared_cache()]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        &dir.path().join("app.py"),
+        "import jwt\n\ndef handler(e, c):\n    return jwt.__version__\n",
+    );
+    write(&dir.path().join("requirements.txt"), "pyjwt==2.9.0\n");
+    let dir_arg = dir.path().display().to_string();
+    let out = ignis_in(
+        &s,
+        dir.path(),
+        &[
+            "fn",
+            "create",
+            "signer",
+            "--runtime",
+            "python",
+            "--dir",
+            &dir_arg,
+            "--handler",
+            "app.handler",
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The installer's lines (or the cache's, from an earlier run), then the build's end.
+    assert!(
+        stderr.contains("  | "),
+        "the build log is streamed: {stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("build succeeded (uv)") || stderr.contains("build cached (uv)"),
+        "{stderr}"
+    );
+    assert!(
+        format!("{stdout}{stderr}").contains("ready"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(s.invoke("signer", "{}").json(), "2.9.0");
+
+    // A build that fails: non-zero exit, the installer's message shown.
+    write(
+        &dir.path().join("requirements.txt"),
+        "ignis-no-such-package-3f9c1e==1.0\n",
+    );
+    let out = ignis_in(&s, dir.path(), &["fn", "update", "signer", "--dir", &dir_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ignis-no-such-package-3f9c1e"), "{stderr}");
+    assert_eq!(s.invoke("signer", "{}").json(), "2.9.0", "version 1 still serves");
+}

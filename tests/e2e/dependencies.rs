@@ -282,8 +282,10 @@ fn bun_never_installs_a_missing_package_at_run_time() {
     // instances run it with --no-install: what is not shipped or installed at deploy is an
     // import error.
     let s = Server::start();
-    let a = s.create(&json!({"name": "auto", "runtime": "javascript", "network": "outbound",
-        "code": "import isNumber from \"is-number\";\nexport const handler = async () => isNumber(1);\n"}));
+    let a = s.create(
+        &json!({"name": "auto", "runtime": "javascript", "network": "outbound",
+        "code": "import isNumber from \"is-number\";\nexport const handler = async () => isNumber(1);\n"}),
+    );
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     let f = a.json();
     assert_eq!(f["state"], "error", "{f}");

@@ -30,8 +30,9 @@ const REASON_LINES: usize = 8;
 pub struct BuildView {
     pub function: String,
     pub version: u32,
-    /// `none` (nothing to install), `running`, `succeeded`, `failed` or `cached` (the
-    /// same dependencies were installed before: nothing was installed).
+    /// `none` (nothing to install), `pending` (the version's deploy has not yet found
+    /// out), `running`, `succeeded`, `failed` or `cached` (the same dependencies were
+    /// installed before: nothing was installed).
     #[schema(example = "succeeded")]
     pub status: &'static str,
     /// `uv` or `bun`; null when there was nothing to install.
@@ -48,11 +49,11 @@ pub struct BuildView {
 }
 
 impl BuildView {
-    fn none(function: &str, version: u32) -> BuildView {
+    fn none(function: &str, version: u32, status: &'static str) -> BuildView {
         BuildView {
             function: function.to_owned(),
             version,
-            status: "none",
+            status,
             installer: None,
             cache_key: None,
             log: Some(String::new()),
@@ -197,7 +198,7 @@ pub enum BuildFollow {
 impl Platform {
     /// The build of `name`'s `version`.
     pub async fn build(&self, name: &str, version: u32) -> Result<BuildView, ControlError> {
-        match self.follow_build(name, version).await? {
+        match self.find_build(name, version, false).await? {
             BuildFollow::Done(view) => Ok(view),
             BuildFollow::Live(live) => {
                 let s = live.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -206,8 +207,13 @@ impl Platform {
         }
     }
 
-    /// The build of `name`'s `version`, live while it runs.
+    /// The build of `name`'s `version`, live while it runs. A version whose deploy has not
+    /// yet found out whether it installs anything is waited for.
     pub async fn follow_build(&self, name: &str, version: u32) -> Result<BuildFollow, ControlError> {
+        self.find_build(name, version, true).await
+    }
+
+    async fn find_build(&self, name: &str, version: u32, wait: bool) -> Result<BuildFollow, ControlError> {
         let slot = self
             .slot(name)
             .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
@@ -215,17 +221,34 @@ impl Platform {
             return Err(ControlError::VersionNotFound(name.to_owned(), version));
         }
         let key = (name.to_owned(), version);
-        if let Some(live) = self.builds.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(BuildFollow::Live(live.clone()));
+        loop {
+            // Registered before the checks, so a build starting in between wakes it.
+            let changed = self.build_events.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(live) = self.builds.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+                return Ok(BuildFollow::Live(live.clone()));
+            }
+            // A finished build is written to the store before it leaves the live table.
+            let store = self.store.clone();
+            let owned = name.to_owned();
+            if let Some(b) = crate::blocking(move || store.get_build(&owned, version)).await? {
+                return Ok(BuildFollow::Done(BuildView::stored(b)));
+            }
+            let undecided = slot.status().deploying == Some(version);
+            if !undecided {
+                return Ok(BuildFollow::Done(BuildView::none(name, version, "none")));
+            }
+            if !wait {
+                return Ok(BuildFollow::Done(BuildView::none(name, version, "pending")));
+            }
+            // Woken when a build starts or a deploy ends; the timeout only bounds a missed
+            // wake-up (the function deleted meanwhile).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), changed).await;
+            if !self.slot(name).is_some_and(|s| Arc::ptr_eq(&s, &slot)) {
+                return Err(ControlError::NotFound(name.to_owned()));
+            }
         }
-        // A finished build is written to the store before it leaves the live table.
-        let store = self.store.clone();
-        let owned = name.to_owned();
-        let stored = crate::blocking(move || store.get_build(&owned, version)).await?;
-        Ok(BuildFollow::Done(match stored {
-            Some(b) => BuildView::stored(b),
-            None => BuildView::none(name, version),
-        }))
     }
 
     /// Installs the dependencies the unpacked package at `package` asks for, or finds
@@ -257,6 +280,7 @@ impl Platform {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert((name.clone(), version), live.clone());
+        self.build_events.notify_waiters();
         let result = self.run_build(&plan, &live).await;
         let (status, error) = match &result {
             Ok((_, true)) => (BuildStatus::Cached, None),

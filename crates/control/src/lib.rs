@@ -159,6 +159,9 @@ pub struct Platform {
     deps: Arc<deps::DepsCache>,
     /// Builds running, by function and version (finished ones are in the store).
     builds: Mutex<HashMap<(String, u32), Arc<builds::LiveBuild>>>,
+    /// Woken when a build starts or a deploy ends (a follower of a build not yet started
+    /// waits on it).
+    build_events: tokio::sync::Notify,
 }
 
 impl Platform {
@@ -181,6 +184,7 @@ impl Platform {
             inflight: idempotency::InFlight::default(),
             deps: Arc::new(deps::DepsCache::open(config.deps.clone())),
             builds: Mutex::default(),
+            build_events: tokio::sync::Notify::new(),
             store,
             writer,
             launcher,

@@ -558,6 +558,7 @@ impl Platform {
                 s.deploy_error = detail;
             }
         });
+        self.build_events.notify_waiters();
     }
 }
 
