@@ -48,7 +48,10 @@ pub(crate) struct LayerList {
 #[utoipa::path(post, operation_id = "create_layer", path = "/v1/layers", tag = "functions",
     request_body(content = NewLayerBody),
     responses(
-        (status = 201, description = "Published", body = LayerView),
+        (status = 201, description = "Published", body = LayerView, links(
+            ("get" = (operation_id = "get_layer", parameters(("name" = "$response.body#/name"), ("version" = "$response.body#/version")))),
+            ("delete" = (operation_id = "delete_layer", parameters(("name" = "$response.body#/name"), ("version" = "$response.body#/version")))),
+        )),
         errors::BadQuery, errors::Unauthorized, errors::TooLarge, errors::Invalid, errors::DiskFull,
     ))]
 pub(crate) async fn create(
