@@ -31,6 +31,7 @@ struct Config {
     console: ignis_api::ConsoleConfig,
     connections: crate::http_server::Limits,
     deps: ignis_control::DepsConfig,
+    region: String,
     /// Said once logging is set up.
     warnings: Vec<String>,
 }
@@ -90,7 +91,14 @@ impl Config {
             build_timeout: Duration::from_secs(args.build_timeout_secs),
             build_memory_mb: args.build_memory_mb,
         };
+        if !ignis_core::lambda_env::valid_region(&args.region) {
+            bail!(
+                "--region {:?} is not a region name such as us-east-1 (lowercase letters, digits and -)",
+                args.region
+            );
+        }
         Ok(Config {
+            region: args.region.clone(),
             deps,
             console,
             connections: crate::http_server::Limits {
@@ -331,6 +339,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             retention_per_function: config.retention,
             packages_dir: data_dir.join("packages"),
             deps: config.deps.clone(),
+            region: config.region.clone(),
             queue: QueueConfig {
                 max_queued: config.max_queued_async,
                 retry_base: Duration::from_millis(config.retry_base_ms),

@@ -15,6 +15,7 @@ mod function_urls;
 mod harness;
 mod instances;
 mod keep_code;
+mod lambda_env;
 mod layers;
 mod lifecycle;
 mod logs;

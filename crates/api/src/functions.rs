@@ -121,6 +121,35 @@ pub(crate) struct FunctionSpec {
     /// layout (a later one's files win); each must exist and be for the function's runtime.
     #[schema(max_items = 5, example = json!(["shared:1"]))]
     layers: Option<Vec<String>>,
+    /// How the runtime writes log records: `text` (Lambda's default) or `json` (one object
+    /// per record, with its level and request id).
+    #[schema(value_type = Option<LogFormatName>)]
+    log_format: Option<String>,
+    /// With `json` only: the lowest level of application records kept (`INFO` if not set).
+    #[schema(value_type = Option<LogLevelName>)]
+    log_level: Option<String>,
+}
+
+/// How a function's log records are written.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum LogFormatName {
+    Text,
+    Json,
+}
+
+/// The lowest level of log records kept.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+#[allow(dead_code)]
+pub(crate) enum LogLevelName {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
 }
 
 /// A runtime's name.

@@ -143,6 +143,10 @@ pub struct ServeArgs {
     /// Memory of one build's sandbox, in MiB.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(256..))]
     pub build_memory_mb: u32,
+    /// The region functions are told they run in (`AWS_REGION`, `AWS_DEFAULT_REGION`, the
+    /// context's function ARN), as on Lambda.
+    #[arg(long, env = "IGNIS_REGION", default_value = "us-east-1")]
+    pub region: String,
     /// Largest set of installed dependencies of one version, in MiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub build_max_mb: u64,

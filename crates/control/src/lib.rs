@@ -55,6 +55,8 @@ pub struct ControlConfig {
     pub packages_dir: std::path::PathBuf,
     /// The installed-dependencies cache and its builds.
     pub deps: DepsConfig,
+    /// The region functions are told they run in.
+    pub region: String,
 }
 
 /// What the control plane needs to know of this host, found once at start-up: what it

@@ -5,6 +5,7 @@
 pub mod events;
 pub mod http;
 pub mod json;
+pub mod lambda_env;
 pub mod limits;
 pub mod logs;
 pub mod nesting;

@@ -12,6 +12,7 @@ use crate::events::{
 };
 use crate::http::{parse_http_settings, HttpSettings};
 use crate::json::BodyError;
+use crate::lambda_env::{LogFormat, LogLevel};
 use crate::limits;
 use crate::package::{resolve_handler, Package, PackageError};
 
@@ -180,6 +181,12 @@ pub struct FunctionSpec {
     /// Layers shown under `/opt`, in Lambda's order (a later layer's files win).
     #[serde(default)]
     pub layers: Vec<LayerRef>,
+    /// How the runtime writes log records (`text`, Lambda's default, or `json`).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// With `json`: the lowest level of application log records kept (`INFO` if not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
 }
 
 impl FunctionSpec {
@@ -255,7 +262,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 22] = [
+const FIELDS: [&str; 24] = [
     "name",
     "runtime",
     "code",
@@ -278,6 +285,8 @@ const FIELDS: [&str; 22] = [
     "max_async_concurrency",
     "schedules",
     "layers",
+    "log_format",
+    "log_level",
 ];
 
 /// Parses and validates a create body, or an update body that gives its code: exactly one
@@ -415,6 +424,7 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
         Some(v) => parse_schedules(v)?,
     };
     let layers = layer::parse_layers(fields.0.get("layers"))?;
+    let (log_format, log_level) = parse_log_settings(&fields)?;
     let keeps_code = source.is_none();
     let (code, package) = source.unwrap_or_default();
     let spec = FunctionSpec {
@@ -440,6 +450,8 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
         max_async_concurrency,
         schedules,
         layers,
+        log_format,
+        log_level,
     };
     Ok(if keeps_code {
         SpecUpdate::KeepCode(KeepCode {
@@ -562,6 +574,17 @@ fn parse_env(fields: &Fields<'_>) -> Result<BTreeMap<String, String>, SpecError>
         if let Some(problem) = env_problem(key, val) {
             return Err(SpecError::invalid_env(&field, problem));
         }
+        if crate::lambda_env::is_reserved(key) {
+            return Err(SpecError {
+                code: "reserved_env",
+                ..SpecError::invalid(
+                    &field,
+                    format!(
+                        "environment variable {key:?} is reserved: Ignis sets it for every instance, as Lambda does"
+                    ),
+                )
+            });
+        }
         total += key.len() + val.len();
         env.insert(key.clone(), val.clone());
     }
@@ -575,6 +598,36 @@ fn parse_env(fields: &Fields<'_>) -> Result<BTreeMap<String, String>, SpecError>
         ));
     }
     Ok(env)
+}
+
+/// `log_format` (`text` or `json`) and `log_level` (with `json` only, as on Lambda).
+fn parse_log_settings(fields: &Fields<'_>) -> Result<(LogFormat, Option<LogLevel>), SpecError> {
+    let format = match fields.string("log_format")? {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(SpecError::invalid(
+                "log_format",
+                format!("log_format {other:?} is not one of text, json"),
+            ))
+        }
+    };
+    let level = match fields.string("log_level")? {
+        None => None,
+        Some(l) => Some(LogLevel::parse(l).ok_or_else(|| {
+            SpecError::invalid(
+                "log_level",
+                format!("log_level {l:?} is not one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
+            )
+        })?),
+    };
+    if level.is_some() && format != LogFormat::Json {
+        return Err(SpecError::invalid(
+            "log_level",
+            "log_level filters JSON logs only: set log_format to json too (as on Lambda)".to_owned(),
+        ));
+    }
+    Ok((format, level))
 }
 
 /// Typed access to the fields of a body, with errors that name the field.
@@ -639,11 +692,34 @@ mod tests {
     /// The field list that unknown fields are checked against is the spec's own: every
     /// field a fully set spec serializes, plus `code` (stored beside the spec's JSON).
     #[test]
+    fn reserved_environment_names_and_log_settings_are_checked() {
+        let mut body = ok_body();
+        body["env"] = json!({"AWS_REGION": "eu-west-1"});
+        let e = parse(body).expect_err("reserved");
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("reserved_env", Some("env.AWS_REGION"))
+        );
+        assert!(e.message.contains("AWS_REGION"), "{}", e.message);
+        let mut body = ok_body();
+        body["env"] = json!({"TZ": "Europe/Paris"});
+        assert!(parse(body).is_ok(), "TZ may be set, as on Lambda");
+        let mut body = ok_body();
+        body["log_level"] = json!("DEBUG");
+        assert_eq!(parse(body).expect_err("text").field.as_deref(), Some("log_level"));
+        let mut body = ok_body();
+        body["log_format"] = json!("xml");
+        assert_eq!(parse(body).expect_err("xml").field.as_deref(), Some("log_format"));
+    }
+
+    #[test]
     fn the_field_list_equals_the_keys_of_a_fully_serialized_spec() {
         let mut body = ok_body();
         body["on_success"] = json!("next");
         body["on_failure"] = json!("dead-end");
         body["max_async_concurrency"] = json!(2);
+        body["log_format"] = json!("json");
+        body["log_level"] = json!("WARN");
         let spec = parse(body).expect("valid");
         let serialized = serde_json::to_value(&spec).expect("serialize");
         let mut keys: Vec<&str> = serialized

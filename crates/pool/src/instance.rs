@@ -450,6 +450,18 @@ impl InstanceTask {
                 .map_err(|e| StartError::Spawn(e.to_string()))?;
             Some(ignis_sandbox::mount::OPT_ROOT)
         };
+        // Lambda's per-instance variables: its log stream, and where its code is.
+        let mut env = spec.env.clone();
+        let today = time::OffsetDateTime::now_utc().date();
+        env.insert(
+            "AWS_LAMBDA_LOG_STREAM_NAME".to_owned(),
+            ignis_core::lambda_env::log_stream_name(
+                (today.year(), u8::from(today.month()), today.day()),
+                spec.version,
+                &hex::encode(rand::random::<[u8; 16]>()),
+            ),
+        );
+        env.insert("LAMBDA_TASK_ROOT".to_owned(), dir.clone());
         let load = HostMessage::Load {
             dir: &dir,
             file,
@@ -457,7 +469,7 @@ impl InstanceTask {
             opt,
             concurrency: spec.concurrency.max(1),
             handler: &spec.handler,
-            env: &spec.env,
+            env: &env,
             function: FunctionInfo {
                 name: &spec.function,
                 version: spec.version,

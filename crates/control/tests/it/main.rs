@@ -68,6 +68,7 @@ impl World {
                 build_timeout: std::time::Duration::from_secs(60),
                 build_memory_mb: 512,
             },
+            region: "us-east-1".to_owned(),
             queue: QueueConfig {
                 max_queued: 1000,
                 retry_base: RETRY_BASE,
