@@ -27,6 +27,7 @@ mod outcomes;
 mod packages;
 mod persistence;
 mod prometheus;
+mod rest_events;
 mod rootless;
 mod sandbox;
 mod scaling;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ignis_core::http::{http_event, HttpAuth, HttpRequest};
+use ignis_core::http::{http_event, http_event_v1, HttpAuth, HttpRequest, PayloadFormat};
 use ignis_core::limits::{MAX_EVENT_DEPTH, MAX_PAYLOAD_BYTES};
 use ignis_core::nesting::json_depth;
 use serde_json::value::RawValue;
@@ -96,11 +96,27 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
     let request_id = uuid::Uuid::now_v7().to_string();
-    let headers: Vec<(String, String)> = parts
+    let mut headers: Vec<(String, String)> = parts
         .headers
         .iter()
+        .filter(|(k, _)| *k != "x-forwarded-for")
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    // As AWS does: the client's address appended to any X-Forwarded-For it sent, and the
+    // scheme it used (kept when a proxy in front said it).
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .chain((!source_ip.is_empty()).then_some(source_ip.as_str()))
+        .collect();
+    if !forwarded.is_empty() {
+        headers.push(("x-forwarded-for".to_owned(), forwarded.join(", ")));
+    }
+    if !parts.headers.contains_key("x-forwarded-proto") {
+        headers.push(("x-forwarded-proto".to_owned(), "http".to_owned()));
+    }
     let time_ms = i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -108,7 +124,7 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
             .as_millis(),
     )
     .unwrap_or(0);
-    let event = http_event(&HttpRequest {
+    let request = HttpRequest {
         method: parts.method.as_str(),
         path,
         raw_query: parts.uri.query().unwrap_or(""),
@@ -118,7 +134,11 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
         request_id: &request_id,
         function: name.as_str(),
         time_ms,
-    });
+    };
+    let event = match settings.payload_format_version {
+        PayloadFormat::V2 => http_event(&request),
+        PayloadFormat::V1 => http_event_v1(&request),
+    };
     let event = RawValue::from_string(event.to_string()).map_err(|e| internal(&e).into_response())?;
     let result = match s.platform.invoke(name.as_str(), event).await {
         Ok(inv) => answer(inv).unwrap_or_else(IntoResponse::into_response),

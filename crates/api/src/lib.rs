@@ -112,6 +112,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig) -> Router {
         .route("/healthz", get(healthz))
         // Function URLs check the token themselves: a function may be public.
         .route("/fn/{name}", any(function_urls::root))
+        .route("/fn/{name}/", any(function_urls::root))
         .route("/fn/{name}/{*path}", any(function_urls::nested))
         .merge(metrics)
         .merge(console::routes())

@@ -118,7 +118,8 @@ impl Platform {
             };
             let spec = &active.pool.spec;
             let timeout_secs = u32::try_from(spec.timeout.as_secs()).unwrap_or(u32::MAX);
-            let result = InvokeResult::of(ran.result.outcome, timeout_secs, spec.memory_mb);
+            let rest = task_slot.http.load().payload_format_version == ignis_core::http::PayloadFormat::V1;
+            let result = InvokeResult::of(ran.result.outcome, timeout_secs, spec.memory_mb, rest);
             let mut record = record_of(RecordRequest {
                 id: &task_id,
                 function: &function,
@@ -320,9 +321,10 @@ impl InvokeResult {
         }
     }
 
-    pub(crate) fn of(outcome: Outcome, timeout_secs: u32, memory_mb: u32) -> InvokeResult {
+    /// `rest`: the function answers as API Gateway REST handlers do (payload 1.0).
+    pub(crate) fn of(outcome: Outcome, timeout_secs: u32, memory_mb: u32, rest: bool) -> InvokeResult {
         match outcome {
-            Outcome::Ok(value) => match map_return_value(&value) {
+            Outcome::Ok(value) => match map_return_value(&value, rest) {
                 Ok(response) => InvokeResult::Response(response),
                 Err(MapError::TooLarge(size)) => InvokeResult::ResponseTooLarge { size: size as u64 },
                 Err(e @ (MapError::BadStatus(_) | MapError::BadBase64 | MapError::BadHeader(_))) => {

@@ -112,7 +112,7 @@ impl Platform {
                     timings: started.timings,
                 }),
                 duration,
-                result: InvokeResult::of(ran.outcome, spec.timeout_secs, spec.memory_mb),
+                result: InvokeResult::of(ran.outcome, spec.timeout_secs, spec.memory_mb, false),
             },
             logs: stored_lines(&ran.logs, started_at),
         })

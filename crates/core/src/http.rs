@@ -44,9 +44,32 @@ pub struct HttpSettings {
     pub auth: HttpAuth,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// The event its HTTP requests arrive as: `2.0` (function URL / HTTP API, the default)
+    /// or `1.0` (API Gateway REST).
+    #[serde(default, skip_serializing_if = "PayloadFormat::is_default")]
+    pub payload_format_version: PayloadFormat,
 }
 
-const HTTP_FIELDS: [&str; 2] = ["auth", "cors"];
+/// The shape of HTTP events (and which answer fields are read), as API Gateway names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayloadFormat {
+    /// API Gateway REST: `httpMethod`, `path`, `multiValueHeaders`, …; answers may use
+    /// `multiValueHeaders`.
+    #[serde(rename = "1.0")]
+    V1,
+    /// Function URLs and HTTP APIs: `rawPath`, `requestContext.http`, `cookies`, ….
+    #[default]
+    #[serde(rename = "2.0")]
+    V2,
+}
+
+impl PayloadFormat {
+    fn is_default(&self) -> bool {
+        *self == PayloadFormat::V2
+    }
+}
+
+const HTTP_FIELDS: [&str; 3] = ["auth", "cors", "payload_format_version"];
 const CORS_FIELDS: [&str; 6] = [
     "allow_origins",
     "allow_methods",
@@ -100,7 +123,22 @@ pub fn parse_http_settings(value: &Value) -> Result<HttpSettings, SpecError> {
         Some(Value::Object(c)) => Some(parse_cors(c)?),
         Some(_) => return Err(type_error("http.cors", "http.cors must be an object")),
     };
-    Ok(HttpSettings { auth, cors })
+    let payload_format_version = match map.get("payload_format_version") {
+        None | Some(Value::Null) => PayloadFormat::V2,
+        Some(Value::String(s)) if s == "2.0" => PayloadFormat::V2,
+        Some(Value::String(s)) if s == "1.0" => PayloadFormat::V1,
+        Some(other) => {
+            return Err(value_error(
+                "http.payload_format_version",
+                format!("http.payload_format_version {other} is not \"1.0\" (API Gateway REST) or \"2.0\" (function URLs, HTTP APIs)"),
+            ))
+        }
+    };
+    Ok(HttpSettings {
+        auth,
+        cors,
+        payload_format_version,
+    })
 }
 
 fn unknown(map: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), SpecError> {
@@ -419,7 +457,7 @@ pub fn http_event(req: &HttpRequest<'_>) -> Value {
 }
 
 /// Text types come as text; everything else (and anything not UTF-8) as base64.
-fn is_binary_type(content_type: Option<&str>) -> bool {
+pub(crate) fn is_binary_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
     let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     !(ct.is_empty()
@@ -432,7 +470,7 @@ fn is_binary_type(content_type: Option<&str>) -> bool {
 }
 
 /// Lambda's `requestContext.time`: `23/Nov/2026:10:41:12 +0000`.
-fn lambda_time(ms: i64) -> String {
+pub(crate) fn lambda_time(ms: i64) -> String {
     let format =
         time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
@@ -440,6 +478,9 @@ fn lambda_time(ms: i64) -> String {
         .and_then(|t| t.format(format).ok())
         .unwrap_or_default()
 }
+
+mod rest;
+pub use rest::http_event_v1;
 
 #[cfg(test)]
 mod tests;

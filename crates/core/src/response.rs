@@ -56,10 +56,12 @@ pub fn is_reserved_header(name: &str) -> bool {
 
 /// Maps a return value: an object with an integer `statusCode` is an HTTP response
 /// (`headers`, `body`, `isBase64Encoded`, `cookies`); anything else is a 200 JSON body.
-/// As for Lambda function URLs (payload 2.0), `multiValueHeaders` is not read. Informational
+/// As for Lambda function URLs (payload 2.0), `multiValueHeaders` is read only for functions
+/// whose answers are API Gateway REST's (`rest`, payload 1.0), as API Gateway does: each
+/// of its values is a header of its own, after `headers`. Informational
 /// statuses (1xx) are refused: they are not answers. Headers that [`is_reserved_header`]
 /// are dropped, whichever way the handler supplied them (`headers` or `cookies`).
-pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
+pub fn map_return_value(value: &Value, rest: bool) -> Result<MappedResponse, MapError> {
     let response = match value {
         Value::Object(obj) if obj.get("statusCode").is_some_and(Value::is_i64) => {
             let status = obj["statusCode"].as_i64().expect("checked is_i64");
@@ -70,6 +72,19 @@ pub fn map_return_value(value: &Value) -> Result<MappedResponse, MapError> {
             if let Some(Value::Object(h)) = obj.get("headers") {
                 for (name, v) in h {
                     headers.push((name.to_ascii_lowercase(), header_text(v)));
+                }
+            }
+            if let (true, Some(Value::Object(multi))) = (rest, obj.get("multiValueHeaders")) {
+                for (name, values) in multi {
+                    let name = name.to_ascii_lowercase();
+                    match values {
+                        Value::Array(values) => {
+                            for v in values {
+                                headers.push((name.clone(), header_text(v)));
+                            }
+                        }
+                        other => headers.push((name, header_text(other))),
+                    }
                 }
             }
             if let Some(Value::Array(cookies)) = obj.get("cookies") {
@@ -136,13 +151,40 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn map_return_value_v2(v: &serde_json::Value) -> Result<MappedResponse, MapError> {
+        map_return_value(v, false)
+    }
+
+    #[test]
+    fn rest_answers_may_give_multi_value_headers() {
+        let v = json!({"statusCode": 200, "headers": {"x-a": "1"},
+                       "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"], "x-ignis-x": ["no"]}, "body": ""});
+        let r = map_return_value(&v, true).expect("maps");
+        let cookies: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(
+            r.headers.iter().all(|(n, _)| n != "x-ignis-x"),
+            "reserved headers are dropped here too"
+        );
+        let v2 = map_return_value(&v, false).expect("maps");
+        assert!(
+            v2.headers.iter().all(|(n, _)| n != "set-cookie"),
+            "2.0 answers do not read them"
+        );
+    }
+
     fn header<'a>(r: &'a MappedResponse, name: &str) -> Option<&'a str> {
         r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn status_code_object_is_a_response() {
-        let r = map_return_value(&json!({
+        let r = map_return_value_v2(&json!({
             "statusCode": 201, "headers": {"Content-Type": "text/plain", "X-A": 1}, "body": "hi"
         }))
         .expect("maps");
@@ -154,18 +196,18 @@ mod tests {
 
     #[test]
     fn non_string_body_is_json_encoded() {
-        let r = map_return_value(&json!({"statusCode": 200, "body": {"a": [1, 2]}})).expect("maps");
+        let r = map_return_value_v2(&json!({"statusCode": 200, "body": {"a": [1, 2]}})).expect("maps");
         assert_eq!(r.body, br#"{"a":[1,2]}"#);
         assert_eq!(header(&r, "content-type"), Some(JSON));
     }
 
     #[test]
     fn base64_body_is_decoded() {
-        let r = map_return_value(&json!({"statusCode": 200, "body": "AAEC/w==", "isBase64Encoded": true}))
+        let r = map_return_value_v2(&json!({"statusCode": 200, "body": "AAEC/w==", "isBase64Encoded": true}))
             .expect("maps");
         assert_eq!(r.body, vec![0, 1, 2, 255]);
         assert_eq!(
-            map_return_value(&json!({"statusCode": 200, "body": "%%%", "isBase64Encoded": true})),
+            map_return_value_v2(&json!({"statusCode": 200, "body": "%%%", "isBase64Encoded": true})),
             Err(MapError::BadBase64)
         );
     }
@@ -178,7 +220,7 @@ mod tests {
             (json!("s"), "\"s\""),
             (json!({"statusCode": "200"}), r#"{"statusCode":"200"}"#),
         ] {
-            let r = map_return_value(&v).expect("maps");
+            let r = map_return_value_v2(&v).expect("maps");
             assert_eq!((r.status, r.body.as_slice()), (200, body.as_bytes()));
         }
     }
@@ -187,24 +229,24 @@ mod tests {
     fn bad_responses_are_errors() {
         for status in [99, 100, 101, 103, 199, 600] {
             assert_eq!(
-                map_return_value(&json!({"statusCode": status})),
+                map_return_value_v2(&json!({"statusCode": status})),
                 Err(MapError::BadStatus(status))
             );
         }
         assert!(matches!(
-            map_return_value(&json!({"statusCode": 200, "headers": {"a b": "x"}})),
+            map_return_value_v2(&json!({"statusCode": 200, "headers": {"a b": "x"}})),
             Err(MapError::BadHeader(_))
         ));
         let big = "x".repeat(MAX_RESPONSE_BYTES + 1);
         assert!(matches!(
-            map_return_value(&json!({"statusCode": 200, "body": big})),
+            map_return_value_v2(&json!({"statusCode": 200, "body": big})),
             Err(MapError::TooLarge(_))
         ));
     }
 
     #[test]
     fn cookies_become_set_cookie() {
-        let r = map_return_value(&json!({"statusCode": 200, "cookies": ["a=1", "b=2"]})).expect("maps");
+        let r = map_return_value_v2(&json!({"statusCode": 200, "cookies": ["a=1", "b=2"]})).expect("maps");
         let cookies: Vec<_> = r.headers.iter().filter(|(n, _)| n == "set-cookie").collect();
         assert_eq!(cookies.len(), 2);
     }
@@ -220,7 +262,7 @@ mod tests {
         headers.insert("X-Ignis-Invocation-Id".to_owned(), json!("forged"));
         headers.insert("x-ignis-cold-start".to_owned(), json!("false"));
         headers.insert("x-kept".to_owned(), json!("yes"));
-        let r = map_return_value(&json!({
+        let r = map_return_value_v2(&json!({
             "statusCode": 200, "headers": headers, "body": "hello, world",
             "multiValueHeaders": {"content-length": ["2"], "x-ignis-version": ["9"]},
         }))
