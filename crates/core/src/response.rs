@@ -83,7 +83,11 @@ pub fn map_return_value(value: &Value, rest: bool) -> Result<MappedResponse, Map
                                 headers.push((name.clone(), header_text(v)));
                             }
                         }
-                        other => headers.push((name, header_text(other))),
+                        other @ (Value::Null
+                        | Value::Bool(_)
+                        | Value::Number(_)
+                        | Value::String(_)
+                        | Value::Object(_)) => headers.push((name, header_text(other))),
                     }
                 }
             }
