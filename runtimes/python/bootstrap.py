@@ -38,8 +38,9 @@ def _now_ms():
 class _Capture:
     """The log lines of one invocation, in write order, capped at `limit` bytes of text."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, request_id):
         self.limit, self.used, self.lines = limit, 0, []
+        self.request_id = request_id  # what log records of this call are attributed to
         # Pieces of the unfinished line of each stream, joined once when the line ends,
         # so that many small writes without a newline do not copy the line over and over.
         self.pending = {"stdout": [], "stderr": []}
@@ -152,19 +153,286 @@ class _Bytes:
         return len(data)
 
 
+# Lambda's logging: the root logger has a handler that writes each record to the logs of the
+# call it was made in, with its level, time and request id (Lambda's text format, or one
+# JSON object a line when AWS_LAMBDA_LOG_FORMAT is JSON), and the root level is
+# AWS_LAMBDA_LOG_LEVEL (INFO when unset). `logging` costs ~9 ms to import, so it is set up
+# when user code first imports it, never paid by functions that do not log.
+
+_LEVELS = {"TRACE": 10, "DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40,
+           "FATAL": 50, "CRITICAL": 50}
+_streams = {}  # "stdout" / "stderr": the _Stream objects, once main() has made them
+
+
+def _log_settings():
+    """(JSON or not, root level) from the environment; a value that is neither says so on
+    stderr (raw output, so it lands in the first call's logs) and the default is used."""
+    fmt = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "") or "TEXT"
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "") or "INFO"
+    if fmt.upper() not in ("TEXT", "JSON"):
+        _warn("AWS_LAMBDA_LOG_FORMAT is %r, not TEXT or JSON: TEXT is used" % fmt)
+        fmt = "TEXT"
+    if level.upper() not in _LEVELS:
+        _warn("AWS_LAMBDA_LOG_LEVEL is %r, not DEBUG, INFO, WARN or ERROR: INFO is used" % level)
+        level = "INFO"
+    return fmt.upper() == "JSON", _LEVELS[level.upper()]
+
+
+def _warn(text):
+    sys.__stderr__.write("[ignis] %s\n" % text)
+    sys.__stderr__.flush()
+
+
+def _iso_time(created):
+    return "%s.%03dZ" % (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)), int(created * 1000) % 1000)
+
+
+def _setup_logging(logging):
+    """Gives the root logger Lambda's handler (so a later basicConfig() is a no-op, as there)."""
+    as_json, level = _log_settings()
+    # The attributes every LogRecord has: the others were given with `extra=`.
+    standard = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "aws_request_id"}
+
+    class RequestId(logging.Filter):
+        """Gives records `aws_request_id`, as Lambda's filter does (formats may name it)."""
+
+        def filter(self, record):
+            cap = _capture.get()
+            record.aws_request_id = cap.request_id if cap is not None else ""
+            return True
+
+    class TextFormat(logging.Formatter):
+        def formatTime(self, record, datefmt=None):
+            return _iso_time(record.created)
+
+    class JsonFormat(logging.Formatter):
+        def format(self, record):
+            message = record.msg if isinstance(record.msg, dict) and not record.args else record.getMessage()
+            entry = {"timestamp": _iso_time(record.created), "level": record.levelname, "message": message,
+                     "logger": record.name, "requestId": getattr(record, "aws_request_id", "")}
+            entry.update((k, v) for k, v in vars(record).items() if k not in standard and not k.startswith("_"))
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                entry["errorType"] = type(exc).__name__
+                entry["errorMessage"] = str(exc)
+                import traceback
+
+                entry["stackTrace"] = traceback.format_exception(*record.exc_info)
+            if record.stack_info:
+                entry["stackInfo"] = record.stack_info
+            return json.dumps(entry, ensure_ascii=False, default=repr)
+
+    class CallLogs(logging.Handler):
+        """Writes a record into its call's capture (through sys.stdout below WARNING,
+        sys.stderr from WARNING up), or as raw output when made outside any call."""
+
+        def emit(self, record):
+            try:
+                text = self.format(record)
+                stream = _streams.get("stderr" if record.levelno >= logging.WARNING else "stdout")
+                (stream or sys.stderr).write(text + "\n")
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(record)
+
+    handler = CallLogs()
+    handler.addFilter(RequestId())
+    if as_json:
+        handler.setFormatter(JsonFormat())
+    else:
+        handler.setFormatter(TextFormat("[%(levelname)s]\t%(asctime)s\t%(aws_request_id)s\t%(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+class _LoggingFinder:
+    """On sys.meta_path until `logging` is first imported: that import sets it up."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass  # another thread's import got here first
+        spec = importlib.util.find_spec("logging")
+        if spec is not None and spec.loader is not None:
+            spec.loader = _LoggingLoader(spec.loader)
+        return spec
+
+
+class _LoggingLoader:
+    """The loader of `logging`, which sets Lambda's handler up once the module has run."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):  # get_source, get_filename, ... as the real loader's
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _setup_logging(module)
+
+
+def _hook_logging():
+    if "logging" in sys.modules:
+        _setup_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _LoggingFinder())
+
+
 class _Context:
-    """The context of one call, with Ignis and AWS Lambda names: Lambda handlers run as is."""
+    """The context of one call, with Ignis's names and all of AWS Lambda's: Lambda handlers
+    run as is. What is the same for every call comes from `_Function`."""
+
+    identity = None  # Lambda's Cognito identity: never set for an Ignis call
+    client_context = None  # Lambda's mobile client context: likewise
 
     def __init__(self, request_id, function, deadline_ms):
         self.request_id = self.aws_request_id = request_id
-        self.function_name = function["name"]
-        self.function_version = str(function["version"])
-        self.memory_limit_mb = self.memory_limit_in_mb = int(function["memory_mb"])
-        self.invoked_function_arn = "ignis:function:%s" % function["name"]
+        self.function_name = function.name
+        self.function_version = function.version
+        self.memory_limit_mb = self.memory_limit_in_mb = function.memory_mb
+        self.invoked_function_arn = function.arn
+        self.log_group_name = function.log_group
+        self.log_stream_name = function.log_stream
         self._deadline_ms = deadline_ms
 
     def get_remaining_time_ms(self):
         return max(0, int(self._deadline_ms - _now_ms()))
+
+    get_remaining_time_in_millis = get_remaining_time_ms
+
+    def __repr__(self):
+        return "<context %s of %s>" % (self.request_id, self.function_name)
+
+
+class _Function:
+    """What every call's context says of the function, read once at load from the
+    environment the host set (Lambda's names), the load message's `function` otherwise."""
+
+    def __init__(self, function):
+        env = os.environ.get
+        self.name = env("AWS_LAMBDA_FUNCTION_NAME") or function["name"]
+        self.version = env("AWS_LAMBDA_FUNCTION_VERSION") or str(function["version"])
+        memory = env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        self.memory_mb = int(memory) if memory.isdigit() else int(function["memory_mb"])
+        region = env("AWS_REGION") or "us-east-1"
+        self.arn = "arn:aws:lambda:%s:000000000000:function:%s" % (region, self.name)
+        self.log_group = env("AWS_LAMBDA_LOG_GROUP_NAME") or "/aws/lambda/%s" % self.name
+        self.log_stream = env("AWS_LAMBDA_LOG_STREAM_NAME") or "%s/[%s]%s" % (
+            time.strftime("%Y/%m/%d", time.gmtime()), self.version, os.urandom(16).hex())
+
+
+# A finite Decimal is written as the number it holds, as Lambda's runtime writes it: it goes
+# through json as this prefix and its text, and the quoted string is then unwrapped.
+_DECIMAL = "\0ignis-decimal-%s:" % os.urandom(8).hex()
+_DECIMAL_JSON = json.dumps(_DECIMAL)[:-1]  # '"\\u0000ignis-decimal-...:'
+
+
+def _to_json(value):
+    """The handler's return value as JSON text; TypeError / ValueError when it has none."""
+    seen = []
+
+    def default(obj):
+        decimal = sys.modules.get("decimal")
+        if decimal is not None and isinstance(obj, decimal.Decimal) and obj.is_finite():
+            seen.append(True)
+            return _DECIMAL + str(obj)
+        raise TypeError("not JSON")
+
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=default)
+    if seen:
+        import re
+
+        text = re.sub(re.escape(_DECIMAL_JSON) + r'([-+.0-9Ee]+)"', r"\1", text)
+    return text
+
+
+def _why_not_json(value, exc):
+    """Says what the handler returned and why JSON cannot hold it (the first part that
+    cannot be, and where it is in the value)."""
+    try:
+        found = _first_not_json(value, "", [])
+    except RecursionError:
+        return "the handler returned %s nested too deeply to encode" % _what(value)
+    if found is None:
+        return "the handler returned %s that could not be encoded (%s)" % (_what(value), exc)
+    path, obj, why = found
+    if not path:
+        return "the handler returned %s (%s)" % (_what(obj), why)
+    return "the handler returned %s whose %s is %s (%s)" % (_what(value), path, _what(obj), why)
+
+
+def _first_not_json(obj, path, parents):
+    """(path, part, why) for the first part of obj that JSON cannot hold, else None."""
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return None
+    if isinstance(obj, float):
+        return None if obj - obj == 0 else (path, obj, "JSON has no NaN or Infinity")
+    if isinstance(obj, (dict, list, tuple)):
+        if any(p is obj for p in parents):
+            return (path, obj, "it contains itself (a circular reference)")
+        parents.append(obj)
+        if isinstance(obj, dict):
+            for key, item in obj.items():
+                if key is not None and not isinstance(key, (str, int, float, bool)):
+                    return (("%s key %r" % (path, key)).lstrip(), key,
+                            "JSON object keys are strings (str, int, float, bool or None)")
+                found = _first_not_json(item, "%s[%r]" % (path, key), parents)
+                if found is not None:
+                    return found
+        else:
+            for i, item in enumerate(obj):
+                found = _first_not_json(item, "%s[%d]" % (path, i), parents)
+                if found is not None:
+                    return found
+        parents.pop()
+        return None
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(obj, decimal.Decimal):
+        return None if obj.is_finite() else (path, obj, "JSON has no NaN or Infinity")
+    return (path, obj, _why_no_form(obj))
+
+
+def _why_no_form(obj):
+    kind = type(obj).__name__
+    if isinstance(obj, (set, frozenset)):
+        return "JSON has no sets: return a list"
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return "JSON has no bytes: decode them to a str, or base64-encode them"
+    if isinstance(obj, type):
+        return "a class is not a value: return a dict of the data"
+    if kind in ("generator", "async_generator", "coroutine"):
+        return "it was never run to the end: return a list (or the awaited result) instead"
+    if callable(obj) and hasattr(obj, "__name__"):
+        return "a function is not a value: call it, or return what it computes"
+    if kind in ("datetime", "date", "time", "timedelta") and type(obj).__module__ == "datetime":
+        return "JSON has no dates, and Lambda refuses them too: return .isoformat()"
+    return "it has no JSON form: return a dict (dataclasses.asdict(), vars(), ...) or a str"
+
+
+def _what(obj):
+    """`a set`, `a function f`, `an instance of app.Point`, ... for messages."""
+    t = type(obj)
+    if isinstance(obj, type):
+        return "the class %s" % obj.__qualname__
+    name = t.__qualname__ if t.__module__ == "builtins" else "%s.%s" % (t.__module__, t.__qualname__)
+    if callable(obj) and hasattr(obj, "__name__") and t.__module__ == "builtins":
+        return "the %s %s" % ("function" if name == "function" else name, getattr(obj, "__qualname__", obj.__name__))
+    if isinstance(obj, float) or (t.__module__ == "decimal" and t.__name__ == "Decimal"):
+        return "the %s %s" % (name, obj)
+    if t.__module__ == "builtins":
+        return "%s %s%s" % ("an" if name[0] in "aeiou" else "a", name, " object" if name == "bytes" else "")
+    if t.__module__ == "datetime":
+        return "a %s" % name
+    return "an instance of %s" % name
 
 
 def _read_exact(fd, n):
@@ -280,6 +548,7 @@ def _takes_context(fn):
 def _load(msg):
     """Imports the user's module; returns (handler, None) or (None, load error)."""
     os.environ.update(msg["env"])
+    _hook_logging()  # after the env, which may set the log format and level
     os.chdir(msg["dir"])
     sys.path.insert(0, msg["dir"])
     opt = msg.get("opt")
@@ -357,13 +626,13 @@ class _Instance:
         self.marker = marker
         self.handler = handler
         self.with_context = _takes_context(handler)
-        self.function = load["function"]
+        self.function = _Function(load["function"])
         self.log_limit = load["log_limit_bytes"]
         self.max_response = load["max_response_bytes"]
         self.loop = None  # one event loop for the life of the instance, made on first need
 
     def invoke(self, msg):
-        cap = _Capture(self.log_limit)
+        cap = _Capture(self.log_limit, msg["id"])
         # Each call runs in its own copy of the context: the capture, and any ContextVar
         # the handler sets, belong to this call only.
         self._answer(cap, msg, contextvars.copy_context().run(self._call, cap, msg))
@@ -406,10 +675,10 @@ class _Instance:
     def _encode(self, inv_id, result):
         """The answer for a handler's return value, and the value encoded."""
         try:
-            text = json.dumps(result, ensure_ascii=False, allow_nan=False)
+            text = _to_json(result)
         except (TypeError, ValueError, RecursionError) as exc:
-            error = TypeError("the handler's return value is not JSON: %s" % exc)
-            return {"t": "error", "id": inv_id, "error": _describe(error)}, None
+            message = "the handler's return value is not JSON: %s" % _why_not_json(result, exc)
+            return {"t": "error", "id": inv_id, "error": _describe(TypeError(message))}, None
         value = text.encode("utf-8", "ignis_fffd")
         if len(value) > self.max_response:
             return {"t": "too_large", "id": inv_id, "size": len(value)}, None
@@ -483,7 +752,7 @@ class _ConcurrentInstance(_Instance):
         self.loop.create_task(self._run_task(msg), context=contextvars.copy_context())
 
     async def _run_task(self, msg):
-        cap = _Capture(self.log_limit)
+        cap = _Capture(self.log_limit, msg["id"])
         _capture.set(cap)
         try:
             result = self._handle(msg)
@@ -496,7 +765,7 @@ class _ConcurrentInstance(_Instance):
         self._answer(cap, msg, answer)
 
     def _run_in_thread(self, msg):
-        cap = _Capture(self.log_limit)
+        cap = _Capture(self.log_limit, msg["id"])
         answer = contextvars.copy_context().run(self._call, cap, msg)
         self._answer(cap, msg, answer)
 
@@ -555,8 +824,8 @@ def main():
     sys.path.extend(args[i + 1] for i, a in enumerate(args) if a == "--path")
     # Frames are read and written whole; the socket may arrive non-blocking.
     os.set_blocking(fd, True)
-    sys.stdout = _Stream("stdout", sys.__stdout__)
-    sys.stderr = _Stream("stderr", sys.__stderr__)
+    sys.stdout = _streams["stdout"] = _Stream("stdout", sys.__stdout__)
+    sys.stderr = _streams["stderr"] = _Stream("stderr", sys.__stderr__)
     version = "%d.%d.%d" % sys.version_info[:3]
     _send(fd, {"t": "hello", "protocol": 1, "runtime": "python", "version": version})
 

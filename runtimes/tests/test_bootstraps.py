@@ -561,7 +561,8 @@ class Handlers(Case):
                     remaining = value.pop("remaining")
                     self.assertTrue(0 < remaining <= TIMEOUT_MS, remaining)
                     self.assertIsInstance(remaining, int)
-                    expected = [inv_id, inv_id, "greet", "4", 128, 128, "ignis:function:greet"]
+                    arn = "arn:aws:lambda:us-east-1:000000000000:function:greet" if runtime_file == PY else "ignis:function:greet"
+                    expected = [inv_id, inv_id, "greet", "4", 128, 128, arn]
                     self.assertEqual(value, dict(zip(names[runtime_file], expected)))
 
     def test_non_json_return_values_are_type_errors(self):
@@ -602,7 +603,7 @@ class Handlers(Case):
 
 class Logs(Case):
     def test_output_is_captured_per_invocation_in_order(self):
-        py = ("import logging, sys\nlogging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')\n"
+        py = ("import logging, sys\nlogging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s', force=True)\n"
               "def handler(e):\n    print('one', e)\n    sys.stderr.write('two\\n')\n    logging.getLogger('app').warning('three')\n"
               "    print('four\\nfive', flush=True)\n    sys.stdout.write('six ')\n    sys.stdout.buffer.write(b'seven\\n')\n"
               "    print('to stderr', file=sys.stderr)\n    sys.stdout.write('no newline at the end')\n    return 'ok'\n")

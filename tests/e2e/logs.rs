@@ -24,7 +24,7 @@ fn output_becomes_the_invocations_logs_not_its_response() {
     let s = Server::start();
     let py = r#"
 import sys, os, logging
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", force=True)
 def handler(event):
     print("to stdout", event["n"])
     print("to stderr", file=sys.stderr)
