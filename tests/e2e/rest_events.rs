@@ -78,3 +78,38 @@ fn a_rest_function_gets_payload_1_0_events_and_answers_with_multi_value_headers(
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     assert_eq!(bad.json()["error"]["field"], "http.payload_format_version");
 }
+
+#[test]
+fn declared_routes_fill_path_parameters_and_refuse_other_paths() {
+    let s = Server::start();
+    let http = |format: &str| {
+        json!({"auth": "none", "payload_format_version": format,
+        "routes": ["GET /users/{id}", "GET /users/me", "ANY /files/{path+}"]})
+    };
+    for (name, format) in [("v2", "2.0"), ("v1", "1.0")] {
+        let a = s.create(&json!({"name": name, "runtime": "python", "code": ECHO, "http": http(format)}));
+        assert_eq!(a.json()["state"], "ready", "{}", a.body);
+    }
+    let get = |path: &str| client().get(format!("{}{path}", s.url)).send().expect("send");
+    let e: Value = get("/fn/v2/users/42").json().expect("the event");
+    assert_eq!(e["routeKey"], "GET /users/{id}");
+    assert_eq!(e["pathParameters"], json!({"id": "42"}));
+    let e: Value = get("/fn/v2/users/me").json().expect("the event");
+    assert_eq!(e["routeKey"], "GET /users/me", "a literal route is preferred");
+    assert!(e.get("pathParameters").is_none());
+    let e: Value = get("/fn/v1/files/a/b.txt").json().expect("the event");
+    assert_eq!(e["resource"], "/files/{path+}");
+    assert_eq!(e["pathParameters"], json!({"path": "a/b.txt"}));
+    let r = client()
+        .post(format!("{}/fn/v2/users/42", s.url))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "no POST route");
+    let body: Value = r.json().expect("an error");
+    assert_eq!(body["error"]["code"], "route_not_found");
+    let bad = s.create(
+        &json!({"name": "bad", "runtime": "python", "code": ECHO, "http": {"routes": ["GET /{a+}/b"]}}),
+    );
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(bad.json()["error"]["field"], "http.routes");
+}

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ignis_core::http::routes::match_route;
 use ignis_core::http::{http_event, http_event_v1, HttpAuth, HttpRequest, PayloadFormat};
 use ignis_core::limits::{MAX_EVENT_DEPTH, MAX_PAYLOAD_BYTES};
 use ignis_core::nesting::json_depth;
@@ -78,6 +79,26 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
         ));
     }
 
+    // Declared routes: a request matching none is API Gateway's 404, before any body is read.
+    let route = if settings.routes.is_empty() {
+        None
+    } else {
+        match match_route(&settings.routes, req.method().as_str(), path) {
+            Some(m) => Some(m),
+            None => {
+                let err = ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "route_not_found",
+                    format!(
+                        "no route of function {:?} matches {} {path}",
+                        name.as_str(),
+                        req.method()
+                    ),
+                );
+                return Err(with_cors(err.into_response(), &settings, origin.as_deref()));
+            }
+        }
+    };
     let (parts, body) = req.into_parts();
     let body = read_body(body, MAX_PAYLOAD_BYTES, "request body")
         .await
@@ -134,6 +155,7 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
         request_id: &request_id,
         function: name.as_str(),
         time_ms,
+        route,
     };
     let event = match settings.payload_format_version {
         PayloadFormat::V2 => http_event(&request),

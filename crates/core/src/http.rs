@@ -48,6 +48,10 @@ pub struct HttpSettings {
     /// or `1.0` (API Gateway REST).
     #[serde(default, skip_serializing_if = "PayloadFormat::is_default")]
     pub payload_format_version: PayloadFormat,
+    /// Routes (`"GET /users/{id}"`): when given, a request must match one (else 404), and
+    /// its key and path parameters go into the event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<routes::Route>,
 }
 
 /// The shape of HTTP events (and which answer fields are read), as API Gateway names them.
@@ -69,7 +73,7 @@ impl PayloadFormat {
     }
 }
 
-const HTTP_FIELDS: [&str; 3] = ["auth", "cors", "payload_format_version"];
+const HTTP_FIELDS: [&str; 4] = ["auth", "cors", "payload_format_version", "routes"];
 const CORS_FIELDS: [&str; 6] = [
     "allow_origins",
     "allow_methods",
@@ -134,10 +138,36 @@ pub fn parse_http_settings(value: &Value) -> Result<HttpSettings, SpecError> {
             ))
         }
     };
+    let routes = match map.get("routes") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() <= routes::MAX_ROUTES => items
+            .iter()
+            .map(|r| match r {
+                Value::String(s) => routes::Route::parse(s).map_err(|m| value_error("http.routes", m)),
+                _ => Err(type_error(
+                    "http.routes",
+                    "each route is a string such as \"GET /users/{id}\"",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(_)) => {
+            return Err(value_error(
+                "http.routes",
+                format!("a function declares at most {} routes", routes::MAX_ROUTES),
+            ))
+        }
+        Some(_) => {
+            return Err(type_error(
+                "http.routes",
+                "http.routes must be a list of \"METHOD /path\"",
+            ))
+        }
+    };
     Ok(HttpSettings {
         auth,
         cors,
         payload_format_version,
+        routes,
     })
 }
 
@@ -370,6 +400,8 @@ pub struct HttpRequest<'a> {
     pub function: &'a str,
     /// Unix milliseconds.
     pub time_ms: i64,
+    /// The route the request matched, when the function declares routes.
+    pub route: Option<routes::Matched>,
 }
 
 /// The Lambda function URL (payload format 2.0) event for `req`.
@@ -444,6 +476,13 @@ pub fn http_event(req: &HttpRequest<'_>) -> Value {
         },
         "isBase64Encoded": base64,
     });
+    if let Some(route) = &req.route {
+        event["routeKey"] = json!(route.key);
+        event["requestContext"]["routeKey"] = json!(route.key);
+        if !route.params.is_empty() {
+            event["pathParameters"] = json!(route.params);
+        }
+    }
     if !query.is_empty() {
         event["queryStringParameters"] = json!(query);
     }
@@ -480,6 +519,7 @@ pub(crate) fn lambda_time(ms: i64) -> String {
 }
 
 mod rest;
+pub mod routes;
 pub use rest::http_event_v1;
 
 #[cfg(test)]

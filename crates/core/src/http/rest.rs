@@ -46,9 +46,11 @@ pub fn http_event_v1(req: &HttpRequest<'_>) -> Value {
             true,
         ),
     };
-    let (resource, path_parameters) = match req.path.strip_prefix('/') {
-        Some("") | None => ("/", Value::Null),
-        Some(rest) => ("/{proxy+}", json!({ "proxy": rest })),
+    let (resource, path_parameters) = match (&req.route, req.path.strip_prefix('/')) {
+        (Some(route), _) if route.params.is_empty() => (route.resource.as_str(), Value::Null),
+        (Some(route), _) => (route.resource.as_str(), json!(route.params)),
+        (None, Some("") | None) => ("/", Value::Null),
+        (None, Some(rest)) => ("/{proxy+}", json!({ "proxy": rest })),
     };
     let host = headers
         .get(&"host".to_owned())
@@ -118,6 +120,7 @@ mod tests {
             request_id: "r-1",
             function: "shop",
             time_ms: 1_780_000_000_000,
+            route: None,
         }
     }
 

@@ -24,6 +24,7 @@ fn request<'a>(
         request_id: "req-1",
         function: "hook",
         time_ms: 1_795_430_472_000,
+        route: None,
     }
 }
 
