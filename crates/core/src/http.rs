@@ -144,10 +144,12 @@ pub fn parse_http_settings(value: &Value) -> Result<HttpSettings, SpecError> {
             .iter()
             .map(|r| match r {
                 Value::String(s) => routes::Route::parse(s).map_err(|m| value_error("http.routes", m)),
-                _ => Err(type_error(
-                    "http.routes",
-                    "each route is a string such as \"GET /users/{id}\"",
-                )),
+                Value::Null | Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => {
+                    Err(type_error(
+                        "http.routes",
+                        "each route is a string such as \"GET /users/{id}\"",
+                    ))
+                }
             })
             .collect::<Result<Vec<_>, _>>()?,
         Some(Value::Array(_)) => {
