@@ -215,6 +215,20 @@ class Console(Case):
         self.assertEqual(json.loads(everything["logs"][-1]["line"])["message"], "two\nlines", "one line per call")
 
 
+    def test_concurrent_calls_keep_their_own_request_ids(self):
+        js = ("export function handler(e, c, cb) {\n  setTimeout(() => { console.info('n', e.n); cb(null, e.n); },"
+              " 20 - e.n);\n}\n")
+        inst = self.loaded(JS, js, concurrency=20)
+        for n in range(20):
+            inst.send_invoke("k%d" % n, {"n": n})
+        answers = [inst.frame() for _ in range(20)]
+        self.assertEqual(sorted(a["id"] for a in answers), sorted("k%d" % n for n in range(20)))
+        for a in answers:
+            _, request, level, message = LINE.match(a["logs"][0]["line"]).groups()
+            self.assertEqual((request, level, message, len(a["logs"])), (a["id"], "INFO", "n %d" % a["value"], 1))
+            self.assertEqual(a["id"], "k%d" % a["value"])
+
+
 class Answers(Case):
     def test_values_json_cannot_hold_are_errors_naming_them(self):
         js = """
