@@ -7,6 +7,12 @@
 // invocation runs is captured into that invocation's logs. The capture is found through
 // AsyncLocalStorage, never a global, so that concurrent invocations each keep their own
 // logs, event and context.
+//
+// Handlers follow AWS Lambda's Node.js contract: `(event, context)` returning a value or a
+// promise, `(event, context, callback)` answered at the callback, `context.succeed/fail/
+// done`, console lines in Lambda's format. A module whose default export has
+// `fetch(request, env, ctx)` (the Workers/Bun style) is called with a standard Request,
+// and a Response from any handler is answered as Lambda's {statusCode, headers, body}.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import fs from "node:fs";
@@ -16,8 +22,22 @@ import util from "node:util";
 
 type Stream = "stdout" | "stderr";
 type Log = { ts: number; stream: Stream; line: string };
-type Handler = (event: unknown, context: unknown) => unknown;
-type Loaded = { handler: Handler; function: any; logLimit: number; maxResponse: number };
+type Handler = (...args: unknown[]) => unknown;
+// How a handler is called: with the event (Lambda), waiting for its callback when it is
+// declared `(event, context, callback)`, or with a Request (`export default { fetch }`).
+type Kind = "event" | "callback" | "fetch";
+type Picked = { handler: Handler; kind: Kind };
+// What every call's context shares, read once at load from the environment the host set.
+type FunctionInfo = {
+  functionName: string;
+  functionVersion: string;
+  memoryLimitMb: number;
+  memoryLimitInMB: string;
+  invokedFunctionArn: string;
+  logGroupName: string;
+  logStreamName: string;
+};
+type Loaded = Picked & { info: FunctionInfo; logLimit: number; maxResponse: number };
 
 const BOOTSTRAP = import.meta.path;
 
@@ -31,7 +51,10 @@ class Capture {
   // many small writes without a newline do not copy the line over and over.
   private pending: Record<Stream, string[]> = { stdout: [], stderr: [] };
   private pendingLen: Record<Stream, number> = { stdout: 0, stderr: 0 };
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    readonly requestId: string,
+  ) {}
 
   write(stream: Stream, text: string) {
     if (this.full) return;
@@ -107,18 +130,50 @@ function emit(stream: Stream, text: string) {
   else writeAllSync(stream === "stdout" ? 1 : 2, text);
 }
 
+// Console lines carry their level as on Lambda: `<ISO time>\t<request id>\t<LEVEL>\t<message>`
+// (the request id is "undefined" outside a call, as on Lambda at import), or with
+// AWS_LAMBDA_LOG_FORMAT=JSON one JSON object per call, filtered by AWS_LAMBDA_LOG_LEVEL
+// (as on Lambda, the level filter applies to the JSON format only). Both are read at load.
+const LEVELS = { TRACE: 0, DEBUG: 1, INFO: 2, WARN: 3, ERROR: 4, FATAL: 5 } as const;
+type Level = keyof typeof LEVELS;
+const logging = { json: false, min: 0 };
+
+function configureLogging(env: Record<string, string | undefined>) {
+  logging.json = (env.AWS_LAMBDA_LOG_FORMAT ?? "").toUpperCase() === "JSON";
+  const level = (env.AWS_LAMBDA_LOG_LEVEL ?? "").toUpperCase();
+  logging.min = level in LEVELS ? LEVELS[level as Level] : 0;
+}
+
+function logLine(level: Level, message: string, args: unknown[]): string | null {
+  const requestId = captures.getStore()?.requestId;
+  const timestamp = new Date().toISOString();
+  if (!logging.json) return `${timestamp}\t${requestId ?? "undefined"}\t${level}\t${message}\n`;
+  if (LEVELS[level] < logging.min) return null;
+  const record: Record<string, unknown> = { timestamp, level, requestId, message };
+  // As Lambda does: an error logged alone keeps its parts as fields.
+  if (args.length === 1 && args[0] instanceof Error) {
+    const err = args[0];
+    Object.assign(record, { errorType: err.name, errorMessage: err.message, stackTrace: (err.stack ?? "").split("\n") });
+  }
+  return JSON.stringify(record) + "\n";
+}
+
 function installConsole() {
   // Formatted like Node's console: util.format, so objects read as util.inspect shows them.
-  const line = (args: unknown[]) => util.format(...args) + "\n";
-  const out = (...args: unknown[]) => emit("stdout", line(args));
-  const err = (...args: unknown[]) => emit("stderr", line(args));
-  console.log = console.info = console.debug = out;
-  console.warn = console.error = err;
+  const at = (level: Level, stream: Stream) => (...args: unknown[]) => {
+    const line = logLine(level, util.format(...args), args);
+    if (line !== null) emit(stream, line);
+  };
+  console.log = console.info = at("INFO", "stdout");
+  console.debug = at("DEBUG", "stdout");
+  console.warn = at("WARN", "stderr");
+  console.error = at("ERROR", "stderr");
   console.dir = (obj: unknown, options?: object) => emit("stdout", util.inspect(obj, options) + "\n");
   console.trace = (...args: unknown[]) => {
     // Drop "Error" and this function's own frame: the trace starts at the caller.
     const frames = (new Error().stack ?? "").split("\n").slice(2).join("\n");
-    emit("stderr", `Trace${args.length ? ": " + util.format(...args) : ""}\n${frames}\n`);
+    const line = logLine("TRACE", `Trace${args.length ? ": " + util.format(...args) : ""}\n${frames}`, args);
+    if (line !== null) emit("stderr", line);
   };
   // Patching write on Bun's own streams keeps everything else about them (fd, isTTY,
   // events) as user code expects.
@@ -194,8 +249,11 @@ function userLine(err: unknown, file: string, code: string): number | null {
 
 // --- loading and invoking -------------------------------------------------------------
 
-async function load(msg: any): Promise<{ handler?: Handler; error?: object }> {
+type LoadResult = { picked?: Picked; error?: object };
+
+async function load(msg: any): Promise<LoadResult> {
   Object.assign(process.env, msg.env);
+  configureLogging(process.env);
   process.chdir(msg.dir);
   if (msg.code === null) return loadPackage(msg);
   const code: string = msg.code;
@@ -217,22 +275,32 @@ async function load(msg: any): Promise<{ handler?: Handler; error?: object }> {
   return pick(mod, msg.handler, msg.file);
 }
 
+// Lambda's Node.js runtime rule: a handler declared with three parameters that is not an
+// async function is a callback handler; its answer is the callback (or context.succeed,
+// fail, done), not its return value, unless it returns a promise that settles first.
+function kindOf(fn: Function): Kind {
+  return fn.length === 3 && !util.types.isAsyncFunction(fn) ? "callback" : "event";
+}
+
 // The handler: the module's export of that name, else its default export (a function, or
-// an object with a method of that name).
-function pick(mod: any, name: string, file: string): { handler?: Handler; error?: object } {
+// an object with a method of that name, else with a Workers-style `fetch` method).
+function pick(mod: any, name: string, file: string): LoadResult {
   const own = mod?.[name];
   const def = mod?.default;
-  if (typeof own === "function") return { handler: own };
-  if (typeof def === "function") return { handler: def };
+  if (typeof own === "function") return { picked: { handler: own, kind: kindOf(own) } };
+  if (typeof def === "function") return { picked: { handler: def, kind: kindOf(def) } };
   // A method of the default export keeps its object as `this`.
-  if (typeof def?.[name] === "function") return { handler: def[name].bind(def) };
+  if (typeof def?.fetch === "function" && (name === "fetch" || typeof def?.[name] !== "function")) {
+    return { picked: { handler: def.fetch.bind(def), kind: "fetch" } };
+  }
+  if (typeof def?.[name] === "function") return { picked: { handler: def[name].bind(def), kind: kindOf(def[name]) } };
   const message = `handler '${name}' is not a function in ${file}`;
   return { error: { type: "HandlerNotFound", message, stack: "", line: null } };
 }
 
 // A package of files is imported where it is (read-only at msg.dir): relative imports
 // resolve beside the entry file, and Bun tells CommonJS from ES modules by the real file.
-async function loadPackage(msg: any): Promise<{ handler?: Handler; error?: object }> {
+async function loadPackage(msg: any): Promise<LoadResult> {
   const entry = path.join(msg.dir, msg.file);
   let mod: any;
   try {
@@ -258,48 +326,265 @@ async function warmUp() {
     const f = path.join(tmp, "warm.js");
     fs.writeFileSync(f, "export const handler = (e) => e;\n");
     const mod = await import(f);
-    const cap = new Capture(1024);
-    await captures.run(cap, async () => JSON.stringify(await mod.handler(JSON.parse('{"a":1}'))));
+    const cap = new Capture(1024, "warm");
+    await captures.run(cap, async () => encode(await mod.handler(JSON.parse('{"a":1}'))));
     cap.finish();
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 
+// --- the context ----------------------------------------------------------------------
+
+// The function's facts as Lambda names them, from the variables the host sets at load,
+// with the same values computed here when one is absent.
+function functionInfo(fn: any, env: Record<string, string | undefined>): FunctionInfo {
+  const name = env.AWS_LAMBDA_FUNCTION_NAME || String(fn.name);
+  const version = env.AWS_LAMBDA_FUNCTION_VERSION || String(fn.version);
+  const region = env.AWS_REGION || "us-east-1";
+  const day = new Date().toISOString().slice(0, 10).replaceAll("-", "/");
+  return {
+    functionName: name,
+    functionVersion: version,
+    memoryLimitMb: Number(fn.memory_mb),
+    memoryLimitInMB: env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE || String(fn.memory_mb),
+    invokedFunctionArn: `arn:aws:lambda:${region}:000000000000:function:${name}`,
+    logGroupName: env.AWS_LAMBDA_LOG_GROUP_NAME || `/aws/lambda/${name}`,
+    logStreamName: env.AWS_LAMBDA_LOG_STREAM_NAME || `${day}/[${version}]${crypto.randomUUID().replaceAll("-", "")}`,
+  };
+}
+
+type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+// How one call ends: the first of its return value, its promise, its callback or
+// context.succeed / fail / done to settle wins; later ones are ignored, as on Lambda.
+class Ending {
+  readonly done: Promise<Settled>;
+  private settle!: (s: Settled) => void;
+  settled = false;
+  constructor() {
+    this.done = new Promise((resolve) => (this.settle = resolve));
+  }
+  end(s: Settled) {
+    if (this.settled) return;
+    this.settled = true;
+    this.settle(s);
+  }
+  // Lambda's callback(error, result): any error but null or undefined fails the call.
+  readonly callback = (error?: unknown, result?: unknown) =>
+    error === null || error === undefined ? this.end({ ok: true, value: result }) : this.end({ ok: false, error });
+}
+
 // A fresh context per call, with the Ignis and the AWS Lambda names of each field.
-function context(id: string, fn: any, deadlineMs: number) {
+// `callbackWaitsForEmptyEventLoop` is kept for handlers that set it, and changes nothing
+// here: Ignis answers at the callback either way, and what the call left running (timers,
+// sockets) keeps running in the instance, which is not frozen; its output reaches the host
+// as raw output, in the logs of the call then in flight.
+function context(id: string, info: FunctionInfo, deadlineMs: number, ending: Ending) {
   return {
     requestId: id,
     awsRequestId: id,
-    functionName: fn.name,
-    functionVersion: String(fn.version),
-    memoryLimitMb: fn.memory_mb,
-    memoryLimitInMB: fn.memory_mb,
-    invokedFunctionArn: `ignis:function:${fn.name}`,
+    ...info,
+    identity: undefined,
+    clientContext: undefined,
+    callbackWaitsForEmptyEventLoop: true,
     getRemainingTimeInMillis: () => Math.max(0, deadlineMs - Date.now()),
+    succeed: (result?: unknown) => ending.end({ ok: true, value: result }),
+    fail: (error?: unknown) =>
+      ending.end({ ok: false, error: error ?? new Error("context.fail was called without an error") }),
+    done: ending.callback,
   };
+}
+
+// --- answers --------------------------------------------------------------------------
+
+const NOT_JSON = "the handler's return value is not JSON:";
+
+// What a value JSON.stringify would turn into {} is, or null when its JSON says what it
+// holds. A class instance with own enumerable fields serializes as on Lambda; a Map, a
+// Set, a Response or an instance without fields or toJSON would be an empty {} that
+// loses what was returned, so it is an error naming the type.
+function emptyJson(v: object): string | null {
+  if (Array.isArray(v)) return null;
+  const proto = Object.getPrototypeOf(v);
+  if (proto === null || proto === Object.prototype) return null;
+  const type = proto.constructor?.name || "object";
+  if (v instanceof Map || v instanceof Set || v instanceof WeakMap || v instanceof WeakSet) {
+    const hint = v instanceof Map ? "Object.fromEntries(map)" : v instanceof Set ? "[...set]" : "";
+    return `a ${type} (JSON.stringify makes it {}${hint ? `; return ${hint}` : ""})`;
+  }
+  if (v instanceof Response) return "a Response where none is expected (only the handler's own answer may be one)";
+  if (v instanceof Number || v instanceof String || v instanceof Boolean) return null;
+  if (Object.keys(v).length > 0) return null;
+  if (v instanceof Error) return `an Error object (${v.name}: ${v.message}); throw it to fail the call`;
+  const a = /^[AEIOU]/i.test(type) ? "an" : "a";
+  return `${a} ${type} instance with no fields and no toJSON (JSON.stringify makes it {})`;
+}
+
+function step(holder: object, key: string): string {
+  if (Array.isArray(holder)) return `[${key}]`;
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+}
+
+// The first value that has no JSON form, with where it is (".items[2]"), or null.
+function unserializable(root: unknown): string | null {
+  const paths = new Map<object, string>();
+  let found: string | null = null;
+  const stop = new Error("stop");
+  let first = true;
+  try {
+    JSON.stringify(root, function (this: object, key: string, v: unknown) {
+      const at = first ? "" : (paths.get(this) ?? "") + step(this, key);
+      first = false;
+      const what = typeof v === "bigint" ? `a BigInt (${v}n; JSON has none: return a string or a number)`
+        : v !== null && typeof v === "object" ? emptyJson(v) : null;
+      if (what) {
+        found = `${at ? `${at} is` : "it is"} ${what}`;
+        throw stop;
+      }
+      if (v !== null && typeof v === "object") paths.set(v, at);
+      return v;
+    });
+  } catch (err) {
+    if (err !== stop) throw err;
+  }
+  return found;
+}
+
+// The JSON of a handler's answer. undefined is null, as on Lambda (a handler that returns
+// nothing answers null); anything JSON cannot hold, or would turn into an empty {}, is a
+// TypeError that names it, never a silent {}.
+function encode(value: unknown): string {
+  if (value === undefined) return "null";
+  if (typeof value === "function") throw new TypeError(`${NOT_JSON} it is a function (${value.name || "anonymous"}), not its result`);
+  if (typeof value === "symbol") throw new TypeError(`${NOT_JSON} it is a symbol (${value.description ?? ""})`);
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    const what = /cyclic|circular/i.test((err as Error)?.message ?? "")
+      ? "it is a circular structure (an object that contains itself)"
+      : unserializable(value) ?? (err as Error)?.message ?? text(err);
+    throw new TypeError(`${NOT_JSON} ${what}`);
+  }
+  if (json === undefined) return "null"; // a toJSON that returned undefined
+  // Only an answer with an empty object in it can hide a value that lost its content.
+  if (json.includes("{}")) {
+    const what = unserializable(value);
+    if (what) throw new TypeError(`${NOT_JSON} ${what}`);
+  }
+  return json;
+}
+
+// A Response as Lambda's function URL answer, which the host maps back to HTTP: text
+// bodies as they are, other bytes in base64; Set-Cookie headers as `cookies`.
+async function lambdaResponse(res: Response) {
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const headers: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (k !== "set-cookie") headers[k] = v;
+  });
+  let body: string;
+  let isBase64Encoded = false;
+  try {
+    body = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    body = Buffer.from(bytes).toString("base64");
+    isBase64Encoded = true;
+  }
+  // Bun adds a string body's type only when it serves it: add it as it would.
+  if (!("content-type" in headers) && bytes.length > 0) {
+    headers["content-type"] = isBase64Encoded ? "application/octet-stream" : "text/plain;charset=utf-8";
+  }
+  const cookies = res.headers.getSetCookie();
+  return { statusCode: res.status, headers, body, isBase64Encoded, ...(cookies.length ? { cookies } : {}) };
+}
+
+// --- web-standard handlers ------------------------------------------------------------
+
+// The Request a fetch handler gets: the HTTP request of a function URL event (Lambda's
+// payload 2.0), else, for a direct invoke, a POST of the event as JSON to http://localhost/.
+function requestOf(event: any): Request {
+  const http = event?.requestContext?.http;
+  if (typeof http?.method !== "string" || typeof event?.rawPath !== "string") {
+    const headers = { "content-type": "application/json" };
+    return new Request("http://localhost/", { method: "POST", headers, body: JSON.stringify(event ?? null) });
+  }
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(event.headers ?? {})) headers.set(k, String(v));
+  if (Array.isArray(event.cookies) && event.cookies.length) headers.set("cookie", event.cookies.join("; "));
+  const scheme = headers.get("x-forwarded-proto") ?? "http";
+  const host = headers.get("host") ?? event.requestContext.domainName ?? "localhost";
+  const query = event.rawQueryString ? `?${event.rawQueryString}` : "";
+  const method = http.method.toUpperCase();
+  const hasBody = typeof event.body === "string" && method !== "GET" && method !== "HEAD";
+  const body = hasBody ? (event.isBase64Encoded ? Buffer.from(event.body, "base64") : event.body) : undefined;
+  return new Request(`${scheme}://${host}${event.rawPath}${query}`, { method, headers, body });
+}
+
+// Workers' ExecutionContext beside Lambda's fields: waitUntil lets work go on after the
+// answer (the instance is not frozen); a rejection there is logged, not lost.
+function fetchContext(ctx: object) {
+  return {
+    ...ctx,
+    waitUntil: (p: unknown) => void Promise.resolve(p).catch((err) => console.error("waitUntil:", err)),
+    passThroughOnException: () => {},
+  };
+}
+
+// --- invoking -------------------------------------------------------------------------
+
+// An error as Lambda reports it: an Error's name and message; any other value thrown or
+// passed to the callback has its type (`string`, `number`, `object`) and its text.
+function failure(err: unknown) {
+  if (err instanceof Error || buildMessage(err)) return describe(err);
+  return { type: typeof err, message: text(err), stack: "" };
+}
+
+// Runs the handler to its end (see Ending) and gives its answer's JSON.
+async function call(run: Loaded, event: unknown, ctx: ReturnType<typeof context>, ending: Ending): Promise<string> {
+  const args = run.kind === "fetch" ? [requestOf(event), process.env, fetchContext(ctx)] : [event, ctx, ending.callback];
+  let out: unknown;
+  try {
+    out = run.handler(...args);
+  } catch (error) {
+    ending.end({ ok: false, error });
+  }
+  if (typeof (out as PromiseLike<unknown>)?.then === "function") {
+    Promise.resolve(out).then(
+      (value) => ending.end({ ok: true, value }),
+      (error) => ending.end({ ok: false, error }),
+    );
+  } else if (run.kind !== "callback") {
+    ending.end({ ok: true, value: out });
+  }
+  const settled = await ending.done;
+  if (!settled.ok) throw settled.error;
+  const value = settled.value;
+  if (value instanceof Response) return encode(await lambdaResponse(value));
+  if (run.kind === "fetch") {
+    const type = value === null || typeof value !== "object" ? typeof value : Object.getPrototypeOf(value)?.constructor?.name;
+    throw new TypeError(`the fetch handler must answer with a Response; it returned ${type ?? "an object"}`);
+  }
+  return encode(value);
 }
 
 async function invoke(chan: Channel, marker: string, run: Loaded, msg: any) {
   const id = String(msg.id);
-  const cap = new Capture(run.logLimit);
+  const cap = new Capture(run.logLimit, id);
   let answer: Record<string, unknown>;
   let value: string | undefined;
   try {
     // Encoding inside the capture too: a toJSON that logs is the handler's output.
-    const encoded = await captures.run(cap, async () => {
-      const result = await run.handler(msg.event, context(id, run.function, msg.deadline_ms));
-      try {
-        return JSON.stringify(result) ?? "null"; // undefined, functions, symbols: null
-      } catch (err) {
-        throw new TypeError(`the handler's return value is not JSON: ${(err as Error)?.message ?? text(err)}`);
-      }
+    const encoded = await captures.run(cap, () => {
+      const ending = new Ending();
+      return call(run, msg.event, context(id, run.info, msg.deadline_ms, ending), ending);
     });
     const size = Buffer.byteLength(encoded, "utf8");
     if (size > run.maxResponse) answer = { t: "too_large", id, size };
     else [answer, value] = [{ t: "result", id }, encoded];
   } catch (err) {
-    answer = { t: "error", id, error: describe(err) };
+    answer = { t: "error", id, error: failure(err) };
   }
   answer.logs = cap.finish();
   endMarkers(marker, id);
@@ -386,11 +671,12 @@ async function main() {
   let ready: Promise<Loaded | null> | null = null;
   for await (const msg of chan.messages()) {
     if (msg.t === "load" && !ready) {
-      ready = load(msg).then(({ handler, error }) => {
-        chan.send(handler ? { t: "loaded" } : { t: "load_error", error });
+      ready = load(msg).then(({ picked, error }) => {
+        chan.send(picked ? { t: "loaded" } : { t: "load_error", error });
         // After a load error there is nothing to serve: wait for the host to hang up.
-        if (!handler) return null;
-        return { handler, function: msg.function, logLimit: msg.log_limit_bytes, maxResponse: msg.max_response_bytes };
+        if (!picked) return null;
+        const info = functionInfo(msg.function, process.env);
+        return { ...picked, info, logLimit: msg.log_limit_bytes, maxResponse: msg.max_response_bytes };
       });
       ready.catch(crash);
     } else if (msg.t === "invoke" && ready) {

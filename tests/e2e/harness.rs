@@ -314,14 +314,31 @@ pub fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// The text lines of an invocation's logs.
+/// The text lines of an invocation's logs, Bun's console lines without their Lambda
+/// prefix (see [`console_message`]).
 pub fn log_lines(invocation: &Value) -> Vec<String> {
     invocation["logs"]
         .as_array()
         .expect("logs array")
         .iter()
-        .map(|l| l["line"].as_str().expect("line").to_owned())
+        .map(|l| console_message(l["line"].as_str().expect("line")).to_owned())
         .collect()
+}
+
+/// The message of a Bun console line written as on Lambda,
+/// `<ISO time>\t<request id>\t<LEVEL>\t<message>`; any other line as it is.
+pub fn console_message(line: &str) -> &str {
+    let mut parts = line.splitn(4, '\t');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(time), Some(_), Some(level), Some(message))
+            if time.len() == 24
+                && time.ends_with('Z')
+                && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"].contains(&level) =>
+        {
+            message
+        }
+        _ => line,
+    }
 }
 
 impl Server {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{log_lines, Server};
+use crate::harness::{console_message, log_lines, Server};
 
 fn streams(invocation: &Value) -> Vec<(String, String)> {
     invocation["logs"]
@@ -13,7 +13,7 @@ fn streams(invocation: &Value) -> Vec<(String, String)> {
         .map(|l| {
             (
                 l["stream"].as_str().expect("stream").to_owned(),
-                l["line"].as_str().expect("line").to_owned(),
+                console_message(l["line"].as_str().expect("line")).to_owned(),
             )
         })
         .collect()

@@ -8,6 +8,7 @@ mod cli_packages;
 mod console;
 mod console_modules;
 mod containment;
+mod contract_bun;
 mod contract_python;
 mod dependencies;
 mod deploy_races;

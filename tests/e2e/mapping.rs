@@ -122,7 +122,8 @@ export function handler(event, context) {
   return {
     request_id: context.requestId, aws_request_id: context.awsRequestId,
     function_name: context.functionName, function_version: context.functionVersion,
-    memory_limit_mb: context.memoryLimitMb, memory_limit_in_mb: context.memoryLimitInMB,
+    // memoryLimitInMB is a string, as on Lambda (contract_bun.rs checks it).
+    memory_limit_mb: context.memoryLimitMb, memory_limit_in_mb: Number(context.memoryLimitInMB),
     remaining: context.getRemainingTimeInMillis(), greeting: process.env.GREETING,
   };
 }
