@@ -123,7 +123,7 @@ export function handler(event) {
         "levels-json",
         "javascript",
         js,
-        json!({"env": {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN"}}),
+        json!({"log_format": "json", "log_level": "WARN"}),
     );
     let a = s.invoke("levels-js", "{}");
     let id = a.header("x-ignis-invocation-id");
