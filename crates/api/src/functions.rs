@@ -128,6 +128,19 @@ pub(crate) struct FunctionSpec {
     /// With `json` only: the lowest level of application records kept (`INFO` if not set).
     #[schema(value_type = Option<LogLevelName>)]
     log_level: Option<String>,
+    /// The handler's calling convention: `lambda` (the default) or `openfaas` (OpenFaaS's
+    /// python3-http template, `handle(event, context)`; Python only).
+    #[schema(value_type = Option<HandlerStyleName>)]
+    handler_style: Option<String>,
+}
+
+/// A handler's calling convention.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum HandlerStyleName {
+    Lambda,
+    Openfaas,
 }
 
 /// How a function's log records are written.

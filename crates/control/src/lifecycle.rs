@@ -432,6 +432,7 @@ impl Platform {
         let layers = self.layer_dirs(&spec.layers).await.map_err(StartError::Spawn)?;
         let launch = LaunchSpec {
             layers,
+            handler_style: spec.handler_style,
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
             package,

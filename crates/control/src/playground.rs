@@ -69,6 +69,7 @@ impl Platform {
         let launch = Arc::new(LaunchSpec {
             package: None,
             layers: Vec::new(),
+            handler_style: ignis_core::HandlerStyle::Lambda,
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
             handler: spec.handler.clone(),

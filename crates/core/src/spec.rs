@@ -19,10 +19,12 @@ use crate::package::{resolve_handler, Package, PackageError};
 mod keep;
 mod layer;
 mod source;
+mod style;
 use crate::schedule::{parse_schedules, Schedule};
 pub use keep::{KeepCode, SpecUpdate};
 pub use layer::{parse_layer, LayerName, LayerRef, NewLayer, MAX_FUNCTION_LAYERS};
 use source::parse_source;
+pub use style::HandlerStyle;
 
 /// A validated function name: `^[a-z][a-z0-9-]{0,62}$`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -187,6 +189,9 @@ pub struct FunctionSpec {
     /// With `json`: the lowest level of application log records kept (`INFO` if not set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<LogLevel>,
+    /// The handler's calling convention (Lambda's unless `openfaas`).
+    #[serde(default, skip_serializing_if = "HandlerStyle::is_default")]
+    pub handler_style: HandlerStyle,
 }
 
 impl FunctionSpec {
@@ -262,7 +267,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 24] = [
+const FIELDS: [&str; 25] = [
     "name",
     "runtime",
     "code",
@@ -287,6 +292,7 @@ const FIELDS: [&str; 24] = [
     "layers",
     "log_format",
     "log_level",
+    "handler_style",
 ];
 
 /// Parses and validates a create body, or an update body that gives its code: exactly one
@@ -425,6 +431,7 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
     };
     let layers = layer::parse_layers(fields.0.get("layers"))?;
     let (log_format, log_level) = parse_log_settings(&fields)?;
+    let handler_style = style::parse_handler_style(&fields, runtime)?;
     let keeps_code = source.is_none();
     let (code, package) = source.unwrap_or_default();
     let spec = FunctionSpec {
@@ -452,6 +459,7 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
         layers,
         log_format,
         log_level,
+        handler_style,
     };
     Ok(if keeps_code {
         SpecUpdate::KeepCode(KeepCode {
@@ -720,6 +728,7 @@ mod tests {
         body["max_async_concurrency"] = json!(2);
         body["log_format"] = json!("json");
         body["log_level"] = json!("WARN");
+        body["handler_style"] = json!("openfaas");
         let spec = parse(body).expect("valid");
         let serialized = serde_json::to_value(&spec).expect("serialize");
         let mut keys: Vec<&str> = serialized

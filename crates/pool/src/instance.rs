@@ -481,6 +481,10 @@ impl InstanceTask {
             file,
             code,
             opt,
+            style: match spec.handler_style {
+                ignis_core::HandlerStyle::Lambda => None,
+                ignis_core::HandlerStyle::Openfaas => Some(spec.handler_style.as_str()),
+            },
             concurrency: spec.concurrency.max(1),
             handler: &spec.handler,
             env: &env,

@@ -50,6 +50,8 @@ pub struct LaunchSpec {
     pub layers: Vec<PathBuf>,
     /// The function's name in its file (for a package, in its entry file).
     pub handler: String,
+    /// The handler's calling convention.
+    pub handler_style: ignis_core::HandlerStyle,
     pub env: BTreeMap<String, String>,
     pub function: String,
     pub version: u32,

@@ -52,6 +52,10 @@ pub enum HostMessage<'a> {
         /// code, as Lambda does (Bun finds `/opt/nodejs/node_modules` through `NODE_PATH`).
         #[serde(skip_serializing_if = "Option::is_none")]
         opt: Option<&'a str>,
+        /// The handler's calling convention when it is not Lambda's: `openfaas` (OpenFaaS's
+        /// python3-http template).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        style: Option<&'a str>,
         /// How many invocations the host may have in flight on this instance at once.
         concurrency: u32,
         handler: &'a str,

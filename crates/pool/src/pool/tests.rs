@@ -12,6 +12,7 @@ fn spec(function: &str) -> LaunchSpec {
     LaunchSpec {
         package: None,
         layers: Vec::new(),
+        handler_style: ignis_core::HandlerStyle::Lambda,
         runtime: Runtime::Python,
         code: Arc::from(""),
         handler: "handler".to_owned(),
