@@ -510,8 +510,8 @@ async function lambdaResponse(res: Response) {
 const STREAMING = Symbol("ignis.streamifyResponse");
 // A base64 chunk frame stays well under the host's 8 MiB frame limit.
 const CHUNK_BYTES = 3 << 20;
-// Responses built with a streamed body (a ReadableStream or an async iterable): sent as it
-// is read. Others (text, bytes, JSON, a Blob) keep the whole-body answer.
+// Responses built with a streamed body (a ReadableStream, an async iterable or an async
+// generator function, as Bun takes them): sent as it is read. Others (text, bytes, JSON, a Blob) keep the whole-body answer.
 const streamedBodies = new WeakSet<Response>();
 
 // The head and chunk frames of one call's streamed answer. Once the call has answered,
@@ -657,7 +657,7 @@ function installStreaming() {
     construct(target, args, newTarget) {
       const res = Reflect.construct(target, args, newTarget === Tracked ? target : newTarget);
       const body = args[0];
-      const streamed = body instanceof ReadableStream
+      const streamed = body instanceof ReadableStream || util.types.isGeneratorFunction(body)
         || (body !== null && typeof body === "object" && typeof body[Symbol.asyncIterator] === "function");
       if (streamed) streamedBodies.add(res);
       return res;

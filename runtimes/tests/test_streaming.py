@@ -148,6 +148,17 @@ export default {
         self.assertEqual(body(frames), b"piece 1;piece 2;piece 3;")
         self.assertTrue(all(f[0] == "chunk" for f in frames[1:-1]))
 
+    def test_a_response_with_an_async_generator_body_is_streamed(self):
+        js = ("async function* parts() { yield 'x'; yield new TextEncoder().encode('y'); }\n"
+              "export const handler = (e) => new Response(e.fn ? parts : parts(), { headers: { 'content-type': 'text/csv' } });\n")
+        inst = self.loaded(JS, js)
+        for i, event in enumerate([{}, {"fn": True}]):
+            with self.subTest(event=event):
+                inst.send_invoke("g%d" % i, event)
+                frames = shape(frames_until_final(inst, "g%d" % i))
+                self.assertEqual((frames[0], frames[-1]), (("head", 200, {"content-type": "text/csv"}, None), ("result", None)))
+                self.assertEqual(body(frames), b"xy")
+
     def test_a_response_with_a_text_body_keeps_the_whole_answer(self):
         js = ("export const handler = (e) => e.sub ? new (class extends Response {})('sub') : new Response('whole', { status: 203 });\n")
         inst = self.loaded(JS, js)
