@@ -68,7 +68,20 @@ impl Platform {
         name: &str,
         event: Box<RawValue>,
     ) -> Result<Invocation, InvokeError> {
-        self.invoke_as(name, event, None).await
+        self.invoke_as(name, event, None, None).await
+    }
+
+    /// Same, with a streamed answer forwarded to `sink` as the handler writes it (function
+    /// URLs): the head, the chunks, then the end; the returned invocation comes once the
+    /// call has ended (its response then has no body: the body went to the sink). A
+    /// handler that does not stream answers as usual and sends nothing to the sink.
+    pub async fn invoke_streaming(
+        self: &Arc<Self>,
+        name: &str,
+        event: Box<RawValue>,
+        sink: ignis_pool::StreamSink,
+    ) -> Result<Invocation, InvokeError> {
+        self.invoke_as(name, event, None, Some(sink)).await
     }
 
     /// Same, with the request id the handler's context gets (by default the record's id):
@@ -78,6 +91,7 @@ impl Platform {
         name: &str,
         event: Box<RawValue>,
         request_id: Option<&str>,
+        sink: Option<ignis_pool::StreamSink>,
     ) -> Result<Invocation, InvokeError> {
         let slot = self
             .slot(name)
@@ -108,7 +122,7 @@ impl Platform {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let task_slot = slot.clone();
         tokio::spawn(async move {
-            let ran = match active.pool.invoke(request_id, Arc::from(event)).await {
+            let ran = match active.pool.invoke(request_id, Arc::from(event), sink).await {
                 Ok(ran) => ran,
                 Err(e) => {
                     task_slot.metrics.throttled(Throttle::of(&e));

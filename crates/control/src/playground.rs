@@ -97,7 +97,10 @@ impl Platform {
         };
         let id = uuid::Uuid::now_v7().to_string();
         let begun = Instant::now();
-        let ran = started.instance.run(id.clone(), Arc::from(event), timeout).await;
+        let ran = started
+            .instance
+            .run(id.clone(), Arc::from(event), timeout, None)
+            .await;
         let duration = begun.elapsed();
         // The last handle: the instance's process is killed and its sandbox removed.
         drop(started.instance);

@@ -331,7 +331,7 @@ impl Platform {
             Err(e) => return Err(StoreError::Corrupt(format!("stored event of {id}: {e}"))),
         };
         let attempt_no = row.attempts + 1;
-        let (attempt, error, result) = match self.invoke_as(function, event, Some(id)).await {
+        let (attempt, error, result) = match self.invoke_as(function, event, Some(id), None).await {
             Ok(inv) => (
                 AttemptRow {
                     attempt: attempt_no,

@@ -6,6 +6,8 @@ pub const MAX_CODE_BYTES: usize = 5 * 1024 * 1024;
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 /// Largest response body a function may return, in bytes.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+/// The largest streamed answer (Lambda's response streaming limit).
+pub const MAX_STREAMED_BYTES: usize = 20 * 1024 * 1024;
 /// Largest total size of a function's environment (keys plus values), in bytes.
 pub const MAX_ENV_BYTES: usize = 4 * 1024;
 /// Default per-invocation cap on captured log output, in bytes.

@@ -138,6 +138,37 @@ pub fn map_return_value(value: &Value, rest: bool) -> Result<MappedResponse, Map
     Ok(response)
 }
 
+/// The status and headers of a streamed answer (its `head` frame), by the same rules as a
+/// returned response: a status in 200..=599, header names lower-cased, reserved headers
+/// dropped, values checked; `application/octet-stream` when it names no content type (as
+/// Lambda's response streaming does). The body follows in chunks.
+pub fn stream_head(
+    status: i64,
+    headers: &serde_json::Map<String, Value>,
+    cookies: &[Value],
+) -> Result<MappedResponse, MapError> {
+    if !(200..=599).contains(&status) {
+        return Err(MapError::BadStatus(status));
+    }
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), header_text(v)))
+        .chain(cookies.iter().map(|c| ("set-cookie".to_owned(), header_text(c))))
+        .filter(|(n, _)| !is_reserved_header(n))
+        .collect();
+    if !out.iter().any(|(n, _)| n == "content-type") {
+        out.push(("content-type".to_owned(), "application/octet-stream".to_owned()));
+    }
+    if let Some((name, _)) = out.iter().find(|(n, v)| !valid_header(n, v)) {
+        return Err(MapError::BadHeader(name.clone()));
+    }
+    Ok(MappedResponse {
+        status: u16::try_from(status).expect("status checked to be in 200..=599"),
+        headers: out,
+        body: Vec::new(),
+    })
+}
+
 fn header_text(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::launcher::{LaunchSpec, PIDS_LIMIT};
 use crate::output::{now_ms, pump, OutputEvent};
+use crate::stream::{StreamSink, Streamed};
 
 /// How long an instance may take to start, and then to import the user's module.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -225,6 +226,8 @@ pub(crate) struct Job {
     pub(crate) event: Arc<RawValue>,
     pub(crate) timeout: Duration,
     pub(crate) reply: oneshot::Sender<RunResult>,
+    /// Where a streamed answer goes as it comes (none: it is gathered into the result).
+    pub(crate) sink: Option<StreamSink>,
 }
 
 /// A handle to a running, loaded instance. Clones share the instance; dropping the last
@@ -264,13 +267,20 @@ impl Instance {
     }
 
     /// Runs one invocation. The pool keeps at most `concurrency` in flight per instance.
-    pub async fn run(&self, id: String, event: Arc<RawValue>, timeout: Duration) -> RunResult {
+    pub async fn run(
+        &self,
+        id: String,
+        event: Arc<RawValue>,
+        timeout: Duration,
+        sink: Option<StreamSink>,
+    ) -> RunResult {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             id,
             event,
             timeout,
             reply,
+            sink,
         };
         if self.jobs.send(job).await.is_err() {
             return RunResult::crashed("the instance had already ended".to_owned());
@@ -344,6 +354,8 @@ struct InFlight {
     phase: Phase,
     /// The streams whose end marker for this invocation came (or that ended).
     markers: Streams,
+    sink: Option<StreamSink>,
+    streamed: Streamed,
 }
 
 impl InFlight {
@@ -368,6 +380,8 @@ impl InFlight {
 
     /// Records the answer; the end markers get [`MARKER_GRACE`] from now.
     fn answer(&mut self, outcome: Outcome, wire: Vec<WireLog>) {
+        let outcome = std::mem::take(&mut self.streamed).finish(self.sink.as_ref(), outcome);
+        self.sink = None;
         self.phase = Phase::Answered {
             outcome,
             wire,
@@ -601,6 +615,8 @@ impl InstanceTask {
             logs,
             phase: Phase::Sent,
             markers: self.ended,
+            sink: job.sink,
+            streamed: Streamed::default(),
         });
         failed.map(|e| {
             tracing::debug!(error = %e, "could not send an invocation");
@@ -610,6 +626,28 @@ impl InstanceTask {
 
     async fn on_frame(&mut self, frame: Option<Result<InstanceMessage, ProtocolError>>) -> Option<End> {
         match frame {
+            Some(Ok(InstanceMessage::Head {
+                id,
+                status,
+                headers,
+                cookies,
+            })) => {
+                let Some(f) = self.inflight.iter_mut().find(|f| f.id == id && !f.answered()) else {
+                    return self.broken();
+                };
+                f.streamed.head(f.sink.as_ref(), status, &headers, &cookies);
+                None
+            }
+            Some(Ok(InstanceMessage::Chunk { id, data })) => {
+                let Some(f) = self.inflight.iter_mut().find(|f| f.id == id && !f.answered()) else {
+                    return self.broken();
+                };
+                if f.streamed.chunk(f.sink.as_ref(), &data) {
+                    None
+                } else {
+                    self.broken()
+                }
+            }
             Some(Ok(msg)) => {
                 let found = answer_of(msg).and_then(|(id, answer)| {
                     let i = self.inflight.iter().position(|f| f.id == id && !f.answered())?;
@@ -618,9 +656,7 @@ impl InstanceTask {
                 let Some((i, answer)) = found else {
                     // An answer to nothing in flight, or a message out of place: the
                     // instance is broken.
-                    tracing::debug!("the instance broke the protocol");
-                    self.process.kill();
-                    return Some(End::Died);
+                    return self.broken();
                 };
                 let (outcome, wire) = answer;
                 self.inflight[i].answer(outcome, wire);
@@ -641,6 +677,12 @@ impl InstanceTask {
             }
             Some(Err(_)) | None => Some(End::Died),
         }
+    }
+
+    fn broken(&mut self) -> Option<End> {
+        tracing::debug!("the instance broke the protocol");
+        self.process.kill();
+        Some(End::Died)
     }
 
     fn on_output(&mut self, ev: OutputEvent) {
@@ -787,6 +829,10 @@ fn answer_of(msg: InstanceMessage) -> Option<(String, (Outcome, Vec<WireLog>))> 
         InstanceMessage::Unreadable { id, reason, logs } => {
             Some((id, (Outcome::InvalidResponse { message: reason }, logs)))
         }
-        InstanceMessage::Hello { .. } | InstanceMessage::Loaded | InstanceMessage::LoadError { .. } => None,
+        InstanceMessage::Hello { .. }
+        | InstanceMessage::Loaded
+        | InstanceMessage::LoadError { .. }
+        | InstanceMessage::Head { .. }
+        | InstanceMessage::Chunk { .. } => None,
     }
 }

@@ -11,6 +11,7 @@ mod output;
 mod pool;
 mod prewarm;
 pub mod runtimes;
+mod stream;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -21,3 +22,4 @@ pub use launcher::{CodePackage, LaunchSpec, Launcher, Purpose, Starter};
 pub use pool::{AcquireError, ColdReason, ColdStart, InstanceCounts, Lease, PoolLimits, Ran, VersionPool};
 pub use prewarm::{interpreter_name, PREWARMED};
 pub use runtimes::{Interpreter, RuntimeConfig, Runtimes};
+pub use stream::{StreamEvent, StreamSink};

@@ -554,11 +554,12 @@ impl VersionPool {
         &self,
         id: String,
         event: Arc<serde_json::value::RawValue>,
+        sink: Option<crate::StreamSink>,
     ) -> Result<Ran, AcquireError> {
         let timeout = self.spec.timeout;
         let lease = self.acquire(Instant::now() + timeout).await?;
         let started = Instant::now();
-        let result = lease.instance.run(id, event, timeout).await;
+        let result = lease.instance.run(id, event, timeout, sink).await;
         let duration = started.elapsed();
         self.release(&lease.instance, result.reusable);
         Ok(Ran {

@@ -119,6 +119,21 @@ pub enum InstanceMessage {
         #[serde(default)]
         logs: Vec<WireLog>,
     },
+    /// A streamed answer's status and headers, before its first chunk (at most once).
+    Head {
+        id: String,
+        #[serde(default = "ok_status")]
+        status: i64,
+        #[serde(default)]
+        headers: serde_json::Map<String, serde_json::Value>,
+        #[serde(default)]
+        cookies: Vec<serde_json::Value>,
+    },
+    /// Bytes of a streamed answer, in base64, sent as the handler writes them.
+    Chunk {
+        id: String,
+        data: String,
+    },
     /// A result whose value the host does not read (nested deeper than
     /// [`MAX_RESPONSE_DEPTH`], a number out of range): made by the host when it decodes a
     /// `result` frame, never sent by an instance.
@@ -129,6 +144,10 @@ pub enum InstanceMessage {
         reason: String,
         logs: Vec<WireLog>,
     },
+}
+
+fn ok_status() -> i64 {
+    200
 }
 
 /// The outside of a frame, read without reading a result's value (which is skipped

@@ -63,7 +63,7 @@ fn ran_on(ran: &Ran) -> u64 {
 }
 
 async fn call(pool: &VersionPool, work_ms: u64) -> Result<Ran, AcquireError> {
-    pool.invoke("id".to_owned(), event(work_ms)).await
+    pool.invoke("id".to_owned(), event(work_ms), None).await
 }
 
 /// Lets every runnable task run (the clock stays where it is).
