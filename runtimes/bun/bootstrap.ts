@@ -559,8 +559,8 @@ function prelude(meta: unknown): Prelude {
   const { statusCode = 200, headers = {}, cookies = [], ...rest } = meta as Record<string, unknown>;
   const unknown = Object.keys(rest);
   if (unknown.length) throw new TypeError(`${where}: unknown metadata field '${unknown[0]}' (statusCode, headers, cookies)`);
-  if (!Number.isInteger(statusCode) || (statusCode as number) < 100 || (statusCode as number) > 599) {
-    throw new TypeError(`${where}: statusCode must be an integer from 100 to 599, not ${util.inspect(statusCode)}`);
+  if (!Number.isInteger(statusCode) || (statusCode as number) < 200 || (statusCode as number) > 599) {
+    throw new TypeError(`${where}: statusCode must be an integer from 200 to 599, not ${util.inspect(statusCode)}`);
   }
   if (headers === null || typeof headers !== "object" || Array.isArray(headers)) {
     throw new TypeError(`${where}: headers must be an object of names to values`);

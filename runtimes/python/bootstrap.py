@@ -552,8 +552,8 @@ class _Streamer:
             raise TypeError("the stream's head has an unknown key %r (statusCode, headers, cookies); "
                             "yield the body after the head" % (unknown[0],))
         status = head["statusCode"]
-        if type(status) is not int or not 100 <= status <= 599:
-            raise TypeError("the stream's head statusCode must be an int from 100 to 599, not %r" % (status,))
+        if type(status) is not int or not 200 <= status <= 599:
+            raise TypeError("the stream's head statusCode must be an int from 200 to 599, not %r" % (status,))
         headers = head.get("headers") or {}
         if not isinstance(headers, dict):
             raise TypeError("the stream's head headers must be a dict, not %s" % _what(headers))

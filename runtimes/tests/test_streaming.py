@@ -192,7 +192,7 @@ export const handler = awslambda.streamifyResponse(async (event, stream) => {
         js = ("export const handler = awslambda.streamifyResponse(async (event, stream) => {\n"
               "  awslambda.HttpResponseStream.from(stream, event).end(); });\n")
         inst = self.loaded(JS, js)
-        cases = [({"statusCode": 99}, "statusCode must be an integer from 100 to 599, not 99"),
+        cases = [({"statusCode": 101}, "statusCode must be an integer from 200 to 599, not 101"),
                  ({"headers": {"a": {}}}, "header 'a' must be a string"),
                  ({"body": "x"}, "unknown metadata field 'body'"),
                  ({"cookies": "a=1"}, "cookies must be an array of strings")]
@@ -333,7 +333,7 @@ def handler(event):
     def test_a_bad_head_fails_the_call_naming_the_problem(self):
         py = "def handler(event):\n    yield event\n    yield 'body'\n"
         inst = self.loaded(PY, py)
-        cases = [({"statusCode": 700}, "statusCode must be an int from 100 to 599, not 700"),
+        cases = [({"statusCode": 700}, "statusCode must be an int from 200 to 599, not 700"),
                  ({"statusCode": 200, "body": "x"}, "unknown key 'body'"),
                  ({"statusCode": 200, "headers": {"a": None}}, "header 'a' must map a str to a str"),
                  ({"statusCode": 200, "cookies": "a=1"}, "cookies must be a list of str")]
