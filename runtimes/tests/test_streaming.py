@@ -126,6 +126,21 @@ export const handler = awslambda.streamifyResponse(async (event, responseStream)
         self.assertEqual(frames[-1], ("result", None))
         self.assertEqual(zlib.decompress(body(frames[1:-1]), 31).decode(), "".join(parts))
 
+    def test_the_commonjs_example_from_lambdas_documentation(self):
+        cjs = """
+const pipeline = require("util").promisify(require("stream").pipeline);
+const { Readable } = require("stream");
+exports.handler = awslambda.streamifyResponse(async (event, responseStream, _context) => {
+  responseStream.setContentType("application/json");
+  await pipeline(Readable.from(Buffer.from(JSON.stringify(event))), responseStream);
+});
+"""
+        inst = self.loaded(("bun", "index.cjs"), cjs)
+        inst.send_invoke("c1", {"a": [1, 2]})
+        frames = shape(frames_until_final(inst, "c1"))
+        self.assertEqual((frames[0], frames[-1]), (("head", 200, {"content-type": "application/json"}, None), ("result", None)))
+        self.assertEqual(body(frames), b'{"a":[1,2]}')
+
     def test_a_response_with_a_readable_stream_body_is_streamed(self):
         js = """
 export default {
@@ -273,14 +288,17 @@ import asyncio
 async def handler(event):
     for part in event["parts"]:
         await asyncio.sleep(0)
+        print("part", part)
         yield part
 """
         for concurrency in (1, 3):
             with self.subTest(concurrency=concurrency):
                 inst = self.loaded(PY, py, concurrency=concurrency)
                 inst.send_invoke("a1", {"parts": ["x", "y"]})
-                self.assertEqual(shape(frames_until_final(inst, "a1")),
+                frames = frames_until_final(inst, "a1")
+                self.assertEqual(shape(frames),
                                  [("head", 200, OCTETS, None), ("chunk", b"x"), ("chunk", b"y"), ("result", None)])
+                self.assertEqual([l["line"] for l in frames[-1]["logs"]], ["part x", "part y"])
                 inst.send_invoke("a2", {"parts": []})
                 self.assertEqual(shape(frames_until_final(inst, "a2")), [("head", 200, OCTETS, None), ("result", None)])
 
