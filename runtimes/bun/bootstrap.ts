@@ -511,13 +511,13 @@ const STREAMING = Symbol("ignis.streamifyResponse");
 // A base64 chunk frame stays well under the host's 8 MiB frame limit.
 const CHUNK_BYTES = 3 << 20;
 // Responses built with a streamed body (a ReadableStream, an async iterable or an async
-// generator function, as Bun takes them): sent as it is read. Others (text, bytes, JSON, a Blob) keep the whole-body answer.
+// generator function, as Bun takes them): sent as it is read. Others (text, bytes, JSON,
+// a Blob, a fetch() answer) keep the whole-body answer.
 const streamedBodies = new WeakSet<Response>();
 
 // The head and chunk frames of one call's streamed answer. Once the call has answered,
 // writes left behind fail rather than send frames for a call the host has closed.
 class Sink {
-  started = false;
   private closed = false;
   constructor(
     private readonly chan: Channel,
@@ -526,7 +526,6 @@ class Sink {
 
   head(status: number, headers: Record<string, string>, cookies: string[]) {
     this.check();
-    this.started = true;
     this.chan.send({ t: "head", id: this.id, status, headers, ...(cookies.length ? { cookies } : {}) });
   }
 
@@ -534,7 +533,6 @@ class Sink {
     this.check();
     for (let off = 0; off < bytes.length; off += CHUNK_BYTES) {
       const data = Buffer.from(bytes.buffer, bytes.byteOffset + off, Math.min(CHUNK_BYTES, bytes.length - off));
-      this.started = true;
       this.chan.send({ t: "chunk", id: this.id, data: data.toString("base64") });
     }
   }
@@ -782,7 +780,7 @@ async function invoke(chan: Channel, marker: string, run: Loaded, msg: any) {
       return call(run, msg.event, context(id, run.info, msg.deadline_ms, ending), ending, sink);
     });
     const size = Buffer.byteLength(encoded, "utf8");
-    if (size > run.maxResponse && !sink.started) answer = { t: "too_large", id, size };
+    if (size > run.maxResponse) answer = { t: "too_large", id, size };
     else [answer, value] = [{ t: "result", id }, encoded];
   } catch (err) {
     answer = { t: "error", id, error: failure(err) };

@@ -163,6 +163,15 @@ export default {
         self.assertEqual(body(frames), b"piece 1;piece 2;piece 3;")
         self.assertTrue(all(f[0] == "chunk" for f in frames[1:-1]))
 
+    def test_a_body_stream_that_fails_after_a_chunk_ends_the_call_with_error(self):
+        js = ("export const handler = () => new Response(new ReadableStream({ async pull(c) {\n"
+              "  c.enqueue(new TextEncoder().encode('part')); await new Promise((r) => setTimeout(r, 1));\n"
+              "  c.error(new RangeError('the source failed')); } }));\n")
+        inst = self.loaded(JS, js)
+        inst.send_invoke("f1", {})
+        frames = shape(frames_until_final(inst, "f1"))
+        self.assertEqual(frames, [("head", 200, OCTETS, None), ("chunk", b"part"), ("error", "RangeError", "the source failed")])
+
     def test_a_response_with_an_async_generator_body_is_streamed(self):
         js = ("async function* parts() { yield 'x'; yield new TextEncoder().encode('y'); }\n"
               "export const handler = (e) => new Response(e.fn ? parts : parts(), { headers: { 'content-type': 'text/csv' } });\n")
