@@ -16,9 +16,8 @@ use serde_json::value::RawValue;
 
 use crate::error::internal;
 use crate::functions::path_name;
-use crate::invocations::{answer, event_too_deep, invoke_error};
+use crate::invocations::{event_too_deep, invoke_streaming};
 use crate::{read_body, token_matches, unauthorized, ApiError, AppState, Path};
-use ignis_control::StreamEvent;
 
 /// `ANY /fn/{name}`.
 pub(crate) async fn root(state: State<AppState>, Path(name): Path<String>, req: Request) -> Response {
@@ -163,50 +162,8 @@ async fn run(s: &AppState, name: &str, path: &str, req: Request) -> Result<Respo
         PayloadFormat::V1 => http_event_v1(&request),
     };
     let event = RawValue::from_string(event.to_string()).map_err(|e| internal(&e).into_response())?;
-    // A handler that streams answers as it writes: its head is the response, its chunks
-    // the body, sent as they come (the call is recorded when it ends, as any).
-    let (sink, mut stream) = tokio::sync::mpsc::unbounded_channel();
-    let invocation = s.platform.invoke_streaming(name.as_str(), event, sink);
-    tokio::pin!(invocation);
-    let ended = tokio::select! {
-        biased;
-        Some(first) = stream.recv() => Err(first),
-        ended = &mut invocation => Ok(ended),
-    };
-    let result = match ended {
-        Ok(Ok(inv)) => answer(inv).unwrap_or_else(IntoResponse::into_response),
-        Ok(Err(e)) => invoke_error(e).into_response(),
-        Err(first) => streamed(first, stream),
-    };
+    let result = invoke_streaming(s, name.as_str(), event).await;
     Ok(with_cors(result, &settings, origin.as_deref()))
-}
-
-/// The response of a streamed answer: its head, then a body that yields each chunk as the
-/// handler writes it and fails (the connection is cut) if the call fails before its end.
-fn streamed(first: StreamEvent, rest: tokio::sync::mpsc::UnboundedReceiver<StreamEvent>) -> Response {
-    let StreamEvent::Head(head) = first else {
-        // The instance sends its head before anything else.
-        return internal(&"a streamed answer began without its head").into_response();
-    };
-    let body = futures::stream::unfold(Some(rest), |rest| async move {
-        let mut rest = rest?;
-        match rest.recv().await {
-            Some(StreamEvent::Chunk(bytes)) => Some((Ok(bytes::Bytes::from(bytes)), Some(rest))),
-            Some(StreamEvent::End) => None,
-            Some(StreamEvent::Abort(why)) => Some((Err(std::io::Error::other(why)), None)),
-            Some(StreamEvent::Head(_)) => Some((Err(std::io::Error::other("a second head")), None)),
-            None => Some((
-                Err(std::io::Error::other("the function ended before its answer did")),
-                None,
-            )),
-        }
-    });
-    let mut resp = Response::new(axum::body::Body::from_stream(body));
-    *resp.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::OK);
-    for (name, value) in head.headers {
-        append(resp.headers_mut(), &name, &value);
-    }
-    resp
 }
 
 /// Adds the CORS headers an allowed origin gets on an actual response.

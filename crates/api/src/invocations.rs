@@ -28,17 +28,21 @@ use crate::functions::path_name;
 use crate::idempotency;
 use crate::params::{invocation_id, Limit, Pairs, Params};
 use crate::{blocking, exists, read_body, ApiError, AppState, NoParams, Path, Query};
+use ignis_control::StreamEvent;
 
 /// Invokes a function with the body as its event (an empty body is `{}`). Synchronous by
 /// default: the answer is the handler's (its status, headers and body, with the
 /// `x-ignis-*` headers added). With `x-ignis-invocation-type: async` the call is queued and
-/// answered 202. An `idempotency-key` makes a repeated call answer as the first one did.
+/// answered 202; with `stream`, a handler that streams its answer is answered as it
+/// writes (chunked, without `x-ignis-*` headers), as a function URL is. An
+/// `idempotency-key` makes a repeated call answer as the first one did (a `stream` call
+/// with a key is then answered whole).
 #[utoipa::path(post, operation_id = "invoke_function", path = "/v1/functions/{name}/invoke", tag = "invocations",
     params(
         ("name" = String, Path, description = "The function's name", example = "hello"),
         ("x-ignis-invocation-type" = Option<String>, Header, nullable = false,
-            description = "`sync` (or `RequestResponse`, the default) or `async` (or `Event`), in any case",
-            pattern = "^([Ss][Yy][Nn][Cc]|[Aa][Ss][Yy][Nn][Cc]|[Rr][Ee][Qq][Uu][Ee][Ss][Tt][Rr][Ee][Ss][Pp][Oo][Nn][Ss][Ee]|[Ee][Vv][Ee][Nn][Tt])$"),
+            description = "`sync` (or `RequestResponse`, the default), `async` (or `Event`) or `stream` (or `ResponseStream`), in any case",
+            pattern = "^([Ss][Yy][Nn][Cc]|[Aa][Ss][Yy][Nn][Cc]|[Rr][Ee][Qq][Uu][Ee][Ss][Tt][Rr][Ee][Ss][Pp][Oo][Nn][Ss][Ee]|[Ee][Vv][Ee][Nn][Tt]|[Ss][Tt][Rr][Ee][Aa][Mm]|[Rr][Ee][Ss][Pp][Oo][Nn][Ss][Ee][Ss][Tt][Rr][Ee][Aa][Mm])$"),
         ("idempotency-key" = Option<String>, Header, nullable = false,
             description = "1 to 256 printable ASCII characters; a repeat within a day gets the first answer",
             pattern = "^[ -~]{1,256}$"),
@@ -78,9 +82,10 @@ pub(crate) async fn invoke(
     let kind = invocation_type(&headers)?;
     let key = idempotency_key(&headers)?;
     let (limit, what) = match kind {
-        InvocationType::Sync => (MAX_PAYLOAD_BYTES, "invocation payload"),
+        InvocationType::Sync | InvocationType::Stream => (MAX_PAYLOAD_BYTES, "invocation payload"),
         InvocationType::Async => (MAX_ASYNC_PAYLOAD_BYTES, "asynchronous invocation payload"),
     };
+
     let body = read_body(body, limit, what).await?;
     let text = std::str::from_utf8(&body).map_err(|_| invalid_json("the payload is not UTF-8"))?;
     let event: Box<RawValue> = if text.trim().is_empty() {
@@ -89,8 +94,15 @@ pub(crate) async fn invoke(
         serde_json::from_str(text).map_err(|e| invalid_json(&e.to_string()))?
     };
     check_event_depth(event.get().as_bytes(), "the payload")?;
-    if kind == InvocationType::Async {
-        return async_invocations::invoke_async(&s, name.as_str(), event.get().to_owned(), key).await;
+    match kind {
+        InvocationType::Async => {
+            return async_invocations::invoke_async(&s, name.as_str(), event.get().to_owned(), key).await
+        }
+        // With an idempotency key the answer is kept to replay: it is gathered whole.
+        InvocationType::Stream if key.is_none() => {
+            return Ok(invoke_streaming(&s, name.as_str(), event).await)
+        }
+        InvocationType::Stream | InvocationType::Sync => {}
     }
     let run = async {
         let inv = s
@@ -106,11 +118,63 @@ pub(crate) async fn invoke(
     }
 }
 
+/// Runs a call whose answer may be streamed (function URLs, `x-ignis-invocation-type:
+/// stream`): a handler that streams answers as it writes (its head at once, then each
+/// chunk); any other answers as usual. The call is recorded when it ends, as any.
+pub(crate) async fn invoke_streaming(s: &AppState, name: &str, event: Box<RawValue>) -> Response {
+    let (sink, mut stream) = tokio::sync::mpsc::unbounded_channel();
+    let invocation = s.platform.invoke_streaming(name, event, sink);
+    tokio::pin!(invocation);
+    let ended = tokio::select! {
+        biased;
+        Some(first) = stream.recv() => Err(first),
+        ended = &mut invocation => Ok(ended),
+    };
+    match ended {
+        Ok(Ok(inv)) => answer(inv).unwrap_or_else(IntoResponse::into_response),
+        Ok(Err(e)) => invoke_error(e).into_response(),
+        Err(first) => streamed(first, stream),
+    }
+}
+
+/// The response of a streamed answer: its head, then a body that yields each chunk as the
+/// handler writes it and fails (the connection is cut) if the call fails before its end.
+fn streamed(first: StreamEvent, rest: tokio::sync::mpsc::UnboundedReceiver<StreamEvent>) -> Response {
+    let StreamEvent::Head(head) = first else {
+        // The instance sends its head before anything else.
+        return internal(&"a streamed answer began without its head").into_response();
+    };
+    let body = futures::stream::unfold(Some(rest), |rest| async move {
+        let mut rest = rest?;
+        match rest.recv().await {
+            Some(StreamEvent::Chunk(bytes)) => Some((Ok(bytes::Bytes::from(bytes)), Some(rest))),
+            Some(StreamEvent::End) => None,
+            Some(StreamEvent::Abort(why)) => Some((Err(std::io::Error::other(why)), None)),
+            Some(StreamEvent::Head(_)) => Some((Err(std::io::Error::other("a second head")), None)),
+            None => Some((
+                Err(std::io::Error::other("the function ended before its answer did")),
+                None,
+            )),
+        }
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(body));
+    *resp.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::OK);
+    for (name, value) in head.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp
+}
+
 /// How a caller asked for an invocation to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InvocationType {
     Sync,
     Async,
+    /// Sync, with a streamed answer sent as the handler writes it (Lambda's
+    /// InvokeWithResponseStream).
+    Stream,
 }
 
 pub(crate) fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
@@ -121,11 +185,12 @@ pub(crate) fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, Api
     match given.to_ascii_lowercase().as_str() {
         "sync" | "requestresponse" => Ok(InvocationType::Sync),
         "async" | "event" => Ok(InvocationType::Async),
+        "stream" | "responsestream" => Ok(InvocationType::Stream),
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_header",
             format!(
-                "x-ignis-invocation-type must be sync (or RequestResponse) or async (or Event), got {given:?}"
+                "x-ignis-invocation-type must be sync (or RequestResponse), async (or Event) or stream (or ResponseStream), got {given:?}"
             ),
         )
         .with("field", "x-ignis-invocation-type")),
