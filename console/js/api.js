@@ -102,6 +102,7 @@ export async function errorFrom(resp) {
  * @property {string} [accept] the Accept header (JSON by default)
  * @property {AbortSignal} [signal]
  * @property {boolean} [allow401] answer a 401 instead of showing the login prompt
+ * @property {Record<string, string>} [headers] more request headers
  */
 
 /**
@@ -147,7 +148,7 @@ export async function apiRaw(method, path, body, opts) {
  */
 async function send(method, path, body, opts) {
   const o = opts || {};
-  const headers = authHeaders({ accept: o.accept || 'application/json' });
+  const headers = authHeaders({ ...(o.headers || {}), accept: o.accept || 'application/json' });
   /** @type {string | undefined} */
   let payload;
   if (body !== undefined) {

@@ -14,6 +14,7 @@ import { fmtMs, fmtTime, statusClass, statusLine } from './format.js';
  * @property {number | null | undefined} durationMs
  * @property {number | null | undefined} initMs
  * @property {string | null} invocationId
+ * @property {boolean} [streaming] the body is still arriving
  */
 
 /**
@@ -39,8 +40,9 @@ export function responseView(prefix) {
   return {
     el,
     /** @param {Answer} answer */
-    show({ statusCode, headerPairs, bodyText, cold, durationMs, initMs, invocationId }) {
+    show({ statusCode, headerPairs, bodyText, cold, durationMs, initMs, invocationId, streaming }) {
       el.hidden = false;
+      el.dataset.streaming = streaming ? 'true' : 'false';
       status.className = statusClass(statusCode);
       setText(status, statusLine(statusCode));
       start.hidden = cold == null;

@@ -149,9 +149,10 @@ export function invokePanel(pg, name) {
     setText(invokeBtn, 'Invoking…');
     err.hide();
     try {
-      const r = await apiRaw('POST', path + '/invoke', JSON.stringify(parsed.value), { accept: '*/*' });
-      const bytes = new Uint8Array(await r.arrayBuffer());
-      if (!pg.alive) return;
+      // Asked as a stream: a handler that streams its answer shows it as it writes (a
+      // streamed answer has no duration header: its record has the numbers).
+      const r = await apiRaw('POST', path + '/invoke', JSON.stringify(parsed.value),
+        { accept: '*/*', headers: { 'x-ignis-invocation-type': 'stream' } });
       const ct = r.headers.get('content-type') || '';
       /** @type {Array<[string, string]>} */
       const headerPairs = [];
@@ -161,15 +162,36 @@ export function invokePanel(pg, name) {
       const coldHeader = r.headers.get('x-ignis-cold-start');
       const durHeader = r.headers.get('x-ignis-duration-ms');
       const initHeader = r.headers.get('x-ignis-init-ms');
-      resp.show({
+      const streamed = durHeader == null && r.body != null;
+      /** @param {Uint8Array} bytes @param {boolean} done */
+      const show = (bytes, done) => resp.show({
         statusCode: r.status,
         headerPairs,
-        bodyText: clip(prettyBody(decodeBody(bytes, ct), ct)),
+        bodyText: done ? clip(prettyBody(decodeBody(bytes, ct), ct)) : clip(decodeBody(bytes, ct)),
         cold: coldHeader == null ? null : coldHeader === 'true',
         durationMs: durHeader == null ? null : Number(durHeader),
         initMs: initHeader == null ? null : Number(initHeader),
         invocationId: id,
+        streaming: streamed && !done,
       });
+      let bytes = new Uint8Array(0);
+      if (streamed && r.body) {
+        const reader = r.body.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (!pg.alive) return;
+          if (done) break;
+          const joined = new Uint8Array(bytes.length + value.length);
+          joined.set(bytes);
+          joined.set(value, bytes.length);
+          bytes = joined;
+          show(bytes, false);
+        }
+      } else {
+        bytes = new Uint8Array(await r.arrayBuffer());
+        if (!pg.alive) return;
+      }
+      show(bytes, true);
       if (panel.onInvoked) panel.onInvoked();
       if (id) showLogs(id);
       else logsWrap.hidden = true;

@@ -140,7 +140,7 @@ pub(crate) async fn invoke_streaming(s: &AppState, name: &str, event: Box<RawVal
 /// The response of a streamed answer: its head, then a body that yields each chunk as the
 /// handler writes it and fails (the connection is cut) if the call fails before its end.
 fn streamed(first: StreamEvent, rest: tokio::sync::mpsc::UnboundedReceiver<StreamEvent>) -> Response {
-    let StreamEvent::Head(head) = first else {
+    let StreamEvent::Head(head, id) = first else {
         // The instance sends its head before anything else.
         return internal(&"a streamed answer began without its head").into_response();
     };
@@ -150,7 +150,7 @@ fn streamed(first: StreamEvent, rest: tokio::sync::mpsc::UnboundedReceiver<Strea
             Some(StreamEvent::Chunk(bytes)) => Some((Ok(bytes::Bytes::from(bytes)), Some(rest))),
             Some(StreamEvent::End) => None,
             Some(StreamEvent::Abort(why)) => Some((Err(std::io::Error::other(why)), None)),
-            Some(StreamEvent::Head(_)) => Some((Err(std::io::Error::other("a second head")), None)),
+            Some(StreamEvent::Head(..)) => Some((Err(std::io::Error::other("a second head")), None)),
             None => Some((
                 Err(std::io::Error::other("the function ended before its answer did")),
                 None,
@@ -163,6 +163,10 @@ fn streamed(first: StreamEvent, rest: tokio::sync::mpsc::UnboundedReceiver<Strea
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             resp.headers_mut().append(n, v);
         }
+    }
+    // The call's id (its timings are known only at its end: the record has them).
+    if let Ok(id) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-ignis-invocation-id", id);
     }
     resp
 }

@@ -635,14 +635,14 @@ impl InstanceTask {
                 let Some(f) = self.inflight.iter_mut().find(|f| f.id == id && !f.answered()) else {
                     return self.broken();
                 };
-                f.streamed.head(f.sink.as_ref(), status, &headers, &cookies);
+                f.streamed.head(f.sink.as_ref(), &id, status, &headers, &cookies);
                 None
             }
             Some(Ok(InstanceMessage::Chunk { id, data })) => {
                 let Some(f) = self.inflight.iter_mut().find(|f| f.id == id && !f.answered()) else {
                     return self.broken();
                 };
-                if f.streamed.chunk(f.sink.as_ref(), &data) {
+                if f.streamed.chunk(f.sink.as_ref(), &id, &data) {
                     None
                 } else {
                     self.broken()

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 /// channel that closes without either ended abnormally (a timeout, a crash).
 #[derive(Debug)]
 pub enum StreamEvent {
-    Head(MappedResponse),
+    /// The status and headers, and the id of the call (its request id).
+    Head(MappedResponse, String),
     Chunk(Vec<u8>),
     End,
     Abort(String),
@@ -43,6 +44,7 @@ impl Streamed {
     pub(crate) fn head(
         &mut self,
         sink: Option<&StreamSink>,
+        id: &str,
         status: i64,
         headers: &Map<String, Value>,
         cookies: &[Value],
@@ -53,7 +55,7 @@ impl Streamed {
         match stream_head(status, headers, cookies) {
             Ok(head) => {
                 if let Some(sink) = sink {
-                    let _ = sink.send(StreamEvent::Head(head.clone()));
+                    let _ = sink.send(StreamEvent::Head(head.clone(), id.to_owned()));
                 }
                 self.head = Some(head);
             }
@@ -66,12 +68,12 @@ impl Streamed {
     }
 
     /// A chunk (base64); `false` when it is not base64 (the instance broke the protocol).
-    pub(crate) fn chunk(&mut self, sink: Option<&StreamSink>, data: &str) -> bool {
+    pub(crate) fn chunk(&mut self, sink: Option<&StreamSink>, id: &str, data: &str) -> bool {
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) else {
             return false;
         };
         if !self.started() {
-            self.head(sink, 200, &Map::new(), &[]);
+            self.head(sink, id, 200, &Map::new(), &[]);
         }
         if self.failed.is_some() || bytes.is_empty() {
             return true;
@@ -167,16 +169,17 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        s.head(Some(&tx), 201, &headers, &[json!("a=1")]);
-        assert!(s.chunk(Some(&tx), &b64(b"hello")));
+        s.head(Some(&tx), "r1", 201, &headers, &[json!("a=1")]);
+        assert!(s.chunk(Some(&tx), "r1", &b64(b"hello")));
         assert!(
-            !s.chunk(Some(&tx), "not base64!"),
+            !s.chunk(Some(&tx), "r1", "not base64!"),
             "a broken chunk breaks the instance"
         );
         let out = s.finish(Some(&tx), Outcome::Ok(Value::Null));
-        let Some(StreamEvent::Head(head)) = rx.try_recv().ok() else {
+        let Some(StreamEvent::Head(head, id)) = rx.try_recv().ok() else {
             panic!("a head first")
         };
+        assert_eq!(id, "r1");
         assert_eq!(head.status, 201);
         assert!(
             head.headers.iter().all(|(n, _)| n != "x-ignis-x"),
@@ -193,8 +196,8 @@ mod tests {
 
         // Without a sink: a default head and the whole body in the outcome.
         let mut s = Streamed::default();
-        assert!(s.chunk(None, &b64(b"ab")));
-        assert!(s.chunk(None, &b64(b"cd")));
+        assert!(s.chunk(None, "r", &b64(b"ab")));
+        assert!(s.chunk(None, "r", &b64(b"cd")));
         let Outcome::Ok(v) = s.finish(None, Outcome::Ok(Value::Null)) else {
             panic!("ok")
         };
@@ -212,13 +215,13 @@ mod tests {
     fn failures_after_the_head_abort_and_bad_heads_fail_the_call() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut s = Streamed::default();
-        assert!(s.chunk(Some(&tx), &b64(b"x")));
+        assert!(s.chunk(Some(&tx), "r", &b64(b"x")));
         let out = s.finish(Some(&tx), Outcome::Timeout);
         assert_eq!(out, Outcome::Timeout);
         let events: Vec<StreamEvent> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert!(matches!(events.last(), Some(StreamEvent::Abort(_))), "{events:?}");
         let mut s = Streamed::default();
-        s.head(None, 99, &Map::new(), &[]);
+        s.head(None, "r", 99, &Map::new(), &[]);
         assert!(matches!(
             s.finish(None, Outcome::Ok(Value::Null)),
             Outcome::InvalidResponse { .. }
