@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::harness::Server;
+use crate::harness::{wait_until, Server};
 
 /// Each handler streams `first;`, then (when the request asks it to wait) waits until a
 /// second call on the same instance releases it, then streams `second` and ends. The head
@@ -203,6 +203,10 @@ fn a_failure_after_the_first_chunk_cuts_the_function_urls_body() {
             .send()
             .expect("request");
         assert_eq!(resp.status(), StatusCode::OK, "{name}: the default head");
+        let id = resp.headers()["x-ignis-invocation-id"]
+            .to_str()
+            .expect("an id")
+            .to_owned();
         let mut body = Vec::new();
         let read = resp.read_to_end(&mut body);
         assert!(
@@ -212,6 +216,23 @@ fn a_failure_after_the_first_chunk_cuts_the_function_urls_body() {
         assert!(
             String::from_utf8_lossy(&body).starts_with("before;"),
             "{name}: {body:?}"
+        );
+        // The call is recorded as the function error it was (records are written in
+        // batches: wait for it).
+        let mut record = Value::Null;
+        wait_until("the record of the cut call", DEADLINE, || {
+            let a = s.get(&format!("/v1/invocations/{id}"));
+            record = if a.status == StatusCode::OK {
+                a.json()
+            } else {
+                Value::Null
+            };
+            !record.is_null()
+        });
+        assert_eq!(record["status"], "function_error", "{name}: {record}");
+        assert!(
+            record.to_string().contains("broke mid-stream"),
+            "{name}: {record}"
         );
         // A direct invoke of the same failure is a function error naming it.
         let a = s.invoke(name, r#"{"fail": true}"#);
