@@ -13,6 +13,8 @@
 // done`, console lines in Lambda's format. A module whose default export has
 // `fetch(request, env, ctx)` (the Workers/Bun style) is called with a standard Request,
 // and a Response from any handler is answered as Lambda's {statusCode, headers, body}.
+// `awslambda.streamifyResponse` handlers, and Responses with a streamed body, send their
+// body as it is written (`head` and `chunk` frames before the answer).
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import fs from "node:fs";
@@ -24,8 +26,9 @@ type Stream = "stdout" | "stderr";
 type Log = { ts: number; stream: Stream; line: string };
 type Handler = (...args: unknown[]) => unknown;
 // How a handler is called: with the event (Lambda), waiting for its callback when it is
-// declared `(event, context, callback)`, or with a Request (`export default { fetch }`).
-type Kind = "event" | "callback" | "fetch";
+// declared `(event, context, callback)`, with a Request (`export default { fetch }`), or
+// with a response stream (`awslambda.streamifyResponse(handler)`).
+type Kind = "event" | "callback" | "fetch" | "stream";
 type Picked = { handler: Handler; kind: Kind };
 // What every call's context shares, read once at load from the environment the host set.
 type FunctionInfo = {
@@ -279,6 +282,7 @@ async function load(msg: any): Promise<LoadResult> {
 // async function is a callback handler; its answer is the callback (or context.succeed,
 // fail, done), not its return value, unless it returns a promise that settles first.
 function kindOf(fn: Function): Kind {
+  if ((fn as { [STREAMING]?: boolean })[STREAMING]) return "stream";
   return fn.length === 3 && !util.types.isAsyncFunction(fn) ? "callback" : "event";
 }
 
@@ -500,6 +504,182 @@ async function lambdaResponse(res: Response) {
   return { statusCode: res.status, headers, body, isBase64Encoded, ...(cookies.length ? { cookies } : {}) };
 }
 
+// --- response streaming ---------------------------------------------------------------
+
+// Marks a handler wrapped in awslambda.streamifyResponse.
+const STREAMING = Symbol("ignis.streamifyResponse");
+// A base64 chunk frame stays well under the host's 8 MiB frame limit.
+const CHUNK_BYTES = 3 << 20;
+// Responses built with a streamed body (a ReadableStream, an async iterable or an async
+// generator function, as Bun takes them): sent as it is read. Others (text, bytes, JSON,
+// a Blob, a fetch() answer) keep the whole-body answer.
+const streamedBodies = new WeakSet<Response>();
+
+// The head and chunk frames of one call's streamed answer. Once the call has answered,
+// writes left behind fail rather than send frames for a call the host has closed.
+class Sink {
+  private closed = false;
+  constructor(
+    private readonly chan: Channel,
+    private readonly id: string,
+  ) {}
+
+  head(status: number, headers: Record<string, string>, cookies: string[]) {
+    this.check();
+    this.chan.send({ t: "head", id: this.id, status, headers, ...(cookies.length ? { cookies } : {}) });
+  }
+
+  chunk(bytes: Uint8Array) {
+    this.check();
+    for (let off = 0; off < bytes.length; off += CHUNK_BYTES) {
+      const data = Buffer.from(bytes.buffer, bytes.byteOffset + off, Math.min(CHUNK_BYTES, bytes.length - off));
+      this.chan.send({ t: "chunk", id: this.id, data: data.toString("base64") });
+    }
+  }
+
+  close() {
+    this.closed = true;
+  }
+
+  private check() {
+    if (this.closed) throw new Error("the response stream was written after its call ended");
+  }
+}
+
+type Prelude = { status: number; headers: Record<string, string>; cookies: string[] };
+
+// HttpResponseStream.from's metadata, checked: {statusCode, headers, cookies}, all optional.
+function prelude(meta: unknown): Prelude {
+  const where = "awslambda.HttpResponseStream.from";
+  if (meta === null || typeof meta !== "object" || Array.isArray(meta)) {
+    throw new TypeError(`${where}: the metadata must be an object {statusCode, headers, cookies}, not ${typeof meta}`);
+  }
+  const { statusCode = 200, headers = {}, cookies = [], ...rest } = meta as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new TypeError(`${where}: unknown metadata field '${unknown[0]}' (statusCode, headers, cookies)`);
+  if (!Number.isInteger(statusCode) || (statusCode as number) < 200 || (statusCode as number) > 599) {
+    throw new TypeError(`${where}: statusCode must be an integer from 200 to 599, not ${util.inspect(statusCode)}`);
+  }
+  if (headers === null || typeof headers !== "object" || Array.isArray(headers)) {
+    throw new TypeError(`${where}: headers must be an object of names to values`);
+  }
+  const heads: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
+      throw new TypeError(`${where}: header '${k}' must be a string, not ${util.inspect(v)}`);
+    }
+    heads[k.toLowerCase()] = String(v);
+  }
+  if (!Array.isArray(cookies) || !cookies.every((c) => typeof c === "string")) {
+    throw new TypeError(`${where}: cookies must be an array of strings`);
+  }
+  return { status: statusCode as number, headers: heads, cookies: cookies as string[] };
+}
+
+// The response stream a streaming handler writes: a Node Writable (node:stream is loaded on
+// first use: ~10 ms no other function pays). Its first write or its end sends the head
+// (HttpResponseStream.from's, else 200 with setContentType's type, else
+// application/octet-stream); each write is one chunk frame, sent at once; its end (the
+// "finish" event) answers the call; an error or a destroy before the end fails it.
+function responseStream(sink: Sink, ending: Ending) {
+  const { Writable } = import.meta.require("node:stream");
+  let meta: Prelude | null = null;
+  let contentType = "application/octet-stream";
+  let headSent = false;
+  const sendHead = () => {
+    if (headSent) return;
+    headSent = true;
+    const { status, headers, cookies } = meta ?? { status: 200, headers: {}, cookies: [] };
+    sink.head(status, { "content-type": contentType, ...headers }, cookies);
+  };
+  const stream = new Writable({
+    write(chunk: Uint8Array, _enc: string, done: (err?: Error | null) => void) {
+      try {
+        sendHead();
+        sink.chunk(chunk);
+        done();
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+    final(done: (err?: Error | null) => void) {
+      try {
+        sendHead();
+        done();
+      } catch (err) {
+        done(err as Error);
+      }
+    },
+  });
+  stream.setContentType = (type: unknown) => {
+    if (typeof type !== "string") throw new TypeError(`setContentType takes a string, not ${util.inspect(type)}`);
+    contentType = type;
+  };
+  stream[PRELUDE] = (m: unknown) => {
+    if (headSent) throw new TypeError("awslambda.HttpResponseStream.from: the head was already sent by a write");
+    meta = prelude(m);
+  };
+  stream.on("finish", () => ending.end({ ok: true, value: undefined }));
+  stream.on("error", (error: unknown) => ending.end({ ok: false, error }));
+  stream.on("close", () => {
+    if (!stream.writableFinished) ending.end({ ok: false, error: new Error("the response stream was destroyed before it ended") });
+  });
+  return stream;
+}
+
+const PRELUDE = Symbol("ignis.prelude");
+
+// Lambda's Node.js globals for response streaming, before any user code runs; and a
+// Response that notes which bodies are streams (instances, `instanceof Response` and
+// `res.constructor === Response` are Bun's own as before).
+function installStreaming() {
+  const HttpResponseStream = {
+    from(stream: any, meta: unknown) {
+      if (typeof stream?.[PRELUDE] !== "function") {
+        throw new TypeError("awslambda.HttpResponseStream.from takes the responseStream a streaming handler was given");
+      }
+      stream[PRELUDE](meta);
+      return stream;
+    },
+  };
+  const streamifyResponse = (handler: unknown) => {
+    if (typeof handler !== "function") {
+      throw new TypeError(`awslambda.streamifyResponse takes the handler function, not ${util.inspect(handler)}`);
+    }
+    (handler as { [STREAMING]?: boolean })[STREAMING] = true;
+    return handler;
+  };
+  Object.defineProperty(globalThis, "awslambda", { value: { streamifyResponse, HttpResponseStream }, writable: true, configurable: true });
+  const Native = globalThis.Response;
+  const Tracked = new Proxy(Native, {
+    construct(target, args, newTarget) {
+      const res = Reflect.construct(target, args, newTarget === Tracked ? target : newTarget);
+      const body = args[0];
+      const streamed = body instanceof ReadableStream || util.types.isGeneratorFunction(body)
+        || (body !== null && typeof body === "object" && typeof body[Symbol.asyncIterator] === "function");
+      if (streamed) streamedBodies.add(res);
+      return res;
+    },
+  });
+  Object.defineProperty(Native.prototype, "constructor", { value: Tracked, writable: true, configurable: true });
+  globalThis.Response = Tracked;
+}
+
+// A Response with a streamed body: its status, headers and cookies as the head, then its
+// body as it is read, one chunk per piece the stream gives.
+async function streamResponse(res: Response, sink: Sink): Promise<string> {
+  const headers: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (k !== "set-cookie" && k !== "content-length") headers[k] = v;
+  });
+  headers["content-type"] ??= "application/octet-stream";
+  sink.head(res.status, headers, res.headers.getSetCookie());
+  if (res.body) {
+    for await (const piece of res.body) sink.chunk(typeof piece === "string" ? Buffer.from(piece, "utf8") : piece);
+  }
+  return "null";
+}
+
 // --- web-standard handlers ------------------------------------------------------------
 
 // The Request a fetch handler gets: the HTTP request of a function URL event (Lambda's
@@ -541,16 +721,32 @@ function failure(err: unknown) {
   return { type: typeof err, message: text(err), stack: "" };
 }
 
-// Runs the handler to its end (see Ending) and gives its answer's JSON.
-async function call(run: Loaded, event: unknown, ctx: ReturnType<typeof context>, ending: Ending): Promise<string> {
-  const args = run.kind === "fetch" ? [requestOf(event), process.env, fetchContext(ctx)] : [event, ctx, ending.callback];
+// The arguments of a call, by the handler's kind. A streaming handler's call ends when its
+// stream has ended (see responseStream).
+function argsOf(run: Loaded, event: unknown, ctx: ReturnType<typeof context>, ending: Ending, sink: Sink) {
+  if (run.kind === "fetch") return [requestOf(event), process.env, fetchContext(ctx)];
+  if (run.kind === "stream") return [event, responseStream(sink, ending), ctx];
+  return [event, ctx, ending.callback];
+}
+
+// Runs the handler to its end (see Ending) and gives its answer's JSON ("null" once it
+// streamed: the host ignores the value of a call that streamed).
+async function call(run: Loaded, event: unknown, ctx: ReturnType<typeof context>, ending: Ending, sink: Sink): Promise<string> {
+  const args = argsOf(run, event, ctx, ending, sink);
   let out: unknown;
   try {
     out = run.handler(...args);
   } catch (error) {
     ending.end({ ok: false, error });
   }
-  if (typeof (out as PromiseLike<unknown>)?.then === "function") {
+  if (run.kind === "stream") {
+    // The stream's end answers; a promise that resolves first ends the stream.
+    const stream = args[1] as { writableEnded: boolean; end(): void };
+    Promise.resolve(out).then(
+      () => void (typeof (out as PromiseLike<unknown>)?.then === "function" && !stream.writableEnded && stream.end()),
+      (error) => ending.end({ ok: false, error }),
+    );
+  } else if (typeof (out as PromiseLike<unknown>)?.then === "function") {
     Promise.resolve(out).then(
       (value) => ending.end({ ok: true, value }),
       (error) => ending.end({ ok: false, error }),
@@ -560,7 +756,9 @@ async function call(run: Loaded, event: unknown, ctx: ReturnType<typeof context>
   }
   const settled = await ending.done;
   if (!settled.ok) throw settled.error;
+  if (run.kind === "stream") return "null";
   const value = settled.value;
+  if (value instanceof Response && streamedBodies.has(value)) return streamResponse(value, sink);
   if (value instanceof Response) return encode(await lambdaResponse(value));
   if (run.kind === "fetch") {
     const type = value === null || typeof value !== "object" ? typeof value : Object.getPrototypeOf(value)?.constructor?.name;
@@ -572,13 +770,14 @@ async function call(run: Loaded, event: unknown, ctx: ReturnType<typeof context>
 async function invoke(chan: Channel, marker: string, run: Loaded, msg: any) {
   const id = String(msg.id);
   const cap = new Capture(run.logLimit, id);
+  const sink = new Sink(chan, id);
   let answer: Record<string, unknown>;
   let value: string | undefined;
   try {
     // Encoding inside the capture too: a toJSON that logs is the handler's output.
     const encoded = await captures.run(cap, () => {
       const ending = new Ending();
-      return call(run, msg.event, context(id, run.info, msg.deadline_ms, ending), ending);
+      return call(run, msg.event, context(id, run.info, msg.deadline_ms, ending), ending, sink);
     });
     const size = Buffer.byteLength(encoded, "utf8");
     if (size > run.maxResponse) answer = { t: "too_large", id, size };
@@ -586,6 +785,7 @@ async function invoke(chan: Channel, marker: string, run: Loaded, msg: any) {
   } catch (err) {
     answer = { t: "error", id, error: failure(err) };
   }
+  sink.close();
   answer.logs = cap.finish();
   endMarkers(marker, id);
   chan.send(answer, value);
@@ -667,6 +867,7 @@ async function main() {
   // After the hello, so that the ~6 ms Bun takes to build process.stdout / stderr
   // overlap with the host's reply; still before any user code.
   installConsole();
+  installStreaming();
   if (args.includes("--prewarm")) await warmUp();
   let ready: Promise<Loaded | null> | null = null;
   for await (const msg of chan.messages()) {

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+import types
 from _thread import allocate_lock
 
 _BOOTSTRAP = os.path.abspath(__file__)
@@ -492,6 +493,91 @@ def _send(fd, msg, value=None):
     _write_all(fd, len(body).to_bytes(4, "big") + body)
 
 
+# A base64 chunk frame stays well under the host's 8 MiB frame limit.
+_CHUNK_BYTES = 3 << 20
+_HEAD_KEYS = ("statusCode", "headers", "cookies")
+
+
+def _is_stream(result):
+    """Whether a handler's answer is a streamed one: a generator or an async generator."""
+    return isinstance(result, (types.GeneratorType, types.AsyncGeneratorType))
+
+
+class _Streamer:
+    """Sends one call's streamed answer as its generator yields: a head first (the first
+    item when it is a dict with statusCode, else 200 application/octet-stream), then one
+    chunk frame per str / bytes item, at once. Ignis's own extension of Lambda's contract."""
+
+    def __init__(self, send, inv_id):
+        self.send, self.id = send, inv_id
+        self.head_sent = False
+
+    def drain(self, gen):
+        try:
+            for item in gen:
+                self.item(item)
+        finally:
+            gen.close()
+        self.end()
+
+    async def drain_async(self, gen):
+        try:
+            async for item in gen:
+                self.item(item)
+        finally:
+            await gen.aclose()
+        self.end()
+
+    def item(self, item):
+        if not self.head_sent and isinstance(item, dict) and "statusCode" in item:
+            return self.head(item)
+        if isinstance(item, str):
+            data = item.encode("utf-8", "ignis_fffd")
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            data = bytes(item)
+        else:
+            raise TypeError("a streaming handler yields str or bytes (first, optionally, a dict with "
+                            "statusCode, headers, cookies); it yielded %s" % _what(item))
+        if not self.head_sent:
+            self.head({"statusCode": 200})
+        import binascii  # an extension module: loaded by streaming functions only
+
+        for off in range(0, len(data), _CHUNK_BYTES):
+            chunk = binascii.b2a_base64(data[off : off + _CHUNK_BYTES], newline=False).decode("ascii")
+            self.send({"t": "chunk", "id": self.id, "data": chunk})
+
+    def head(self, head):
+        unknown = [k for k in head if k not in _HEAD_KEYS]
+        if unknown:
+            raise TypeError("the stream's head has an unknown key %r (statusCode, headers, cookies); "
+                            "yield the body after the head" % (unknown[0],))
+        status = head["statusCode"]
+        if type(status) is not int or not 200 <= status <= 599:
+            raise TypeError("the stream's head statusCode must be an int from 200 to 599, not %r" % (status,))
+        headers = head.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise TypeError("the stream's head headers must be a dict, not %s" % _what(headers))
+        out = {}
+        for name, value in headers.items():
+            if not isinstance(name, str) or not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError("the stream's head header %r must map a str to a str, not %s" % (name, _what(value)))
+            out[name.lower()] = str(value)
+        out.setdefault("content-type", "application/octet-stream")
+        cookies = head.get("cookies") or []
+        if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
+            raise TypeError("the stream's head cookies must be a list of str")
+        frame = {"t": "head", "id": self.id, "status": status, "headers": out}
+        if cookies:
+            frame["cookies"] = cookies
+        self.head_sent = True
+        self.send(frame)
+
+    def end(self):
+        # A generator that yielded nothing still streamed: an empty 200 body.
+        if not self.head_sent:
+            self.head({"statusCode": 200})
+
+
 def _is_machinery(filename):
     if filename == _BOOTSTRAP or filename.startswith("<frozen importlib"):
         return True
@@ -658,6 +744,13 @@ class _Instance:
                 # The task the loop wraps the coroutine in copies this context: logs of
                 # the coroutine (and of tasks it starts) land in this capture.
                 result = self._loop().run_until_complete(result)
+            if _is_stream(result):
+                streamer = _Streamer(self._send_now, msg["id"])
+                if isinstance(result, types.AsyncGeneratorType):
+                    self._loop().run_until_complete(streamer.drain_async(result))
+                else:
+                    streamer.drain(result)
+                return {"t": "result", "id": msg["id"]}, b"null"
         except BaseException as exc:  # SystemExit in a handler fails the call, not the instance
             return {"t": "error", "id": msg["id"], "error": _describe(exc)}, None
         return self._encode(msg["id"], result)
@@ -671,6 +764,10 @@ class _Instance:
     def _deliver(self, inv_id, answer, value):
         self._end_markers(inv_id)
         _send(self.fd, answer, value)
+
+    def _send_now(self, frame):
+        """A head or chunk frame of a streamed answer, sent as soon as it is yielded."""
+        _send(self.fd, frame)
 
     def _encode(self, inv_id, result):
         """The answer for a handler's return value, and the value encoded."""
@@ -758,10 +855,17 @@ class _ConcurrentInstance(_Instance):
             result = self._handle(msg)
             if hasattr(type(result), "__await__"):
                 result = await result
+            if _is_stream(result):
+                streamer = _Streamer(self._send_now, msg["id"])
+                if isinstance(result, types.AsyncGeneratorType):
+                    await streamer.drain_async(result)
+                else:
+                    streamer.drain(result)  # a sync generator from an async handler blocks the loop
+                answer = {"t": "result", "id": msg["id"]}, b"null"
+            else:
+                answer = self._encode(msg["id"], result)
         except BaseException as exc:
             answer = {"t": "error", "id": msg["id"], "error": _describe(exc)}, None
-        else:
-            answer = self._encode(msg["id"], result)
         self._answer(cap, msg, answer)
 
     def _run_in_thread(self, msg):
@@ -782,6 +886,10 @@ class _ConcurrentInstance(_Instance):
         # Markers and frame of one call are never interleaved with another call's.
         with self.send_lock:
             super()._deliver(inv_id, answer, value)
+
+    def _send_now(self, frame):
+        with self.send_lock:
+            super()._send_now(frame)
 
 
 class _LoopProxy:

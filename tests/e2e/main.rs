@@ -37,4 +37,5 @@ mod schedules;
 mod security;
 mod seeds;
 mod server_limits;
+mod streaming;
 mod validation;
