@@ -706,6 +706,74 @@ def _is_coroutine_function(fn):
     )
 
 
+class _Headers(dict):
+    """Header names looked up in any case, as Flask's headers in OpenFaaS's template."""
+
+    def __init__(self, items):
+        super().__init__((str(k).lower(), v) for k, v in (items or {}).items())
+
+    def __getitem__(self, key):
+        return super().__getitem__(str(key).lower())
+
+    def __contains__(self, key):
+        return super().__contains__(str(key).lower())
+
+    def get(self, key, default=None):
+        return super().get(str(key).lower(), default)
+
+
+class _OpenFaasEvent:
+    """OpenFaaS python3-http's event (`body` bytes, `headers`, `method`, `query`, `path`),
+    made from a function URL event (payload 2.0 or 1.0) or, for a direct invoke, a POST of
+    the event as JSON."""
+
+    def __init__(self, event):
+        http = event.get("requestContext", {}).get("http") if isinstance(event, dict) else None
+        if isinstance(http, dict):
+            self.method, self.path = http.get("method", "GET"), event.get("rawPath", "/")
+        elif isinstance(event, dict) and "httpMethod" in event:
+            self.method, self.path = event["httpMethod"], event.get("path", "/")
+        else:
+            self.method, self.path = "POST", "/"
+            self.headers = _Headers({"content-type": "application/json"})
+            self.query = {}
+            self.body = json.dumps(event).encode("utf-8")
+            return
+        self.headers = _Headers(event.get("headers"))
+        self.query = dict(event.get("queryStringParameters") or {})
+        body = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            import base64
+
+            self.body = base64.b64decode(body)
+        else:
+            self.body = body.encode("utf-8")
+
+
+def _openfaas_answer(res):
+    """OpenFaaS python3-http's answer (`{"statusCode", "headers", "body"}`, the template's
+    rules) in the shape Lambda's answers take."""
+    if hasattr(type(res), "__await__"):
+        raise TypeError("handler_style openfaas handlers are plain functions, not coroutines")
+    if res is None:
+        return {"statusCode": 200, "body": ""}
+    if not isinstance(res, dict):
+        return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": str(res)}
+    headers = {str(k): str(v) for k, v in (res.get("headers") or {}).items()}
+    body = res.get("body", "")
+    if not any(k.lower() == "content-type" for k in headers):
+        headers["content-type"] = "application/json" if isinstance(body, dict) else "text/plain"
+    status = res.get("statusCode", 200)
+    if isinstance(body, (bytes, bytearray)):
+        import base64
+
+        return {"statusCode": status, "headers": headers,
+                "body": base64.b64encode(bytes(body)).decode("ascii"), "isBase64Encoded": True}
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    return {"statusCode": status, "headers": headers, "body": "" if body is None else str(body)}
+
+
 class _Instance:
     def __init__(self, fd, marker, handler, load):
         self.fd = fd
@@ -715,6 +783,7 @@ class _Instance:
         self.function = _Function(load["function"])
         self.log_limit = load["log_limit_bytes"]
         self.max_response = load["max_response_bytes"]
+        self.openfaas = load.get("style") == "openfaas"
         self.loop = None  # one event loop for the life of the instance, made on first need
 
     def invoke(self, msg):
@@ -731,6 +800,10 @@ class _Instance:
 
     def _handle(self, msg):
         """Calls the handler with the event (and a context when it takes one)."""
+        if self.openfaas:
+            context = _Context(msg["id"], self.function, msg["deadline_ms"])
+            context.hostname = os.environ.get("HOSTNAME", "localhost")
+            return _openfaas_answer(self.handler(_OpenFaasEvent(msg["event"]), context))
         if self.with_context:
             return self.handler(msg["event"], _Context(msg["id"], self.function, msg["deadline_ms"]))
         return self.handler(msg["event"])

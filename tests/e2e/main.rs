@@ -25,6 +25,7 @@ mod mapping;
 mod metering;
 mod network;
 mod openapi;
+mod openfaas;
 mod outcomes;
 mod packages;
 mod persistence;
