@@ -2,7 +2,7 @@
 // The playground: run code against an event without creating a function (POST
 // /v1/playground/run); what it held is kept while the tab lives.
 
-import { api, errMessage } from './api.js';
+import { ApiError, apiRaw, errMessage, errorFrom } from './api.js';
 import { clear, h, setText, uid } from './dom.js';
 import { codeEditor } from './editor.js';
 import { clip, decodeBody, loadErrorText, prettyBody } from './format.js';
@@ -100,10 +100,48 @@ export function playgroundPage(pg, app) {
     runBtn.disabled = true;
     setText(runBtn, 'Running…');
     try {
-      const out = await api('POST', '/v1/playground/run', {
+      // Asked as a stream: a streaming handler's head and chunks show as they come
+      // (Server-Sent Events), then the run's answer (`end`).
+      const r = await apiRaw('POST', '/v1/playground/run', JSON.stringify({
         runtime: runtime.value, code: ed.getValue(), handler: handler.value.trim() || 'handler', event,
-      });
-      if (!pg.alive) return;
+      }), { accept: 'text/event-stream', headers: { 'x-ignis-invocation-type': 'stream' } });
+      if (!r.ok) throw await errorFrom(r);
+      /** @type {{status: number, headers: Array<[string, string]>} | null} */
+      let head = null;
+      let streamed = new Uint8Array(0);
+      /** @type {any} */
+      let out = null;
+      for await (const ev of serverEvents(r)) {
+        if (!pg.alive) return;
+        if (ev.event === 'head') {
+          head = JSON.parse(ev.data);
+        } else if (ev.event === 'chunk') {
+          const bytes = Uint8Array.from(atob(ev.data), (c) => c.charCodeAt(0));
+          const joined = new Uint8Array(streamed.length + bytes.length);
+          joined.set(streamed);
+          joined.set(bytes, streamed.length);
+          streamed = joined;
+        } else if (ev.event === 'end') {
+          out = JSON.parse(ev.data);
+        } else if (ev.event === 'error') {
+          const e = JSON.parse(ev.data).error || {};
+          throw new ApiError(500, e.code || 'error', e.message || 'the run failed');
+        }
+        if (head && !out) {
+          idle.hidden = true;
+          const ct = (head.headers.find(([k]) => k === 'content-type') || ['', ''])[1];
+          resp.show({
+            statusCode: head.status, headerPairs: head.headers, bodyText: clip(decodeBody(streamed, ct)),
+            cold: null, durationMs: null, initMs: null, invocationId: null, streaming: true,
+          });
+        }
+      }
+      if (!out) throw new ApiError(0, 'network', 'The run ended without its answer.');
+      if (head && out.response) {
+        // The body went by in chunks; the answer does not repeat it.
+        out.response.body = decodeBody(streamed, (head.headers.find(([k]) => k === 'content-type') || ['', ''])[1]);
+        out.response.body_encoding = 'utf8';
+      }
       idle.hidden = true;
       ed.clearMarks();
       const le = out.load_error;
@@ -157,4 +195,33 @@ export function playgroundPage(pg, app) {
   };
   runBtn.addEventListener('click', run);
   pg.onRun = run;
+}
+
+/**
+ * The Server-Sent Events of a response, as they arrive.
+ * @param {Response} r
+ * @returns {AsyncGenerator<{event: string, data: string}>}
+ */
+async function* serverEvents(r) {
+  if (!r.body) return;
+  const reader = r.body.getReader();
+  const text = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buf += text.decode(value, { stream: true });
+    let at;
+    while ((at = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, at);
+      buf = buf.slice(at + 2);
+      let event = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      if (data.length) yield { event, data: data.join('\n') };
+    }
+  }
 }

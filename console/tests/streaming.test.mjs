@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { screenshot, testid, uniqueName, useServerAndBrowser, withPage } from './browser.mjs';
+import { screenshot, testid, typeCode, uniqueName, useServerAndBrowser, waitForMonaco, withPage } from './browser.mjs';
 
 const env = useServerAndBrowser();
 
@@ -43,5 +43,29 @@ test('the invoke panel shows a streamed body as it arrives', async () => {
     await page.locator(`${testid('invoke-result')}[data-streaming="false"]`).waitFor({ timeout: 20_000 });
     assert.equal(await page.locator(testid('invoke-body')).textContent(), 'first;second');
     assert.match(await page.locator(testid('invoke-status')).textContent(), /^200/);
+  });
+});
+
+test('the playground shows a streamed body as it arrives, then the run', async () => {
+  await withPage(env.browser, 'playground-streamed', async (page) => {
+    await page.goto(`${env.server.url}/#/playground`);
+    await waitForMonaco(page);
+    // The handler pauses between its two parts: the page must show the first on its own.
+    await typeCode(page, [
+      'import time',
+      '',
+      'def handler(event, context):',
+      '    yield {"statusCode": 202, "headers": {"content-type": "text/plain"}}',
+      '    yield "first;"',
+      '    time.sleep(3)',
+      '    yield "second"',
+    ].join('\n'));
+    await page.locator(testid('pg-run')).click();
+    await page.locator(`${testid('pg-result')}[data-streaming="true"]`).waitFor({ timeout: 20_000 });
+    assert.equal(await page.locator(testid('pg-body')).textContent(), 'first;');
+    await page.locator(`${testid('pg-result')}[data-streaming="false"]`).waitFor({ timeout: 20_000 });
+    assert.equal(await page.locator(testid('pg-body')).textContent(), 'first;second');
+    assert.match(await page.locator(testid('pg-status')).textContent(), /^202/);
+    await page.locator(testid('pg-log-lines')).waitFor({ state: 'attached' });
   });
 });

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use ignis_control::{PlaygroundError, PlaygroundRun};
+use ignis_control::{PlaygroundError, PlaygroundRun, StreamEvent};
 use ignis_core::limits::{MAX_PAYLOAD_BYTES, MAX_RESPONSE_BYTES};
 use ignis_core::spec::parse_spec;
 use serde_json::value::RawValue;
@@ -62,16 +62,34 @@ pub(crate) struct PlaygroundBody {
 }
 
 /// Runs code against an event in a fresh instance, without creating a function.
+/// One Server-Sent Event of a streamed playground run, for the document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PlaygroundEvent {
+    /// `head` (`{"status", "headers"}`), `chunk` (bytes in base64), `end` (the run's
+    /// answer) or `error` (`{"error"}`).
+    pub event: String,
+    pub data: String,
+}
+
+/// With `x-ignis-invocation-type: stream` the answer is Server-Sent Events: `head` and
+/// `chunk` (base64) as a streaming handler writes, then `end` (the answer below) or `error`.
 #[utoipa::path(post, operation_id = "playground_run", path = "/v1/playground/run", tag = "console",
+    params(("x-ignis-invocation-type" = Option<String>, Header, nullable = false,
+        description = "`stream` answers with Server-Sent Events as a streaming handler writes; anything else (or nothing) with the run's answer at its end")),
     request_body = PlaygroundBody,
     responses(
-        (status = 200, description = "The run's answer, or why the code did not load", body = PlaygroundAnswer),
+        (status = 200, description = "The run's answer, or why the code did not load", content(
+            (PlaygroundAnswer = "application/json"),
+            (PlaygroundEvent = "text/event-stream"),
+        )),
         errors::BadQuery, errors::Unauthorized, errors::TooLarge, errors::Invalid, errors::Busy,
         (status = 502, description = "The instance could not start (`instance_start_failed`)", body = crate::error::ErrorBody),
     ))]
 pub(crate) async fn run(
     State(s): State<AppState>,
     _: Query<NoParams>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(body, MAX_FUNCTION_BODY, "playground body").await?;
@@ -114,7 +132,19 @@ pub(crate) async fn run(
     map.insert("name".to_owned(), json!(PLAYGROUND_NAME));
     let spec_body = serde_json::to_vec(&Value::Object(map)).map_err(|e| internal(&e))?;
     let spec = parse_spec(&spec_body, None)?;
-    let outcome = s.platform.playground(spec, event).await.map_err(|e| match e {
+    if crate::invocations::invocation_type(&headers)? == crate::invocations::InvocationType::Stream {
+        return Ok(streamed_run(s, spec, event));
+    }
+    let outcome = s
+        .platform
+        .playground(spec, event, None)
+        .await
+        .map_err(playground_error)?;
+    Ok(Json(playground_answer(outcome).await?).into_response())
+}
+
+fn playground_error(e: PlaygroundError) -> ApiError {
+    match e {
         PlaygroundError::Host(e) => ApiError::from(e),
         PlaygroundError::Busy => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "playground_busy", e.to_string())
@@ -123,17 +153,58 @@ pub(crate) async fn run(
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "capacity_exhausted", e.to_string())
         }
         PlaygroundError::StartFailed(m) => ApiError::new(StatusCode::BAD_GATEWAY, "instance_start_failed", m),
-    })?;
+    }
+}
+
+/// A run asked for as a stream: Server-Sent Events `head` (the status and headers, JSON) and
+/// `chunk` (bytes in base64) as a streaming handler writes, then `end` (the run's answer as
+/// without the stream; a streamed body is not repeated in it) or `error` (`{"error"}`).
+fn streamed_run(s: AppState, spec: ignis_core::FunctionSpec, event: Box<RawValue>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let (sink, rx) = tokio::sync::mpsc::unbounded_channel();
+    let run = tokio::spawn(async move { s.platform.playground(spec, event, Some(sink)).await });
+    let parts = futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        let event = match rx.recv().await? {
+            StreamEvent::Head(head, _) => Event::default().event("head").json_data(json!({
+                "status": head.status,
+                "headers": head.headers,
+            })),
+            StreamEvent::Chunk(bytes) => Ok(Event::default()
+                .event("chunk")
+                .data(base64::engine::general_purpose::STANDARD.encode(bytes))),
+            StreamEvent::End | StreamEvent::Abort(_) => return None,
+        };
+        Some((event, Some(rx)))
+    });
+    let end = futures::stream::once(async move {
+        let answer = match run.await {
+            Ok(Ok(outcome)) => playground_answer(outcome).await,
+            Ok(Err(e)) => Err(playground_error(e)),
+            Err(e) => Err(internal(&e)),
+        };
+        match answer {
+            Ok(a) => Event::default().event("end").json_data(a),
+            Err(e) => Event::default().event("error").json_data(e.body()),
+        }
+    });
+    Sse::new(parts.chain(end))
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
+}
+
+/// The answer of a finished run.
+async fn playground_answer(outcome: PlaygroundRun) -> Result<PlaygroundAnswer, ApiError> {
     match outcome {
-        PlaygroundRun::LoadFailed { kind, message, line } => Ok(Json(PlaygroundAnswer {
+        PlaygroundRun::LoadFailed { kind, message, line } => Ok(PlaygroundAnswer {
             response: None,
             load_error: Some(LoadError { kind, message, line }),
             duration_ms: None,
             init_ms: None,
             cold_start: true,
             logs: Vec::new(),
-        })
-        .into_response()),
+        }),
         PlaygroundRun::Ran { invocation, logs } => {
             let duration_ms = invocation.duration.as_secs_f64() * 1000.0;
             let init_ms = invocation.cold.map(|c| c.timings.total().as_secs_f64() * 1000.0);
@@ -160,7 +231,7 @@ pub(crate) async fn run(
                 Ok(text) => (text.to_owned(), "utf8"),
                 Err(_) => (base64::engine::general_purpose::STANDARD.encode(&bytes), "base64"),
             };
-            Ok(Json(PlaygroundAnswer {
+            Ok(PlaygroundAnswer {
                 response: Some(PlaygroundResponse {
                     status,
                     headers,
@@ -173,7 +244,6 @@ pub(crate) async fn run(
                 cold_start: true,
                 logs: log_lines(&logs),
             })
-            .into_response())
         }
     }
 }

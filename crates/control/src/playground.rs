@@ -50,10 +50,12 @@ pub enum PlaygroundError {
 
 impl Platform {
     /// Runs `spec`'s code once with `event`. The instance is stopped before this returns.
+    /// A streamed answer goes to `sink` as it is written, when one is given.
     pub async fn playground(
         self: &Arc<Self>,
         spec: FunctionSpec,
         event: Box<RawValue>,
+        sink: Option<ignis_pool::StreamSink>,
     ) -> Result<PlaygroundRun, PlaygroundError> {
         self.check_host_can_run(&spec)?;
         let _permit = self
@@ -100,7 +102,7 @@ impl Platform {
         let begun = Instant::now();
         let ran = started
             .instance
-            .run(id.clone(), Arc::from(event), timeout, None)
+            .run(id.clone(), Arc::from(event), timeout, sink)
             .await;
         let duration = begun.elapsed();
         // The last handle: the instance's process is killed and its sandbox removed.
