@@ -113,6 +113,19 @@ fn requirements_are_installed_once_and_shared_by_functions_with_the_same_ones() 
     );
     let a = s.invoke("second", r#"{"sub": "bob"}"#);
     assert_eq!(a.json()["sub"], "bob", "{}", a.body);
+    // The installers the server found are listed with the runtimes.
+    let rt = s.get("/v1/runtimes").json();
+    let uv = rt["installers"]
+        .as_array()
+        .expect("installers")
+        .iter()
+        .find(|i| i["name"] == "uv")
+        .cloned()
+        .expect("uv is listed");
+    assert_eq!(uv["available"], true, "{uv}");
+    assert_eq!(uv["installs"], "requirements.txt");
+    let version = uv["version"].as_str().expect("a version");
+    assert!(version.starts_with(|c: char| c.is_ascii_digit()), "{uv}");
     // A function without dependencies has no build.
     s.deploy("plain", "python", "def handler(e, c):\n    return 1\n", json!({}));
     assert_eq!(build(&s, "plain", 1)["status"], "none");

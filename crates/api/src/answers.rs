@@ -44,10 +44,26 @@ pub(crate) struct RuntimeInfo {
     pub error: Option<String>,
 }
 
+/// An installer of functions' dependencies, as found on this host.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InstallerInfo {
+    /// `uv` (a Python `requirements.txt`) or `bun` (a `package.json`).
+    pub name: &'static str,
+    /// The manifest it installs.
+    pub installs: &'static str,
+    pub available: bool,
+    pub version: Option<String>,
+    pub path: Option<String>,
+    /// Why it is not available.
+    pub error: Option<String>,
+}
+
 /// `GET /v1/runtimes`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Runtimes {
     pub runtimes: Vec<RuntimeInfo>,
+    /// What installs functions' dependencies at deploy.
+    pub installers: Vec<InstallerInfo>,
     pub sandbox: Sandbox,
 }
 

@@ -243,8 +243,20 @@ async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<ans
             }
         })
         .collect();
+    let installers = [("uv", "requirements.txt", &r.uv), ("bun", "package.json", &r.bun)]
+        .into_iter()
+        .map(|(name, installs, i)| answers::InstallerInfo {
+            name,
+            installs,
+            available: i.available,
+            version: i.version.clone(),
+            path: i.path.as_ref().map(|p| p.display().to_string()),
+            error: i.error.clone(),
+        })
+        .collect();
     Json(answers::Runtimes {
         runtimes,
+        installers,
         sandbox: sandbox(&state),
     })
 }
