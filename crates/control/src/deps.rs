@@ -237,6 +237,9 @@ impl DepsCache {
     /// `out/` holding it for Bun (which installs where its `package.json` is), `cache/`.
     pub fn prepare(&self, plan: &DepsPlan) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.config.dir)?;
+        // Work folders are writable by the build's own id (0777): only the server may
+        // reach them, also when the cache is outside the (0700) data folder.
+        std::fs::set_permissions(&self.config.dir, std::fs::Permissions::from_mode(0o700))?;
         let work = self.config.dir.join(format!(
             "{TEMPORARY}{}-{:016x}",
             &plan.key[..16],
@@ -525,6 +528,8 @@ mod tests {
             .expect("a plan");
         let work = cache.prepare(&plan).expect("prepare");
         assert!(work.join("out/package.json").is_file());
+        let mode = std::fs::metadata(dir.path().join("deps")).expect("stat").mode() & 0o777;
+        assert_eq!(mode, 0o700, "only the server reaches the build folders");
         let m = work.join("out/node_modules/a");
         std::fs::create_dir_all(&m).expect("mkdir");
         std::fs::write(m.join("index.js"), "x").expect("write");
