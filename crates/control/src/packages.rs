@@ -26,7 +26,11 @@ impl PackageCache {
     pub fn open(dir: &Path) -> PackageCache {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(TEMPORARY) {
+                // `.merged` (packages with their dependencies, for a server without the
+                // sandbox) is made again on demand: nothing uses it before a deploy.
+                if entry.file_name().to_string_lossy().starts_with(TEMPORARY)
+                    || entry.file_name() == ".merged"
+                {
                     if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                         tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a half-unpacked package");
                     }
@@ -219,7 +223,12 @@ mod tests {
         let store = Store::open(dir.path()).expect("store");
         let cache_dir = dir.path().join("packages");
         std::fs::create_dir_all(cache_dir.join(".tmp-half")).expect("a leftover");
+        std::fs::create_dir_all(cache_dir.join(".merged/a-b")).expect("a merged folder");
         let cache = PackageCache::open(&cache_dir);
+        assert!(
+            !cache_dir.join(".merged").exists(),
+            "merged folders are made again on demand"
+        );
         assert!(
             !cache_dir.join(".tmp-half").exists(),
             "a half-written folder is removed"
