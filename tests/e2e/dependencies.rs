@@ -135,7 +135,7 @@ fn requirements_are_installed_once_and_shared_by_functions_with_the_same_ones() 
 }
 
 #[test]
-fn a_native_wheel_works_and_pre_warmed_instances_load_it() {
+fn a_native_wheel_installs_and_imports() {
     let s = server_with(&shared_cache());
     let files = json!({
         "app.py": "import numpy as np\n\ndef handler(event, context):\n    return {'sum': int(np.arange(event['n']).sum()), 'file': np.__file__}\n",

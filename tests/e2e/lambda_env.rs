@@ -31,9 +31,13 @@ fn check(env: &Value, name: &str, version: &str, handler: &str) {
     );
     let stream = env["AWS_LAMBDA_LOG_STREAM_NAME"].as_str().expect("a stream");
     let (date, rest) = stream.split_at(11);
+    let parts: Vec<&str> = date.split('/').collect();
     assert!(
-        date.len() == 11 && date.chars().filter(|c| *c == '/').count() == 3,
-        "{stream}"
+        parts.len() == 4
+            && parts[..3]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "YYYY/MM/DD/: {stream}"
     );
     let id = rest
         .strip_prefix(&format!("[{version}]"))

@@ -32,11 +32,15 @@ pub(crate) struct Health {
     pub sandbox: Sandbox,
 }
 
-/// One runtime and its interpreter on this host.
+/// One runtime and its interpreter on this host, or an installer of functions'
+/// dependencies.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RuntimeInfo {
-    /// `python`, `javascript` or `typescript`.
+    /// `python`, `javascript` or `typescript`; for an installer, `uv` or `bun`.
     pub name: &'static str,
+    /// For an installer: the manifest it installs (`requirements.txt`, `package.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installs: Option<&'static str>,
     pub available: bool,
     pub version: Option<String>,
     pub path: Option<String>,
@@ -44,18 +48,21 @@ pub(crate) struct RuntimeInfo {
     pub error: Option<String>,
 }
 
-/// An installer of functions' dependencies, as found on this host.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct InstallerInfo {
-    /// `uv` (a Python `requirements.txt`) or `bun` (a `package.json`).
-    pub name: &'static str,
-    /// The manifest it installs.
-    pub installs: &'static str,
-    pub available: bool,
-    pub version: Option<String>,
-    pub path: Option<String>,
-    /// Why it is not available.
-    pub error: Option<String>,
+impl RuntimeInfo {
+    pub(crate) fn of(
+        name: &'static str,
+        installs: Option<&'static str>,
+        i: &ignis_control::Interpreter,
+    ) -> RuntimeInfo {
+        RuntimeInfo {
+            name,
+            installs,
+            available: i.available,
+            version: i.version.clone(),
+            path: i.path.as_ref().map(|p| p.display().to_string()),
+            error: i.error.clone(),
+        }
+    }
 }
 
 /// `GET /v1/runtimes`.
@@ -63,7 +70,7 @@ pub(crate) struct InstallerInfo {
 pub(crate) struct Runtimes {
     pub runtimes: Vec<RuntimeInfo>,
     /// What installs functions' dependencies at deploy.
-    pub installers: Vec<InstallerInfo>,
+    pub installers: Vec<RuntimeInfo>,
     pub sandbox: Sandbox,
 }
 

@@ -2,7 +2,7 @@
 //! followed live as Server-Sent Events.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ignis_control::{BuildFollow, BuildView, LiveBuild};
@@ -48,9 +48,9 @@ pub(crate) async fn get(
                 .lines()
                 .map(str::to_owned)
                 .collect();
-            stream(futures::stream::iter(events(lines, Some(view.without_log()))))
+            crate::event_stream(futures::stream::iter(events(lines, Some(view.without_log()))))
         }
-        BuildFollow::Live(live) => stream(live_events(live)),
+        BuildFollow::Live(live) => crate::event_stream(live_events(live)),
     })
 }
 
@@ -153,14 +153,4 @@ fn live_events(live: Arc<LiveBuild>) -> impl futures::Stream<Item = Event> {
         }
     })
     .flatten()
-}
-
-fn stream(events: impl futures::Stream<Item = Event> + Send + 'static) -> Response {
-    use axum::response::sse::{KeepAlive, Sse};
-    let mut resp = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
-        .into_response();
-    resp.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
 }

@@ -469,7 +469,7 @@ fn stored_line(l: &StoredLogLine) -> FunctionLogLine {
 /// `event: log` carries one line; `event: missed` says how many invocations' lines a
 /// follower too slow to keep up lost.
 fn follow_stream(backlog: Vec<StoredLogLine>, follower: Follower) -> Response {
-    use axum::response::sse::{Event, KeepAlive, Sse};
+    use axum::response::sse::Event;
     let seen: HashSet<String> = backlog.iter().map(|l| l.invocation_id.clone()).collect();
     let first = futures::stream::iter(
         backlog
@@ -502,11 +502,5 @@ fn follow_stream(backlog: Vec<StoredLogLine>, follower: Follower) -> Response {
         }
     })
     .flatten();
-    let mut resp = Sse::new(first.chain(live))
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
-        .into_response();
-    // Proxies such as nginx would otherwise hold the stream back.
-    resp.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
+    crate::event_stream(first.chain(live))
 }

@@ -232,28 +232,12 @@ async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<ans
     let r = state.platform.runtimes();
     let runtimes = ignis_core::Runtime::ALL
         .iter()
-        .map(|&rt| {
-            let i = r.interpreter(rt);
-            answers::RuntimeInfo {
-                name: rt.as_str(),
-                available: i.available,
-                version: i.version.clone(),
-                path: i.path.as_ref().map(|p| p.display().to_string()),
-                error: i.error.clone(),
-            }
-        })
+        .map(|&rt| answers::RuntimeInfo::of(rt.as_str(), None, r.interpreter(rt)))
         .collect();
-    let installers = [("uv", "requirements.txt", &r.uv), ("bun", "package.json", &r.bun)]
-        .into_iter()
-        .map(|(name, installs, i)| answers::InstallerInfo {
-            name,
-            installs,
-            available: i.available,
-            version: i.version.clone(),
-            path: i.path.as_ref().map(|p| p.display().to_string()),
-            error: i.error.clone(),
-        })
-        .collect();
+    let installers = vec![
+        answers::RuntimeInfo::of("uv", Some("requirements.txt"), &r.uv),
+        answers::RuntimeInfo::of("bun", Some("package.json"), &r.bun),
+    ];
     Json(answers::Runtimes {
         runtimes,
         installers,
@@ -327,4 +311,18 @@ pub(crate) fn exists(s: &AppState, name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::not_found(format!("function {name:?} does not exist")))
     }
+}
+
+/// A Server-Sent Events answer: keep-alive comments every 15 s, and a header that keeps
+/// proxies such as nginx from holding the events back.
+pub(crate) fn event_stream(
+    events: impl futures::Stream<Item = Result<axum::response::sse::Event, axum::Error>> + Send + 'static,
+) -> Response {
+    use axum::response::sse::{KeepAlive, Sse};
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response();
+    resp.headers_mut()
+        .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    resp
 }

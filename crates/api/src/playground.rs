@@ -160,7 +160,7 @@ fn playground_error(e: PlaygroundError) -> ApiError {
 /// `chunk` (bytes in base64) as a streaming handler writes, then `end` (the run's answer as
 /// without the stream; a streamed body is not repeated in it) or `error` (`{"error"}`).
 fn streamed_run(s: AppState, spec: ignis_core::FunctionSpec, event: Box<RawValue>) -> Response {
-    use axum::response::sse::{Event, KeepAlive, Sse};
+    use axum::response::sse::Event;
     use futures::StreamExt;
     let (sink, rx) = tokio::sync::mpsc::unbounded_channel();
     let run = tokio::spawn(async move { s.platform.playground(spec, event, Some(sink)).await });
@@ -189,9 +189,7 @@ fn streamed_run(s: AppState, spec: ignis_core::FunctionSpec, event: Box<RawValue
             Err(e) => Event::default().event("error").json_data(e.body()),
         }
     });
-    Sse::new(parts.chain(end))
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
-        .into_response()
+    crate::event_stream(parts.chain(end))
 }
 
 /// The answer of a finished run.

@@ -132,8 +132,12 @@ impl Platform {
             };
             let spec = &active.pool.spec;
             let timeout_secs = u32::try_from(spec.timeout.as_secs()).unwrap_or(u32::MAX);
-            let rest = task_slot.http.load().payload_format_version == ignis_core::http::PayloadFormat::V1;
-            let result = InvokeResult::of(ran.result.outcome, timeout_secs, spec.memory_mb, rest);
+            let result = InvokeResult::of(
+                ran.result.outcome,
+                timeout_secs,
+                spec.memory_mb,
+                spec.rest_answers,
+            );
             let mut record = record_of(RecordRequest {
                 id: &task_id,
                 function: &function,

@@ -37,18 +37,29 @@ pub struct LayerView {
     pub created_at: String,
 }
 
+/// The runtimes a stored layer is for; a row that does not say is a corrupt store, not a
+/// layer for no runtime.
+fn runtimes_of(l: &StoredLayer) -> Result<Vec<String>, ControlError> {
+    serde_json::from_str(&l.runtimes_json).map_err(|e| {
+        ControlError::Store(ignis_store::StoreError::Corrupt(format!(
+            "layer {}:{} has runtimes {:?}: {e}",
+            l.name, l.version, l.runtimes_json
+        )))
+    })
+}
+
 impl LayerView {
-    fn of(l: StoredLayer) -> LayerView {
-        LayerView {
+    fn of(l: StoredLayer) -> Result<LayerView, ControlError> {
+        Ok(LayerView {
             reference: format!("{}:{}", l.name, l.version),
-            runtimes: serde_json::from_str(&l.runtimes_json).unwrap_or_default(),
+            runtimes: runtimes_of(&l)?,
             name: l.name,
             version: l.version,
             package_sha256: l.package_sha256,
             files: None,
             build_log: l.build_log,
             created_at: rfc3339(l.created_at),
-        }
+        })
     }
 }
 
@@ -103,7 +114,7 @@ impl Platform {
         })
         .await?
         .ok_or_else(|| ControlError::Io(std::io::Error::other("a layer version just stored is missing")))?;
-        let mut view = LayerView::of(stored);
+        let mut view = LayerView::of(stored)?;
         view.files = Some(new.package.entries());
         Ok(view)
     }
@@ -112,7 +123,7 @@ impl Platform {
     pub async fn list_layers(&self) -> Result<Vec<LayerView>, ControlError> {
         let store = self.store.clone();
         let all = crate::blocking(move || store.list_layers()).await?;
-        Ok(all.into_iter().map(LayerView::of).collect())
+        all.into_iter().map(LayerView::of).collect()
     }
 
     /// One layer version with its files.
@@ -128,7 +139,7 @@ impl Platform {
         })
         .await?;
         let (l, files) = found.ok_or_else(|| ControlError::LayerNotFound(format!("{name}:{version}")))?;
-        let mut view = LayerView::of(l);
+        let mut view = LayerView::of(l)?;
         view.files = Some(
             files
                 .into_iter()
@@ -182,7 +193,7 @@ impl Platform {
             let Some(stored) = stored else {
                 return Err(ControlError::UnknownLayer(r.to_string()));
             };
-            let runtimes: Vec<String> = serde_json::from_str(&stored.runtimes_json).unwrap_or_default();
+            let runtimes = runtimes_of(&stored)?;
             if !runtimes.iter().any(|x| x == spec.runtime.as_str()) {
                 return Err(ControlError::LayerRuntime {
                     layer: r.to_string(),

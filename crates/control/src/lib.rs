@@ -29,7 +29,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use ignis_core::http::HttpSettings;
 use ignis_core::{FunctionSpec, FunctionState};
 use ignis_pool::{Capacity, Runtimes, Starter, VersionPool};
-pub use ignis_pool::{StreamEvent, StreamSink};
+pub use ignis_pool::{Interpreter, StreamEvent, StreamSink};
 use ignis_store::{InvocationWriter, Store};
 
 pub use builds::{BuildFollow, BuildView, LiveBuild};

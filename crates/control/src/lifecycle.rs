@@ -433,6 +433,7 @@ impl Platform {
         let launch = LaunchSpec {
             layers,
             handler_style: spec.handler_style,
+            rest_answers: spec.http.payload_format_version == ignis_core::http::PayloadFormat::V1,
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
             package,

@@ -72,6 +72,7 @@ impl Platform {
             package: None,
             layers: Vec::new(),
             handler_style: ignis_core::HandlerStyle::Lambda,
+            rest_answers: false,
             runtime: spec.runtime,
             code: Arc::from(spec.code.as_str()),
             handler: spec.handler.clone(),

@@ -4,7 +4,6 @@
 //! may write. The caller (the control plane's dependency cache) prepares the work folder
 //! and takes the output; this module only runs the installer and streams what it prints.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use ignis_sandbox::{Bind, CgroupLimits, SpawnRequest};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::launcher::{Launcher, SANDBOX_BUN};
+use crate::launcher::{sandbox_env, show_host_paths, Launcher, SANDBOX_BUN};
 
 /// Where the work folder appears inside a build's sandbox.
 const SANDBOX_WORK: &str = "/build";
@@ -163,13 +162,7 @@ impl Launcher {
         let bun = &self.runtimes.bun;
         let mut binds: Vec<Bind> = Vec::new();
         let mut shown: Vec<PathBuf> = ignis_sandbox::library_dirs();
-        let mut env = BTreeMap::from([
-            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            ("HOME".to_owned(), "/tmp".to_owned()),
-            ("TMPDIR".to_owned(), "/tmp".to_owned()),
-            ("LANG".to_owned(), "C.UTF-8".to_owned()),
-            ("NO_COLOR".to_owned(), "1".to_owned()),
-        ]);
+        let mut env = sandbox_env();
         let cache = work.join("cache").display().to_string();
         let (program, args, cwd) = match job.installer {
             Installer::Uv => {
@@ -249,21 +242,7 @@ impl Launcher {
                 (program, args, work.join("out").join(job.subdir.unwrap_or("")))
             }
         };
-        for path in shown {
-            if !binds.iter().any(|b| path.starts_with(&b.source)) && !path.as_os_str().is_empty() {
-                binds.push(Bind {
-                    source: path.clone(),
-                    target: path,
-                });
-            }
-        }
-        let certs = PathBuf::from("/etc/ssl/certs");
-        if certs.is_dir() {
-            binds.push(Bind {
-                source: certs.clone(),
-                target: certs,
-            });
-        }
+        show_host_paths(&mut binds, shown, true);
         Ok(SpawnRequest {
             program,
             args,

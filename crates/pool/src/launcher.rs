@@ -52,6 +52,8 @@ pub struct LaunchSpec {
     pub handler: String,
     /// The handler's calling convention.
     pub handler_style: ignis_core::HandlerStyle,
+    /// The version's answers are API Gateway REST's (payload 1.0: `multiValueHeaders` read).
+    pub rest_answers: bool,
     pub env: BTreeMap<String, String>,
     pub function: String,
     pub version: u32,
@@ -259,35 +261,13 @@ impl Launcher {
                 shown.extend(self.runtimes.interpreter(runtime).mounts.iter().cloned());
             }
         }
-        for path in shown {
-            // A path inside one already shown needs no mount of its own.
-            if !binds.iter().any(|b| path.starts_with(&b.source)) && !path.as_os_str().is_empty() {
-                binds.push(Bind {
-                    source: path.clone(),
-                    target: path,
-                });
-            }
-        }
-        let certs = PathBuf::from("/etc/ssl/certs");
-        if outbound && certs.is_dir() {
-            // TLS clients need the host's CA certificates.
-            binds.push(Bind {
-                source: certs.clone(),
-                target: certs,
-            });
-        }
+        show_host_paths(&mut binds, shown, outbound);
         binds.push(Bind {
             source: self.runtimes.bootstrap_dir.clone(),
             target: bootstrap_dir.clone(),
         });
-        let mut env = BTreeMap::from([
-            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            ("HOME".to_owned(), "/tmp".to_owned()),
-            ("TMPDIR".to_owned(), "/tmp".to_owned()),
-            ("LANG".to_owned(), "C.UTF-8".to_owned()),
-            ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
-            ("NO_COLOR".to_owned(), "1".to_owned()),
-        ]);
+        let mut env = sandbox_env();
+        env.insert("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned());
         if sandboxed && matches!(runtime, Runtime::Javascript | Runtime::Typescript) {
             // Bun reads NODE_PATH once, at start: layers mounted at /opt later resolve.
             env.insert("NODE_PATH".to_owned(), SANDBOX_NODE_PATH.to_owned());
@@ -343,4 +323,36 @@ impl Launcher {
             .await?;
         generic.load(&self.sandbox, spec).await
     }
+}
+
+/// Shows host paths read-only at the same place inside (a path inside one already shown
+/// needs no mount of its own), and the host's CA certificates to processes with outbound
+/// networking (TLS clients need them).
+pub(crate) fn show_host_paths(binds: &mut Vec<Bind>, shown: Vec<PathBuf>, outbound: bool) {
+    for path in shown {
+        if !binds.iter().any(|b| path.starts_with(&b.source)) && !path.as_os_str().is_empty() {
+            binds.push(Bind {
+                source: path.clone(),
+                target: path,
+            });
+        }
+    }
+    let certs = PathBuf::from("/etc/ssl/certs");
+    if outbound && certs.is_dir() {
+        binds.push(Bind {
+            source: certs.clone(),
+            target: certs,
+        });
+    }
+}
+
+/// The environment every sandboxed process starts with: nothing of the host's.
+pub(crate) fn sandbox_env() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("HOME".to_owned(), "/tmp".to_owned()),
+        ("TMPDIR".to_owned(), "/tmp".to_owned()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ("NO_COLOR".to_owned(), "1".to_owned()),
+    ])
 }

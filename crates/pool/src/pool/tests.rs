@@ -13,6 +13,7 @@ fn spec(function: &str) -> LaunchSpec {
         package: None,
         layers: Vec::new(),
         handler_style: ignis_core::HandlerStyle::Lambda,
+        rest_answers: false,
         runtime: Runtime::Python,
         code: Arc::from(""),
         handler: "handler".to_owned(),
