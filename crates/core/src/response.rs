@@ -64,10 +64,7 @@ pub fn is_reserved_header(name: &str) -> bool {
 pub fn map_return_value(value: &Value, rest: bool) -> Result<MappedResponse, MapError> {
     let response = match value {
         Value::Object(obj) if obj.get("statusCode").is_some_and(Value::is_i64) => {
-            let status = obj["statusCode"].as_i64().expect("checked is_i64");
-            if !(200..=599).contains(&status) {
-                return Err(MapError::BadStatus(status));
-            }
+            let status = answer_status(obj["statusCode"].as_i64().expect("checked is_i64"))?;
             let mut headers = Vec::new();
             if let Some(Value::Object(h)) = obj.get("headers") {
                 for (name, v) in h {
@@ -96,7 +93,6 @@ pub fn map_return_value(value: &Value, rest: bool) -> Result<MappedResponse, Map
                     headers.push(("set-cookie".to_owned(), header_text(c)));
                 }
             }
-            headers.retain(|(name, _)| !is_reserved_header(name));
             let base64 = obj.get("isBase64Encoded") == Some(&Value::Bool(true));
             let body = match obj.get("body") {
                 None | Some(Value::Null) => Vec::new(),
@@ -106,17 +102,9 @@ pub fn map_return_value(value: &Value, rest: bool) -> Result<MappedResponse, Map
                 Some(Value::String(s)) => s.clone().into_bytes(),
                 Some(other) => other.to_string().into_bytes(),
             };
-            if !headers.iter().any(|(n, _)| n == "content-type") {
-                headers.push(("content-type".to_owned(), JSON.to_owned()));
-            }
-            for (name, value) in &headers {
-                if !valid_header(name, value) {
-                    return Err(MapError::BadHeader(name.clone()));
-                }
-            }
             MappedResponse {
-                status: u16::try_from(status).expect("status checked to be in 200..=599"),
-                headers,
+                status,
+                headers: checked_headers(headers, JSON)?,
                 body,
             }
         }
@@ -147,26 +135,41 @@ pub fn stream_head(
     headers: &serde_json::Map<String, Value>,
     cookies: &[Value],
 ) -> Result<MappedResponse, MapError> {
-    if !(200..=599).contains(&status) {
-        return Err(MapError::BadStatus(status));
-    }
-    let mut out: Vec<(String, String)> = headers
+    let status = answer_status(status)?;
+    let headers = headers
         .iter()
         .map(|(n, v)| (n.to_ascii_lowercase(), header_text(v)))
         .chain(cookies.iter().map(|c| ("set-cookie".to_owned(), header_text(c))))
-        .filter(|(n, _)| !is_reserved_header(n))
         .collect();
-    if !out.iter().any(|(n, _)| n == "content-type") {
-        out.push(("content-type".to_owned(), "application/octet-stream".to_owned()));
-    }
-    if let Some((name, _)) = out.iter().find(|(n, v)| !valid_header(n, v)) {
-        return Err(MapError::BadHeader(name.clone()));
-    }
     Ok(MappedResponse {
-        status: u16::try_from(status).expect("status checked to be in 200..=599"),
-        headers: out,
+        status,
+        headers: checked_headers(headers, "application/octet-stream")?,
         body: Vec::new(),
     })
+}
+
+/// A handler's status: an answer's (200 to 599), never an informational one.
+fn answer_status(status: i64) -> Result<u16, MapError> {
+    match u16::try_from(status) {
+        Ok(s) if (200..=599).contains(&s) => Ok(s),
+        _ => Err(MapError::BadStatus(status)),
+    }
+}
+
+/// A handler's headers (names lower-cased) as answered: reserved ones dropped, the content
+/// type defaulted, each name and value checked.
+fn checked_headers(
+    mut headers: Vec<(String, String)>,
+    default_type: &str,
+) -> Result<Vec<(String, String)>, MapError> {
+    headers.retain(|(name, _)| !is_reserved_header(name));
+    if !headers.iter().any(|(n, _)| n == "content-type") {
+        headers.push(("content-type".to_owned(), default_type.to_owned()));
+    }
+    match headers.iter().find(|(n, v)| !valid_header(n, v)) {
+        Some((name, _)) => Err(MapError::BadHeader(name.clone())),
+        None => Ok(headers),
+    }
 }
 
 fn header_text(v: &Value) -> String {
