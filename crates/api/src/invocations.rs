@@ -146,16 +146,17 @@ fn streamed(first: StreamEvent, rest: tokio::sync::mpsc::UnboundedReceiver<Strea
     };
     let body = futures::stream::unfold(Some(rest), |rest| async move {
         let mut rest = rest?;
-        match rest.recv().await {
-            Some(StreamEvent::Chunk(bytes)) => Some((Ok(bytes::Bytes::from(bytes)), Some(rest))),
-            Some(StreamEvent::End) => None,
-            Some(StreamEvent::Abort(why)) => Some((Err(std::io::Error::other(why)), None)),
-            Some(StreamEvent::Head(..)) => Some((Err(std::io::Error::other("a second head")), None)),
-            None => Some((
-                Err(std::io::Error::other("the function ended before its answer did")),
-                None,
-            )),
-        }
+        let why = match rest.recv().await {
+            Some(StreamEvent::Chunk(bytes)) => return Some((Ok(bytes::Bytes::from(bytes)), Some(rest))),
+            Some(StreamEvent::End) => return None,
+            Some(StreamEvent::Abort(why)) => why,
+            Some(StreamEvent::Head(..)) => "a second head".to_owned(),
+            None => "the function ended before its answer did".to_owned(),
+        };
+        // The connection is cut at the error, and what hyper has not written yet (the head,
+        // the last chunks) would be lost with it: one turn first lets it flush them.
+        tokio::task::yield_now().await;
+        Some((Err(std::io::Error::other(why)), None))
     });
     let mut resp = Response::new(axum::body::Body::from_stream(body));
     *resp.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::OK);
