@@ -455,6 +455,7 @@ impl Platform {
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
             network: spec.network,
+            isolation: ignis_core::Isolation::Process,
             timeout: Duration::from_secs(u64::from(spec.timeout_secs)),
             log_limit: self.config.log_limit_bytes,
             concurrency: spec.concurrency,

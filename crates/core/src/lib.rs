@@ -19,7 +19,8 @@ pub mod state;
 pub use logs::{LogLine, LogStream};
 pub use outcome::{FunctionError, Outcome};
 pub use spec::{
-    parse_layer, parse_spec, parse_update, FunctionName, FunctionSpec, HandlerStyle, KeepCode, LayerName,
-    LayerRef, Network, NewLayer, Runtime, SpecError, SpecErrorKind, SpecUpdate, MAX_FUNCTION_LAYERS,
+    parse_layer, parse_spec, parse_update, FunctionName, FunctionSpec, HandlerStyle, Isolation, KeepCode,
+    LayerName, LayerRef, Network, NewLayer, Runtime, SpecError, SpecErrorKind, SpecUpdate,
+    MAX_FUNCTION_LAYERS,
 };
 pub use state::{FunctionState, StateEvent};

@@ -129,6 +129,27 @@ impl Network {
     }
 }
 
+/// Where a function's instances run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// A process in the sandbox (namespaces, seccomp, cgroup limits).
+    #[default]
+    Process,
+    /// Each instance in its own virtual machine (its own guest kernel), itself started
+    /// inside the process sandbox.
+    Microvm,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Process => "process",
+            Isolation::Microvm => "microvm",
+        }
+    }
+}
+
 /// A validated function specification: everything a version of a function is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionSpec {

@@ -45,6 +45,12 @@ pub struct StartTimings {
     pub runtime: Duration,
     /// Giving the instance its limits, network and code, up to `loaded`.
     pub load: Duration,
+    /// A virtual machine booted from its kernel up to its agent's readiness (microvm tier,
+    /// started without a snapshot; part of `runtime`).
+    pub boot: Option<Duration>,
+    /// A virtual machine restored from a snapshot up to its first answer (microvm tier;
+    /// part of `runtime`).
+    pub restore: Option<Duration>,
 }
 
 impl StartTimings {
@@ -141,6 +147,8 @@ impl Generic {
             sandbox: self.sandbox_time,
             runtime: self.runtime_time,
             load: began.elapsed(),
+            boot: None,
+            restore: None,
         };
         tracing::debug!(function = %spec.function, ?timings, "instance started");
         let memory = self.task.process.memory_probe();

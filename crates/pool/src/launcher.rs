@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use ignis_core::{Network, Runtime};
+use ignis_core::{Isolation, Network, Runtime};
 use ignis_sandbox::{Bind, CgroupLimits, Sandbox, SpawnRequest};
 use tokio::time::Instant;
 
@@ -60,6 +60,8 @@ pub struct LaunchSpec {
     pub memory_mb: u32,
     pub vcpus: u32,
     pub network: Network,
+    /// A process in the sandbox, or a virtual machine (the microvm tier).
+    pub isolation: Isolation,
     pub timeout: Duration,
     pub log_limit: usize,
     /// Invocations one instance runs at once.

@@ -23,6 +23,7 @@ fn spec(function: &str) -> LaunchSpec {
         memory_mb: 128,
         vcpus: 1,
         network: Network::None,
+        isolation: ignis_core::Isolation::Process,
         timeout: Duration::from_secs(30),
         log_limit: 1024,
         concurrency: 1,
