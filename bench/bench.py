@@ -10,6 +10,10 @@ Scenarios (targets for a 2-core machine, from issue 4):
   burst       200 simultaneous requests, no instance yet, max_instances 50:
               no 5xx, p99 <= 1 s
   density     PSS per idle instance (init + runtime processes), and how many fit in 8 GiB
+  microvm     the microvm tier (a guest per instance, `make microvm`): cold start restored
+              from a snapshot, p50 <= 100 ms under TCG; cold start booting the guest
+              (--no-microvm-snapshots), p50 <= 1.5 s; warm latency on one connection
+              through virtio-serial (reported); PSS per idle restored guest (reported)
   deps        a function with a requirements.txt (numpy, from PyPI through uv): deploy
               time with the dependency set not cached and cached, and the cold start of
               a function importing numpy, pooled (--prewarm 2) and not (reported)
@@ -19,7 +23,7 @@ Knobs (environment):
   DURATION   wrk duration per measurement (default 10s)
   WARMUP     wrk load before measuring, to start the instances (default 2s)
   SAMPLES    cold starts per case (default 25)
-  SCENARIOS  comma-separated subset of: warm, cold, burst, density (default all;
+  SCENARIOS  comma-separated subset of: warm, cold, burst, density, microvm, deps (default all;
              "warm" covers warm latency and throughput)
   OUT        JSON output (default target/bench/latest.json)
 """
@@ -48,7 +52,7 @@ POST_LUA = os.path.join(ROOT, "bench", "post.lua")
 DURATION = os.environ.get("DURATION", "10s")
 WARMUP = os.environ.get("WARMUP", "2s")
 SAMPLES = int(os.environ.get("SAMPLES", "25"))
-SCENARIOS = [s.strip() for s in os.environ.get("SCENARIOS", "warm,cold,burst,density,deps").split(",") if s.strip()]
+SCENARIOS = [s.strip() for s in os.environ.get("SCENARIOS", "warm,cold,burst,density,microvm,deps").split(",") if s.strip()]
 OUT = os.path.join(ROOT, os.environ.get("OUT", "target/bench/latest.json"))
 
 RUNTIMES = ("python", "javascript")
@@ -542,6 +546,85 @@ def scenario_density(results):
         s.close()
 
 
+MICROVM_SAMPLES = int(os.environ.get("MICROVM_SAMPLES", "10"))
+
+
+def microvm_cold(s, runtime, tag):
+    """Cold calls of freshly deployed microvm functions: [(wall ms, cold-start record)]."""
+    out = []
+    for i in range(MICROVM_SAMPLES):
+        name = "vm-%s-%s-%d" % (tag, SHORT[runtime], i)
+        s.deploy(name, runtime, isolation="microvm", idle_timeout_secs=0)
+        wait_until("%s has no instance" % name, lambda: s.no_instance(name))
+        start = time.perf_counter()
+        status, headers, body = s.call("POST", "/v1/functions/%s/invoke" % name, EVENT)
+        wall = (time.perf_counter() - start) * 1000
+        if status != 200 or EXPECTED not in body:
+            raise BenchError("%s answered %d %r" % (name, status, body[:200]))
+        if headers.get("x-ignis-cold-start") != "true":
+            raise BenchError("%s: the first call was not cold: %s" % (name, headers))
+        record = s.json("GET", "/v1/invocations/" + headers["x-ignis-invocation-id"])[1]
+        out.append((wall, record.get("cold_start") or {}))
+        s.delete(name)
+    return out
+
+
+def cold_summary(samples):
+    wall = [w for w, _ in samples]
+    part = lambda k: [c[k] for _, c in samples if c.get(k) is not None]
+    summary = {"samples": len(wall), "p50_ms": statistics.median(wall), "p90_ms": pct(wall, 90),
+               "min_ms": min(wall), "max_ms": max(wall), "wall_ms": [round(x, 1) for x in wall]}
+    for k in ("restore_ms", "boot_ms", "load_ms"):
+        if part(k):
+            summary[k.replace("_ms", "_p50_ms")] = statistics.median(part(k))
+    return summary
+
+
+def scenario_microvm(results):
+    r = results["microvm"]
+    s = Server(prewarm=0)
+    try:
+        tier = s.json("GET", "/v1/runtimes")[1].get("isolation", {}).get("microvm", {})
+        if not tier.get("available"):
+            raise BenchError("the microvm tier is unavailable: %s" % tier.get("reason"))
+        r["accelerator"], r["guest_kernel"] = tier.get("accelerator"), tier.get("guest_kernel")
+        for runtime in RUNTIMES:
+            # The first deploy of a runtime makes its snapshot; time it apart.
+            t = time.perf_counter()
+            s.deploy("vm-first-" + SHORT[runtime], runtime, isolation="microvm")
+            r.setdefault("first_deploy_with_snapshot_ms", {})[runtime] = (time.perf_counter() - t) * 1000
+            name = "vm-warm-" + SHORT[runtime]
+            s.deploy(name, runtime, isolation="microvm", min_instances=1)
+            url = s.url + "/v1/functions/%s/invoke" % name
+            wrk(url, 1, 1, WARMUP)
+            r.setdefault("warm", {})[runtime] = wrk(url, 1, 1, DURATION)
+            s.delete(name)
+            s.delete("vm-first-" + SHORT[runtime])
+            r.setdefault("cold_restored", {})[runtime] = cold_summary(microvm_cold(s, runtime, "r"))
+        # PSS of idle restored guests (their QEMU processes: guest RAM mapped privately
+        # from the snapshot's file, so clones share the pages they have not changed).
+        n = 3
+        name = "vm-dense-py"
+        s.deploy(name, "python", isolation="microvm", min_instances=n, max_instances=n)
+        wait_until("%s has %d idle instances" % (name, n),
+                   lambda: s.instances(name) == {"starting": 0, "idle": n, "busy": 0}, within=120)
+        qemus = [p for pids in instance_groups(s.proc.pid).values() for p in pids
+                 if comm(p).startswith("qemu-system")]
+        if len(qemus) != n:
+            raise BenchError("found %d QEMU processes, expected %d" % (len(qemus), n))
+        pss = [pss_kb(p) / 1024 for p in qemus]
+        r["idle_guest_pss_mb"] = {"guests": n, "avg": statistics.mean(pss), "min": min(pss), "max": max(pss)}
+        s.delete(name)
+    finally:
+        s.close()
+    s = Server(prewarm=0, extra=["--no-microvm-snapshots"])
+    try:
+        for runtime in RUNTIMES:
+            r.setdefault("cold_booted", {})[runtime] = cold_summary(microvm_cold(s, runtime, "b"))
+    finally:
+        s.close()
+
+
 # ---------------------------------------------------------------------------- report
 
 def machine():
@@ -672,6 +755,26 @@ def rows(r):
         if d:
             out.append(("density, idle instance", rt, "PSS %.1f MiB, %d fit in 8 GiB"
                         % (d["pss_mb_avg"], d["fit_in_8gib"]), "(reported)", None))
+    m = r.get("microvm", {})
+    accel = m.get("accelerator") or "?"
+    for key, title, goal in [("cold_restored", "microvm cold start, snapshot restored (%s)" % accel, 100),
+                             ("cold_booted", "microvm cold start, booted (%s)" % accel, 1500)]:
+        for rt in RUNTIMES:
+            c = m.get(key, {}).get(rt)
+            if c:
+                parts = ", ".join("%s %.0f ms" % (k.replace("_p50_ms", ""), c[k])
+                                  for k in ("restore_p50_ms", "boot_p50_ms", "load_p50_ms") if k in c)
+                out.append((title, rt, "p50 %.0f ms, p90 %.0f ms (%s)" % (c["p50_ms"], c["p90_ms"], parts),
+                            "p50 <= %d ms" % goal, c["p50_ms"] <= goal))
+    for rt in RUNTIMES:
+        w = m.get("warm", {}).get(rt)
+        if w:
+            out.append(("microvm warm, 1 connection (%s)" % accel, rt,
+                        "p50 %.0f us, p99 %.0f us" % (w["p50_us"], w["p99_us"]), "(reported)", None))
+    if "idle_guest_pss_mb" in m:
+        g = m["idle_guest_pss_mb"]
+        out.append(("microvm idle restored guest (%s)" % accel, "python",
+                    "PSS %.1f MiB avg (%d guests)" % (g["avg"], g["guests"]), "(reported)", None))
     d = r.get("deps", {})
     if "deploy_uncached_ms" in d:
         out.append(("deploy with requirements.txt (numpy)", "python",
@@ -699,7 +802,7 @@ def print_table(table):
 def main():
     if not os.path.exists(BIN):
         raise SystemExit("build the release binary first: make build")
-    unknown = set(SCENARIOS) - {"warm", "cold", "burst", "density", "deps"}
+    unknown = set(SCENARIOS) - {"warm", "cold", "burst", "density", "microvm", "deps"}
     if unknown:
         raise SystemExit("unknown SCENARIOS: %s" % ", ".join(sorted(unknown)))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -712,7 +815,7 @@ def main():
                      "throughput": THROUGHPUT_SETTINGS, "burst": BURST,
                      "density_instances": DENSITY_INSTANCES, "default_prewarm": DEFAULT_PREWARM},
         "warm": {}, "throughput": {}, "cold_no_prewarm": {}, "cold_prewarmed": {}, "cold_no_sandbox": {},
-        "burst": {}, "density": {}, "deps": {}, "errors": {},
+        "burst": {}, "density": {}, "microvm": {}, "deps": {}, "errors": {},
     }
     log("machine: " + json.dumps(results["machine"]))
     steps = {
@@ -724,6 +827,7 @@ def main():
                   lambda r: scenario_cold(r, "cold_no_sandbox", 0, sandbox=False))],
         "burst": [("burst", scenario_burst)],
         "density": [("density", scenario_density)],
+        "microvm": [("the microvm tier", scenario_microvm)],
         "deps": [("dependencies (numpy through uv)", scenario_deps)],
     }
     for scenario in SCENARIOS:

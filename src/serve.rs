@@ -24,6 +24,8 @@ struct Config {
     insecure_no_sandbox: bool,
     runtimes: RuntimeConfig,
     prewarm: usize,
+    /// Whether microvm cold starts restore snapshots (`--no-microvm-snapshots`: they boot).
+    microvm_snapshots: bool,
     memory_capacity_mb: u64,
     max_queued_async: usize,
     retry_base_ms: u64,
@@ -118,6 +120,7 @@ impl Config {
             log_limit_bytes: args.log_limit_bytes as usize,
             insecure_no_sandbox: args.insecure_no_sandbox,
             prewarm: args.prewarm as usize,
+            microvm_snapshots: !args.no_microvm_snapshots,
             memory_capacity_mb: match args.memory_capacity {
                 Some(mb) => mb,
                 None => host_memory_mb()? * 3 / 4,
@@ -323,6 +326,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         outbound_unavailable: sandbox.outbound_unavailable(),
     };
     let launcher = Launcher::new(runtimes, sandbox, config.prewarm);
+    let microvm = ignis_pool::microvm::Microvm::detect(
+        &launcher.sandbox,
+        &launcher.runtimes,
+        &config.runtimes.tools_dirs,
+        &data_dir,
+        config.microvm_snapshots,
+    )
+    .await
+    .map(std::sync::Arc::new);
+    match &microvm {
+        Ok(m) => tracing::info!(
+            accelerator = m.info().accel.as_str(),
+            guest_kernel = %m.info().guest_kernel,
+            snapshots = m.info().snapshots,
+            "the microvm tier is available"
+        ),
+        Err(why) => tracing::info!("the microvm tier is unavailable: {why}"),
+    }
+    launcher.set_microvm(microvm.clone());
     launcher.refill();
     tracing::info!(
         prewarm = config.prewarm,

@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// starts only load code (0 turns the pre-warmed pool off).
     #[arg(long, env = "IGNIS_PREWARM", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub prewarm: u32,
+    /// Boot every microvm instance from its kernel instead of restoring a snapshot of a
+    /// booted guest (slower cold starts; for measuring and troubleshooting).
+    #[arg(long)]
+    pub no_microvm_snapshots: bool,
     /// Cap on the sum of `memory_mb` of live instances, in MiB (default: 75% of the
     /// host's memory).
     #[arg(long, value_parser = clap::value_parser!(u64).range(128..))]

@@ -9,7 +9,7 @@
 //! the death of the process comes first. How instances are started (the process, the
 //! pre-warmed ones) is the launcher's business.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,9 @@ use ignis_protocol::{
     read_message, write_message, FunctionInfo, HostMessage, InstanceMessage, LoadError, ProtocolError,
     WireLog,
 };
-use ignis_sandbox::{CgroupLimits, Process, Sandbox, Spawned};
+use ignis_sandbox::{CgroupLimits, Sandbox, Spawned};
+
+use crate::host::{Host, ShowAt};
 use serde_json::value::RawValue;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -74,6 +76,8 @@ pub struct Generic {
     pub network: Network,
     sandbox_time: Duration,
     runtime_time: Duration,
+    boot: Option<Duration>,
+    restore: Option<Duration>,
 }
 
 impl Generic {
@@ -87,30 +91,36 @@ impl Generic {
         network: Network,
         sandbox_time: Duration,
     ) -> Result<Generic, StartError> {
-        let began = Instant::now();
-        let (out_tx, out_rx) = mpsc::channel(256);
-        tokio::spawn(pump(
-            spawned.stdout,
-            LogStream::Stdout,
-            nonce.clone(),
-            out_tx.clone(),
-        ));
-        tokio::spawn(pump(spawned.stderr, LogStream::Stderr, nonce, out_tx));
-        let (read_half, write_half) = spawned.control.into_split();
-        let (frame_tx, frame_rx) = mpsc::channel(64);
-        tokio::spawn(read_frames(read_half, frame_tx));
-
-        let mut task = InstanceTask {
-            code_dir,
-            process: spawned.process,
-            control: write_half,
-            frames: frame_rx,
-            output: out_rx,
-            pending: Vec::new(),
-            log_limit: limits::DEFAULT_LOG_LIMIT_BYTES,
-            ended: Streams::default(),
-            inflight: Vec::new(),
+        let channels = Channels {
+            control: spawned.control,
+            stdout: Box::new(spawned.stdout),
+            stderr: Box::new(spawned.stderr),
         };
+        Generic::greeted(
+            Host::Process(spawned.process),
+            channels,
+            nonce,
+            code_dir,
+            runtime,
+            network,
+            sandbox_time,
+        )
+        .await
+    }
+
+    /// Takes charge of a started host (a process, or a virtual machine) whose runtime is to
+    /// say hello on `channels`.
+    pub(crate) async fn greeted(
+        host: Host,
+        channels: Channels,
+        nonce: String,
+        code_dir: String,
+        runtime: Runtime,
+        network: Network,
+        sandbox_time: Duration,
+    ) -> Result<Generic, StartError> {
+        let began = Instant::now();
+        let mut task = InstanceTask::new(host, channels, nonce, code_dir);
         match tokio::time::timeout(INIT_TIMEOUT, task.next_frame()).await {
             Ok(Ok(InstanceMessage::Hello { .. })) => {}
             Ok(Ok(other)) => return Err(StartError::Died(format!("unexpected first message {other:?}"))),
@@ -123,7 +133,37 @@ impl Generic {
             network,
             sandbox_time,
             runtime_time: began.elapsed(),
+            boot: None,
+            restore: None,
         })
+    }
+
+    /// Takes charge of a virtual machine restored from a snapshot taken after its runtime's
+    /// hello: the runtime waits for its code, and says nothing first.
+    pub(crate) fn restored(
+        host: Host,
+        channels: Channels,
+        nonce: String,
+        code_dir: String,
+        runtime: Runtime,
+        times: (Duration, Duration),
+    ) -> Generic {
+        let (sandbox_time, restore) = times;
+        Generic {
+            task: InstanceTask::new(host, channels, nonce, code_dir),
+            runtime,
+            network: Network::None,
+            sandbox_time,
+            runtime_time: restore,
+            boot: None,
+            restore: Some(restore),
+        }
+    }
+
+    /// Notes that the runtime's start included booting its virtual machine.
+    pub(crate) fn with_boot(mut self, boot: Duration) -> Generic {
+        self.boot = Some(boot);
+        self
     }
 
     /// Gives the instance `spec`'s limits, network and code. The instance serves only this
@@ -137,7 +177,7 @@ impl Generic {
                 vcpus: spec.vcpus,
                 pids: PIDS_LIMIT,
             })
-            .map_err(|e| StartError::Spawn(e.to_string()))?;
+            .map_err(StartError::Spawn)?;
         match tokio::time::timeout(INIT_TIMEOUT, self.task.load(sandbox, spec)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
@@ -147,8 +187,8 @@ impl Generic {
             sandbox: self.sandbox_time,
             runtime: self.runtime_time,
             load: began.elapsed(),
-            boot: None,
-            restore: None,
+            boot: self.boot,
+            restore: self.restore,
         };
         tracing::debug!(function = %spec.function, ?timings, "instance started");
         let memory = self.task.process.memory_probe();
@@ -176,6 +216,8 @@ impl Generic {
     pub fn taken(&mut self) {
         self.sandbox_time = Duration::ZERO;
         self.runtime_time = Duration::ZERO;
+        self.boot = None;
+        self.restore = None;
     }
 }
 
@@ -398,8 +440,15 @@ impl InFlight {
     }
 }
 
+/// An instance's three channels: the protocol's control socket, its stdout and stderr.
+pub(crate) struct Channels {
+    pub(crate) control: tokio::net::UnixStream,
+    pub(crate) stdout: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    pub(crate) stderr: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+}
+
 struct InstanceTask {
-    process: Process,
+    process: Host,
     control: OwnedWriteHalf,
     frames: mpsc::Receiver<Result<InstanceMessage, ProtocolError>>,
     output: mpsc::Receiver<OutputEvent>,
@@ -425,15 +474,41 @@ enum End {
 }
 
 impl InstanceTask {
+    /// Starts reading `channels` (output split into lines and end markers, frames decoded).
+    fn new(host: Host, channels: Channels, nonce: String, code_dir: String) -> InstanceTask {
+        let (out_tx, out_rx) = mpsc::channel(256);
+        tokio::spawn(pump(
+            channels.stdout,
+            LogStream::Stdout,
+            nonce.clone(),
+            out_tx.clone(),
+        ));
+        tokio::spawn(pump(channels.stderr, LogStream::Stderr, nonce, out_tx));
+        let (read_half, write_half) = channels.control.into_split();
+        let (frame_tx, frame_rx) = mpsc::channel(64);
+        tokio::spawn(read_frames(read_half, frame_tx));
+        InstanceTask {
+            code_dir,
+            process: host,
+            control: write_half,
+            frames: frame_rx,
+            output: out_rx,
+            pending: Vec::new(),
+            log_limit: limits::DEFAULT_LOG_LIMIT_BYTES,
+            ended: Streams::default(),
+            inflight: Vec::new(),
+        }
+    }
+
     /// Attaches the network and loads the module.
     async fn load(&mut self, sandbox: &Sandbox, spec: &LaunchSpec) -> Result<(), StartError> {
         // The hello proved the instance's namespaces exist; its network is attached before
         // any user code runs.
         if spec.network == Network::Outbound {
-            sandbox
-                .connect_outbound(&mut self.process)
+            self.process
+                .connect_outbound(sandbox)
                 .await
-                .map_err(|e| StartError::Spawn(e.to_string()))?;
+                .map_err(StartError::Spawn)?;
         }
         // A package is shown at the code root before the runtime is told to import it.
         let (dir, file, code) = match &spec.package {
@@ -443,15 +518,13 @@ impl InstanceTask {
                 Some(&*spec.code),
             ),
             Some(package) => {
-                sandbox
-                    .show_package(
-                        &self.process,
-                        &std::iter::once(package.dir.as_path())
-                            .chain(package.deps.as_deref())
-                            .collect::<Vec<_>>(),
-                    )
+                let dirs: Vec<&Path> = std::iter::once(package.dir.as_path())
+                    .chain(package.deps.as_deref())
+                    .collect();
+                self.process
+                    .show(sandbox, ShowAt::Code, &dirs)
                     .await
-                    .map_err(|e| StartError::Spawn(e.to_string()))?;
+                    .map_err(StartError::Spawn)?;
                 let dir = if sandbox.enabled() {
                     self.code_dir.clone()
                 } else {
@@ -463,13 +536,11 @@ impl InstanceTask {
         let opt = if spec.layers.is_empty() {
             None
         } else {
-            sandbox
-                .show_layers(
-                    &self.process,
-                    &spec.layers.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
-                )
+            let dirs: Vec<&Path> = spec.layers.iter().map(PathBuf::as_path).collect();
+            self.process
+                .show(sandbox, ShowAt::Opt, &dirs)
                 .await
-                .map_err(|e| StartError::Spawn(e.to_string()))?;
+                .map_err(StartError::Spawn)?;
             Some(ignis_sandbox::mount::OPT_ROOT)
         };
         // Lambda's per-instance variables: its log stream, and where its code is.

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::build::{BuildError, BuildJob};
 use crate::instance::{Generic, StartError, Started};
+use crate::microvm::Microvm;
 use crate::prewarm::{Prewarm, PREWARMED};
 use crate::runtimes::Runtimes;
 
@@ -22,7 +23,7 @@ use crate::runtimes::Runtimes;
 const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
 const SANDBOX_CODE_DIR: &str = "/code";
 /// Where Bun resolves packages of layers (Lambda's layout).
-const SANDBOX_NODE_PATH: &str = "/opt/nodejs/node_modules";
+pub(crate) const SANDBOX_NODE_PATH: &str = "/opt/nodejs/node_modules";
 /// Where a sandboxed instance finds Bun.
 pub(crate) const SANDBOX_BUN: &str = "/usr/local/bin/bun";
 /// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
@@ -125,6 +126,8 @@ pub struct Launcher {
     /// at once on two cores would all finish late, so a burst is better served by a few
     /// that come up fast (and then serve the queue) than by many that come up together.
     starts: tokio::sync::Semaphore,
+    /// The microvm tier, once detected: or why this host has none.
+    microvm: std::sync::OnceLock<Result<Arc<Microvm>, String>>,
 }
 
 impl Starter for Launcher {
@@ -132,6 +135,9 @@ impl Starter for Launcher {
     /// fresh one.
     fn start(self: Arc<Self>, spec: Arc<LaunchSpec>) -> BoxFuture<'static, Result<Started, StartError>> {
         Box::pin(async move {
+            if spec.isolation == Isolation::Microvm {
+                return self.start_microvm(&spec).await;
+            }
             if spec.network == Network::None && self.prewarm.target() > 0 {
                 if let Some(generic) = self.prewarm.take(spec.runtime) {
                     // Refilled after the load, not during it: starting a sandbox and an
@@ -185,7 +191,32 @@ impl Launcher {
             starts: tokio::sync::Semaphore::new(
                 2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             ),
+            microvm: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the launcher its microvm tier (or why there is none); set once, at start.
+    pub fn set_microvm(&self, microvm: Result<Arc<Microvm>, String>) {
+        let _ = self.microvm.set(microvm);
+    }
+
+    /// A guest of `spec`'s runtime restored (or booted), then given its code.
+    async fn start_microvm(&self, spec: &LaunchSpec) -> Result<Started, StartError> {
+        let microvm = match self.microvm.get() {
+            Some(Ok(m)) => m.clone(),
+            Some(Err(why)) => {
+                return Err(StartError::Spawn(format!(
+                    "the microvm tier is unavailable on this host: {why}"
+                )))
+            }
+            None => return Err(StartError::Spawn("the microvm tier was not set up".to_owned())),
+        };
+        let generic = {
+            // Held until the guest's runtime is up: booting or restoring is CPU-bound.
+            let _permit = self.starts.acquire().await;
+            microvm.start(&self.sandbox, spec).await?
+        };
+        generic.load(&self.sandbox, spec).await
     }
 
     /// How many pre-warmed instances of `runtime` are waiting.

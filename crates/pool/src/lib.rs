@@ -5,8 +5,10 @@
 
 pub mod build;
 mod capacity;
+mod host;
 mod instance;
 mod launcher;
+pub mod microvm;
 mod output;
 mod pool;
 mod prewarm;

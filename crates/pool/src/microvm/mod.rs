@@ -1,0 +1,578 @@
+//! The microvm tier: each instance in its own virtual machine — QEMU's `microvm` machine,
+//! a small guest kernel, a read-only root filesystem with CPython and Bun, and the guest
+//! agent as its init (`crates/guest`) — with QEMU itself inside the process sandbox. The
+//! runtime in the guest speaks the same protocol as a process instance, over virtio-serial
+//! ports, so the instance task, limits, logs and timeouts are the process tier's.
+//!
+//! Cold starts restore a snapshot: per runtime and size, a generic guest is booted once to
+//! its runtime's hello and saved with its RAM in a file; a restore maps that file privately
+//! and gives the guest the host's clock and fresh entropy (see `docs/microvm.md`).
+
+mod agent;
+mod qemu;
+mod qmp;
+mod snapshot;
+mod vm;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ignis_core::{Network, Runtime};
+use ignis_sandbox::Sandbox;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+pub use qemu::Accel;
+pub(crate) use vm::Vm;
+
+use crate::host::Host;
+use crate::instance::{Channels, Generic, StartError};
+use crate::launcher::{sandbox_env, LaunchSpec, SANDBOX_NODE_PATH};
+use crate::runtimes::Runtimes;
+use snapshot::{SnapshotKey, Snapshots};
+
+/// How long a guest may take from QEMU's start to its agent's `ready`.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the KVM probe's guest may take to boot.
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The guest kernel's and agent's memory, given on top of the function's `memory_mb`.
+const GUEST_KERNEL_MB: u32 = 32;
+/// Size of the guest's `/tmp`.
+const GUEST_TMP_MB: u32 = 64;
+/// The runtime's ids in the guest.
+const GUEST_UID: u32 = 1000;
+
+/// The guest as `make microvm` built it.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    /// `vmlinux`, `rootfs.ext4`, `guest.json` (canonical path).
+    pub dir: PathBuf,
+    /// The content hash of the guest (snapshots are kept per guest).
+    pub hash: String,
+    /// The guest kernel's release, as `make microvm` recorded it.
+    pub kernel: String,
+}
+
+/// What this host's microvm tier is.
+#[derive(Debug, Clone)]
+pub struct MicrovmInfo {
+    pub accel: Accel,
+    /// The guest kernel's release, as the guest says it.
+    pub guest_kernel: String,
+    /// Whether cold starts restore snapshots.
+    pub snapshots: bool,
+    /// Why KVM is not used, when it is not.
+    pub kvm_unavailable: Option<String>,
+}
+
+pub struct Microvm {
+    qemu: PathBuf,
+    guest: Guest,
+    accel: Accel,
+    kvm_node: Option<PathBuf>,
+    /// `<data>/microvm`: `run/` (one folder per live guest), `snapshots/`.
+    dir: PathBuf,
+    snapshots: Snapshots,
+    use_snapshots: bool,
+    info: MicrovmInfo,
+    bootstraps: HashMap<Runtime, (String, String)>,
+}
+
+impl Microvm {
+    /// Finds QEMU and the guest, then boots the guest once: with KVM when this host's KVM
+    /// runs it (within a deadline), else with QEMU's software emulation. The error says why
+    /// the tier is unavailable.
+    pub async fn detect(
+        sandbox: &Sandbox,
+        runtimes: &Runtimes,
+        tools_dirs: &[PathBuf],
+        data_dir: &Path,
+        use_snapshots: bool,
+    ) -> Result<Microvm, String> {
+        if !sandbox.enabled() {
+            return Err(
+                "the microvm tier runs its virtual machines inside the sandbox, which is off".to_owned(),
+            );
+        }
+        let qemu = find_qemu()?;
+        let guest = find_guest(tools_dirs)?;
+        let dir = data_dir.join("microvm");
+        // Guests of a previous run are gone (they died with it); their folders go too.
+        let _ = std::fs::remove_dir_all(dir.join("run"));
+        std::fs::create_dir_all(dir.join("run")).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let bootstraps = HashMap::from([
+            (Runtime::Python, bootstrap(runtimes, "bootstrap.py")?),
+            (Runtime::Javascript, bootstrap(runtimes, "bootstrap.ts")?),
+        ]);
+        let snapshots = Snapshots::new(dir.join("snapshots"), &guest.hash)?;
+        let mut m = Microvm {
+            qemu,
+            guest,
+            accel: Accel::Tcg,
+            kvm_node: None,
+            dir,
+            snapshots,
+            use_snapshots,
+            info: MicrovmInfo {
+                accel: Accel::Tcg,
+                guest_kernel: String::new(),
+                snapshots: use_snapshots,
+                kvm_unavailable: None,
+            },
+            bootstraps,
+        };
+        let kvm = match m.kvm_node_for_sandbox() {
+            Ok(node) => {
+                m.accel = Accel::Kvm;
+                m.kvm_node = Some(node);
+                match tokio::time::timeout(KVM_PROBE_TIMEOUT, m.probe(sandbox)).await {
+                    Ok(Ok(kernel)) => Ok(kernel),
+                    Ok(Err(e)) => Err(format!("a guest did not boot with KVM: {e}")),
+                    Err(_) => Err(format!(
+                        "a guest did not boot with KVM within {KVM_PROBE_TIMEOUT:?}"
+                    )),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match kvm {
+            Ok(kernel) => m.info.guest_kernel = kernel,
+            Err(why) => {
+                // Software emulation runs any guest: no boot at start (it costs about a
+                // second of CPU); the first cold start shows whether the guest boots.
+                tracing::info!("the microvm tier uses software emulation (TCG): {why}");
+                m.accel = Accel::Tcg;
+                m.kvm_node = None;
+                m.info.kvm_unavailable = Some(why);
+                m.info.guest_kernel = m.guest.kernel.clone();
+            }
+        }
+        m.info.accel = m.accel;
+        Ok(m)
+    }
+
+    pub fn info(&self) -> &MicrovmInfo {
+        &self.info
+    }
+
+    /// A device node for `/dev/kvm` that the sandboxed QEMU's id may open: made by the
+    /// server (root) inside its own 0700 data folder, as Firecracker's jailer makes one
+    /// inside its jail.
+    fn kvm_node_for_sandbox(&self) -> Result<PathBuf, String> {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = std::fs::metadata("/dev/kvm").map_err(|e| format!("/dev/kvm: {e}"))?;
+        if !meta.file_type().is_char_device() {
+            return Err("/dev/kvm is not a device".to_owned());
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .map_err(|e| format!("/dev/kvm: {e}"))?;
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        use std::os::unix::fs::MetadataExt;
+        let node = self.dir.join("kvm");
+        let _ = std::fs::remove_file(&node);
+        mknod(
+            &node,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            meta.rdev(),
+        )
+        .map_err(|e| format!("a KVM device node for the sandbox: {e}"))?;
+        // mknod applies the umask.
+        std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .map_err(|e| format!("chmod {}: {e}", node.display()))?;
+        Ok(node)
+    }
+
+    /// Boots a guest with no runtime and pings its agent: its kernel's release.
+    async fn probe(&self, sandbox: &Sandbox) -> Result<String, String> {
+        let mut c = self
+            .boot(sandbox, &self.run_dir(), 128, 1, false, Vec::new(), false)
+            .await?;
+        c.vm.agent.ping().await?;
+        let kernel = c.kernel.clone();
+        c.vm.kill();
+        Ok(kernel)
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.join("run").join(hex::encode(rand::random::<[u8; 8]>()))
+    }
+
+    fn config(&self, memory_mb: u32, vcpus: u32, network: bool) -> qemu::VmConfig {
+        qemu::VmConfig {
+            accel: self.accel,
+            memory_mb: memory_mb + GUEST_KERNEL_MB,
+            vcpus,
+            tmp_mb: GUEST_TMP_MB,
+            memory: qemu::Memory::Anonymous,
+            network,
+            qmp: false,
+            incoming: false,
+        }
+    }
+
+    /// Starts a guest and waits for its agent's `ready`.
+    #[allow(clippy::too_many_arguments)]
+    async fn boot(
+        &self,
+        sandbox: &Sandbox,
+        run_dir: &Path,
+        memory_mb: u32,
+        vcpus: u32,
+        network: bool,
+        shares: Vec<(String, PathBuf)>,
+        template: bool,
+    ) -> Result<Booted, String> {
+        let mut config = self.config(memory_mb, vcpus, network);
+        if template {
+            config.memory = qemu::Memory::SharedFile(format!("{}/ram", qemu::RUN_DIR));
+            config.qmp = true;
+        }
+        let began = Instant::now();
+        let mut c = vm::Vm::start(vm::Launch {
+            sandbox,
+            qemu: &self.qemu,
+            guest_dir: &self.guest.dir,
+            run_dir: run_dir.to_path_buf(),
+            config,
+            snapshot: None,
+            shares,
+            kvm_node: self.kvm_node.as_deref(),
+        })
+        .await?;
+        let kernel = match tokio::time::timeout(BOOT_TIMEOUT, c.vm.agent.ready()).await {
+            Ok(Ok(k)) => k,
+            Ok(Err(e)) => return Err(format!("{e}{}", c.vm.console_tail())),
+            Err(_) => {
+                return Err(format!(
+                    "the guest did not boot within {BOOT_TIMEOUT:?}{}",
+                    c.vm.console_tail()
+                ))
+            }
+        };
+        Ok(Booted {
+            vm: c.vm,
+            control: c.control,
+            stdout: c.stdout,
+            stderr: c.stderr,
+            qmp: c.qmp,
+            kernel,
+            boot: began.elapsed(),
+        })
+    }
+
+    /// The request that starts `runtime`'s bootstrap in a guest.
+    fn exec_request(&self, runtime: Runtime, marker: &str, prewarm: bool) -> Value {
+        let key = match runtime {
+            Runtime::Python => Runtime::Python,
+            Runtime::Javascript | Runtime::Typescript => Runtime::Javascript,
+        };
+        let (name, text) = &self.bootstraps[&key];
+        let path = format!("/ignis/{name}");
+        let mut env = sandbox_env();
+        let (program, mut args) = match key {
+            Runtime::Python => {
+                env.insert("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned());
+                (
+                    "/usr/bin/python3",
+                    vec!["-I", "-S", "-u", "-X", "utf8", path.as_str()],
+                )
+            }
+            Runtime::Javascript | Runtime::Typescript => {
+                env.insert("NODE_PATH".to_owned(), SANDBOX_NODE_PATH.to_owned());
+                ("/usr/local/bin/bun", vec!["--no-install", path.as_str()])
+            }
+        };
+        args.extend(["--fd", "3", "--marker", marker]);
+        if prewarm {
+            args.push("--prewarm");
+        }
+        json!({
+            "op": "exec",
+            "program": program,
+            "args": args,
+            "env": env,
+            "cwd": "/code",
+            "uid": GUEST_UID,
+            "gid": GUEST_UID,
+            "files": { path: text },
+        })
+    }
+
+    /// A generic instance of `spec`'s runtime in a guest of `spec`'s size, with its
+    /// package's and layers' folders shared: restored from a snapshot when it can be,
+    /// booted otherwise.
+    pub(crate) async fn start(&self, sandbox: &Sandbox, spec: &LaunchSpec) -> Result<Generic, StartError> {
+        let began = Instant::now();
+        let shares = shares_of(spec);
+        if self.use_snapshots && spec.network == Network::None {
+            let key = SnapshotKey {
+                runtime: match spec.runtime {
+                    Runtime::Python => Runtime::Python,
+                    Runtime::Javascript | Runtime::Typescript => Runtime::Javascript,
+                },
+                memory_mb: spec.memory_mb,
+                vcpus: spec.vcpus,
+            };
+            let snap = self
+                .snapshots
+                .get(key, &self.fingerprint(key.runtime), || {
+                    self.make_snapshot(sandbox, key)
+                })
+                .await
+                .map_err(StartError::Spawn)?;
+            let sandbox_time = began.elapsed();
+            return self
+                .restore(sandbox, &snap, spec, shares, sandbox_time)
+                .await
+                .map_err(StartError::Spawn);
+        }
+        let marker = hex::encode(rand::random::<[u8; 12]>());
+        let mut b = self
+            .boot(
+                sandbox,
+                &self.run_dir(),
+                spec.memory_mb,
+                spec.vcpus,
+                spec.network == Network::Outbound,
+                shares,
+                false,
+            )
+            .await
+            .map_err(StartError::Spawn)?;
+        let boot = b.boot;
+        b.vm.agent
+            .request(self.exec_request(spec.runtime, &marker, false))
+            .await
+            .map_err(StartError::Spawn)?;
+        let channels = Channels {
+            control: b.control,
+            stdout: Box::new(b.stdout),
+            stderr: Box::new(b.stderr),
+        };
+        let generic = Generic::greeted(
+            Host::Vm(Box::new(b.vm)),
+            channels,
+            marker,
+            "/code".to_owned(),
+            spec.runtime,
+            spec.network,
+            Duration::ZERO,
+        )
+        .await?;
+        Ok(generic.with_boot(boot))
+    }
+}
+
+impl Microvm {
+    /// What a snapshot of `runtime` holds besides the guest: its bootstrap, QEMU's build
+    /// (its device state format) and the accelerator.
+    fn fingerprint(&self, runtime: Runtime) -> String {
+        let qemu = std::fs::metadata(&self.qemu)
+            .map(|m| format!("{}-{:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default();
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.bootstraps[&runtime].1,
+            self.qemu.display(),
+            qemu,
+            self.accel.as_str()
+        )
+    }
+
+    /// Boots a generic guest of `key`, starts its runtime, waits for its hello, and saves
+    /// it: device state to `state`, RAM left in the file `ram` (`x-ignore-shared`).
+    async fn make_snapshot(&self, sandbox: &Sandbox, key: SnapshotKey) -> Result<snapshot::Snapshot, String> {
+        let dir = self.snapshots.tmp_dir();
+        let began = Instant::now();
+        let mut b = self
+            .boot(sandbox, &dir, key.memory_mb, key.vcpus, false, Vec::new(), true)
+            .await?;
+        b.vm.keep_run_dir();
+        let made = async {
+            let marker = hex::encode(rand::random::<[u8; 12]>());
+            b.vm.agent
+                .request(self.exec_request(key.runtime, &marker, true))
+                .await?;
+            let hello = tokio::time::timeout(BOOT_TIMEOUT, ignis_protocol::read_message(&mut b.control))
+                .await
+                .map_err(|_| format!("the runtime did not start within {BOOT_TIMEOUT:?}"))?;
+            match hello {
+                Ok(ignis_protocol::InstanceMessage::Hello { .. }) => {}
+                Ok(other) => return Err(format!("the runtime said {other:?} first")),
+                Err(e) => return Err(format!("the runtime did not start: {e}{}", b.vm.console_tail())),
+            }
+            let mut qmp = qmp::Qmp::connect(b.qmp.take().ok_or("no monitor socket")?).await?;
+            qmp.capabilities(&["x-ignore-shared", "events"]).await?;
+            qmp.execute("migrate", json!({"uri": format!("file:{}/state", qemu::RUN_DIR)}))
+                .await?;
+            qmp.wait_event("MIGRATION", qmp::migration_completed, qmp::migration_failed)
+                .await?;
+            Ok(marker)
+        }
+        .await;
+        b.vm.kill();
+        let _ = b.vm.wait().await;
+        drop(b);
+        let marker = match made {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("making the {} snapshot: {e}", key.runtime.as_str()));
+            }
+        };
+        tracing::info!(runtime = key.runtime.as_str(), memory_mb = key.memory_mb, took = ?began.elapsed(), "made a guest snapshot");
+        Ok(snapshot::Snapshot { dir, marker, key })
+    }
+
+    /// Restores `snap` with `shares`, then gives the guest the host's clock and fresh
+    /// entropy: the guest's runtime waits for its code.
+    async fn restore(
+        &self,
+        sandbox: &Sandbox,
+        snap: &snapshot::Snapshot,
+        spec: &LaunchSpec,
+        shares: Vec<(String, PathBuf)>,
+        sandbox_time: Duration,
+    ) -> Result<Generic, String> {
+        let began = Instant::now();
+        let mut config = self.config(snap.key.memory_mb, snap.key.vcpus, false);
+        config.memory = qemu::Memory::PrivateFile(format!("{}/ram", qemu::SNAPSHOT_DIR));
+        config.qmp = true;
+        config.incoming = true;
+        let mut c = vm::Vm::start(vm::Launch {
+            sandbox,
+            qemu: &self.qemu,
+            guest_dir: &self.guest.dir,
+            run_dir: self.run_dir(),
+            config,
+            snapshot: Some(&snap.dir),
+            shares,
+            kvm_node: self.kvm_node.as_deref(),
+        })
+        .await?;
+        let mut qmp = qmp::Qmp::connect(c.qmp.take().ok_or("no monitor socket")?).await?;
+        qmp.capabilities(&["x-ignore-shared", "events"]).await?;
+        qmp.execute(
+            "migrate-incoming",
+            json!({"uri": format!("file:{}/state", qemu::SNAPSHOT_DIR)}),
+        )
+        .await?;
+        qmp.wait_event("RESUME", |_| true, |_| false)
+            .await
+            .map_err(|e| format!("restoring the snapshot: {e}{}", c.vm.console_tail()))?;
+        let entropy: [u8; 32] = rand::random();
+        c.vm.agent
+            .request(agent::resume_request(std::time::SystemTime::now(), &entropy))
+            .await?;
+        let restore = began.elapsed();
+        let channels = Channels {
+            control: c.control,
+            stdout: Box::new(c.stdout),
+            stderr: Box::new(c.stderr),
+        };
+        Ok(Generic::restored(
+            Host::Vm(Box::new(c.vm)),
+            channels,
+            snap.marker.clone(),
+            "/code".to_owned(),
+            spec.runtime,
+            (sandbox_time, restore),
+        ))
+    }
+}
+
+/// A guest booted to its agent's `ready`.
+pub(crate) struct Booted {
+    pub vm: Vm,
+    pub control: tokio::net::UnixStream,
+    pub stdout: tokio::net::UnixStream,
+    pub stderr: tokio::net::UnixStream,
+    pub qmp: Option<tokio::net::UnixStream>,
+    pub kernel: String,
+    pub boot: Duration,
+}
+
+/// The host folders a guest of `spec` needs: its package (`code`), its dependencies
+/// (`deps`) and its layers (`opt0`, `opt1`, …).
+fn shares_of(spec: &LaunchSpec) -> Vec<(String, PathBuf)> {
+    let mut shares = Vec::new();
+    if let Some(p) = &spec.package {
+        shares.push(("code".to_owned(), p.dir.clone()));
+        if let Some(d) = &p.deps {
+            shares.push(("deps".to_owned(), d.clone()));
+        }
+    }
+    for (n, layer) in spec.layers.iter().enumerate() {
+        shares.push((format!("opt{n}"), layer.clone()));
+    }
+    shares
+}
+
+fn bootstrap(runtimes: &Runtimes, name: &str) -> Result<(String, String), String> {
+    let path = runtimes.bootstrap_dir.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((name.to_owned(), text))
+}
+
+/// QEMU: `IGNIS_QEMU`, else `qemu-system-x86_64` on the PATH.
+fn find_qemu() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("IGNIS_QEMU") {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("qemu-system-x86_64"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| "qemu-system-x86_64 is not installed (`make microvm` installs it)".to_owned())
+        .and_then(|p| p.canonicalize().map_err(|e| format!("{}: {e}", p.display())))
+}
+
+/// The guest `make microvm` built: `<tools>/microvm/current`, or `IGNIS_GUEST`.
+fn find_guest(tools_dirs: &[PathBuf]) -> Result<Guest, String> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("IGNIS_GUEST") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => tools_dirs
+            .iter()
+            .map(|t| t.join("microvm").join("current"))
+            .collect(),
+    };
+    let dir = candidates
+        .iter()
+        .find(|d| d.join("guest.json").is_file())
+        .ok_or_else(|| {
+            format!(
+                "no guest image (looked for guest.json in {}): run `make microvm`",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?
+        .canonicalize()
+        .map_err(|e| format!("the guest folder: {e}"))?;
+    for file in ["vmlinux", "rootfs.ext4"] {
+        if !dir.join(file).is_file() {
+            return Err(format!(
+                "the guest in {} has no {file}: run `make microvm`",
+                dir.display()
+            ));
+        }
+    }
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("guest.json")).map_err(|e| format!("{}/guest.json: {e}", dir.display()))?,
+    )
+    .map_err(|e| format!("{}/guest.json: {e}", dir.display()))?;
+    let hash = meta["hash"]
+        .as_str()
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric()))
+        .ok_or_else(|| format!("{}/guest.json has no hash", dir.display()))?
+        .to_owned();
+    let kernel = meta["kernel"].as_str().unwrap_or("unknown").to_owned();
+    Ok(Guest { dir, hash, kernel })
+}

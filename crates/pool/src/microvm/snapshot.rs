@@ -1,0 +1,211 @@
+//! Snapshots of generic guests: per runtime and guest size, a guest booted once to its
+//! runtime's hello and saved (device state in `state`, RAM in the file `ram`), kept in
+//! `<data>/microvm/snapshots/<guest hash>/<key>/` and restored by every cold start of that
+//! kind. Made on first need, one at a time per kind; a snapshot of another guest build is
+//! removed at start.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ignis_core::Runtime;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+/// What a snapshot is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SnapshotKey {
+    /// Python or JavaScript (TypeScript functions run in the JavaScript guest: Bun).
+    pub runtime: Runtime,
+    pub memory_mb: u32,
+    pub vcpus: u32,
+}
+
+/// A saved guest.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub dir: PathBuf,
+    /// The end marker its runtime was started with (see `docs/microvm.md`).
+    pub marker: String,
+    pub key: SnapshotKey,
+}
+
+pub(crate) struct Snapshots {
+    root: PathBuf,
+    cells: Mutex<HashMap<SnapshotKey, Arc<OnceCell<Arc<Snapshot>>>>>,
+}
+
+impl Snapshots {
+    /// The snapshots of guest `hash` under `parent`; those of other guests, and
+    /// unfinished ones, are removed.
+    pub(crate) fn new(parent: PathBuf, hash: &str) -> Result<Snapshots, String> {
+        std::fs::create_dir_all(&parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for e in entries.flatten() {
+                if e.file_name() != hash {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let root = parent.join(hash);
+        std::fs::create_dir_all(&root).map_err(|e| format!("mkdir {}: {e}", root.display()))?;
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(Snapshots {
+            root,
+            cells: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A folder to make a snapshot in (renamed into place by [`Snapshots::finish`]).
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root
+            .join(format!(".tmp-{}", hex::encode(rand::random::<[u8; 8]>())))
+    }
+
+    /// The folder of a finished snapshot of `key` made by `fingerprint` (the bootstrap's
+    /// text, QEMU's build and the accelerator: a snapshot holds all three).
+    fn final_dir(&self, key: SnapshotKey, fingerprint: &str) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(fingerprint.as_bytes());
+        let sum = hex::encode(h.finalize());
+        self.root.join(format!(
+            "{}-{}m-{}c-{}",
+            key.runtime.as_str(),
+            key.memory_mb,
+            key.vcpus,
+            &sum[..16]
+        ))
+    }
+
+    /// The snapshot of `key`: found on disk, or made by `make` (one at a time per key;
+    /// a failure is not kept, so the next cold start tries again).
+    pub(crate) async fn get<F, Fut>(
+        &self,
+        key: SnapshotKey,
+        fingerprint: &str,
+        make: F,
+    ) -> Result<Arc<Snapshot>, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Snapshot, String>>,
+    {
+        let cell = self
+            .cells
+            .lock()
+            .expect("snapshots lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        let dir = self.final_dir(key, fingerprint);
+        cell.get_or_try_init(|| async {
+            if let Some(marker) = read_marker(&dir) {
+                return Ok(Arc::new(Snapshot { dir, marker, key }));
+            }
+            let made = make().await?;
+            Ok(Arc::new(finish(made, &dir)?))
+        })
+        .await
+        .cloned()
+    }
+}
+
+/// Moves a snapshot made in a temporary folder into place, readable by the sandboxed
+/// QEMUs that restore it (they run as ids of their own).
+fn finish(made: Snapshot, dir: &Path) -> Result<Snapshot, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+            .map_err(|e| format!("chmod {}: {e}", p.display()))
+    };
+    for file in ["ram", "state"] {
+        mode(&made.dir.join(file), 0o644)?;
+    }
+    std::fs::write(made.dir.join("marker"), &made.marker)
+        .map_err(|e| format!("writing the snapshot's marker: {e}"))?;
+    mode(&made.dir, 0o755)?;
+    std::fs::rename(&made.dir, dir).map_err(|e| format!("moving the snapshot into place: {e}"))?;
+    Ok(Snapshot {
+        dir: dir.to_path_buf(),
+        marker: made.marker,
+        key: made.key,
+    })
+}
+
+fn read_marker(dir: &Path) -> Option<String> {
+    let marker = std::fs::read_to_string(dir.join("marker")).ok()?;
+    (dir.join("ram").is_file() && dir.join("state").is_file() && !marker.is_empty()).then_some(marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SnapshotKey {
+        SnapshotKey {
+            runtime: Runtime::Python,
+            memory_mb: 128,
+            vcpus: 1,
+        }
+    }
+
+    fn fake(snapshots: &Snapshots, marker: &str) -> Result<Snapshot, String> {
+        let dir = snapshots.tmp_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("ram"), b"r").map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("state"), b"s").map_err(|e| e.to_string())?;
+        Ok(Snapshot {
+            dir,
+            marker: marker.to_owned(),
+            key: key(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_made_once_then_found_on_disk_and_other_guests_go() {
+        let tmp = std::env::temp_dir().join(format!("ignis-snap-{}", hex::encode(rand::random::<[u8; 6]>())));
+        std::fs::create_dir_all(tmp.join("old-guest")).expect("mkdir");
+        let s = Snapshots::new(tmp.clone(), "guestA").expect("new");
+        assert!(
+            !tmp.join("old-guest").exists(),
+            "another guest's snapshots are removed"
+        );
+        let first = s
+            .get(key(), "fp", || async { fake(&s, "m1") })
+            .await
+            .expect("made");
+        assert_eq!(first.marker, "m1");
+        let again = s
+            .get(key(), "fp", || async { Err("must not be made twice".to_owned()) })
+            .await
+            .expect("kept");
+        assert_eq!(again.dir, first.dir);
+        // A new server finds it on disk.
+        let s2 = Snapshots::new(tmp.clone(), "guestA").expect("new");
+        let found = s2
+            .get(key(), "fp", || async { Err("must be found on disk".to_owned()) })
+            .await
+            .expect("found");
+        assert_eq!(found.marker, "m1");
+        // Another bootstrap (fingerprint) needs its own.
+        let err = s2
+            .get(
+                SnapshotKey {
+                    memory_mb: 256,
+                    ..key()
+                },
+                "fp",
+                || async { Err("boom".to_owned()) },
+            )
+            .await
+            .expect_err("failure");
+        assert_eq!(err, "boom");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+}
