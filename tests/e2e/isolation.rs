@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::Server;
+use crate::harness::{Server, BIN};
 
 const CODE: &str = "def handler(event, context):\n    return {'ok': True}\n";
 
@@ -95,6 +95,34 @@ fn the_microvm_tier_is_refused_exactly_where_the_server_says_it_is_unavailable()
             &json!("isolation \"vm\" is not one of process, microvm")
         )
     );
+}
+
+#[test]
+fn ignis_runtimes_lists_the_isolation_tiers() {
+    let s = Server::start();
+    let vm = tiers(&s)["microvm"].clone();
+    let o = std::process::Command::new(BIN)
+        .args(["--url", &s.url, "runtimes"])
+        .output()
+        .expect("run ignis runtimes");
+    assert!(o.status.success(), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = |tier: &str| {
+        out.lines()
+            .find(|l| l.starts_with(tier))
+            .unwrap_or_else(|| panic!("a {tier} line in {out}"))
+            .to_owned()
+    };
+    assert!(out.contains("ISOLATION"), "{out}");
+    assert!(line("process").contains("true"), "{out}");
+    let microvm = line("microvm");
+    match vm["reason"].as_str() {
+        Some(reason) => assert!(microvm.contains("false") && microvm.contains(reason), "{out}"),
+        None => assert!(
+            microvm.contains("true") && microvm.contains(vm["accelerator"].as_str().unwrap_or("?")),
+            "{out}"
+        ),
+    }
 }
 
 #[test]
