@@ -324,6 +324,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         runtimes: runtimes.clone(),
         sandboxed: sandbox.enabled(),
         outbound_unavailable: sandbox.outbound_unavailable(),
+        microvm: Err("the microvm tier is not available yet".to_owned()),
     };
     let launcher = Launcher::new(runtimes, sandbox, config.prewarm);
     let microvm = ignis_pool::microvm::Microvm::detect(

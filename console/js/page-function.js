@@ -110,6 +110,7 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
   const stateBadge = h('span', { class: 'state', testid: 'fn-state' });
   const versionEl = h('span', { class: 'meta-item', testid: 'fn-version' });
   const instancesEl = h('span', { class: 'meta-item', testid: 'fn-instances' });
+  const isolationEl = h('span', { class: 'meta-item', testid: 'fn-isolation' });
   const deleteBtn = h('button', { type: 'button', class: 'btn btn-danger', testid: 'fn-delete' }, 'Delete');
   const confirmBox = h('div', { class: 'confirm card', hidden: true, role: 'group', 'aria-label': 'Confirm deletion' });
   const head = h('div', { class: 'page-head' },
@@ -117,7 +118,7 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
       h('h1', {}, name),
       h('p', { class: 'meta' },
         h('span', { class: 'runtime-badge', testid: 'fn-runtime' }, RUNTIME_LABELS[fn.runtime] || fn.runtime),
-        stateBadge, versionEl, instancesEl)),
+        stateBadge, versionEl, isolationEl, instancesEl)),
     h('div', { class: 'page-actions' }, deleteBtn));
 
   // The newest version's deploy: a status line, and the load error outside the editor.
@@ -433,6 +434,7 @@ function buildFunctionPage(pg, app, fn0, initialTab) {
     if (fn.active_version != null && fn.active_version !== fn.version) v += ` · serving ${fn.active_version}`;
     setText(versionEl, v);
     versionEl.dataset.version = String(fn.version);
+    setText(isolationEl, 'Isolation: ' + (fn.isolation || 'process'));
     if (fn.instances) setText(instancesEl, 'Instances: ' + fmtInstances(fn.instances));
     showDeploy();
     const status = deployStatus(fn);

@@ -1,5 +1,5 @@
 // @ts-check
-// Hash routes (#/functions, #/functions/NAME[/TAB], #/new, #/playground): each route change
+// Hash routes (#/functions, #/functions/NAME[/TAB], #/new, #/playground, #/runtimes): each route change
 // stops the page on screen and builds the new one.
 
 import { byId, clear, h } from './dom.js';
@@ -9,10 +9,11 @@ import { createPage } from './page-create.js';
 import { functionPage } from './page-function.js';
 import { listPage } from './page-list.js';
 import { playgroundPage } from './page-playground.js';
+import { runtimesPage } from './runtimes.js';
 
 /**
  * @typedef {{page: 'functions'} | {page: 'function', name: string, tab: string | undefined}
- *   | {page: 'new'} | {page: 'playground'} | {page: 'missing'}} Route
+ *   | {page: 'new'} | {page: 'playground'} | {page: 'runtimes'} | {page: 'missing'}} Route
  */
 
 /** @returns {Route} */
@@ -29,6 +30,7 @@ function parseRoute() {
   if (parts[0] === 'functions' && parts.length <= 3) return { page: 'function', name: parts[1], tab: parts[2] };
   if (parts[0] === 'new' && parts.length === 1) return { page: 'new' };
   if (parts[0] === 'playground' && parts.length === 1) return { page: 'playground' };
+  if (parts[0] === 'runtimes' && parts.length === 1) return { page: 'runtimes' };
   return { page: 'missing' };
 }
 
@@ -50,6 +52,7 @@ export function route() {
   else if (r.page === 'function') functionPage(pg, app, r.name, r.tab);
   else if (r.page === 'new') createPage(pg, app);
   else if (r.page === 'playground') playgroundPage(pg, app);
+  else if (r.page === 'runtimes') runtimesPage(pg, app);
   else missingPage(app);
   // After a navigation, keyboard and screen-reader users land on the new page's heading.
   if (!firstRender) {

@@ -20,6 +20,7 @@
  * @property {number} max_instances
  * @property {number} concurrency
  * @property {string} [network]
+ * @property {string} [isolation] `process` or `microvm`
  * @property {Record<string, string>} [env]
  * @property {Array<Record<string, unknown>>} [schedules]
  * @property {string} state

@@ -1,10 +1,11 @@
 // @ts-check
-// The Configuration tab: memory, timeout, handler, network and environment; saving makes
+// The Configuration tab: memory, timeout, handler, network, isolation and environment; saving makes
 // a new version with the deployed code.
 
 import { errMessage } from './api.js';
 import { clear, h, setText } from './dom.js';
 import { numberOrText } from './format.js';
+import { isolationOptions, microvmUnavailable } from './runtimes.js';
 import { envEditor, errorBox, field } from './widgets.js';
 
 /** @typedef {import('./spec.js').FunctionView} FunctionView */
@@ -21,6 +22,11 @@ export function configPanel(pg, current, save) {
   const network = h('select', { testid: 'config-network' },
     h('option', { value: 'none' }, 'None (loopback only)'),
     h('option', { value: 'outbound' }, 'Outbound internet'));
+  const isolation = h('select', { testid: 'config-isolation' });
+  const why = microvmUnavailable();
+  const isolationHelp = why
+    ? 'microvm is unavailable on this server: ' + why
+    : 'Each microvm instance runs in its own virtual machine.';
   const envBox = h('div', {});
   const err = errorBox('config-error');
   const ok = h('p', { class: 'ok-text', role: 'status', testid: 'config-saved' });
@@ -32,7 +38,8 @@ export function configPanel(pg, current, save) {
       field('Memory (MB)', memory, '128 to 3072.'),
       field('Timeout (seconds)', timeout, '1 to 300.'),
       field('Handler', handler, 'The function the runtime calls.'),
-      field('Network', network)),
+      field('Network', network),
+      field('Isolation', isolation, isolationHelp)),
     envBox, err.el, ok,
     h('div', { class: 'actions' }, submit, reset));
   let env = envEditor({});
@@ -48,6 +55,7 @@ export function configPanel(pg, current, save) {
     timeout.value = String(fn.timeout_secs);
     handler.value = fn.handler || 'handler';
     network.value = fn.network || 'none';
+    isolationOptions(isolation, fn.isolation || 'process');
     env = envEditor(fn.env || {});
     clear(envBox).append(env.el);
     shownVersion = fn.version;
@@ -68,6 +76,7 @@ export function configPanel(pg, current, save) {
         timeout_secs: numberOrText(timeout.value),
         handler: handler.value.trim() || 'handler',
         network: network.value,
+        isolation: isolation.value,
         env: env.value(),
       };
     } catch (e) {

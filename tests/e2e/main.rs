@@ -16,6 +16,7 @@ mod destinations;
 mod function_urls;
 mod harness;
 mod instances;
+mod isolation;
 mod keep_code;
 mod lambda_env;
 mod layers;

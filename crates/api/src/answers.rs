@@ -23,6 +23,51 @@ pub(crate) struct Sandbox {
     pub warning: Option<&'static str>,
 }
 
+/// The isolation tiers a function may ask for (`isolation`) on this host.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IsolationTiers {
+    pub process: ProcessTier,
+    pub microvm: MicrovmTier,
+}
+
+/// The `process` tier: a process in the sandbox (always there; without the sandbox a
+/// plain process, see `sandbox`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProcessTier {
+    pub available: bool,
+}
+
+/// The `microvm` tier: each instance in its own virtual machine, inside the sandbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MicrovmTier {
+    pub available: bool,
+    /// Why functions cannot use it on this host, when they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub reason: Option<String>,
+    /// When available: `kvm` (hardware virtualization) or `tcg` (QEMU's software emulation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, value_type = Option<AcceleratorName>)]
+    pub accelerator: Option<String>,
+    /// When available: the guest kernel's release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub guest_kernel: Option<String>,
+    /// When available: whether cold starts restore a guest saved after its boot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub snapshots: Option<bool>,
+}
+
+/// What runs the microvm tier's virtual machines.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum AcceleratorName {
+    Kvm,
+    Tcg,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Health {
@@ -30,6 +75,7 @@ pub(crate) struct Health {
     pub status: &'static str,
     pub version: &'static str,
     pub sandbox: Sandbox,
+    pub isolation: IsolationTiers,
 }
 
 /// One runtime and its interpreter on this host, or an installer of functions'
@@ -72,6 +118,7 @@ pub(crate) struct Runtimes {
     /// What installs functions' dependencies at deploy.
     pub installers: Vec<RuntimeInfo>,
     pub sandbox: Sandbox,
+    pub isolation: IsolationTiers,
 }
 
 /// `GET /v1/functions`: every function, by name (without their code).
@@ -166,6 +213,16 @@ pub(crate) struct Init {
     pub sandbox_ms: f64,
     pub runtime_ms: f64,
     pub load_ms: f64,
+    /// A virtual machine booted from its kernel to its agent's readiness (part of
+    /// `runtime_ms`); only for a microvm instance started without a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub boot_ms: Option<f64>,
+    /// A virtual machine restored from a snapshot to its first answer (part of
+    /// `runtime_ms`); only for a microvm instance restored so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub restore_ms: Option<f64>,
 }
 
 /// A synchronous invocation's record.

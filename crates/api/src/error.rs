@@ -121,6 +121,12 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "network_unavailable", m)
                     .with("field", "network")
             }
+            ControlError::IsolationUnavailable { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "isolation_unavailable",
+                e.to_string(),
+            )
+            .with("field", "isolation"),
             ControlError::Spec(spec) => ApiError::from(spec),
             ControlError::Store(ref s) if s.is_disk_full() => disk_full(&e),
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Join(_) => internal(&e),

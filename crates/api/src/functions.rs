@@ -99,6 +99,10 @@ pub(crate) struct FunctionSpec {
     /// `none` (the default) or `outbound`.
     #[schema(value_type = Option<NetworkName>)]
     network: Option<String>,
+    /// `process` (the default: a process in the sandbox) or `microvm` (each instance in its
+    /// own virtual machine; `GET /v1/runtimes` says whether this host has the tier).
+    #[schema(value_type = Option<IsolationName>)]
+    isolation: Option<String>,
     /// Who may call the function's URL, and its CORS rules.
     #[schema(value_type = Option<Object>)]
     http: (),
@@ -182,6 +186,15 @@ pub(crate) enum RuntimeName {
 pub(crate) enum NetworkName {
     None,
     Outbound,
+}
+
+/// Where a function's instances run.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(crate) enum IsolationName {
+    Process,
+    Microvm,
 }
 
 pub(crate) fn path_name(name: &str) -> Result<FunctionName, ApiError> {

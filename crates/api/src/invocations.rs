@@ -344,6 +344,8 @@ fn record_view(r: &InvocationRecord, with_logs: bool) -> InvocationView {
             sandbox_ms: i.sandbox_ms,
             runtime_ms: i.runtime_ms,
             load_ms: i.load_ms,
+            boot_ms: i.boot_ms,
+            restore_ms: i.restore_ms,
         }),
         error: stored_json(r.error_json.as_deref()),
         logs: with_logs.then(|| log_lines(&r.logs)),

@@ -210,6 +210,30 @@ fn sandbox(state: &AppState) -> answers::Sandbox {
     }
 }
 
+/// The isolation tiers on this host, on `/healthz` and `/v1/runtimes`.
+fn isolation(state: &AppState) -> answers::IsolationTiers {
+    let microvm = match state.platform.microvm() {
+        Ok(vm) => answers::MicrovmTier {
+            available: true,
+            reason: None,
+            accelerator: Some(vm.accelerator.clone()),
+            guest_kernel: Some(vm.guest_kernel.clone()),
+            snapshots: Some(vm.snapshots),
+        },
+        Err(why) => answers::MicrovmTier {
+            available: false,
+            reason: Some(why),
+            accelerator: None,
+            guest_kernel: None,
+            snapshots: None,
+        },
+    };
+    answers::IsolationTiers {
+        process: answers::ProcessTier { available: true },
+        microvm,
+    }
+}
+
 /// Shown wherever the server reports on itself when it runs without the sandbox.
 pub const INSECURE_WARNING: &str =
     "started with --insecure-no-sandbox: functions run as plain processes of the server's user, with no isolation";
@@ -222,6 +246,7 @@ async fn healthz(State(state): State<AppState>, _: Query<NoParams>) -> Json<answ
         status: "ok",
         version: state.config.version,
         sandbox: sandbox(&state),
+        isolation: isolation(&state),
     })
 }
 
@@ -242,6 +267,7 @@ async fn runtimes(State(state): State<AppState>, _: Query<NoParams>) -> Json<ans
         runtimes,
         installers,
         sandbox: sandbox(&state),
+        isolation: isolation(&state),
     })
 }
 

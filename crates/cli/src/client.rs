@@ -32,6 +32,7 @@ pub fn run_client(cli: &Cli) -> anyhow::Result<ExitCode> {
                     r["path"].as_str().or(r["error"].as_str()).unwrap_or("")
                 );
             }
+            print_isolation(&body["isolation"]);
             Ok(ExitCode::SUCCESS)
         }
         Command::Deploy(args) => crate::deploy::run(&api, args),
@@ -188,6 +189,31 @@ fn add_code(body: &mut Map<String, Value>, code: &CodeArgs) -> anyhow::Result<bo
     Ok(false)
 }
 
+/// The isolation tiers of `GET /v1/runtimes`: whether each is available, with the
+/// microvm tier's accelerator and guest kernel, or why it is not.
+fn print_isolation(tiers: &Value) {
+    if !tiers.is_object() {
+        return;
+    }
+    println!("\n{:<12} {:<10} DETAIL", "ISOLATION", "AVAILABLE");
+    for name in ["process", "microvm"] {
+        let tier = &tiers[name];
+        let detail = match (tier["accelerator"].as_str(), tier["reason"].as_str()) {
+            (Some(accel), _) => format!(
+                "{accel}, guest kernel {}, snapshots {}",
+                tier["guest_kernel"].as_str().unwrap_or("-"),
+                tier["snapshots"].as_bool().unwrap_or(false)
+            ),
+            (None, Some(reason)) => reason.to_owned(),
+            (None, None) => String::new(),
+        };
+        println!(
+            "{name:<12} {:<10} {detail}",
+            tier["available"].as_bool().unwrap_or(false)
+        );
+    }
+}
+
 fn add_settings(body: &mut Map<String, Value>, args: &SettingsArgs) -> anyhow::Result<()> {
     let optional = [
         ("handler", args.handler.as_ref().map(|h| json!(h))),
@@ -198,6 +224,7 @@ fn add_settings(body: &mut Map<String, Value>, args: &SettingsArgs) -> anyhow::R
         ("min_instances", args.min_instances.map(|v| json!(v))),
         ("concurrency", args.concurrency.map(|v| json!(v))),
         ("network", args.network.as_ref().map(|v| json!(v))),
+        ("isolation", args.isolation.as_ref().map(|v| json!(v))),
     ];
     for (key, value) in optional {
         if let Some(v) = value {

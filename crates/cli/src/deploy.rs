@@ -267,6 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn an_isolation_line_is_a_setting_like_any_other() {
+        let (packed, zip) = packed();
+        let process = body(json!({"name": "hello", "runtime": "python", "handler": "app.lambda_handler"}));
+        let current = server_view(&process, &zip, &packed);
+        assert_eq!(current["spec"]["isolation"], "process", "the default is shown");
+        let mut said = process.clone();
+        said.insert("isolation".to_owned(), json!("process"));
+        assert_eq!(plan_update(&said, &zip, &packed, &current), Plan::Unchanged);
+        let mut vm = process;
+        vm.insert("isolation".to_owned(), json!("microvm"));
+        assert_eq!(
+            plan_update(&vm, &zip, &packed, &current),
+            Plan::Update {
+                settings: vec!["isolation".to_owned()],
+                code: false
+            }
+        );
+    }
+
+    #[test]
     fn fields_the_parser_does_not_know_are_compared_as_given() {
         let (packed, zip) = packed();
         let b = body(

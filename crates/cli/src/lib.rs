@@ -197,6 +197,10 @@ pub struct SettingsArgs {
     /// Network: none (default, loopback only) or outbound (internet egress).
     #[arg(long)]
     pub network: Option<String>,
+    /// Isolation: process (default, a sandboxed process) or microvm (each instance in its
+    /// own virtual machine, where `ignis runtimes` says the host has the tier).
+    #[arg(long)]
+    pub isolation: Option<String>,
     /// Environment variable for the function, KEY=VALUE (repeatable). On update, the
     /// variables given replace all of the function's.
     #[arg(long = "env", value_name = "KEY=VALUE")]

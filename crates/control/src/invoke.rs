@@ -213,6 +213,8 @@ fn record_of(r: RecordRequest<'_>) -> InvocationRecord {
             sandbox_ms: ms(c.timings.sandbox),
             runtime_ms: ms(c.timings.runtime),
             load_ms: ms(c.timings.load),
+            boot_ms: c.timings.boot.map(ms),
+            restore_ms: c.timings.restore.map(ms),
         }),
         logs: stored_lines(r.logs, r.started_at),
     }

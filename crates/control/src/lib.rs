@@ -69,6 +69,19 @@ pub struct HostFacts {
     pub sandboxed: bool,
     /// Why functions cannot have outbound networking on this host, if they cannot.
     pub outbound_unavailable: Option<String>,
+    /// The microvm isolation tier on this host, or why it is unavailable.
+    pub microvm: Result<MicrovmFacts, String>,
+}
+
+/// How this host runs the microvm tier's virtual machines, found by a probe at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MicrovmFacts {
+    /// `kvm` (hardware virtualization) or `tcg` (QEMU's software emulation).
+    pub accelerator: String,
+    /// The guest kernel's release (`uname -r` inside the guest).
+    pub guest_kernel: String,
+    /// Whether cold starts restore a guest saved after its boot rather than boot one.
+    pub snapshots: bool,
 }
 
 /// The serving version of a function.
@@ -206,6 +219,18 @@ impl Platform {
     /// False only when the server was started with `--insecure-no-sandbox`.
     pub fn sandboxed(&self) -> bool {
         self.host.sandboxed
+    }
+
+    /// The microvm tier on this host, or why functions cannot use it: the probe's reason,
+    /// or the sandbox being off (the tier runs its virtual machines inside it).
+    pub fn microvm(&self) -> Result<&MicrovmFacts, String> {
+        match (&self.host.microvm, self.host.sandboxed) {
+            (Err(why), _) => Err(why.clone()),
+            (Ok(_), false) => Err("the microvm tier runs its virtual machines inside the sandbox, \
+                 and the server was started with --insecure-no-sandbox"
+                .to_owned()),
+            (Ok(facts), true) => Ok(facts),
+        }
     }
 
     pub fn store(&self) -> &Store {

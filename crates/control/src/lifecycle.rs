@@ -48,6 +48,12 @@ pub enum ControlError {
     RuntimeUnavailable(String),
     #[error("{0}")]
     NetworkUnavailable(String),
+    /// The function asks for an isolation tier this host cannot give it.
+    #[error("the {} tier is unavailable on this host: {reason}", isolation.as_str())]
+    IsolationUnavailable {
+        isolation: ignis_core::Isolation,
+        reason: String,
+    },
     /// A destination that leads back to the function: one asynchronous invocation would
     /// start others forever.
     #[error("{field} {destination} would make a cycle of destinations: {}; one asynchronous invocation would start invocations without end", cycle.join(" → "))]
@@ -340,9 +346,11 @@ impl Platform {
         })
     }
 
-    /// Refuses a spec this host cannot run: a missing runtime, or outbound networking
-    /// without slirp4netns. Checked before anything is stored.
+    /// Refuses a spec this host cannot run: a missing runtime, outbound networking
+    /// without slirp4netns, or the microvm tier where it is unavailable. Checked before
+    /// anything is stored.
     pub(crate) fn check_host_can_run(&self, spec: &FunctionSpec) -> Result<(), ControlError> {
+        self.check_isolation(spec.isolation)?;
         if spec.network == ignis_core::Network::Outbound {
             if let Some(why) = &self.host.outbound_unavailable {
                 return Err(ControlError::NetworkUnavailable(why.clone()));
@@ -355,6 +363,15 @@ impl Platform {
                 self.host.runtimes.missing_message(spec.runtime),
             ))
         }
+    }
+
+    /// Refuses an isolation tier this host cannot give.
+    fn check_isolation(&self, isolation: ignis_core::Isolation) -> Result<(), ControlError> {
+        let available = match isolation {
+            ignis_core::Isolation::Process => Ok(()),
+            ignis_core::Isolation::Microvm => self.microvm().map(|_| ()),
+        };
+        available.map_err(|reason| ControlError::IsolationUnavailable { isolation, reason })
     }
 
     fn insert_slot(&self, name: &str, slot: Arc<Slot>) {
@@ -455,7 +472,7 @@ impl Platform {
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
             network: spec.network,
-            isolation: ignis_core::Isolation::Process,
+            isolation: spec.isolation,
             timeout: Duration::from_secs(u64::from(spec.timeout_secs)),
             log_limit: self.config.log_limit_bytes,
             concurrency: spec.concurrency,

@@ -82,7 +82,7 @@ impl Platform {
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
             network: spec.network,
-            isolation: ignis_core::Isolation::Process,
+            isolation: spec.isolation,
             timeout,
             log_limit: self.config.log_limit_bytes,
             concurrency: 1,

@@ -42,6 +42,9 @@ pub struct FunctionView {
     /// `none` or `outbound`.
     #[schema(value_type = String)]
     pub network: &'static str,
+    /// `process` or `microvm`.
+    #[schema(value_type = String)]
+    pub isolation: &'static str,
     pub min_instances: u32,
     pub max_instances: u32,
     pub concurrency: u32,
@@ -139,6 +142,7 @@ impl FunctionView {
             vcpus: spec.vcpus,
             env: spec.env.clone(),
             network: spec.network.as_str(),
+            isolation: spec.isolation.as_str(),
             min_instances: spec.min_instances,
             max_instances: spec.max_instances,
             concurrency: spec.concurrency,

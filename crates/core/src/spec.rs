@@ -16,11 +16,13 @@ use crate::lambda_env::{LogFormat, LogLevel};
 use crate::limits;
 use crate::package::{resolve_handler, Package, PackageError};
 
+mod isolation;
 mod keep;
 mod layer;
 mod source;
 mod style;
 use crate::schedule::{parse_schedules, Schedule};
+pub use isolation::Isolation;
 pub use keep::{KeepCode, SpecUpdate};
 pub use layer::{parse_layer, LayerName, LayerRef, NewLayer, MAX_FUNCTION_LAYERS};
 use source::parse_source;
@@ -129,27 +131,6 @@ impl Network {
     }
 }
 
-/// Where a function's instances run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Isolation {
-    /// A process in the sandbox (namespaces, seccomp, cgroup limits).
-    #[default]
-    Process,
-    /// Each instance in its own virtual machine (its own guest kernel), itself started
-    /// inside the process sandbox.
-    Microvm,
-}
-
-impl Isolation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Isolation::Process => "process",
-            Isolation::Microvm => "microvm",
-        }
-    }
-}
-
 /// A validated function specification: everything a version of a function is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionSpec {
@@ -183,6 +164,9 @@ pub struct FunctionSpec {
     /// Absent in versions stored before the field existed: those had no network.
     #[serde(default)]
     pub network: Network,
+    /// Absent in versions stored before the field existed: those ran as processes.
+    #[serde(default)]
+    pub isolation: Isolation,
     /// The function URL's settings (absent in versions stored before: token auth).
     #[serde(default)]
     pub http: HttpSettings,
@@ -288,7 +272,7 @@ impl SpecError {
     }
 }
 
-const FIELDS: [&str; 25] = [
+const FIELDS: [&str; 26] = [
     "name",
     "runtime",
     "code",
@@ -304,6 +288,7 @@ const FIELDS: [&str; 25] = [
     "idle_timeout_secs",
     "env",
     "network",
+    "isolation",
     "http",
     "retry",
     "on_success",
@@ -424,6 +409,7 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
         }
     };
 
+    let isolation = isolation::parse_isolation(&fields)?;
     let http = match fields.0.get("http") {
         None | Some(Value::Null) => HttpSettings::default(),
         Some(v) => parse_http_settings(v)?,
@@ -471,6 +457,7 @@ fn parse_body(body: &[u8], path_name: Option<&FunctionName>) -> Result<SpecUpdat
         idle_timeout_secs: fields.bounded("idle_timeout_secs", limits::IDLE_TIMEOUT_SECS)?,
         env,
         network,
+        isolation,
         http,
         retry,
         on_success,

@@ -4,6 +4,8 @@
 //!
 //! What a fake instance does is written in the function's code and in each event, as JSON:
 //! - code `{"start_ms": 500}` takes 500 ms to start (else the starter's default delay);
+//!   `{"boot_ms": 900}` or `{"restore_ms": 40}` report those parts of a virtual machine's
+//!   start in the timings (they take no time);
 //!   `{"load_error": "no handler"}` fails to load with that message; `{"fail": "boom"}`
 //!   makes every call of that version a function error.
 //! - event `{"work_ms": 20}` works 20 ms; `{"fail": "boom"}` makes the call a function
@@ -37,6 +39,8 @@ pub struct FakeStarter {
 pub struct Call {
     pub function: String,
     pub version: u32,
+    /// The isolation tier the instance was asked for.
+    pub isolation: ignis_core::Isolation,
     pub event: Value,
 }
 
@@ -115,6 +119,7 @@ impl Starter for FakeStarter {
                     calls_run.lock().unwrap_or_else(|p| p.into_inner()).push(Call {
                         function: spec.function.clone(),
                         version: spec.version,
+                        isolation: spec.isolation,
                         event: event.clone(),
                     });
                     calls.spawn(async move {
@@ -142,6 +147,14 @@ impl Starter for FakeStarter {
                 instance,
                 timings: StartTimings {
                     load: delay,
+                    boot: code
+                        .get("boot_ms")
+                        .and_then(Value::as_u64)
+                        .map(Duration::from_millis),
+                    restore: code
+                        .get("restore_ms")
+                        .and_then(Value::as_u64)
+                        .map(Duration::from_millis),
                     ..StartTimings::default()
                 },
             })

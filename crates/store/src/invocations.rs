@@ -18,7 +18,7 @@ use crate::{
 
 const INVOCATION_COLUMNS: &str = "id, function, version, status, cold_start, started_at, duration_ms, \
      error_json, memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms, \
-     init_runtime_ms, init_load_ms";
+     init_runtime_ms, init_load_ms, init_boot_ms, init_restore_ms";
 
 impl Store {
     /// Starts the background writer of invocation records. After each batch it keeps the
@@ -320,6 +320,8 @@ fn invocation_row(r: &Row<'_>) -> Result<InvocationRecord, StoreError> {
                 sandbox_ms: r.get(13)?,
                 runtime_ms: r.get(14)?,
                 load_ms: r.get(15)?,
+                boot_ms: r.get(16)?,
+                restore_ms: r.get(17)?,
             }),
         },
     })

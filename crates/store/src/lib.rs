@@ -219,6 +219,12 @@ pub struct ColdStart {
     pub runtime_ms: f64,
     /// Loading the function's code.
     pub load_ms: f64,
+    /// A virtual machine booted from its kernel up to its agent's readiness (part of
+    /// `runtime_ms`); `None` when the instance was not a virtual machine booted so.
+    pub boot_ms: Option<f64>,
+    /// A virtual machine restored from a snapshot up to its first answer (part of
+    /// `runtime_ms`); `None` when the instance was not a restored virtual machine.
+    pub restore_ms: Option<f64>,
 }
 
 /// What one function used over a period (see [`Store::usage`]).
@@ -288,6 +294,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/007_async_checks.sql")),
         M::up(include_str!("migrations/008_builds.sql")),
         M::up(include_str!("migrations/009_layers.sql")),
+        M::up(include_str!("migrations/010_vm_cold_starts.sql")),
     ])
 }
 

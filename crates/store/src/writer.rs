@@ -379,16 +379,16 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
             "INSERT INTO invocations
              (id, function, version, status, cold_start, started_at, duration_ms, error_json,
               memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms,
-              init_runtime_ms, init_load_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+              init_runtime_ms, init_load_ms, init_boot_ms, init_restore_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
              ON CONFLICT (id) DO NOTHING",
         )?;
         let mut replace = tx.prepare_cached(
             "INSERT OR REPLACE INTO invocations
              (id, function, version, status, cold_start, started_at, duration_ms, error_json,
               memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms,
-              init_runtime_ms, init_load_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+              init_runtime_ms, init_load_ms, init_boot_ms, init_restore_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?;
         let mut previous = tx.prepare_cached(
             "SELECT function, started_at, status, cold_start, memory_mb, billed_ms
@@ -417,6 +417,8 @@ fn commit(conn: &mut Connection, batch: &[Taken], retention: usize) -> Result<()
                 init.map(|i| finite(i.sandbox_ms)),
                 init.map(|i| finite(i.runtime_ms)),
                 init.map(|i| finite(i.load_ms)),
+                init.and_then(|i| i.boot_ms).map(finite),
+                init.and_then(|i| i.restore_ms).map(finite),
             ];
             if insert_new.execute(row)? == 0 {
                 // Recorded before (and not deleted by retention yet): take the old record

@@ -4,13 +4,14 @@
 
 mod deploys;
 mod idempotency;
+mod isolation;
 mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ignis_control::{
-    Accepted, Clock, ControlConfig, DeployWait, DepsConfig, HostFacts, Platform, QueueConfig,
+    Accepted, Clock, ControlConfig, DeployWait, DepsConfig, HostFacts, MicrovmFacts, Platform, QueueConfig,
 };
 use ignis_core::parse_spec;
 use ignis_pool::testing::FakeStarter;
@@ -44,6 +45,16 @@ fn interpreter() -> Interpreter {
 impl World {
     /// Fake instances take `start_ms` to start unless their code says otherwise.
     pub async fn new(start_ms: u64) -> World {
+        World::on_host(
+            start_ms,
+            Err("no virtual machines in these tests".to_owned()),
+            true,
+        )
+        .await
+    }
+
+    /// As [`World::new`], on a host with this microvm tier and sandbox (on or off).
+    pub async fn on_host(start_ms: u64, microvm: Result<MicrovmFacts, String>, sandboxed: bool) -> World {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = Store::open(dir.path()).expect("open the store");
         let starter = FakeStarter::new(start_ms);
@@ -54,8 +65,9 @@ impl World {
                 uv: interpreter(),
                 bootstrap_dir: dir.path().to_owned(),
             },
-            sandboxed: true,
+            sandboxed,
             outbound_unavailable: Some("no network in these tests".to_owned()),
+            microvm,
         };
         let config = ControlConfig {
             log_limit_bytes: 64 * 1024,

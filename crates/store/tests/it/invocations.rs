@@ -39,6 +39,8 @@ fn full_record(id: &str, at: i64) -> InvocationRecord {
             sandbox_ms: 1.5,
             runtime_ms: 2.0,
             load_ms: 0.75,
+            boot_ms: None,
+            restore_ms: None,
         }),
     }
 }
@@ -109,6 +111,56 @@ fn flushed_records_survive_a_restart() {
     let mut without_logs = records[1].clone();
     without_logs.logs.clear();
     assert_eq!(listed[0], without_logs);
+}
+
+#[test]
+fn a_virtual_machines_boot_and_restore_times_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let with = |id: &str, at: i64, boot_ms: Option<f64>, restore_ms: Option<f64>| {
+        let mut r = full_record(id, at);
+        let init = r.init.as_mut().expect("a cold start");
+        (init.boot_ms, init.restore_ms) = (boot_ms, restore_ms);
+        r
+    };
+    let records = [
+        with("booted", 1_000, Some(912.5), None),
+        with("restored", 2_000, None, Some(47.25)),
+        full_record("process", 3_000),
+    ];
+    {
+        let store = open(dir.path());
+        let writer = store.start_invocation_writer(100);
+        for r in &records {
+            writer.record(r.clone());
+        }
+        writer.flush();
+    }
+    let store = open(dir.path());
+    for r in &records {
+        assert_eq!(store.get_invocation(&r.id).expect("get").as_ref(), Some(r));
+    }
+    let conn = raw(dir.path());
+    let stored: (Option<f64>, Option<f64>) = conn
+        .query_row(
+            "SELECT init_boot_ms, init_restore_ms FROM invocations WHERE id = 'restored'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the row");
+    assert_eq!(stored, (None, Some(47.25)), "a part that did not happen is NULL");
+    let listed = store.list_invocations("f", 10).expect("list");
+    let parts: Vec<_> = listed
+        .iter()
+        .map(|r| r.init.as_ref().map(|i| (i.boot_ms, i.restore_ms)))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            Some((None, None)),
+            Some((None, Some(47.25))),
+            Some((Some(912.5), None))
+        ]
+    );
 }
 
 #[test]

@@ -46,13 +46,16 @@ fn reopening_runs_migrations_once_and_keeps_the_data() {
 
 /// The schema as it was at migration `n` (1-based), as a server of that time left it.
 fn schema_at(dir: &std::path::Path, n: usize) -> rusqlite::Connection {
-    const SHIPPED: [&str; 6] = [
+    const SHIPPED: [&str; 9] = [
         include_str!("../../src/migrations/001_initial.sql"),
         include_str!("../../src/migrations/002_usage.sql"),
         include_str!("../../src/migrations/003_events.sql"),
         include_str!("../../src/migrations/004_console.sql"),
         include_str!("../../src/migrations/005_destination_hops.sql"),
         include_str!("../../src/migrations/006_packages.sql"),
+        include_str!("../../src/migrations/007_async_checks.sql"),
+        include_str!("../../src/migrations/008_builds.sql"),
+        include_str!("../../src/migrations/009_layers.sql"),
     ];
     let db = raw(dir);
     db.execute_batch("PRAGMA foreign_keys = ON")
@@ -169,4 +172,35 @@ fn the_async_checks_migration_keeps_every_row_attempt_key_and_index() {
     assert!(store.delete_dead_letter("f", "a").expect("delete"));
     assert_eq!(crate::count(&db, "async_attempts", "invocation_id", "a"), 0);
     assert_eq!(crate::count(&db, "async_attempts", "invocation_id", "c"), 1);
+}
+
+#[test]
+fn cold_starts_recorded_before_the_microvm_tier_read_back_without_boot_or_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = schema_at(dir.path(), 9);
+        db.execute_batch(
+            "INSERT INTO invocations (id, function, version, status, cold_start, started_at, duration_ms,
+               error_json, memory_mb, billed_ms, peak_memory_mb, init_reason, init_ms, init_sandbox_ms,
+               init_runtime_ms, init_load_ms) VALUES
+             ('old', 'f', 1, 'succeeded', 1, 1000, 2.5, NULL, 128, 3, NULL, 'first_call', 40.0, 10.0, 20.0, 10.0);",
+        )
+        .expect("a row at schema 9");
+    }
+    let store = open(dir.path());
+    let init = store
+        .get_invocation("old")
+        .expect("read")
+        .expect("kept")
+        .init
+        .expect("a cold start");
+    assert_eq!(
+        (
+            init.reason.as_str(),
+            init.runtime_ms,
+            init.boot_ms,
+            init.restore_ms
+        ),
+        ("first_call", 20.0, None, None)
+    );
 }
