@@ -320,12 +320,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ),
         }
     }
-    let host = HostFacts {
-        runtimes: runtimes.clone(),
-        sandboxed: sandbox.enabled(),
-        outbound_unavailable: sandbox.outbound_unavailable(),
-        microvm: Err("the microvm tier is not available yet".to_owned()),
-    };
+    let outbound_unavailable = sandbox.outbound_unavailable();
+    let sandboxed = sandbox.enabled();
     let launcher = Launcher::new(runtimes, sandbox, config.prewarm);
     let microvm = ignis_pool::microvm::Microvm::detect(
         &launcher.sandbox,
@@ -345,6 +341,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         Err(why) => tracing::info!("the microvm tier is unavailable: {why}"),
     }
+    let host = HostFacts {
+        runtimes: launcher.runtimes.clone(),
+        sandboxed,
+        outbound_unavailable,
+        microvm: microvm
+            .as_ref()
+            .map(|m| ignis_control::MicrovmFacts {
+                accelerator: m.info().accel.as_str().to_owned(),
+                guest_kernel: m.info().guest_kernel.clone(),
+                snapshots: m.info().snapshots,
+            })
+            .map_err(Clone::clone),
+    };
     launcher.set_microvm(microvm.clone());
     launcher.refill();
     tracing::info!(
