@@ -807,6 +807,23 @@ function endMarkers(marker: string, id: string) {
 
 // --- framing: 4-byte big-endian length, then UTF-8 JSON -------------------------------
 
+// The channel's bytes as they arrive. A socket (a process instance) is read by Bun's own
+// fd reader; a character device (a virtual machine's virtio-serial port) by plain read(2)
+// calls, since Bun's reader uses pread(2), which a port refuses (ESPIPE).
+function chunksOf(fd: number): AsyncIterable<Uint8Array> {
+  if (fs.fstatSync(fd).isSocket()) return Bun.file(fd).stream();
+  return (async function* () {
+    const buf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const n = await new Promise<number>((resolve, reject) =>
+        fs.read(fd, buf, 0, buf.length, null, (err, read) => (err ? reject(err) : resolve(read))),
+      );
+      if (n === 0) return;
+      yield Buffer.from(buf.subarray(0, n));
+    }
+  })();
+}
+
 class Channel {
   constructor(private readonly fd: number) {}
 
@@ -823,7 +840,7 @@ class Channel {
       size -= n;
       return all.subarray(0, n);
     };
-    for await (const chunk of Bun.file(this.fd).stream()) {
+    for await (const chunk of chunksOf(this.fd)) {
       chunks.push(chunk);
       size += chunk.length;
       for (;;) {
@@ -863,12 +880,16 @@ async function main() {
   const args = process.argv.slice(2);
   const chan = new Channel(Number(args[args.indexOf("--fd") + 1]));
   const marker = args[args.indexOf("--marker") + 1];
-  chan.send({ t: "hello", protocol: 1, runtime: "bun", version: Bun.version });
+  // A snapshot's template (`--snapshot`) warms up before its hello, so that the snapshot
+  // taken at the hello holds the result; a pre-warmed instance after it, while it waits.
+  const snapshot = args.includes("--snapshot");
+  if (!snapshot) chan.send({ t: "hello", protocol: 1, runtime: "bun", version: Bun.version });
   // After the hello, so that the ~6 ms Bun takes to build process.stdout / stderr
   // overlap with the host's reply; still before any user code.
   installConsole();
   installStreaming();
-  if (args.includes("--prewarm")) await warmUp();
+  if (snapshot || args.includes("--prewarm")) await warmUp();
+  if (snapshot) chan.send({ t: "hello", protocol: 1, runtime: "bun", version: Bun.version });
   let ready: Promise<Loaded | null> | null = null;
   for await (const msg of chan.messages()) {
     if (msg.t === "load" && !ready) {

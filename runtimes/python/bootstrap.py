@@ -996,6 +996,30 @@ def _exit():
     os._exit(0)
 
 
+def _warm_up():
+    """Runs the load and call paths once on a throwaway module, so that the first real load
+    does not pay for their first use (lazy imports such as linecache, the compiler's first
+    run). A pre-warmed instance (`--prewarm`) does it after its hello, while it waits; a
+    snapshot's template (`--snapshot`) before, so that the snapshot holds its result."""
+    path = "/tmp/_ignis_warm.py"
+    module, _ = _import_file("_ignis_warm", "def handler(event, context):\n    return {'echo': event}\n", path)
+    try:
+        cap = _Capture(1024, "warm")
+        token = _capture.set(cap)
+        try:
+            if module is not None:
+                _to_json(module.handler({"a": [1, 2.5, "x", None, True]}, None))
+            print("warm")
+        finally:
+            _capture.reset(token)
+        cap.finish()
+    finally:
+        sys.modules.pop("_ignis_warm", None)
+        import linecache
+
+        linecache.cache.pop(path, None)
+
+
 def main():
     args = sys.argv[1:]
     fd = int(args[args.index("--fd") + 1])
@@ -1008,7 +1032,11 @@ def main():
     sys.stdout = _streams["stdout"] = _Stream("stdout", sys.__stdout__)
     sys.stderr = _streams["stderr"] = _Stream("stderr", sys.__stderr__)
     version = "%d.%d.%d" % sys.version_info[:3]
+    if "--snapshot" in args:
+        _warm_up()
     _send(fd, {"t": "hello", "protocol": 1, "runtime": "python", "version": version})
+    if "--prewarm" in args:
+        _warm_up()
 
     load = _read_frame(fd)
     if load is None:

@@ -163,6 +163,7 @@ impl Generic {
     /// Notes that the runtime's start included booting its virtual machine.
     pub(crate) fn with_boot(mut self, boot: Duration) -> Generic {
         self.boot = Some(boot);
+        self.runtime_time += boot;
         self
     }
 

@@ -266,7 +266,7 @@ impl Microvm {
     }
 
     /// The request that starts `runtime`'s bootstrap in a guest.
-    fn exec_request(&self, runtime: Runtime, marker: &str, prewarm: bool) -> Value {
+    fn exec_request(&self, runtime: Runtime, marker: &str, snapshot: bool) -> Value {
         let key = match runtime {
             Runtime::Python => Runtime::Python,
             Runtime::Javascript | Runtime::Typescript => Runtime::Javascript,
@@ -288,8 +288,8 @@ impl Microvm {
             }
         };
         args.extend(["--fd", "3", "--marker", marker]);
-        if prewarm {
-            args.push("--prewarm");
+        if snapshot {
+            args.push("--snapshot");
         }
         json!({
             "op": "exec",

@@ -79,8 +79,8 @@ pub(crate) fn args(c: &VmConfig) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |s: &[&str]| a.extend(s.iter().map(|x| (*x).to_owned()));
     let machine = match c.memory {
-        Memory::Anonymous => "microvm".to_owned(),
-        Memory::SharedFile(_) | Memory::PrivateFile(_) => "microvm,memory-backend=mem".to_owned(),
+        Memory::Anonymous => "microvm,acpi=off".to_owned(),
+        Memory::SharedFile(_) | Memory::PrivateFile(_) => "microvm,acpi=off,memory-backend=mem".to_owned(),
     };
     push(&["-M", &machine]);
     match c.accel {
@@ -195,7 +195,7 @@ mod tests {
         let a = args(&config());
         assert_eq!(after(&a, "-m"), ["256M"]);
         assert_eq!(after(&a, "-smp"), ["2"]);
-        assert_eq!(after(&a, "-M"), ["microvm"]);
+        assert_eq!(after(&a, "-M"), ["microvm,acpi=off"]);
         assert!(kernel_args(&config()).contains("ignis.tmp_mb=64"));
     }
 
@@ -231,7 +231,7 @@ mod tests {
             ..config()
         };
         let a = args(&c);
-        assert_eq!(after(&a, "-M"), ["microvm,memory-backend=mem"]);
+        assert_eq!(after(&a, "-M"), ["microvm,acpi=off,memory-backend=mem"]);
         let object = after(&a, "-object");
         assert_eq!(object.len(), 1);
         assert!(object[0].contains("mem-path=/snapshot/ram,share=off,readonly=on"));
