@@ -327,7 +327,7 @@ fn two_servers_never_share_instance_uids_and_each_caps_its_instances_pids() {
 const SPIN_PY: &str = "def handler(e):\n    while True:\n        pass\n";
 
 /// The host pids of every descendant of `root`.
-fn descendants(root: u32) -> BTreeSet<u32> {
+pub(crate) fn descendants(root: u32) -> BTreeSet<u32> {
     let mut parent_of = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -362,7 +362,7 @@ fn descendants(root: u32) -> BTreeSet<u32> {
 }
 
 /// Whether `pid` is still a live process (a zombie waits only to be reaped: it is dead).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {

@@ -24,6 +24,7 @@ mod lifecycle;
 mod logs;
 mod mapping;
 mod metering;
+mod microvm;
 mod network;
 mod openapi;
 mod openfaas;

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use crate::harness::{wait_until, Server};
 
-struct TestHost {
+pub(crate) struct TestHost {
     ns: String,
-    addr: String,
+    pub(crate) addr: String,
     server: Child,
     _dir: tempfile::TempDir,
 }
@@ -23,7 +23,7 @@ fn ip(args: &[&str]) {
 }
 
 impl TestHost {
-    fn start() -> TestHost {
+    pub(crate) fn start() -> TestHost {
         let id = std::process::id();
         let (ns, host_if, ns_if) = (format!("ignis-th-{id}"), format!("ith{id}"), format!("itn{id}"));
         let subnet = 20 + id % 200;
@@ -87,7 +87,7 @@ impl Drop for TestHost {
     }
 }
 
-const FETCH: &str = r#"
+pub(crate) const FETCH: &str = r#"
 import socket, urllib.request
 def handler(event):
     out = {}

@@ -113,6 +113,15 @@ impl Vm {
             }
         };
         drop(listeners);
+        if launch.config.network {
+            // QEMU's user-mode network reaches out through the sandbox's network namespace,
+            // which gets its outbound NAT now that QEMU runs inside it.
+            launch
+                .sandbox
+                .connect_outbound(&mut qemu_process)
+                .await
+                .map_err(|e| format!("outbound networking for the guest: {e}"))?;
+        }
         for name in &names {
             let _ = std::fs::remove_file(run_dir.0.join(format!("{name}.sock")));
         }

@@ -1,0 +1,286 @@
+//! The microvm tier end to end: functions whose instances are virtual machines (QEMU's
+//! microvm machine, the guest `make microvm` built, QEMU inside the sandbox) answer from a
+//! kernel that is not the host's; cold starts restore snapshots (or boot, without them);
+//! timeouts, out-of-memory and crashes end cleanly; a killed server leaves no QEMU; code
+//! packages, layers and outbound networking reach the guest; hostile functions stay inside.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::containment::{alive, descendants};
+use crate::harness::{wait_until, Server};
+
+const KERNEL_PY: &str = r#"
+import os, platform
+
+def handler(event, context):
+    return {"kernel": platform.release(), "uid": os.getuid(), "event": event,
+            "interfaces": sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])}
+"#;
+
+const KERNEL_TS: &str = r#"
+import os from "node:os";
+
+export const handler = async (event: { n: number }): Promise<object> => ({
+  kernel: os.release(),
+  doubled: event.n * 2,
+});
+"#;
+
+/// A server whose microvm tier must be available (the guest comes from `make microvm`).
+fn server(args: &[&str]) -> Server {
+    let s = Server::start_with(None, args);
+    let tier = s.get("/v1/runtimes").json()["isolation"]["microvm"].clone();
+    assert_eq!(
+        tier["available"], true,
+        "the microvm tier must be available for these tests (run `make microvm`): {tier}"
+    );
+    s
+}
+
+fn host_kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .expect("osrelease")
+        .trim()
+        .to_owned()
+}
+
+fn vm(extra: Value) -> Value {
+    let mut body = json!({"isolation": "microvm"});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            body[k] = v;
+        }
+    }
+    body
+}
+
+/// Waits until `name` has no instance, then calls it: a cold start; returns the answer and
+/// the cold start's record.
+fn cold_call(s: &Server, name: &str, event: &str) -> (Value, Value) {
+    wait_until(
+        &format!("{name} has no instance"),
+        Duration::from_secs(30),
+        || s.function(name)["instances"] == json!({"starting": 0, "idle": 0, "busy": 0}),
+    );
+    let a = s.invoke(name, event);
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.cold(), "the call after the idle instance stopped is cold");
+    let record = s.invocation(a.header("x-ignis-invocation-id"));
+    (a.json(), record["init"].clone())
+}
+
+#[test]
+fn python_and_typescript_answer_from_a_guest_kernel_restored_from_a_snapshot() {
+    let s = server(&[]);
+    let guest_kernel = s.get("/v1/runtimes").json()["isolation"]["microvm"]["guest_kernel"].clone();
+    let f = s.deploy("py", "python", KERNEL_PY, vm(json!({"idle_timeout_secs": 0})));
+    assert_eq!(f["isolation"], "microvm");
+    s.deploy("ts", "typescript", KERNEL_TS, vm(json!({"idle_timeout_secs": 0})));
+    let host = host_kernel();
+
+    let (py, init) = cold_call(&s, "py", r#"{"hello": "vm"}"#);
+    assert_eq!(py["event"], json!({"hello": "vm"}));
+    assert_ne!(py["kernel"], host.as_str(), "the guest's kernel is not the host's: {py}");
+    assert_eq!(py["kernel"], guest_kernel, "the kernel the server names: {py}");
+    assert_ne!(py["uid"], 0, "the runtime is not root in its guest: {py}");
+    assert_eq!(py["interfaces"], json!(["lo"]), "network none: no network card: {py}");
+    let restore = init["restore_ms"].as_f64().expect("a restored cold start has restore_ms");
+    assert!(restore > 0.0, "{init}");
+    assert!(init.get("boot_ms").is_none(), "restored, not booted: {init}");
+    assert!(
+        init["runtime_ms"].as_f64().expect("runtime_ms") >= restore,
+        "the restore is part of the runtime's start: {init}"
+    );
+
+    let (ts, init) = cold_call(&s, "ts", r#"{"n": 21}"#);
+    assert_eq!(ts["doubled"], 42);
+    assert_ne!(ts["kernel"], host.as_str(), "{ts}");
+    assert_eq!(ts["kernel"], guest_kernel, "{ts}");
+    assert!(init["restore_ms"].as_f64().is_some(), "{init}");
+
+    // A second cold start restores the same snapshot again.
+    let (again, init) = cold_call(&s, "py", "{}");
+    assert_eq!(again["kernel"], guest_kernel);
+    assert!(init["restore_ms"].as_f64().is_some(), "{init}");
+}
+
+#[test]
+fn without_snapshots_a_cold_start_boots_its_guest() {
+    let s = server(&["--no-microvm-snapshots"]);
+    assert_eq!(
+        s.get("/v1/runtimes").json()["isolation"]["microvm"]["snapshots"],
+        false
+    );
+    s.deploy("py", "python", KERNEL_PY, vm(json!({"idle_timeout_secs": 0})));
+    let (py, init) = cold_call(&s, "py", "{}");
+    assert_ne!(py["kernel"], host_kernel().as_str());
+    let boot = init["boot_ms"].as_f64().expect("a booted cold start has boot_ms");
+    assert!(boot > 0.0, "{init}");
+    assert!(init.get("restore_ms").is_none(), "{init}");
+}
+
+const FAILING_PY: &str = r#"
+import os, signal
+
+def handler(event, context):
+    what = event["do"]
+    if what == "spin":
+        while True:
+            pass
+    if what == "memory":
+        hog = []
+        while True:
+            hog.append(bytearray(16 << 20))
+    if what == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return {"ok": True}
+"#;
+
+const FAILING_JS: &str = r#"
+export const handler = async (event) => {
+  if (event.do === "spin") { for (;;) {} }
+  if (event.do === "memory") { const hog = []; for (;;) hog.push(Buffer.alloc(16 << 20, 1)); }
+  if (event.do === "crash") process.kill(process.pid, "SIGSEGV");
+  return { ok: true };
+};
+"#;
+
+#[test]
+fn a_timeout_an_out_of_memory_and_a_crash_each_end_cleanly() {
+    let s = server(&[]);
+    // Filling 160 MiB takes a few seconds under software emulation: the spinning calls get
+    // a short timeout of their own.
+    for (name, runtime, code, timeout) in [
+        ("py", "python", FAILING_PY, 60),
+        ("js", "javascript", FAILING_JS, 60),
+        ("py-spin", "python", FAILING_PY, 2),
+        ("js-spin", "javascript", FAILING_JS, 2),
+    ] {
+        s.deploy(name, runtime, code, vm(json!({"memory_mb": 128, "timeout_secs": timeout})));
+    }
+    for (name, what, status, code) in [
+        ("py-spin", "spin", StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        ("js-spin", "spin", StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        ("py", "memory", StatusCode::BAD_GATEWAY, "out_of_memory"),
+        ("js", "memory", StatusCode::BAD_GATEWAY, "out_of_memory"),
+        ("py", "crash", StatusCode::BAD_GATEWAY, "instance_crashed"),
+        ("js", "crash", StatusCode::BAD_GATEWAY, "instance_crashed"),
+    ] {
+        {
+            let a = s.invoke(name, &json!({"do": what}).to_string());
+            assert_eq!(
+                (a.status, a.error_code().as_str()),
+                (status, code),
+                "{name} {what}: {}",
+                a.body
+            );
+            let ok = s.invoke(name, r#"{"do": "nothing"}"#);
+            assert_eq!(
+                (ok.status, ok.json()),
+                (StatusCode::OK, json!({"ok": true})),
+                "{name} answers again after {what}: {}",
+                ok.body
+            );
+        }
+    }
+}
+
+/// The QEMU processes among a server's descendants.
+fn qemus(server: u32) -> BTreeSet<u32> {
+    descendants(server)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with("qemu-system"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_server_leaves_no_qemu_behind() {
+    let s = server(&[]);
+    s.deploy("kept", "python", KERNEL_PY, vm(json!({"min_instances": 2})));
+    let mut found = BTreeSet::new();
+    wait_until("two guests run", Duration::from_secs(60), || {
+        found = qemus(s.pid());
+        found.len() == 2
+    });
+    let killed = Command::new("kill")
+        .args(["-KILL", &s.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    wait_until(
+        "the killed server's QEMU processes are gone",
+        Duration::from_secs(20),
+        || found.iter().all(|&p| !alive(p)),
+    );
+}
+
+#[test]
+fn packages_and_layers_reach_the_guest_read_only() {
+    let s = server(&[]);
+    let layer = s.post(
+        "/v1/layers",
+        json!({"name": "helpers", "runtimes": ["python"], "files": {
+            "python/shared_util.py": "WHO = 'from the layer'\n",
+        }})
+        .to_string(),
+    );
+    assert_eq!(layer.status, StatusCode::CREATED, "{}", layer.body);
+    let app = r#"
+import os, shared_util
+from lib import tools
+
+def handler(event, context):
+    try:
+        open("/code/app.py", "a").close()
+        wrote = True
+    except OSError as e:
+        wrote = type(e).__name__
+    return {"who": shared_util.WHO, "tool": tools.NAME, "code": sorted(os.listdir("/code")),
+            "layer_file": shared_util.__file__, "wrote": wrote}
+"#;
+    let a = s.create(&json!({
+        "name": "pkg", "runtime": "python", "handler": "app.handler", "isolation": "microvm",
+        "files": {"app.py": app, "lib/__init__.py": "", "lib/tools.py": "NAME = 'tools'\n"},
+        "layers": ["helpers:1"],
+    }));
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.json()["state"], "ready", "{}", a.body);
+    let out = s.invoke("pkg", "{}").json();
+    assert_eq!(out["who"], "from the layer", "{out}");
+    assert_eq!(out["tool"], "tools", "{out}");
+    assert_eq!(out["code"], json!(["app.py", "lib"]), "{out}");
+    assert_eq!(out["layer_file"], "/opt/python/shared_util.py", "{out}");
+    assert_eq!(out["wrote"], "OSError", "the package is read-only in the guest: {out}");
+}
+
+#[test]
+fn outbound_guests_reach_out_but_never_the_host() {
+    let host = crate::network::TestHost::start();
+    let s = server(&[]);
+    let api_port: u16 = s.url.rsplit(':').next().expect("port").parse().expect("port number");
+    s.deploy(
+        "out",
+        "python",
+        crate::network::FETCH,
+        vm(json!({"network": "outbound"})),
+    );
+    let event = json!({
+        "url": format!("http://{}:8080/", host.addr),
+        "forbidden": {
+            // QEMU's user-mode gateway: the loopback of QEMU's own (sandboxed) namespace.
+            "gateway_api": ["10.0.2.2", api_port],
+            "own_loopback_api": ["127.0.0.1", api_port],
+        },
+    });
+    let out: Value = s.invoke("out", &event.to_string()).json();
+    assert_eq!(out["fetched"], "hello from the test host", "{out}");
+    assert_ne!(out["gateway_api"], "connected", "{out}");
+    assert_ne!(out["own_loopback_api"], "connected", "{out}");
+}
