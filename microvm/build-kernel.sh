@@ -4,7 +4,7 @@
 # (writes OUT_DIR/vmlinux and OUT_DIR/kernelrelease; the build tree is removed afterwards).
 set -euo pipefail
 
-out=$1
+out=$(realpath -m "$1")
 here=$(cd "$(dirname "$0")" && pwd)
 fragment=$here/kernel.config
 tarball=/usr/src/linux-source-6.1.tar.xz
@@ -35,6 +35,7 @@ echo "kernel: make -j$(nproc) vmlinux"
 make -s ARCH=x86_64 -j"$(nproc)" vmlinux
 mkdir -p "$out"
 cp vmlinux "$out/vmlinux.new"
+cp .config "$out/config"
 make -s ARCH=x86_64 kernelrelease > "$out/kernelrelease"
 mv "$out/vmlinux.new" "$out/vmlinux"
 echo "kernel: $(cat "$out/kernelrelease") in $out/vmlinux ($(du -h "$out/vmlinux" | cut -f1))"

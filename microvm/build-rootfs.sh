@@ -5,7 +5,7 @@
 # Usage (as root): build-rootfs.sh OUT_TREE BUN_VERSION
 set -euo pipefail
 
-out=$1
+out=$(realpath -m "$1")
 bun_version=$2
 # The package list (part of the cache key through this script's own hash).
 packages=python3,ca-certificates

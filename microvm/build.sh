@@ -78,7 +78,8 @@ fi
 
 # --- The agent (static, in its own target folder) -----------------------------------------
 echo "microvm: cargo build --release -p ignis-guest (static)"
-CARGO_TARGET_DIR=target/guest RUSTFLAGS="-C target-feature=+crt-static" \
+# Stripped: the guest needs no debug information (the image is smaller).
+CARGO_TARGET_DIR=target/guest RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=symbols \
   cargo build --quiet --release --locked -p ignis-guest --target x86_64-unknown-linux-gnu
 agent=target/guest/x86_64-unknown-linux-gnu/release/ignis-agent
 if readelf -l "$agent" | grep -q INTERP; then
@@ -102,8 +103,8 @@ if [ ! -f "$guest/guest.json" ]; then
   files=$(find "$stage/tree" | wc -l)
   size_mb=$(( used_mb + used_mb / 8 + 16 ))
   mke2fs -q -t ext4 -O ^has_journal -m 0 -b 4096 -N $(( files + files / 4 + 1024 )) -L ignis-root \
-    -d "$stage/tree" "$stage/rootfs.ext4" "${size_mb}M"
-  e2fsck -fn "$stage/rootfs.ext4" >/dev/null
+    -d "$stage/tree" "$stage/rootfs.ext4" "${size_mb}M" >/dev/null
+  e2fsck -fn "$stage/rootfs.ext4" >/dev/null 2>&1 || { echo "microvm: e2fsck found errors in the new image" >&2; exit 1; }
   cp "$kernel_dir/vmlinux" "$stage/vmlinux"
   kernel=$(cat "$kernel_dir/kernelrelease")
   python=$(chroot "$stage/tree" /usr/bin/python3 -c 'import platform; print(platform.python_version())')

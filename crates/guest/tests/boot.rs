@@ -75,7 +75,7 @@ impl Guest {
             .collect();
         let mut args: Vec<String> = [
             "-M",
-            "microvm",
+            "microvm,acpi=off",
             "-accel",
             "tcg",
             "-cpu",
