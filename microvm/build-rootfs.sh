@@ -49,9 +49,9 @@ for dir in code opt ignis run tmp; do
 done
 chmod 1777 "$tree/tmp"
 
-# Smaller: no apt caches or lists, no documentation.
+# Smaller: no apt caches or lists, no documentation, no translations of messages.
 rm -rf "$tree"/var/cache/apt/* "$tree"/var/lib/apt/lists/* "$tree"/var/cache/debconf/*-old \
-  "$tree"/usr/share/doc/* "$tree"/usr/share/man/* "$tree"/usr/share/info/* \
+  "$tree"/usr/share/doc/* "$tree"/usr/share/man/* "$tree"/usr/share/info/* "$tree"/usr/share/locale/* \
   "$tree"/var/log/* "$tree"/debootstrap
 
 rm -rf "$out"
