@@ -66,6 +66,11 @@ struct Ended {
 
 impl Guest {
     fn boot(extra: &[String]) -> Guest {
+        Guest::boot_with(extra, "")
+    }
+
+    /// Boots with more QEMU arguments and more kernel parameters.
+    fn boot_with(extra: &[String], cmdline: &str) -> Guest {
         let guest = guest_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let names = ["agent", "control", "stdout", "stderr"];
@@ -122,11 +127,10 @@ impl Guest {
         }
         args.extend(extra.iter().cloned());
         args.push("-append".into());
-        args.push(
+        args.push(format!(
             "console=ttyS0 root=/dev/vda ro rootfstype=ext4 init=/sbin/ignis-agent quiet panic=-1 \
-             random.trust_cpu=on ignis.tmp_mb=32"
-                .into(),
-        );
+             random.trust_cpu=on ignis.tmp_mb=32 {cmdline}"
+        ));
         let started = Instant::now();
         let qemu = Command::new("qemu-system-x86_64")
             .args(&args)
@@ -523,4 +527,48 @@ fn mount_of_a_tag_the_vm_lacks_is_an_error() {
     );
     assert_eq!(guest.request(&exec("/bin/true", &[]))["ok"], true);
     assert_eq!(guest.end().exit["code"], 0);
+}
+
+const NETWORK_PY: &str = r#"
+import socket, sys
+# The loopback interface is up.
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+print("loopback", server.accept()[0].recv(0) == b"")
+# The host, through QEMU's user network (10.0.2.2 is the host's 127.0.0.1).
+host = socket.create_connection(("10.0.2.2", int(sys.argv[1])), timeout=30)
+host.sendall(b"hello from the guest")
+host.close()
+print(open("/etc/resolv.conf").read().strip())
+"#;
+
+#[test]
+fn the_ip_parameter_gives_outbound_network_and_lo_is_up() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let mut guest = Guest::boot_with(
+        &[
+            "-netdev",
+            "user,id=net",
+            "-device",
+            "virtio-net-device,netdev=net",
+        ]
+        .map(String::from),
+        "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off",
+    );
+    let accepted = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept the guest");
+        let mut got = String::new();
+        stream.read_to_string(&mut got).expect("read");
+        got
+    });
+    let answer = guest.request(&exec("/usr/bin/python3", &["-c", NETWORK_PY, &port.to_string()]));
+    assert_eq!(answer["ok"], true, "{answer}");
+    let ended = guest.end();
+    assert_eq!(ended.exit["code"], 0, "{}", ended.stderr);
+    assert_eq!(ended.stdout, "loopback True\nnameserver 10.0.2.3\n");
+    assert_eq!(
+        accepted.join().expect("the host's listener"),
+        "hello from the guest"
+    );
 }
