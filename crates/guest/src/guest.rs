@@ -161,6 +161,13 @@ impl State {
                 "a program is already running (pid {pid}): a guest runs one program"
             ));
         }
+        if !exec.cwd.is_dir() {
+            return Err(format!(
+                "cwd {} is not a directory in the guest",
+                exec.cwd.display()
+            ));
+        }
+        // Files first: the program may be one of them.
         for (path, text) in &exec.files {
             write_file(path, text)?;
         }
@@ -168,12 +175,6 @@ impl State {
             return Err(format!(
                 "program {} does not exist in the guest",
                 exec.program.display()
-            ));
-        }
-        if !exec.cwd.is_dir() {
-            return Err(format!(
-                "cwd {} is not a directory in the guest",
-                exec.cwd.display()
             ));
         }
         let stream = |file: &File, name: &str| {
@@ -271,9 +272,11 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         mkdir(parent, 0o755)?;
     }
+    // Replaced if an earlier exec that failed wrote it (root writes despite mode 0444).
     let mut file = OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o444)
         .open(path)
         .map_err(|e| format!("write {}: {e}", path.display()))?;

@@ -59,8 +59,10 @@ fn run() -> Result<(), String> {
     let ports = boot::find_ports(PORTS_DEADLINE)?;
     let open = |name: &str| -> Result<File, String> {
         let path = &ports[name];
+        // The program's stdout and stderr are only written; the others go both ways.
+        let both_ways = !matches!(name, "ignis.stdout" | "ignis.stderr");
         OpenOptions::new()
-            .read(true)
+            .read(both_ways)
             .write(true)
             .open(path)
             .map_err(|e| format!("open {name} ({}): {e}", path.display()))
