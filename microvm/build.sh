@@ -127,4 +127,4 @@ for old in "$cache"/kernel-* "$cache"/base-*; do
 done
 elapsed=$(echo "$(date +%s.%N) - $started" | bc)
 echo "microvm: $(cat "$guest/guest.json")"
-echo "microvm: $out_root/current -> guest-$hash (vmlinux $(du -h "$guest/vmlinux" | cut -f1), rootfs.ext4 $(du -h --apparent-size "$guest/rootfs.ext4" | cut -f1)) in ${elapsed}s"
+echo "microvm: $out_root/current -> guest-$hash (vmlinux $(du -h --apparent-size "$guest/vmlinux" | cut -f1), rootfs.ext4 $(du -h --apparent-size "$guest/rootfs.ext4" | cut -f1)) in ${elapsed}s"
