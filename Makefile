@@ -23,7 +23,7 @@ DATA ?= ./.ignis
 
 
 .PHONY: system-packages test-packages
-.PHONY: run build tools test test-rust test-runtimes test-console test-api lint fmt clean bench
+.PHONY: run build tools test test-rust test-runtimes test-console test-api lint fmt clean bench microvm
 
 ## Install Bun (from the npm package `bun`), the console's editor (the npm package
 ## `monaco-editor`), playwright-core (the browser tests) and TypeScript (`tsc` checks the
@@ -135,6 +135,13 @@ fmt:
 clean:
 	cargo clean
 	rm -rf $(TOOLS)
+
+## The microVM guest (microvm/README.md): a small kernel from Debian's linux-source-6.1, a
+## Debian bookworm root filesystem with CPython, Bun $(BUN_VERSION) and the static agent, in
+## $(TOOLS)/microvm/current. As root, installs what is missing (qemu-system-x86, debootstrap,
+## linux-source-6.1, flex, bison, bc, libelf-dev, e2fsprogs). Cached by content hash.
+microvm:
+	BUN_VERSION=$(BUN_VERSION) TOOLS=$(TOOLS) bash microvm/build.sh
 
 ## The benchmark of issue 4 against the release server, sandbox on (installs wrk as root).
 bench: tools build

@@ -93,12 +93,14 @@ fn occurrences(patterns: &[&str], allowed: impl Fn(&Path) -> bool) -> Vec<String
 
 #[test]
 fn unsafe_code_lives_only_in_the_sandbox_sys_module() {
+    // The microVM guest's agent (PID 1 of a guest) has its own small `sys` module for the
+    // system calls std and nix do not wrap safely.
     let found = occurrences(&["unsafe {", "unsafe fn", "unsafe impl", "unsafe extern"], |p| {
-        p == Path::new("crates/sandbox/src/sys.rs")
+        p == Path::new("crates/sandbox/src/sys.rs") || p == Path::new("crates/guest/src/sys.rs")
     });
     assert!(
         found.is_empty(),
-        "`unsafe` belongs in crates/sandbox/src/sys.rs only (each block with a SAFETY comment):\n{}",
+        "`unsafe` belongs in crates/sandbox/src/sys.rs (and the guest agent's crates/guest/src/sys.rs) only (each block with a SAFETY comment):\n{}",
         found.join("\n")
     );
     // The one module that may hold it does, so this check looks where it should.

@@ -1,0 +1,574 @@
+//! Boot tests of the real guest that `make microvm` builds (kernel, root filesystem, agent):
+//! QEMU `-M microvm` under TCG, the four virtio-serial ports on unix sockets this test
+//! listens on, and the agent protocol spoken over them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Generous: TCG is slow, and other builds may share the machine's two cores.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn guest_dir() -> PathBuf {
+    let current = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/microvm/current");
+    assert!(
+        current.join("vmlinux").is_file() && current.join("rootfs.ext4").is_file(),
+        "no guest at {}: run `make microvm` first",
+        current.display()
+    );
+    current
+}
+
+/// A stream read to its end on a thread: the bytes, and when the first of them came.
+type Collected = JoinHandle<(Vec<u8>, Option<Instant>)>;
+
+fn collect(mut stream: UnixStream) -> Collected {
+    std::thread::spawn(move || {
+        let (mut all, mut first) = (Vec::new(), None);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            first.get_or_insert_with(Instant::now);
+            all.extend_from_slice(&buf[..n]);
+        }
+        (all, first)
+    })
+}
+
+struct Guest {
+    qemu: Child,
+    dir: tempfile::TempDir,
+    agent: BufReader<UnixStream>,
+    agent_w: UnixStream,
+    control: UnixStream,
+    stdout: Option<Collected>,
+    stderr: Option<Collected>,
+    ready: Value,
+    boot: Duration,
+}
+
+/// What a guest left when its program exited and QEMU stopped.
+struct Ended {
+    exit: Value,
+    stdout: String,
+    stderr: String,
+    status: ExitStatus,
+    first_stdout: Option<Instant>,
+}
+
+impl Guest {
+    fn boot(extra: &[String]) -> Guest {
+        Guest::boot_with(extra, "")
+    }
+
+    /// Boots with more QEMU arguments and more kernel parameters.
+    fn boot_with(extra: &[String], cmdline: &str) -> Guest {
+        let guest = guest_dir();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let names = ["agent", "control", "stdout", "stderr"];
+        let listeners: Vec<UnixListener> = names
+            .iter()
+            .map(|n| UnixListener::bind(dir.path().join(format!("{n}.sock"))).expect("listen"))
+            .collect();
+        let mut args: Vec<String> = [
+            "-M",
+            "microvm,acpi=off",
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push("-serial".into());
+        args.push(format!("file:{}", dir.path().join("serial.log").display()));
+        args.push("-kernel".into());
+        args.push(guest.join("vmlinux").display().to_string());
+        args.push("-drive".into());
+        args.push(format!(
+            "id=root,file={},format=raw,if=none,readonly=on",
+            guest.join("rootfs.ext4").display()
+        ));
+        args.extend(
+            [
+                "-device",
+                "virtio-blk-device,drive=root",
+                "-device",
+                "virtio-serial-device",
+            ]
+            .map(String::from),
+        );
+        for n in names {
+            args.push("-chardev".into());
+            args.push(format!(
+                "socket,id={n},path={},server=off",
+                dir.path().join(format!("{n}.sock")).display()
+            ));
+            args.push("-device".into());
+            args.push(format!("virtserialport,chardev={n},name=ignis.{n}"));
+        }
+        args.extend(extra.iter().cloned());
+        args.push("-append".into());
+        args.push(format!(
+            "console=ttyS0 root=/dev/vda ro rootfstype=ext4 init=/sbin/ignis-agent quiet panic=-1 \
+             random.trust_cpu=on ignis.tmp_mb=32 {cmdline}"
+        ));
+        let started = Instant::now();
+        let qemu = Command::new("qemu-system-x86_64")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start qemu-system-x86_64 (apt-get install qemu-system-x86)");
+        // QEMU connects to each socket as it starts; accept on threads so a QEMU that fails
+        // to start fails the test instead of hanging it.
+        let (tx, rx) = mpsc::channel();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send((i, listener.accept().map(|(s, _)| s)));
+            });
+        }
+        let mut streams: [Option<UnixStream>; 4] = [None, None, None, None];
+        let mut guest = Guest::partial(qemu, dir);
+        for _ in 0..4 {
+            match rx.recv_timeout(DEADLINE) {
+                Ok((i, Ok(stream))) => streams[i] = Some(stream),
+                Ok((i, Err(e))) => guest.fail(&format!("accept {}: {e}", names[i])),
+                Err(_) => guest.fail("QEMU did not connect to the four sockets"),
+            }
+        }
+        let [agent, control, stdout, stderr] = streams.map(|s| s.expect("accepted"));
+        agent.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        guest.agent_w = agent.try_clone().expect("clone");
+        guest.agent = BufReader::new(agent);
+        guest.control = control;
+        guest.stdout = Some(collect(stdout));
+        guest.stderr = Some(collect(stderr));
+        guest.ready = guest.line();
+        guest.boot = started.elapsed();
+        eprintln!("boot to ready: {:?}", guest.boot);
+        assert_eq!(
+            guest.ready["event"], "ready",
+            "the first line is the ready event: {}",
+            guest.ready
+        );
+        guest
+    }
+
+    /// A guest whose sockets are not accepted yet (so `fail` can show its serial console).
+    fn partial(qemu: Child, dir: tempfile::TempDir) -> Guest {
+        let (a, b) = UnixStream::pair().expect("placeholder pair");
+        let c = a.try_clone().expect("clone");
+        Guest {
+            qemu,
+            dir,
+            agent: BufReader::new(a),
+            agent_w: b,
+            control: c,
+            stdout: None,
+            stderr: None,
+            ready: Value::Null,
+            boot: Duration::ZERO,
+        }
+    }
+
+    fn serial(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serial.log")).unwrap_or_default()
+    }
+
+    fn fail(&mut self, what: &str) -> ! {
+        let _ = self.qemu.kill();
+        let mut err = String::new();
+        if let Some(mut e) = self.qemu.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!(
+            "{what}\n--- serial console ---\n{}\n--- qemu stderr ---\n{err}",
+            self.serial()
+        );
+    }
+
+    /// The next line of `ignis.agent`, as JSON.
+    fn line(&mut self) -> Value {
+        let mut line = String::new();
+        match self.agent.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+            }
+            Ok(_) => self.fail("ignis.agent closed"),
+            Err(e) => self.fail(&format!("read ignis.agent: {e}")),
+        }
+    }
+
+    fn request(&mut self, request: &Value) -> Value {
+        writeln!(self.agent_w, "{request}").expect("write a request");
+        self.line()
+    }
+
+    fn request_raw(&mut self, line: &str) -> Value {
+        writeln!(self.agent_w, "{line}").expect("write a request");
+        self.line()
+    }
+
+    /// Reads the `exit` event, then waits for QEMU to exit by itself and for the streams
+    /// to end.
+    fn end(mut self) -> Ended {
+        let exit = self.line();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.qemu.try_wait().expect("wait for qemu") {
+                break status;
+            }
+            if start.elapsed() > DEADLINE {
+                self.fail("QEMU did not exit after the program's exit");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let (stdout, first_stdout) = self.stdout.take().expect("stdout").join().expect("stdout reader");
+        let (stderr, _) = self.stderr.take().expect("stderr").join().expect("stderr reader");
+        Ended {
+            exit,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            status,
+            first_stdout,
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+}
+
+fn exec(program: &str, args: &[&str]) -> Value {
+    json!({"op": "exec", "program": program, "args": args, "env": {"PATH": "/usr/bin:/bin"},
+           "cwd": "/", "uid": 1000, "gid": 1000})
+}
+
+#[test]
+fn ready_names_the_guest_kernel_and_bad_requests_get_precise_errors() {
+    let mut guest = Guest::boot(&[]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("host kernel");
+    let kernel = guest.ready["kernel"].as_str().expect("kernel").to_owned();
+    assert!(
+        kernel.starts_with("6.1."),
+        "the guest runs the 6.1 kernel: {kernel}"
+    );
+    assert_ne!(kernel, host.trim(), "the guest's kernel is not the host's");
+
+    assert_eq!(guest.request(&json!({"op": "ping"})), json!({"ok": true}));
+    assert_eq!(
+        guest.request(&json!({"op": "reboot"})),
+        json!({"ok": false, "error": "unknown op \"reboot\" (one of ping, exec, resume, mount)"})
+    );
+    let mut outside = exec("/usr/bin/python3", &[]);
+    outside["files"] = json!({"/etc/evil": "x"});
+    assert_eq!(
+        guest.request(&outside),
+        json!({"ok": false, "error": "file \"/etc/evil\" is outside /ignis/ (files may only be written there)"})
+    );
+    assert_eq!(
+        guest.request(&exec("/usr/bin/nothing", &[])),
+        json!({"ok": false, "error": "program /usr/bin/nothing does not exist in the guest"})
+    );
+    assert_eq!(
+        guest.request(&json!({"op": "resume", "time_ns": 1, "entropy": "AAAA"})),
+        json!({"ok": false, "error": "entropy has 3 bytes; between 32 and 512 are needed"})
+    );
+    assert_eq!(
+        guest.request(&json!({"op": "mount", "at": "/etc", "tags": ["ignis.code"]})),
+        json!({"ok": false, "error": "mount point \"/etc\" is not one of /code, /opt"})
+    );
+    let answer = guest.request_raw("{not json");
+    assert_eq!(answer["ok"], false);
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("the request is not JSON")),
+        "{answer}"
+    );
+    // The guest still runs a program after all that, and stops when it exits, though the
+    // program leaves a child behind (an orphan the agent reaps, not waits for).
+    let answer = guest.request(&exec("/bin/sh", &["-c", "sleep 1000 & exit 3"]));
+    assert_eq!(answer["ok"], true, "{answer}");
+    let ended = guest.end();
+    assert_eq!(
+        ended.exit,
+        json!({"event": "exit", "code": 3, "signal": null, "oom": false})
+    );
+    assert!(ended.status.success(), "QEMU exits by itself: {:?}", ended.status);
+}
+
+const IDENTITY_PY: &str = r#"
+import json, os, sys
+sys.stdout.write("to stdout\n"); sys.stdout.flush()
+sys.stderr.write("to stderr\n"); sys.stderr.flush()
+control = os.fdopen(3, "r+b", buffering=0)
+control.write(b"to control\n")
+line = control.readline()
+tmp = os.statvfs("/tmp")
+status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+print(json.dumps({
+    "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
+    "environ": sorted(open("/proc/self/environ", "rb").read().decode().split("\0")[:-1]),
+    "cwd": os.getcwd(), "session_leader": os.getsid(0) == os.getpid(),
+    "no_new_privs": status["NoNewPrivs"].strip(), "tmp_bytes": tmp.f_blocks * tmp.f_frsize,
+    "stdin": os.readlink("/proc/self/fd/0"), "from_host": line.decode(),
+    "bootstrap_mode": oct(os.stat("/ignis/bootstrap.py").st_mode & 0o777),
+}))
+sys.exit(7)
+"#;
+
+#[test]
+fn exec_runs_python_as_the_given_user_with_its_streams_on_the_ports() {
+    let mut guest = Guest::boot(&[]);
+    let request = json!({"op": "exec", "program": "/usr/bin/python3", "args": ["/ignis/bootstrap.py"],
+        "env": {"GREETING": "hi", "LANG": "C.UTF-8"}, "cwd": "/tmp", "uid": 1000, "gid": 1000,
+        "files": {"/ignis/bootstrap.py": IDENTITY_PY}});
+    let sent = Instant::now();
+    let answer = guest.request(&request);
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(answer["pid"].as_u64().is_some_and(|p| p > 1), "{answer}");
+
+    // The program is running (it waits for a line on its control channel): a second exec
+    // is refused.
+    let mut control = BufReader::new(guest.control.try_clone().expect("clone"));
+    let mut line = String::new();
+    control.read_line(&mut line).expect("read control");
+    assert_eq!(line, "to control\n");
+    let second = guest.request(&exec("/bin/true", &[]));
+    assert_eq!(second["ok"], false);
+    assert!(
+        second["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("a program is already running (pid ")),
+        "{second}"
+    );
+    guest.control.write_all(b"go on\n").expect("write control");
+
+    let ended = guest.end();
+    assert_eq!(
+        ended.exit,
+        json!({"event": "exit", "code": 7, "signal": null, "oom": false})
+    );
+    eprintln!(
+        "exec -> first stdout byte of python3: {:?}",
+        ended.first_stdout.map(|t| t.duration_since(sent))
+    );
+    let mut lines = ended.stdout.lines();
+    assert_eq!(lines.next(), Some("to stdout"));
+    let info: Value = serde_json::from_str(lines.next().expect("the JSON line")).expect("JSON");
+    assert_eq!(ended.stderr, "to stderr\n");
+    assert_eq!(info["uid"], 1000);
+    assert_eq!(info["euid"], 1000);
+    assert_eq!(info["gid"], 1000);
+    assert_eq!(info["groups"], json!([]));
+    assert_eq!(info["environ"], json!(["GREETING=hi", "LANG=C.UTF-8"]));
+    assert_eq!(info["cwd"], "/tmp");
+    assert_eq!(info["session_leader"], true);
+    assert_eq!(info["no_new_privs"], "1");
+    assert_eq!(info["tmp_bytes"], 32 << 20, "/tmp is the 32 MiB of ignis.tmp_mb");
+    assert_eq!(info["stdin"], "/dev/null");
+    assert_eq!(info["from_host"], "go on\n");
+    assert_eq!(info["bootstrap_mode"], "0o444");
+}
+
+#[test]
+fn resume_sets_the_clock_and_bun_runs() {
+    let mut guest = Guest::boot(&[]);
+    // 2030-01-01T00:00:00Z.
+    let target_s: i64 = 1_893_456_000;
+    let entropy = "q".repeat(64); // 48 bytes of base64
+    let answer =
+        guest.request(&json!({"op": "resume", "time_ns": target_s * 1_000_000_000, "entropy": entropy}));
+    assert_eq!(answer, json!({"ok": true}));
+    let sent = Instant::now();
+    let answer = guest.request(&exec(
+        "/usr/local/bin/bun",
+        &[
+            "-e",
+            "console.log(Math.floor(Date.now() / 1000)); console.error('bun ' + Bun.version)",
+        ],
+    ));
+    assert_eq!(answer["ok"], true, "{answer}");
+    let ended = guest.end();
+    assert_eq!(
+        ended.exit,
+        json!({"event": "exit", "code": 0, "signal": null, "oom": false}),
+        "{}",
+        ended.stderr
+    );
+    eprintln!(
+        "exec -> first stdout byte of bun: {:?}",
+        ended.first_stdout.map(|t| t.duration_since(sent))
+    );
+    let now: i64 = ended
+        .stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("seconds: {:?}", ended.stdout));
+    assert!(
+        (target_s..target_s + 120).contains(&now),
+        "the guest's clock says {now}, not 2030"
+    );
+    assert!(ended.stderr.starts_with("bun 1."), "{}", ended.stderr);
+}
+
+#[test]
+fn a_program_allocating_past_the_guest_memory_exits_with_oom() {
+    let mut guest = Guest::boot(&[]);
+    let hog = "chunks = []\nwhile True:\n    chunks.append(b'x' * (8 << 20))\n";
+    let answer = guest.request(&exec("/usr/bin/python3", &["-c", hog]));
+    assert_eq!(answer["ok"], true, "{answer}");
+    let ended = guest.end();
+    assert_eq!(
+        ended.exit,
+        json!({"event": "exit", "code": null, "signal": 9, "oom": true}),
+        "{}",
+        ended.stderr
+    );
+}
+
+/// QEMU arguments sharing `dir` read-only as the 9p tag `tag`.
+fn share(id: &str, dir: &Path, tag: &str) -> Vec<String> {
+    vec![
+        "-fsdev".into(),
+        format!(
+            "local,id={id},path={},security_model=none,readonly=on",
+            dir.display()
+        ),
+        "-device".into(),
+        format!("virtio-9p-device,fsdev={id},mount_tag={tag}"),
+    ]
+}
+
+const READ_MOUNTS_PY: &str = r#"
+print(open("hello.txt").read(), end="")
+print(open("/opt/both.txt").read(), open("/opt/layer.txt").read())
+for path in ("new.txt", "/opt/new.txt"):
+    try:
+        open(path, "w")
+    except OSError as e:
+        print(e.errno)
+"#;
+
+#[test]
+fn mount_shows_one_9p_tag_at_code_and_merges_several_at_opt() {
+    let code = tempfile::tempdir().expect("code dir");
+    std::fs::write(code.path().join("hello.txt"), "hello from the host\n").expect("write");
+    let (deps, layer) = (
+        tempfile::tempdir().expect("deps"),
+        tempfile::tempdir().expect("layer"),
+    );
+    std::fs::write(deps.path().join("both.txt"), "deps").expect("write");
+    std::fs::write(layer.path().join("both.txt"), "layer").expect("write");
+    std::fs::write(layer.path().join("layer.txt"), "only in the layer").expect("write");
+    let mut args = share("code", code.path(), "ignis.code");
+    args.extend(share("deps", deps.path(), "ignis.deps"));
+    args.extend(share("layer", layer.path(), "ignis.layer"));
+    let mut guest = Guest::boot(&args);
+    assert_eq!(
+        guest.request(&json!({"op": "mount", "at": "/code", "tags": ["ignis.code"]})),
+        json!({"ok": true})
+    );
+    assert_eq!(
+        guest.request(&json!({"op": "mount", "at": "/opt", "tags": ["ignis.deps", "ignis.layer"]})),
+        json!({"ok": true})
+    );
+    assert_eq!(
+        guest.request(&json!({"op": "mount", "at": "/code", "tags": ["ignis.code"]})),
+        json!({"ok": false, "error": "/code is already mounted"})
+    );
+    let mut request = exec("/usr/bin/python3", &["-c", READ_MOUNTS_PY]);
+    request["cwd"] = json!("/code");
+    let answer = guest.request(&request);
+    assert_eq!(answer["ok"], true, "{answer}");
+    let ended = guest.end();
+    assert_eq!(ended.exit["code"], 0, "{}", ended.stderr);
+    assert_eq!(
+        ended.stdout, "hello from the host\ndeps only in the layer\n30\n30\n",
+        "the file; the first tag on top of the second; EROFS on writes at /code and /opt"
+    );
+}
+
+#[test]
+fn mount_of_a_tag_the_vm_lacks_is_an_error() {
+    let mut guest = Guest::boot(&[]);
+    let missing = guest.request(&json!({"op": "mount", "at": "/opt", "tags": ["ignis.deps"]}));
+    assert_eq!(missing["ok"], false);
+    assert!(
+        missing["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("mount 9p tag ignis.deps (does the VM have it?): ")),
+        "{missing}"
+    );
+    assert_eq!(guest.request(&exec("/bin/true", &[]))["ok"], true);
+    assert_eq!(guest.end().exit["code"], 0);
+}
+
+const NETWORK_PY: &str = r#"
+import socket, sys
+# The loopback interface is up.
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+print("loopback", server.accept()[0].recv(0) == b"")
+# The host, through QEMU's user network (10.0.2.2 is the host's 127.0.0.1).
+host = socket.create_connection(("10.0.2.2", int(sys.argv[1])), timeout=30)
+host.sendall(b"hello from the guest")
+host.close()
+print(open("/etc/resolv.conf").read().strip())
+"#;
+
+#[test]
+fn the_ip_parameter_gives_outbound_network_and_lo_is_up() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("addr").port();
+    let mut guest = Guest::boot_with(
+        &[
+            "-netdev",
+            "user,id=net",
+            "-device",
+            "virtio-net-device,netdev=net",
+        ]
+        .map(String::from),
+        "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off",
+    );
+    let accepted = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept the guest");
+        let mut got = String::new();
+        stream.read_to_string(&mut got).expect("read");
+        got
+    });
+    let answer = guest.request(&exec("/usr/bin/python3", &["-c", NETWORK_PY, &port.to_string()]));
+    assert_eq!(answer["ok"], true, "{answer}");
+    let ended = guest.end();
+    assert_eq!(ended.exit["code"], 0, "{}", ended.stderr);
+    assert_eq!(ended.stdout, "loopback True\nnameserver 10.0.2.3\n");
+    assert_eq!(
+        accepted.join().expect("the host's listener"),
+        "hello from the guest"
+    );
+}
