@@ -18,8 +18,8 @@ use serde_json::json;
 use crate::request::{self, Exec, Mount, Resume};
 use crate::{boot, sys, Channel};
 
-/// Where each 9p tag is mounted before it is shown at `/code` or `/opt`.
-const TAGS_ROOT: &str = "/run/ignis";
+/// Where the 9p share is mounted before its folders are shown at `/code` or `/opt`.
+const SHARE_ROOT: &str = "/run/ignis/share";
 
 /// The program's output ports, opened at boot.
 pub struct Streams {
@@ -34,7 +34,7 @@ pub struct State {
     channel: Channel,
     program: Option<u32>,
     mounted_at: BTreeSet<PathBuf>,
-    mounted_tags: BTreeSet<String>,
+    share_mounted: bool,
 }
 
 fn mount_fs(
@@ -149,7 +149,7 @@ impl State {
             channel,
             program: None,
             mounted_at: BTreeSet::new(),
-            mounted_tags: BTreeSet::new(),
+            share_mounted: false,
         }
     }
 
@@ -193,10 +193,25 @@ impl State {
             // With a uid, std also drops every supplementary group (setgroups(0)) as root.
             .uid(exec.uid)
             .gid(exec.gid);
-        sys::prepare_child(&mut cmd, self.streams.control.as_raw_fd());
+        // The filters are built here: the child only installs them (no allocation after fork).
+        let filters = if exec.confine {
+            ignis_seccomp::programs(exec.outbound)?
+        } else {
+            Vec::new()
+        };
+        sys::prepare_child(&mut cmd, self.streams.control.as_raw_fd(), filters);
         // no_new_privs is inherited: set on the agent (which execs nothing else), it holds
         // for the program and everything it starts.
         nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
+        if exec.confine {
+            // As the process tier's sandbox: no capability can ever be regained (the
+            // bounding set only limits what an exec grants, so the agent keeps its own),
+            // 1024 open files, no core dumps. Inherited by the program.
+            sys::empty_bounding_set().map_err(|e| format!("empty the capability bounding set: {e}"))?;
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_NOFILE, 1024, 1024).map_err(|e| format!("limit open files: {e}"))?;
+            setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("forbid core dumps: {e}"))?;
+        }
         let oom_before = oom_kills();
         let child = cmd
             .spawn()
@@ -210,25 +225,34 @@ impl State {
         Ok(pid)
     }
 
-    /// `mount`: each 9p tag read-only under /run/ignis/<tag>, then shown at `at` read-only.
+    /// `mount`: the 9p share read-only under /run/ignis/share (once), then the named
+    /// folders of it shown at `at` read-only.
     pub fn mount(&mut self, req: &Mount) -> Result<(), String> {
         if self.mounted_at.contains(&req.at) {
             return Err(format!("{} is already mounted", req.at.display()));
         }
-        let mut dirs = Vec::new();
-        for tag in &req.tags {
-            let dir = format!("{TAGS_ROOT}/{tag}");
-            if !self.mounted_tags.contains(tag) {
-                mkdir(Path::new(&dir), 0o755)?;
-                mount(
-                    Some(tag.as_str()),
-                    dir.as_str(),
-                    Some("9p"),
-                    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some("trans=virtio,version=9p2000.L"),
+        if !self.share_mounted {
+            mkdir(Path::new(SHARE_ROOT), 0o755)?;
+            mount(
+                Some(request::SHARE_TAG),
+                SHARE_ROOT,
+                Some("9p"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("trans=virtio,version=9p2000.L"),
+            )
+            .map_err(|e| {
+                format!(
+                    "mount the 9p share {} (does the VM have it?): {e}",
+                    request::SHARE_TAG
                 )
-                .map_err(|e| format!("mount 9p tag {tag} (does the VM have it?): {e}"))?;
-                self.mounted_tags.insert(tag.clone());
+            })?;
+            self.share_mounted = true;
+        }
+        let mut dirs = Vec::new();
+        for name in &req.dirs {
+            let dir = format!("{SHARE_ROOT}/{name}");
+            if !Path::new(&dir).is_dir() {
+                return Err(format!("the share has no folder {name:?}"));
             }
             dirs.push(dir);
         }

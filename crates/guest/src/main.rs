@@ -55,6 +55,8 @@ fn run() -> Result<(), String> {
     let cmdline = boot::parse_cmdline(&cmdline)?;
     guest::mount_scratch(cmdline.tmp_mb)?;
     sys::loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
+    // The name an instance sees in the process tier too.
+    nix::unistd::sethostname("ignis").map_err(|e| format!("set the hostname: {e}"))?;
 
     let ports = boot::find_ports(PORTS_DEADLINE)?;
     let open = |name: &str| -> Result<File, String> {

@@ -14,8 +14,11 @@ pub const MOUNT_POINTS: [&str; 2] = ["/code", "/opt"];
 /// Entropy a `resume` must bring, in bytes.
 pub const ENTROPY_MIN: usize = 32;
 pub const ENTROPY_MAX: usize = 512;
-/// The longest 9p mount tag QEMU accepts.
-const TAG_MAX: usize = 31;
+/// The 9p tag of the host folder holding the function's files (its package, dependencies
+/// and layers, each a folder of it).
+pub const SHARE_TAG: &str = "ignis.share";
+/// The longest folder name a `mount` may name.
+const NAME_MAX: usize = 64;
 
 /// One validated request.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +40,12 @@ pub struct Exec {
     pub gid: u32,
     /// Absolute paths under `/ignis/` → their text.
     pub files: BTreeMap<PathBuf, String>,
+    /// Confine the program as the process tier confines an instance: the seccomp filters,
+    /// an empty capability bounding set, the open-files and core limits (default). Off only
+    /// for the host's own tests that run a sandbox inside the guest.
+    pub confine: bool,
+    /// Whether its seccomp filter lets it open internet sockets.
+    pub outbound: bool,
 }
 
 /// After a restore from a snapshot: the host's clock and fresh entropy.
@@ -46,11 +55,11 @@ pub struct Resume {
     pub entropy: Vec<u8>,
 }
 
-/// Show 9p tags read-only at a folder (several merged, the first on top).
+/// Show folders of the 9p share read-only at a folder (several merged, the first on top).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Mount {
     pub at: PathBuf,
-    pub tags: Vec<String>,
+    pub dirs: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +88,14 @@ struct WireExec {
     gid: u32,
     #[serde(default)]
     files: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    confine: bool,
+    #[serde(default)]
+    outbound: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -92,7 +109,7 @@ struct WireResume {
 #[serde(deny_unknown_fields)]
 struct WireMount {
     at: String,
-    tags: Vec<String>,
+    dirs: Vec<String>,
 }
 
 /// Parses one request line; the error is the message the host gets.
@@ -173,6 +190,8 @@ fn validate_exec(wire: WireExec) -> Result<Exec, String> {
         uid: wire.uid,
         gid: wire.gid,
         files,
+        confine: wire.confine,
+        outbound: wire.outbound,
     })
 }
 
@@ -206,25 +225,25 @@ fn validate_mount(wire: WireMount) -> Result<Mount, String> {
             MOUNT_POINTS.join(", ")
         ));
     }
-    if wire.tags.is_empty() {
-        return Err("tags is empty: give at least one 9p tag".into());
+    if wire.dirs.is_empty() {
+        return Err("dirs is empty: give at least one folder of the share".into());
     }
-    for (i, tag) in wire.tags.iter().enumerate() {
-        let chars_ok = tag
+    for (i, dir) in wire.dirs.iter().enumerate() {
+        let chars_ok = dir
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if tag.is_empty() || tag.len() > TAG_MAX || !chars_ok || tag.starts_with('.') {
+        if dir.is_empty() || dir.len() > NAME_MAX || !chars_ok || dir.starts_with('.') {
             return Err(format!(
-                "tag {tag:?} must be 1 to {TAG_MAX} characters of A-Z a-z 0-9 . _ - (not starting with \".\")"
+                "dir {dir:?} must be 1 to {NAME_MAX} characters of A-Z a-z 0-9 . _ - (not starting with \".\")"
             ));
         }
-        if wire.tags[..i].contains(tag) {
-            return Err(format!("tag {tag:?} is given twice"));
+        if wire.dirs[..i].contains(dir) {
+            return Err(format!("dir {dir:?} is given twice"));
         }
     }
     Ok(Mount {
         at: PathBuf::from(wire.at),
-        tags: wire.tags,
+        dirs: wire.dirs,
     })
 }
 
@@ -277,6 +296,8 @@ mod tests {
         assert_eq!(exec.env.get("A").map(String::as_str), Some("b"));
         assert_eq!(exec.cwd, PathBuf::from("/code"));
         assert_eq!((exec.uid, exec.gid), (1000, 1000));
+        assert!(exec.confine, "confined unless asked otherwise");
+        assert!(!exec.outbound);
         assert_eq!(
             exec.files
                 .get(Path::new("/ignis/bootstrap.py"))
@@ -345,27 +366,29 @@ mod tests {
     }
 
     #[test]
-    fn mount_checks_point_and_tags() {
+    fn mount_checks_point_and_dirs() {
         assert_eq!(
-            parse(r#"{"op":"mount","at":"/opt","tags":["ignis.deps","ignis.layer-1"]}"#),
+            parse(r#"{"op":"mount","at":"/opt","dirs":["opt0","opt-1.x"]}"#),
             Ok(Request::Mount(Mount {
                 at: PathBuf::from("/opt"),
-                tags: vec!["ignis.deps".into(), "ignis.layer-1".into()]
+                dirs: vec!["opt0".into(), "opt-1.x".into()]
             }))
         );
         assert_eq!(
-            err(r#"{"op":"mount","at":"/etc","tags":["a"]}"#),
+            err(r#"{"op":"mount","at":"/etc","dirs":["a"]}"#),
             r#"mount point "/etc" is not one of /code, /opt"#
         );
         assert_eq!(
-            err(r#"{"op":"mount","at":"/code","tags":[]}"#),
-            "tags is empty: give at least one 9p tag"
+            err(r#"{"op":"mount","at":"/code","dirs":[]}"#),
+            "dirs is empty: give at least one folder of the share"
         );
-        assert!(err(r#"{"op":"mount","at":"/code","tags":["../x"]}"#).starts_with(r#"tag "../x" must be"#));
+        assert!(err(r#"{"op":"mount","at":"/code","dirs":["../x"]}"#).starts_with(r#"dir "../x" must be"#));
+        assert!(err(r#"{"op":"mount","at":"/code","dirs":[".."]}"#).starts_with(r#"dir ".." must be"#));
         assert_eq!(
-            err(r#"{"op":"mount","at":"/code","tags":["a","a"]}"#),
-            r#"tag "a" is given twice"#
+            err(r#"{"op":"mount","at":"/code","dirs":["a","a"]}"#),
+            r#"dir "a" is given twice"#
         );
+        assert!(err(r#"{"op":"mount","at":"/code","tags":["a"]}"#).contains("unknown field `tags`"));
     }
 
     #[test]

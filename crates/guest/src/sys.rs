@@ -18,12 +18,14 @@ pub const CONTROL_FD: RawFd = 3;
 const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
 const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
 
-/// Makes the child lead a new session and get `control` as fd 3 (std already sets stdio,
-/// drops supplementary groups, sets gid and uid and the working directory before this runs).
-pub fn prepare_child(cmd: &mut Command, control: RawFd) {
-    // SAFETY: the closure runs in the forked child before exec and only calls setsid, dup2
-    // and fcntl, which are async-signal-safe system calls; it allocates nothing and takes
-    // no locks.
+/// Makes the child lead a new session, get `control` as fd 3, and install `filters` last
+/// (std already sets stdio, drops supplementary groups, sets gid and uid and the working
+/// directory before this runs).
+pub fn prepare_child(cmd: &mut Command, control: RawFd, filters: Vec<ignis_seccomp::Program>) {
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid, dup2,
+    // fcntl and the seccomp installation (prctl/seccomp with filters built before the fork),
+    // which are async-signal-safe system calls; it allocates nothing on success and takes
+    // no locks. The agent forks from its only thread.
     unsafe {
         cmd.pre_exec(move || {
             nix::unistd::setsid()?;
@@ -33,9 +35,27 @@ pub fn prepare_child(cmd: &mut Command, control: RawFd) {
             } else {
                 nix::unistd::dup2(control, CONTROL_FD)?;
             }
+            ignis_seccomp::apply(&filters).map_err(io::Error::other)?;
             Ok(())
         });
     }
+}
+
+/// Drops every capability from the calling process's bounding set (`PR_CAPBSET_DROP` up to
+/// the first number the kernel does not know).
+pub fn empty_bounding_set() -> io::Result<()> {
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) && cap > 0 {
+                return Ok(()); // past the last capability this kernel has
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Adds `bytes` to the kernel's entropy pool, crediting each byte with 8 bits.

@@ -299,7 +299,7 @@ fn ready_names_the_guest_kernel_and_bad_requests_get_precise_errors() {
         json!({"ok": false, "error": "entropy has 3 bytes; between 32 and 512 are needed"})
     );
     assert_eq!(
-        guest.request(&json!({"op": "mount", "at": "/etc", "tags": ["ignis.code"]})),
+        guest.request(&json!({"op": "mount", "at": "/etc", "dirs": ["code"]})),
         json!({"ok": false, "error": "mount point \"/etc\" is not one of /code, /opt"})
     );
     let answer = guest.request_raw("{not json");
@@ -338,6 +338,9 @@ print(json.dumps({
     "no_new_privs": status["NoNewPrivs"].strip(), "tmp_bytes": tmp.f_blocks * tmp.f_frsize,
     "stdin": os.readlink("/proc/self/fd/0"), "from_host": line.decode(),
     "bootstrap_mode": oct(os.stat("/ignis/bootstrap.py").st_mode & 0o777),
+    "seccomp": status["Seccomp"].strip(), "bounding": status["CapBnd"].strip(),
+    "nofile": __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE),
+    "hostname": os.uname().nodename,
 }))
 sys.exit(7)
 "#;
@@ -394,6 +397,16 @@ fn exec_runs_python_as_the_given_user_with_its_streams_on_the_ports() {
     assert_eq!(info["stdin"], "/dev/null");
     assert_eq!(info["from_host"], "go on\n");
     assert_eq!(info["bootstrap_mode"], "0o444");
+    assert_eq!(
+        info["seccomp"], "2",
+        "confined: the process tier's seccomp filters"
+    );
+    assert_eq!(
+        info["bounding"], "0000000000000000",
+        "no capability can be regained"
+    );
+    assert_eq!(info["nofile"], json!([1024, 1024]));
+    assert_eq!(info["hostname"], "ignis");
 }
 
 #[test]
@@ -476,30 +489,33 @@ for path in ("new.txt", "/opt/new.txt"):
 "#;
 
 #[test]
-fn mount_shows_one_9p_tag_at_code_and_merges_several_at_opt() {
-    let code = tempfile::tempdir().expect("code dir");
-    std::fs::write(code.path().join("hello.txt"), "hello from the host\n").expect("write");
-    let (deps, layer) = (
-        tempfile::tempdir().expect("deps"),
-        tempfile::tempdir().expect("layer"),
-    );
-    std::fs::write(deps.path().join("both.txt"), "deps").expect("write");
-    std::fs::write(layer.path().join("both.txt"), "layer").expect("write");
-    std::fs::write(layer.path().join("layer.txt"), "only in the layer").expect("write");
-    let mut args = share("code", code.path(), "ignis.code");
-    args.extend(share("deps", deps.path(), "ignis.deps"));
-    args.extend(share("layer", layer.path(), "ignis.layer"));
-    let mut guest = Guest::boot(&args);
+fn mount_shows_one_folder_of_the_share_at_code_and_merges_several_at_opt() {
+    let share_dir = tempfile::tempdir().expect("share dir");
+    let dir = |name: &str| {
+        let d = share_dir.path().join(name);
+        std::fs::create_dir(&d).expect("mkdir");
+        d
+    };
+    let (code, deps, layer) = (dir("code"), dir("deps"), dir("opt0"));
+    std::fs::write(code.join("hello.txt"), "hello from the host\n").expect("write");
+    std::fs::write(deps.join("both.txt"), "deps").expect("write");
+    std::fs::write(layer.join("both.txt"), "layer").expect("write");
+    std::fs::write(layer.join("layer.txt"), "only in the layer").expect("write");
+    let mut guest = Guest::boot(&share("share", share_dir.path(), "ignis.share"));
     assert_eq!(
-        guest.request(&json!({"op": "mount", "at": "/code", "tags": ["ignis.code"]})),
+        guest.request(&json!({"op": "mount", "at": "/code", "dirs": ["code"]})),
         json!({"ok": true})
     );
     assert_eq!(
-        guest.request(&json!({"op": "mount", "at": "/opt", "tags": ["ignis.deps", "ignis.layer"]})),
+        guest.request(&json!({"op": "mount", "at": "/opt", "dirs": ["missing"]})),
+        json!({"ok": false, "error": "the share has no folder \"missing\""})
+    );
+    assert_eq!(
+        guest.request(&json!({"op": "mount", "at": "/opt", "dirs": ["deps", "opt0"]})),
         json!({"ok": true})
     );
     assert_eq!(
-        guest.request(&json!({"op": "mount", "at": "/code", "tags": ["ignis.code"]})),
+        guest.request(&json!({"op": "mount", "at": "/code", "dirs": ["code"]})),
         json!({"ok": false, "error": "/code is already mounted"})
     );
     let mut request = exec("/usr/bin/python3", &["-c", READ_MOUNTS_PY]);
@@ -510,19 +526,19 @@ fn mount_shows_one_9p_tag_at_code_and_merges_several_at_opt() {
     assert_eq!(ended.exit["code"], 0, "{}", ended.stderr);
     assert_eq!(
         ended.stdout, "hello from the host\ndeps only in the layer\n30\n30\n",
-        "the file; the first tag on top of the second; EROFS on writes at /code and /opt"
+        "the file; the first folder on top of the second; EROFS on writes at /code and /opt"
     );
 }
 
 #[test]
-fn mount_of_a_tag_the_vm_lacks_is_an_error() {
+fn mount_without_the_share_is_an_error() {
     let mut guest = Guest::boot(&[]);
-    let missing = guest.request(&json!({"op": "mount", "at": "/opt", "tags": ["ignis.deps"]}));
+    let missing = guest.request(&json!({"op": "mount", "at": "/opt", "dirs": ["deps"]}));
     assert_eq!(missing["ok"], false);
     assert!(
         missing["error"]
             .as_str()
-            .is_some_and(|e| e.starts_with("mount 9p tag ignis.deps (does the VM have it?): ")),
+            .is_some_and(|e| e.starts_with("mount the 9p share ignis.share (does the VM have it?): ")),
         "{missing}"
     );
     assert_eq!(guest.request(&exec("/bin/true", &[]))["ok"], true);
@@ -562,7 +578,11 @@ fn the_ip_parameter_gives_outbound_network_and_lo_is_up() {
         stream.read_to_string(&mut got).expect("read");
         got
     });
-    let answer = guest.request(&exec("/usr/bin/python3", &["-c", NETWORK_PY, &port.to_string()]));
+    let mut request = exec("/usr/bin/python3", &["-c", NETWORK_PY, &port.to_string()]);
+    // Internet sockets: the seccomp filter of a confined program allows them only with
+    // outbound networking.
+    request["outbound"] = json!(true);
+    let answer = guest.request(&request);
     assert_eq!(answer["ok"], true, "{answer}");
     let ended = guest.end();
     assert_eq!(ended.exit["code"], 0, "{}", ended.stderr);

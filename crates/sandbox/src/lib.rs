@@ -5,7 +5,7 @@ mod cgroup;
 pub mod init;
 pub mod mount;
 mod parked;
-pub mod seccomp;
+pub use ignis_seccomp as seccomp;
 mod slot;
 mod sys;
 

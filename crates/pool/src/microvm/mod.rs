@@ -266,7 +266,7 @@ impl Microvm {
     }
 
     /// The request that starts `runtime`'s bootstrap in a guest.
-    fn exec_request(&self, runtime: Runtime, marker: &str, snapshot: bool) -> Value {
+    fn exec_request(&self, runtime: Runtime, marker: &str, snapshot: bool, outbound: bool) -> Value {
         let key = match runtime {
             Runtime::Python => Runtime::Python,
             Runtime::Javascript | Runtime::Typescript => Runtime::Javascript,
@@ -300,6 +300,7 @@ impl Microvm {
             "uid": GUEST_UID,
             "gid": GUEST_UID,
             "files": { path: text },
+            "outbound": outbound,
         })
     }
 
@@ -346,7 +347,7 @@ impl Microvm {
             .map_err(StartError::Spawn)?;
         let boot = b.boot;
         b.vm.agent
-            .request(self.exec_request(spec.runtime, &marker, false))
+            .request(self.exec_request(spec.runtime, &marker, false, spec.network == Network::Outbound))
             .await
             .map_err(StartError::Spawn)?;
         let channels = Channels {
@@ -396,7 +397,7 @@ impl Microvm {
         let made = async {
             let marker = hex::encode(rand::random::<[u8; 12]>());
             b.vm.agent
-                .request(self.exec_request(key.runtime, &marker, true))
+                .request(self.exec_request(key.runtime, &marker, true, false))
                 .await?;
             let hello = tokio::time::timeout(BOOT_TIMEOUT, ignis_protocol::read_message(&mut b.control))
                 .await

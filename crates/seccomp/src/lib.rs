@@ -3,6 +3,9 @@
 //! `clone`, whose flags the filter can inspect, and `io_uring_*` with ENOSYS so that
 //! runtimes fall back to epoll; sockets of a family the instance's network does not need
 //! fail with EAFNOSUPPORT. `docs/security.md` compares the whole list with Docker's.
+//!
+//! Its own crate so that the guest agent of the microvm tier (`crates/guest`, a static
+//! binary) puts the same filters on the runtime inside a guest without the sandbox.
 
 use std::collections::BTreeMap;
 
@@ -161,11 +164,19 @@ pub fn programs(outbound: bool) -> Result<Vec<BpfProgram>, String> {
 
 /// Installs the filters on the calling thread. Needs `no_new_privs` (or CAP_SYS_ADMIN).
 pub fn install(outbound: bool) -> Result<(), String> {
-    for program in programs(outbound)? {
-        seccompiler::apply_filter(&program).map_err(|e| format!("seccomp install: {e}"))?;
+    apply(&programs(outbound)?)
+}
+
+/// Installs filters built earlier (by [`programs`]). It allocates nothing, so it may run in
+/// a forked child before exec.
+pub fn apply(programs: &[BpfProgram]) -> Result<(), String> {
+    for program in programs {
+        seccompiler::apply_filter(program).map_err(|_| "seccomp install failed".to_owned())?;
     }
     Ok(())
 }
+
+pub use seccompiler::BpfProgram as Program;
 
 #[cfg(test)]
 mod tests {
