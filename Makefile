@@ -23,7 +23,7 @@ DATA ?= ./.ignis
 
 
 .PHONY: system-packages test-packages
-.PHONY: run build tools test test-rust test-runtimes test-console test-api lint fmt clean bench microvm
+.PHONY: run build tools test test-rust test-runtimes test-console test-api lint fmt clean bench microvm guest-if-root
 
 ## Install Bun (from the npm package `bun`), the console's editor (the npm package
 ## `monaco-editor`), playwright-core (the browser tests) and TypeScript (`tsc` checks the
@@ -88,11 +88,12 @@ build:
 	cargo build --release --locked --bin ignis
 
 ## Set up what is missing, build, and start the server on http://$(LISTEN) with data in $(DATA).
-run: tools build
+run: tools guest-if-root build
 	./target/release/ignis serve --listen $(LISTEN) --data $(DATA)
 
-## Every test: unit, integration, end-to-end against the real binary, runtime bootstraps.
-test: tools test-rust test-runtimes test-console test-api
+## Every test: unit, integration, end-to-end against the real binary, runtime bootstraps,
+## the microVM guest.
+test: tools microvm test-rust test-runtimes test-console test-api
 
 test-rust: test-packages
 	cargo build --locked --bin ignis
@@ -142,6 +143,12 @@ clean:
 ## linux-source-6.1, flex, bison, bc, libelf-dev, e2fsprogs). Cached by content hash.
 microvm:
 	BUN_VERSION=$(BUN_VERSION) TOOLS=$(TOOLS) bash microvm/build.sh
+
+## `make run` builds the guest when it can (as root: debootstrap and the Debian packages need
+## it); otherwise the microvm tier stays unavailable and /v1/runtimes says why.
+guest-if-root:
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory microvm; \
+	else echo "microvm: not root, so no guest: the microvm tier stays unavailable (run make microvm as root)"; fi
 
 ## The benchmark of issue 4 against the release server, sandbox on (installs wrk as root).
 bench: tools build

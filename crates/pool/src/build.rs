@@ -262,6 +262,7 @@ impl Launcher {
                 target: PathBuf::from(SANDBOX_WORK),
             }),
             wait_for_go: true,
+            kvm: false,
         })
     }
 }

@@ -323,6 +323,7 @@ impl Launcher {
             empty_dir: sandboxed.then(|| PathBuf::from(SANDBOX_CODE_DIR)),
             writable: None,
             wait_for_go: false,
+            kvm: false,
         })
     }
 

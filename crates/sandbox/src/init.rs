@@ -61,6 +61,10 @@ pub struct InitConfig {
     /// build's network, which needs the namespace to exist), so nothing runs without it.
     #[serde(default)]
     pub wait_for_go: bool,
+    /// The host's `/dev/kvm` shown at `/dev/kvm`, usable through the device's group (kept
+    /// as the one supplementary group): a microvm instance's QEMU with KVM. Root only.
+    #[serde(default)]
+    pub kvm: bool,
 }
 
 /// The argument that makes the init park: join the cgroups named next, then wait for its
@@ -483,7 +487,8 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
         ctx(umount2(&stage, MntFlags::MNT_DETACH), "detach the staging tmpfs")?;
         ctx(std::fs::remove_dir(&stage), "rmdir the stage")?;
     }
-    for dev in ["null", "zero", "random", "urandom"] {
+    let kvm = c.kvm.then_some("kvm");
+    for dev in ["null", "zero", "random", "urandom"].into_iter().chain(kvm) {
         let target = mount_point(root, &Path::new("/dev").join(dev), false)?;
         let source = Path::new("/dev").join(dev);
         ctx(
@@ -534,7 +539,15 @@ fn drop_privileges(c: &InitConfig) -> Result<(), String> {
     }
     if nix::unistd::geteuid().is_root() {
         // In a rootless sandbox setgroups is denied (and there are no groups to drop).
-        ctx(setgroups(&[]), "setgroups")?;
+        // With KVM, the device's group is the one kept, so that QEMU may open it.
+        let groups = if c.kvm {
+            use std::os::unix::fs::MetadataExt;
+            let meta = ctx(std::fs::metadata("/dev/kvm"), "stat /dev/kvm")?;
+            vec![Gid::from_raw(meta.gid())]
+        } else {
+            Vec::new()
+        };
+        ctx(setgroups(&groups), "setgroups")?;
     }
     ctx(setgid(Gid::from_raw(c.gid)), "setgid")?;
     ctx(setuid(Uid::from_raw(c.uid)), "setuid")?;

@@ -67,6 +67,8 @@ pub struct SpawnRequest {
     /// The program starts only once the host writes one byte on the control channel
     /// (see [`InitConfig::wait_for_go`]).
     pub wait_for_go: bool,
+    /// The host's `/dev/kvm`, usable inside (see [`InitConfig::kvm`]).
+    pub kvm: bool,
 }
 
 /// The argument that makes the `ignis` binary check, inside a sandbox, that it can run.
@@ -294,6 +296,7 @@ impl Sandbox {
             empty_dir: None,
             writable: None,
             wait_for_go: false,
+            kvm: false,
         };
         let mut spawned = sandbox.spawn(&probe).map_err(|e| e.to_string())?;
         let status = spawned
@@ -490,6 +493,7 @@ impl Sandbox {
             empty_dir: req.empty_dir.clone(),
             writable: req.writable.clone(),
             wait_for_go: req.wait_for_go,
+            kvm: req.kvm,
         };
         if let Some(parked) = on.take() {
             // A parked init is already in its cgroup; a new one parks in the background.

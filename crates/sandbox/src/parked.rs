@@ -43,6 +43,7 @@ impl Parked {
             empty_dir: None,
             writable: None,
             wait_for_go: false,
+            kvm: false,
         };
         let spawned = spawner.spawn(req, Some(cgroup), Stdio::from(read))?;
         Ok(Parked {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use ignis_core::{Network, Runtime};
 use ignis_sandbox::Sandbox;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 pub use qemu::Accel;
@@ -35,7 +36,7 @@ use snapshot::{SnapshotKey, Snapshots};
 /// How long a guest may take from QEMU's start to its agent's `ready`.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the KVM probe's guest may take to boot.
-const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The guest kernel's and agent's memory, given on top of the function's `memory_mb`.
 const GUEST_KERNEL_MB: u32 = 32;
 /// Size of the guest's `/tmp`.
@@ -70,7 +71,8 @@ pub struct Microvm {
     qemu: PathBuf,
     guest: Guest,
     accel: Accel,
-    kvm_node: Option<PathBuf>,
+    /// QEMU is given the host's `/dev/kvm`.
+    kvm: bool,
     /// `<data>/microvm`: `run/` (one folder per live guest), `snapshots/`.
     dir: PathBuf,
     snapshots: Snapshots,
@@ -110,7 +112,7 @@ impl Microvm {
             qemu,
             guest,
             accel: Accel::Tcg,
-            kvm_node: None,
+            kvm: false,
             dir,
             snapshots,
             use_snapshots,
@@ -122,18 +124,8 @@ impl Microvm {
             },
             bootstraps,
         };
-        let kvm = match m.kvm_node_for_sandbox() {
-            Ok(node) => {
-                m.accel = Accel::Kvm;
-                m.kvm_node = Some(node);
-                match tokio::time::timeout(KVM_PROBE_TIMEOUT, m.probe(sandbox)).await {
-                    Ok(Ok(kernel)) => Ok(kernel),
-                    Ok(Err(e)) => Err(format!("a guest did not boot with KVM: {e}")),
-                    Err(_) => Err(format!(
-                        "a guest did not boot with KVM within {KVM_PROBE_TIMEOUT:?}"
-                    )),
-                }
-            }
+        let kvm = match kvm_usable() {
+            Ok(()) => m.probe_kvm_once(sandbox).await,
             Err(e) => Err(e),
         };
         match kvm {
@@ -143,7 +135,7 @@ impl Microvm {
                 // second of CPU); the first cold start shows whether the guest boots.
                 tracing::info!("the microvm tier uses software emulation (TCG): {why}");
                 m.accel = Accel::Tcg;
-                m.kvm_node = None;
+                m.kvm = false;
                 m.info.kvm_unavailable = Some(why);
                 m.info.guest_kernel = m.guest.kernel.clone();
             }
@@ -156,35 +148,64 @@ impl Microvm {
         &self.info
     }
 
-    /// A device node for `/dev/kvm` that the sandboxed QEMU's id may open: made by the
-    /// server (root) inside its own 0700 data folder, as Firecracker's jailer makes one
-    /// inside its jail.
-    fn kvm_node_for_sandbox(&self) -> Result<PathBuf, String> {
-        use std::os::unix::fs::FileTypeExt;
-        let meta = std::fs::metadata("/dev/kvm").map_err(|e| format!("/dev/kvm: {e}"))?;
-        if !meta.file_type().is_char_device() {
-            return Err("/dev/kvm is not a device".to_owned());
+    /// Whether this host's KVM boots the guest: probed once per boot of the host, guest and
+    /// QEMU build (the answer is kept in `/run/ignis`, under a lock, so that servers started
+    /// together probe once): a KVM that does not run the guest may take the whole deadline
+    /// to say so.
+    async fn probe_kvm_once(&mut self, sandbox: &Sandbox) -> Result<String, String> {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{}\n{}\n{}",
+            self.guest.hash,
+            self.fingerprint_of_qemu(),
+            boot_id.trim()
+        ));
+        let path =
+            PathBuf::from("/run/ignis").join(format!("microvm-kvm-{}", &hex::encode(h.finalize())[..16]));
+        let lock = std::fs::create_dir_all("/run/ignis")
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(path.with_extension("lock"))
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("locking {}: {e}", path.display()))?;
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if v["kvm"] == true {
+                    self.accel = Accel::Kvm;
+                    self.kvm = true;
+                    return Ok(v["kernel"].as_str().unwrap_or("").to_owned());
+                }
+                return Err(format!(
+                    "{} (probed earlier since this host booted)",
+                    v["reason"].as_str().unwrap_or("KVM did not boot the guest")
+                ));
+            }
         }
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .map_err(|e| format!("/dev/kvm: {e}"))?;
-        use nix::sys::stat::{mknod, Mode, SFlag};
-        use std::os::unix::fs::MetadataExt;
-        let node = self.dir.join("kvm");
-        let _ = std::fs::remove_file(&node);
-        mknod(
-            &node,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            meta.rdev(),
-        )
-        .map_err(|e| format!("a KVM device node for the sandbox: {e}"))?;
-        // mknod applies the umask.
-        std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .map_err(|e| format!("chmod {}: {e}", node.display()))?;
-        Ok(node)
+        self.accel = Accel::Kvm;
+        self.kvm = true;
+        let result = match tokio::time::timeout(KVM_PROBE_TIMEOUT, self.probe(sandbox)).await {
+            Ok(Ok(kernel)) => Ok(kernel),
+            Ok(Err(e)) => Err(format!("a guest did not boot with KVM: {e}")),
+            Err(_) => Err(format!(
+                "a guest did not boot with KVM within {KVM_PROBE_TIMEOUT:?}"
+            )),
+        };
+        let record = match &result {
+            Ok(kernel) => json!({"kvm": true, "kernel": kernel}),
+            Err(reason) => json!({"kvm": false, "reason": reason}),
+        };
+        let _ = std::fs::write(&path, record.to_string());
+        drop(lock);
+        result
     }
 
     /// Boots a guest with no runtime and pings its agent: its kernel's release.
@@ -241,7 +262,7 @@ impl Microvm {
             config,
             snapshot: None,
             shares,
-            kvm_node: self.kvm_node.as_deref(),
+            kvm: self.kvm,
         })
         .await?;
         let kernel = match tokio::time::timeout(BOOT_TIMEOUT, c.vm.agent.ready()).await {
@@ -373,16 +394,20 @@ impl Microvm {
     /// What a snapshot of `runtime` holds besides the guest: its bootstrap, QEMU's build
     /// (its device state format) and the accelerator.
     fn fingerprint(&self, runtime: Runtime) -> String {
-        let qemu = std::fs::metadata(&self.qemu)
-            .map(|m| format!("{}-{:?}", m.len(), m.modified().ok()))
-            .unwrap_or_default();
         format!(
-            "{}\n{}\n{}\n{}",
+            "{}\n{}\n{}",
             self.bootstraps[&runtime].1,
-            self.qemu.display(),
-            qemu,
+            self.fingerprint_of_qemu(),
             self.accel.as_str()
         )
+    }
+
+    /// QEMU's path and build (its size and time).
+    fn fingerprint_of_qemu(&self) -> String {
+        let build = std::fs::metadata(&self.qemu)
+            .map(|m| format!("{}-{:?}", m.len(), m.modified().ok()))
+            .unwrap_or_default();
+        format!("{} {build}", self.qemu.display())
     }
 
     /// Boots a generic guest of `key`, starts its runtime, waits for its hello, and saves
@@ -453,7 +478,7 @@ impl Microvm {
             config,
             snapshot: Some(&snap.dir),
             shares,
-            kvm_node: self.kvm_node.as_deref(),
+            kvm: self.kvm,
         })
         .await?;
         let mut qmp = qmp::Qmp::connect(c.qmp.take().ok_or("no monitor socket")?).await?;
@@ -485,6 +510,25 @@ impl Microvm {
             (sandbox_time, restore),
         ))
     }
+}
+
+/// Whether the sandbox can give QEMU the host's KVM: `/dev/kvm` is a device this (root)
+/// server opens; the sandbox shows it and keeps its group for QEMU's id.
+fn kvm_usable() -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata("/dev/kvm").map_err(|e| format!("/dev/kvm: {e}"))?;
+    if !meta.file_type().is_char_device() {
+        return Err("/dev/kvm is not a device".to_owned());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err("a server that is not root cannot give its sandboxed QEMU /dev/kvm".to_owned());
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| format!("/dev/kvm: {e}"))
 }
 
 /// A guest booted to its agent's `ready`.

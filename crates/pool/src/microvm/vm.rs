@@ -38,8 +38,8 @@ pub(crate) struct Launch<'a> {
     pub snapshot: Option<&'a Path>,
     /// Host folders shown to QEMU under the 9p share (name → folder).
     pub shares: Vec<(String, PathBuf)>,
-    /// A `/dev/kvm` device node QEMU may open (KVM only).
-    pub kvm_node: Option<&'a Path>,
+    /// QEMU gets the host's `/dev/kvm` (KVM only).
+    pub kvm: bool,
 }
 
 /// A running guest.
@@ -245,12 +245,6 @@ fn spawn_request(launch: &Launch<'_>, run_dir: &Path) -> Result<SpawnRequest, St
             target: Path::new(SHARE_DIR).join(name),
         });
     }
-    if let Some(node) = launch.kvm_node {
-        binds.push(Bind {
-            source: node.to_path_buf(),
-            target: PathBuf::from("/dev/kvm"),
-        });
-    }
     // QEMU's firmware (the microvm machine's BIOS) and its libraries.
     let mut shown = ignis_sandbox::library_dirs();
     shown.extend(
@@ -280,6 +274,7 @@ fn spawn_request(launch: &Launch<'_>, run_dir: &Path) -> Result<SpawnRequest, St
             target: PathBuf::from(RUN_DIR),
         }),
         wait_for_go: false,
+        kvm: launch.kvm,
     })
 }
 
