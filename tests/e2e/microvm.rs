@@ -314,3 +314,141 @@ fn outbound_guests_reach_out_but_never_the_host() {
     assert_ne!(out["gateway_api"], "connected", "{out}");
     assert_ne!(out["own_loopback_api"], "connected", "{out}");
 }
+
+const HOSTILE_PY: &str = include_str!("fixtures/hostile/hostile.py");
+const HOSTILE_JS: &str = include_str!("fixtures/hostile/hostile.js");
+
+/// The process tier's adversarial suite (`sandbox.rs`) against the microvm tier: the same
+/// hostile functions, each attack contained by the guest and by the confinement the agent
+/// gives the runtime inside it (the process tier's seccomp filters, no capabilities, the
+/// same limits), and an innocent function answering throughout.
+#[test]
+fn hostile_functions_stay_inside_their_guest() {
+    let s = Server::start_env(&[("IGNIS_HOST_SECRET", "do-not-leak-7f3a")]);
+    let tier = s.get("/v1/runtimes").json()["isolation"]["microvm"].clone();
+    assert_eq!(tier["available"], true, "run `make microvm`: {tier}");
+    let settings = vm(json!({"memory_mb": 128, "timeout_secs": 20}));
+    s.deploy("hostile-py", "python", HOSTILE_PY, settings.clone());
+    s.deploy("hostile-js", "javascript", HOSTILE_JS, settings);
+    s.deploy(
+        "hostile-py-short",
+        "python",
+        HOSTILE_PY,
+        vm(json!({"memory_mb": 128, "timeout_secs": 2})),
+    );
+    s.deploy(
+        "innocent",
+        "python",
+        "def handler(e):\n    return {'sum': e['a'] + e['b']}\n",
+        json!({}),
+    );
+    let innocent = || {
+        let a = s.invoke("innocent", r#"{"a": 2, "b": 3}"#);
+        assert_eq!((a.status, a.json()), (StatusCode::OK, json!({"sum": 5})));
+    };
+    let attack = |name: &str, event: Value| s.invoke(name, &event.to_string());
+    let data = s.data_dir().display().to_string();
+    let api_port: u16 = s
+        .url
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .parse()
+        .expect("port number");
+
+    let v = attack("hostile-py", json!({"attack": "identity"})).json();
+    assert!(
+        !v["environ"].as_str().expect("environ").contains("do-not-leak"),
+        "{v}"
+    );
+    assert!(
+        !v["init_environ"].as_str().unwrap_or("").contains("do-not-leak"),
+        "{v}"
+    );
+    assert_ne!(v["uid"], 0, "{v}");
+    assert_ne!(v["gid"], 0, "{v}");
+    assert_eq!(v["caps"], "0000000000000000", "{v}");
+    assert_eq!(v["bounding"], "0000000000000000", "{v}");
+    assert_eq!(v["no_new_privs"], "1", "{v}");
+    assert_eq!(
+        v["seccomp"], "2",
+        "the process tier's filters, inside the guest: {v}"
+    );
+    assert_eq!(v["hostname"], "ignis", "{v}");
+    assert_eq!(v["nofile"], json!([1024, 1024]), "{v}");
+    assert_eq!(v["core"], json!([0, 0]), "{v}");
+
+    for name in ["hostile-py", "hostile-js"] {
+        let v = attack(name, json!({"attack": "syscalls"})).json();
+        let calls = v.as_object().expect("object");
+        assert!(calls.len() >= 8, "{name}: {v}");
+        for (call, r) in calls {
+            assert_eq!(r["ret"], -1, "{name}: {call} succeeded: {v}");
+            assert_eq!(r["errno"], 1, "{name}: {call} must fail with EPERM: {v}");
+        }
+        for path in [data.as_str(), "/etc/shadow", "/proc/1/environ"] {
+            let v = attack(name, json!({"attack": "read", "path": path})).json();
+            assert!(v.get("data").is_none(), "{name} read {path}: {v}");
+        }
+        for path in [
+            "/code/main.py",
+            "/owned",
+            "/usr/owned",
+            "/ignis/bootstrap.py",
+            "/dev/owned",
+        ] {
+            let v = attack(name, json!({"attack": "write", "path": path})).json();
+            assert!(v.get("written").is_none(), "{name} wrote {path}: {v}");
+        }
+        let v = attack(name, json!({"attack": "write", "path": "/tmp/ok"})).json();
+        assert_eq!(v["written"], true, "{name}: /tmp is writable");
+        let v = attack(name, json!({"attack": "fill_tmp", "mb": 100})).json();
+        assert!(
+            v.get("written").is_none(),
+            "{name} wrote 100 MB into a 64 MB /tmp: {v}"
+        );
+        let v = attack(name, json!({"attack": "connect", "port": api_port})).json();
+        assert!(v.get("connected").is_none(), "{name} reached the API: {v}");
+        innocent();
+
+        let a = attack(name, json!({"attack": "memory", "mb": 400}));
+        assert_eq!(
+            (a.status, a.error_code().as_str()),
+            (StatusCode::BAD_GATEWAY, "out_of_memory"),
+            "{name}: {}",
+            a.body
+        );
+        let a = attack(name, json!({"attack": "signal"}));
+        assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{name}: {}", a.body);
+        let a = attack(name, json!({"attack": "kill_all"}));
+        assert!(
+            a.status == StatusCode::OK || a.status == StatusCode::BAD_GATEWAY,
+            "{name}: {}",
+            a.body
+        );
+        let ok = attack(name, json!({"attack": "memory", "mb": 16}));
+        assert_eq!(
+            ok.json()["len"],
+            16 << 20,
+            "{name}: a new guest answers: {}",
+            ok.body
+        );
+        innocent();
+    }
+    for what in ["fork_bomb", "spin"] {
+        let a = attack("hostile-py-short", json!({"attack": what}));
+        assert!(
+            a.status == StatusCode::GATEWAY_TIMEOUT || a.error_code() == "out_of_memory",
+            "{what}: {}",
+            a.body
+        );
+        innocent();
+        let next = attack("hostile-py-short", json!({"attack": "procs"}));
+        assert_eq!(
+            next.status,
+            StatusCode::OK,
+            "recovers after {what}: {}",
+            next.body
+        );
+    }
+}

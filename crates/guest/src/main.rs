@@ -55,6 +55,10 @@ fn run() -> Result<(), String> {
     let cmdline = boot::parse_cmdline(&cmdline)?;
     guest::mount_scratch(cmdline.tmp_mb)?;
     sys::loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
+    // Memory as a cgroup limit gives it in the process tier: an allocation past the guest's
+    // memory succeeds, and touching it wakes the OOM killer (the kernel's default heuristic
+    // would refuse one large allocation with ENOMEM instead).
+    std::fs::write("/proc/sys/vm/overcommit_memory", "1").map_err(|e| format!("vm.overcommit_memory: {e}"))?;
     // The name an instance sees in the process tier too.
     nix::unistd::sethostname("ignis").map_err(|e| format!("set the hostname: {e}"))?;
 
