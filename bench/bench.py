@@ -564,7 +564,7 @@ def microvm_cold(s, runtime, tag):
         if headers.get("x-ignis-cold-start") != "true":
             raise BenchError("%s: the first call was not cold: %s" % (name, headers))
         record = s.json("GET", "/v1/invocations/" + headers["x-ignis-invocation-id"])[1]
-        out.append((wall, record.get("cold_start") or {}))
+        out.append((wall, record.get("init") or {}))
         s.delete(name)
     return out
 
