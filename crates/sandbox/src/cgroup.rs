@@ -150,6 +150,21 @@ impl Cgroups {
         Ok(Cgroups::V2 { base })
     }
 
+    /// At a server's stop: kills whatever is left in this server's parent cgroup and its
+    /// instances' cgroups (parked inits, instances still exiting) and removes them all, so
+    /// that a stopped server leaves no cgroup behind. Blocks until they are gone, or for
+    /// [`SWEEP_DEADLINE`] at most per cgroup.
+    pub fn remove_own(&self) {
+        match self {
+            Cgroups::V2 { base } => remove_tree(base),
+            Cgroups::V1 { memory, cpu, pids } => {
+                for dir in [memory, cpu, pids] {
+                    remove_tree(dir);
+                }
+            }
+        }
+    }
+
     /// Creates the cgroup of one instance with its limits.
     pub fn create(&self, id: &str, limits: CgroupLimits) -> Result<InstanceCgroup, String> {
         let cg = self.create_empty(id)?;
@@ -473,6 +488,33 @@ mod tests {
             "a dead server's parent cgroup is removed"
         );
         drop(live);
+    }
+
+    #[test]
+    fn a_stopping_server_removes_its_parent_cgroup_and_every_instance_cgroup_left_in_it() {
+        // Regression: a server stopped by SIGTERM left the cgroups of its parked inits
+        // behind (seen on cgroup v2 in the guest test, crates/guest/tests/cgroup_v2.rs).
+        let root = delegated("cpu memory pids\n");
+        let locks = tempfile::tempdir().expect("tempdir");
+        let slot = slot::claim(locks.path()).expect("slot");
+        let cg = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service", &slot, locks.path())
+            .expect("set up");
+        let Cgroups::V2 { base } = &cg else {
+            panic!("v2 expected")
+        };
+        // The kernel makes the interface files; a stand-in directory cannot be removed with
+        // them, so leave them out here.
+        for f in ["cgroup.subtree_control", "pids.max"] {
+            std::fs::remove_file(base.join(f)).expect("remove");
+        }
+        let parked = cg.create_empty("1-1").expect("create");
+        std::fs::create_dir(base.join("i-1-2")).expect("mkdir");
+        std::mem::forget(parked); // As a server that exits without dropping it.
+        let other = root.path().join("user.slice/ignis.service/ignis/s-7/i-9-1");
+        std::fs::create_dir_all(&other).expect("another server's");
+        cg.remove_own();
+        assert!(!base.exists(), "the server's parent cgroup is gone");
+        assert!(other.is_dir(), "another server's cgroups stay");
     }
 
     #[test]
