@@ -363,7 +363,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let platform = Platform::new(
         store,
-        launcher,
+        launcher.clone(),
         host,
         Capacity::new(config.memory_capacity_mb),
         ControlConfig {
@@ -417,6 +417,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              full?); they are lost"
         );
     }
+    launcher.sandbox.shutdown().await;
     Ok(())
 }
 

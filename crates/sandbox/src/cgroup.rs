@@ -150,6 +150,21 @@ impl Cgroups {
         Ok(Cgroups::V2 { base })
     }
 
+    /// At a server's stop: kills whatever is left in this server's parent cgroup and its
+    /// instances' cgroups (parked inits, instances still exiting) and removes them all, so
+    /// that a stopped server leaves no cgroup behind. Blocks until they are gone, or for
+    /// [`SWEEP_DEADLINE`] at most per cgroup.
+    pub fn remove_own(&self) {
+        match self {
+            Cgroups::V2 { base } => remove_tree(base, Left::AtStop),
+            Cgroups::V1 { memory, cpu, pids } => {
+                for dir in [memory, cpu, pids] {
+                    remove_tree(dir, Left::AtStop);
+                }
+            }
+        }
+    }
+
     /// Creates the cgroup of one instance with its limits.
     pub fn create(&self, id: &str, limits: CgroupLimits) -> Result<InstanceCgroup, String> {
         let cg = self.create_empty(id)?;
@@ -311,7 +326,7 @@ fn sweep(bases: &[&Path], own: &Slot, locks: &Path) {
                 let owner_alive =
                     pid != std::process::id().to_string() && Path::new("/proc").join(pid).exists();
                 if !owner_alive {
-                    remove_tree(&entry.path());
+                    remove_tree(&entry.path(), Left::ByDeadServer);
                 }
             }
         }
@@ -321,50 +336,63 @@ fn sweep(bases: &[&Path], own: &Slot, locks: &Path) {
         if index == own.index {
             // Ours now: what is in it was left by the dead server that held the slot.
             for dir in &dirs {
-                empty_out(dir);
+                empty_out(dir, Left::ByDeadServer);
             }
             continue;
         }
         // Held while sweeping, so that no server starting meanwhile takes the slot.
         if let Ok(Some(_held)) = slot::try_lock(locks, index) {
             for dir in &dirs {
-                remove_tree(dir);
+                remove_tree(dir, Left::ByDeadServer);
             }
         }
     }
+}
+
+/// Who left the processes a cleanup kills: what it logs.
+#[derive(Debug, Clone, Copy)]
+enum Left {
+    /// A server that is gone (found at start): worth a warning.
+    ByDeadServer,
+    /// This server, stopping: its instances, expected.
+    AtStop,
 }
 
 /// Kills every process in `dir` and its descendants and removes the descendants.
-fn empty_out(dir: &Path) {
+fn empty_out(dir: &Path, left: Left) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&entry.path());
+                remove_tree(&entry.path(), left);
             }
         }
     }
-    kill_all(dir);
+    kill_all(dir, left);
 }
 
 /// Kills every process in the cgroup `dir` and below, then removes it.
-fn remove_tree(dir: &Path) {
-    empty_out(dir);
+fn remove_tree(dir: &Path, left: Left) {
     let deadline = Instant::now() + SWEEP_DEADLINE;
-    // A killed process leaves its cgroup only once it has finished exiting.
-    while let Err(e) = std::fs::remove_dir(dir) {
-        if e.kind() == std::io::ErrorKind::NotFound || Instant::now() > deadline {
-            if e.kind() != std::io::ErrorKind::NotFound {
+    loop {
+        // Again on every try: a process may join (a starting init) or a child cgroup
+        // appear (an instance starting) while the others are killed.
+        empty_out(dir, left);
+        // A killed process leaves its cgroup only once it has finished exiting.
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if Instant::now() > deadline => {
                 tracing::warn!("cannot remove the leftover cgroup {}: {e}", dir.display());
+                return;
             }
-            return;
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// SIGKILLs the processes of the cgroup `dir` (not its descendants) until none is left:
 /// one may fork while the others are being killed.
-fn kill_all(dir: &Path) {
+fn kill_all(dir: &Path, left: Left) {
     let deadline = Instant::now() + SWEEP_DEADLINE;
     loop {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
@@ -379,11 +407,18 @@ fn kill_all(dir: &Path) {
             );
             return;
         }
-        tracing::warn!(
-            "killing {} process(es) a previous run left in {}",
-            pids.len(),
-            dir.display()
-        );
+        match left {
+            Left::ByDeadServer => tracing::warn!(
+                "killing {} process(es) a previous run left in {}",
+                pids.len(),
+                dir.display()
+            ),
+            Left::AtStop => tracing::debug!(
+                "stopping: killing {} process(es) of instances in {}",
+                pids.len(),
+                dir.display()
+            ),
+        }
         for pid in pids {
             // Gone already is as good as killed.
             let _ =
@@ -473,6 +508,33 @@ mod tests {
             "a dead server's parent cgroup is removed"
         );
         drop(live);
+    }
+
+    #[test]
+    fn a_stopping_server_removes_its_parent_cgroup_and_every_instance_cgroup_left_in_it() {
+        // Regression: a server stopped by SIGTERM left the cgroups of its parked inits
+        // behind (seen on cgroup v2 in the guest test, crates/guest/tests/cgroup_v2.rs).
+        let root = delegated("cpu memory pids\n");
+        let locks = tempfile::tempdir().expect("tempdir");
+        let slot = slot::claim(locks.path()).expect("slot");
+        let cg = Cgroups::setup_v2_at(root.path(), "/user.slice/ignis.service", &slot, locks.path())
+            .expect("set up");
+        let Cgroups::V2 { base } = &cg else {
+            panic!("v2 expected")
+        };
+        // The kernel makes the interface files; a stand-in directory cannot be removed with
+        // them, so leave them out here.
+        for f in ["cgroup.subtree_control", "pids.max"] {
+            std::fs::remove_file(base.join(f)).expect("remove");
+        }
+        let parked = cg.create_empty("1-1").expect("create");
+        std::fs::create_dir(base.join("i-1-2")).expect("mkdir");
+        std::mem::forget(parked); // As a server that exits without dropping it.
+        let other = root.path().join("user.slice/ignis.service/ignis/s-7/i-9-1");
+        std::fs::create_dir_all(&other).expect("another server's");
+        cg.remove_own();
+        assert!(!base.exists(), "the server's parent cgroup is gone");
+        assert!(other.is_dir(), "another server's cgroups stay");
     }
 
     #[test]

@@ -328,6 +328,22 @@ impl Sandbox {
         }
     }
 
+    /// At the server's stop: ends the parked inits and removes this server's cgroups with
+    /// whatever is left in them, so that a stopped server leaves none behind.
+    pub async fn shutdown(&self) {
+        if let Mode::On(on) = &self.mode {
+            let on = on.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                drop(std::mem::take(&mut *on.lot()));
+                on.cgroups.remove_own();
+            })
+            .await;
+            if let Err(e) = removed {
+                tracing::warn!("removing the sandbox's cgroups: {e}");
+            }
+        }
+    }
+
     pub fn enabled(&self) -> bool {
         matches!(self.mode, Mode::On { .. })
     }
