@@ -58,7 +58,8 @@ fn run() -> Result<(), String> {
     // Memory as a cgroup limit gives it in the process tier: an allocation past the guest's
     // memory succeeds, and touching it wakes the OOM killer (the kernel's default heuristic
     // would refuse one large allocation with ENOMEM instead).
-    std::fs::write("/proc/sys/vm/overcommit_memory", "1").map_err(|e| format!("vm.overcommit_memory: {e}"))?;
+    std::fs::write("/proc/sys/vm/overcommit_memory", "1")
+        .map_err(|e| format!("vm.overcommit_memory: {e}"))?;
     // The name an instance sees in the process tier too.
     nix::unistd::sethostname("ignis").map_err(|e| format!("set the hostname: {e}"))?;
 
