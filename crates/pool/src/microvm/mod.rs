@@ -63,8 +63,6 @@ pub struct MicrovmInfo {
     pub guest_kernel: String,
     /// Whether cold starts restore snapshots.
     pub snapshots: bool,
-    /// Why KVM is not used, when it is not.
-    pub kvm_unavailable: Option<String>,
 }
 
 pub struct Microvm {
@@ -82,9 +80,10 @@ pub struct Microvm {
 }
 
 impl Microvm {
-    /// Finds QEMU and the guest, then boots the guest once: with KVM when this host's KVM
-    /// runs it (within a deadline), else with QEMU's software emulation. The error says why
-    /// the tier is unavailable.
+    /// Finds QEMU and the guest, and picks the accelerator: KVM where this (root) server can
+    /// give it to QEMU and a guest boots with it within a deadline (probed once per host
+    /// boot), else QEMU's software emulation, which needs no probe. The error says why the
+    /// tier is unavailable.
     pub async fn detect(
         sandbox: &Sandbox,
         runtimes: &Runtimes,
@@ -120,7 +119,6 @@ impl Microvm {
                 accel: Accel::Tcg,
                 guest_kernel: String::new(),
                 snapshots: use_snapshots,
-                kvm_unavailable: None,
             },
             bootstraps,
         };
@@ -136,7 +134,6 @@ impl Microvm {
                 tracing::info!("the microvm tier uses software emulation (TCG): {why}");
                 m.accel = Accel::Tcg;
                 m.kvm = false;
-                m.info.kvm_unavailable = Some(why);
                 m.info.guest_kernel = m.guest.kernel.clone();
             }
         }
@@ -203,7 +200,9 @@ impl Microvm {
             Ok(kernel) => json!({"kvm": true, "kernel": kernel}),
             Err(reason) => json!({"kvm": false, "reason": reason}),
         };
-        let _ = std::fs::write(&path, record.to_string());
+        if let Err(e) = std::fs::write(&path, record.to_string()) {
+            tracing::warn!("could not keep the KVM probe's answer in {}: {e}", path.display());
+        }
         drop(lock);
         result
     }
