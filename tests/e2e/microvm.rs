@@ -452,3 +452,28 @@ fn hostile_functions_stay_inside_their_guest() {
         );
     }
 }
+
+#[test]
+fn installed_dependencies_reach_the_guest_under_the_package() {
+    let cache = crate::dependencies::shared_cache();
+    let s = server(&["--deps-cache", &cache]);
+    let app = r#"
+import jwt
+
+def handler(event, context):
+    token = jwt.encode({"who": event["who"]}, "secret", algorithm="HS256")
+    return {"decoded": jwt.decode(token, "secret", algorithms=["HS256"]), "from": jwt.__file__}
+"#;
+    let a = s.create(&json!({
+        "name": "deps", "runtime": "python", "handler": "app.handler", "isolation": "microvm",
+        "files": {"app.py": app, "requirements.txt": "pyjwt==2.9.0\n"},
+    }));
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.json()["state"], "ready", "{}", a.body);
+    let out = s.invoke("deps", r#"{"who": "guest"}"#).json();
+    assert_eq!(out["decoded"], json!({"who": "guest"}), "{out}");
+    assert_eq!(
+        out["from"], "/code/jwt/__init__.py",
+        "the installed set is shown under the package at /code: {out}"
+    );
+}
