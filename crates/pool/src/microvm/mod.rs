@@ -431,12 +431,8 @@ impl Microvm {
                 Ok(other) => return Err(format!("the runtime said {other:?} first")),
                 Err(e) => return Err(format!("the runtime did not start: {e}{}", b.vm.console_tail())),
             }
-            let mut qmp = qmp::Qmp::connect(b.qmp.take().ok_or("no monitor socket")?).await?;
-            qmp.capabilities(&["x-ignore-shared", "events"]).await?;
-            qmp.execute("migrate", json!({"uri": format!("file:{}/state", qemu::RUN_DIR)}))
-                .await?;
-            qmp.wait_event("MIGRATION", qmp::migration_completed, qmp::migration_failed)
-                .await?;
+            let monitor = b.qmp.take().ok_or("no monitor socket")?;
+            qmp::save(monitor, &format!("{}/state", qemu::RUN_DIR)).await?;
             Ok(marker)
         }
         .await;
@@ -480,14 +476,8 @@ impl Microvm {
             kvm: self.kvm,
         })
         .await?;
-        let mut qmp = qmp::Qmp::connect(c.qmp.take().ok_or("no monitor socket")?).await?;
-        qmp.capabilities(&["x-ignore-shared", "events"]).await?;
-        qmp.execute(
-            "migrate-incoming",
-            json!({"uri": format!("file:{}/state", qemu::SNAPSHOT_DIR)}),
-        )
-        .await?;
-        qmp.wait_event("RESUME", |_| true, |_| false)
+        let monitor = c.qmp.take().ok_or("no monitor socket")?;
+        qmp::restore(monitor, &format!("{}/state", qemu::SNAPSHOT_DIR))
             .await
             .map_err(|e| format!("restoring the snapshot: {e}{}", c.vm.console_tail()))?;
         let entropy: [u8; 32] = rand::random();

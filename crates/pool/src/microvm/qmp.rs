@@ -1,5 +1,7 @@
 //! A small client of QEMU's machine protocol (QMP): JSON lines on a socket, commands
-//! answered with `return` or `error`, events in between. Only what snapshots need.
+//! answered with `return` or `error`, events in between. Only what snapshots need: with
+//! `qemu.rs` (the command line) this is all of the tier that is QEMU's; another VMM
+//! (docs/microvm.md) replaces these two files' `args`, `save` and `restore`.
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -102,6 +104,28 @@ impl Qmp {
             .await
             .map(drop)
     }
+}
+
+/// Saves a running guest through its monitor: device state into `state` (a path as QEMU
+/// sees it), RAM left in its shared memory file (`x-ignore-shared`); the guest is paused
+/// when it returns.
+pub(crate) async fn save(monitor: UnixStream, state: &str) -> Result<(), String> {
+    let mut qmp = Qmp::connect(monitor).await?;
+    qmp.capabilities(&["x-ignore-shared", "events"]).await?;
+    qmp.execute("migrate", json!({"uri": format!("file:{state}")}))
+        .await?;
+    qmp.wait_event("MIGRATION", migration_completed, migration_failed)
+        .await
+}
+
+/// Restores a guest QEMU started with `-incoming defer` from `state` (RAM from the
+/// memory file on its command line); returns once the guest runs again.
+pub(crate) async fn restore(monitor: UnixStream, state: &str) -> Result<(), String> {
+    let mut qmp = Qmp::connect(monitor).await?;
+    qmp.capabilities(&["x-ignore-shared", "events"]).await?;
+    qmp.execute("migrate-incoming", json!({"uri": format!("file:{state}")}))
+        .await?;
+    qmp.wait_event("RESUME", |_| true, |_| false).await
 }
 
 /// A migration event's status is final and good.
