@@ -254,7 +254,34 @@ function userLine(err: unknown, file: string, code: string): number | null {
 
 type LoadResult = { picked?: Picked; error?: object };
 
+// Every guest restored from one microvm snapshot starts with the same JavaScriptCore state,
+// so the same `Math.random` sequence; JSC has no way to reseed it. A runtime started for a
+// snapshot (`--snapshot`) replaces it at load, before any function code runs, with
+// xoshiro128** seeded from the kernel, which the guest agent reseeded after the restore.
+function reseedMathRandom() {
+  const s = new Uint32Array(4);
+  do crypto.getRandomValues(s);
+  while ((s[0] | s[1] | s[2] | s[3]) === 0);
+  const rotl = (x: number, k: number) => (x << k) | (x >>> (32 - k));
+  const next = () => {
+    const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
+    const t = s[1] << 9;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return result;
+  };
+  // 53 random bits (27 + 26) as a double in [0, 1).
+  Math.random = function random(): number {
+    return ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+  };
+}
+
 async function load(msg: any): Promise<LoadResult> {
+  if (startedForSnapshot) reseedMathRandom();
   Object.assign(process.env, msg.env);
   configureLogging(process.env);
   process.chdir(msg.dir);
@@ -876,6 +903,8 @@ function crash(err: unknown) {
   process.exit(70);
 }
 
+let startedForSnapshot = false;
+
 async function main() {
   const args = process.argv.slice(2);
   const chan = new Channel(Number(args[args.indexOf("--fd") + 1]));
@@ -883,6 +912,7 @@ async function main() {
   // A snapshot's template (`--snapshot`) warms up before its hello, so that the snapshot
   // taken at the hello holds the result; a pre-warmed instance after it, while it waits.
   const snapshot = args.includes("--snapshot");
+  startedForSnapshot = snapshot;
   if (!snapshot) chan.send({ t: "hello", protocol: 1, runtime: "bun", version: Bun.version });
   // After the hello, so that the ~6 ms Bun takes to build process.stdout / stderr
   // overlap with the host's reply; still before any user code.

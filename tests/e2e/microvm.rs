@@ -477,3 +477,51 @@ def handler(event, context):
         "the installed set is shown under the package at /code: {out}"
     );
 }
+
+const RANDOM_PY: &str = r#"
+import os, random, time, uuid
+
+def handler(event, context):
+    return {"random": random.random(), "urandom": os.urandom(16).hex(),
+            "uuid": str(uuid.uuid4()), "time": time.time()}
+"#;
+
+const RANDOM_JS: &str = r#"
+export const handler = async () => ({
+  math: [Math.random(), Math.random()],
+  uuid: crypto.randomUUID(),
+  time: Date.now() / 1000,
+});
+"#;
+
+/// Guests restored from one snapshot start from the same memory: what a restore re-seeds
+/// (the kernel's generator, the clock; Bun's `Math.random`) differs between them.
+#[test]
+fn guests_restored_from_one_snapshot_draw_different_numbers_and_know_the_time() {
+    let s = server(&[]);
+    s.deploy("py", "python", RANDOM_PY, vm(json!({"idle_timeout_secs": 0})));
+    s.deploy("js", "javascript", RANDOM_JS, vm(json!({"idle_timeout_secs": 0})));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs_f64()
+    };
+    for name in ["py", "js"] {
+        let (first, init1) = cold_call(&s, name, "{}");
+        let (second, init2) = cold_call(&s, name, "{}");
+        assert!(init1["restore_ms"].is_number() && init2["restore_ms"].is_number());
+        for key in ["random", "urandom", "uuid", "math"] {
+            if first.get(key).is_some() {
+                assert_ne!(first[key], second[key], "{name}: {key} repeats across clones");
+            }
+        }
+        for answer in [&first, &second] {
+            let t = answer["time"].as_f64().expect("time");
+            assert!(
+                (now() - t).abs() < 30.0,
+                "{name}: a restored guest's clock is the host's, not the snapshot's: {answer}"
+            );
+        }
+    }
+}
