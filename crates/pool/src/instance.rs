@@ -61,6 +61,17 @@ impl StartTimings {
     }
 }
 
+/// The parts of a start restored from a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RestoreTimes {
+    /// Waiting for the snapshot: found at once, or being made.
+    pub(crate) waited: Duration,
+    /// Making it (a template's boot and save), when this start made it.
+    pub(crate) made: Option<Duration>,
+    /// QEMU's start to the restored guest's first answer.
+    pub(crate) restore: Duration,
+}
+
 /// A started instance with the time its start took.
 #[derive(Debug)]
 pub struct Started {
@@ -146,17 +157,17 @@ impl Generic {
         nonce: String,
         code_dir: String,
         runtime: Runtime,
-        times: (Duration, Duration),
+        times: RestoreTimes,
     ) -> Generic {
-        let (sandbox_time, restore) = times;
         Generic {
             task: InstanceTask::new(host, channels, nonce, code_dir),
             runtime,
             network: Network::None,
-            sandbox_time,
-            runtime_time: restore,
-            boot: None,
-            restore: Some(restore),
+            sandbox_time: Duration::ZERO,
+            // The wait for the snapshot (its making: a template's boot) and the restore.
+            runtime_time: times.waited + times.restore,
+            boot: times.made,
+            restore: Some(times.restore),
         }
     }
 

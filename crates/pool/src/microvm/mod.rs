@@ -339,16 +339,17 @@ impl Microvm {
                 memory_mb: spec.memory_mb,
                 vcpus: spec.vcpus,
             };
-            let snap = self
+            let (snap, made) = self
                 .snapshots
                 .get(key, &self.fingerprint(key.runtime), || {
                     self.make_snapshot(sandbox, key)
                 })
                 .await
                 .map_err(StartError::Spawn)?;
-            let sandbox_time = began.elapsed();
+            // Waiting for a snapshot another start is making is part of this one's runtime.
+            let waited = began.elapsed();
             return self
-                .restore(sandbox, &snap, spec, shares, sandbox_time)
+                .restore(sandbox, &snap, spec, shares, waited, made)
                 .await
                 .map_err(StartError::Spawn);
         }
@@ -451,14 +452,16 @@ impl Microvm {
     }
 
     /// Restores `snap` with `shares`, then gives the guest the host's clock and fresh
-    /// entropy: the guest's runtime waits for its code.
+    /// entropy: the guest's runtime waits for its code. `waited` is how long this start
+    /// waited for the snapshot, `made` how long making it took when this start made it.
     async fn restore(
         &self,
         sandbox: &Sandbox,
         snap: &snapshot::Snapshot,
         spec: &LaunchSpec,
         shares: Vec<(String, PathBuf)>,
-        sandbox_time: Duration,
+        waited: Duration,
+        made: Option<Duration>,
     ) -> Result<Generic, String> {
         let began = Instant::now();
         let mut config = self.config(snap.key.memory_mb, snap.key.vcpus, false);
@@ -496,7 +499,11 @@ impl Microvm {
             snap.marker.clone(),
             "/code".to_owned(),
             spec.runtime,
-            (sandbox_time, restore),
+            crate::instance::RestoreTimes {
+                waited,
+                made,
+                restore,
+            },
         ))
     }
 }

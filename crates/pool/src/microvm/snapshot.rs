@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ignis_core::Runtime;
 use sha2::{Digest, Sha256};
@@ -85,13 +86,14 @@ impl Snapshots {
     }
 
     /// The snapshot of `key`: found on disk, or made by `make` (one at a time per key;
-    /// a failure is not kept, so the next cold start tries again).
+    /// a failure is not kept, so the next cold start tries again). With it, how long making
+    /// it took when this call made it.
     pub(crate) async fn get<F, Fut>(
         &self,
         key: SnapshotKey,
         fingerprint: &str,
         make: F,
-    ) -> Result<Arc<Snapshot>, String>
+    ) -> Result<(Arc<Snapshot>, Option<Duration>), String>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Snapshot, String>>,
@@ -104,15 +106,20 @@ impl Snapshots {
             .or_default()
             .clone();
         let dir = self.final_dir(key, fingerprint);
-        cell.get_or_try_init(|| async {
-            if let Some(marker) = read_marker(&dir) {
-                return Ok(Arc::new(Snapshot { dir, marker, key }));
-            }
-            let made = make().await?;
-            Ok(Arc::new(finish(made, &dir)?))
-        })
-        .await
-        .cloned()
+        let mut made = None;
+        let snapshot = cell
+            .get_or_try_init(|| async {
+                if let Some(marker) = read_marker(&dir) {
+                    return Ok::<_, String>(Arc::new(Snapshot { dir, marker, key }));
+                }
+                let began = Instant::now();
+                let snapshot = finish(make().await?, &dir)?;
+                made = Some(began.elapsed());
+                Ok(Arc::new(snapshot))
+            })
+            .await?
+            .clone();
+        Ok((snapshot, made))
     }
 }
 
@@ -176,23 +183,26 @@ mod tests {
             !tmp.join("old-guest").exists(),
             "another guest's snapshots are removed"
         );
-        let first = s
+        let (first, made) = s
             .get(key(), "fp", || async { fake(&s, "m1") })
             .await
             .expect("made");
         assert_eq!(first.marker, "m1");
-        let again = s
+        assert!(made.is_some(), "this call made it");
+        let (again, made) = s
             .get(key(), "fp", || async { Err("must not be made twice".to_owned()) })
             .await
             .expect("kept");
         assert_eq!(again.dir, first.dir);
+        assert_eq!(made, None);
         // A new server finds it on disk.
         let s2 = Snapshots::new(tmp.clone(), "guestA").expect("new");
-        let found = s2
+        let (found, made) = s2
             .get(key(), "fp", || async { Err("must be found on disk".to_owned()) })
             .await
             .expect("found");
         assert_eq!(found.marker, "m1");
+        assert_eq!(made, None);
         // Another bootstrap (fingerprint) needs its own.
         let err = s2
             .get(
