@@ -396,16 +396,21 @@ fn a_killed_servers_instances_die_with_it(args: &[&str]) {
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains("bootstrap"))
         })
     });
+    kill_server_and_wait_for(
+        s.pid(),
+        &instance,
+        "every process of the killed server's instances is gone",
+    );
+}
+
+/// Kills the server `server` with SIGKILL and waits until none of `pids` is alive.
+pub(crate) fn kill_server_and_wait_for(server: u32, pids: &BTreeSet<u32>, what: &str) {
     let killed = Command::new("kill")
-        .args(["-KILL", &s.pid().to_string()])
+        .args(["-KILL", &server.to_string()])
         .status()
         .expect("run kill");
     assert!(killed.success());
-    wait_until(
-        "every process of the killed server's instances is gone",
-        Duration::from_secs(20),
-        || instance.iter().all(|&p| !alive(p)),
-    );
+    wait_until(what, Duration::from_secs(20), || pids.iter().all(|&p| !alive(p)));
 }
 
 #[test]

@@ -104,6 +104,19 @@ def handler(event):
     return out
 "#;
 
+/// The event of `FETCH`: the test host's page, and the server's API through the network's
+/// gateway and through the instance's own loopback, both of which must stay closed.
+pub(crate) fn fetch_event(host: &TestHost, api_port: u16) -> Value {
+    json!({
+        "url": format!("http://{}:8080/", host.addr),
+        "forbidden": {
+            // slirp's gateway, which would lead to the host's loopback if it were allowed.
+            "gateway_api": ["10.0.2.2", api_port],
+            "own_loopback_api": ["127.0.0.1", api_port],
+        },
+    })
+}
+
 #[test]
 fn outbound_functions_reach_out_but_never_the_host_loopback() {
     let host = TestHost::start();
@@ -118,14 +131,7 @@ fn outbound_functions_reach_out_but_never_the_host_loopback() {
     let f = s.deploy("out", "python", FETCH, json!({"network": "outbound"}));
     assert_eq!(f["network"], "outbound");
     s.deploy("closed", "python", FETCH, json!({}));
-    let event = json!({
-        "url": format!("http://{}:8080/", host.addr),
-        "forbidden": {
-            // slirp's gateway, which would lead to the host's loopback if it were allowed.
-            "gateway_api": ["10.0.2.2", api_port],
-            "own_loopback_api": ["127.0.0.1", api_port],
-        },
-    });
+    let event = fetch_event(&host, api_port);
     let out: Value = s.invoke("out", &event.to_string()).json();
     assert_eq!(out["fetched"], "hello from the test host", "{out}");
     assert_ne!(out["gateway_api"], "connected", "{out}");
