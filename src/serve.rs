@@ -325,7 +325,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let launcher = Launcher::new(runtimes, sandbox, config.prewarm);
     let microvm = ignis_pool::microvm::Microvm::detect(
         &launcher.sandbox,
-        &launcher.runtimes,
         &config.runtimes.tools_dirs,
         &data_dir,
         config.microvm_snapshots,

@@ -23,7 +23,7 @@ use crate::runtimes::Runtimes;
 const SANDBOX_BOOTSTRAP_DIR: &str = "/ignis";
 const SANDBOX_CODE_DIR: &str = "/code";
 /// Where Bun resolves packages of layers (Lambda's layout).
-pub(crate) const SANDBOX_NODE_PATH: &str = "/opt/nodejs/node_modules";
+const SANDBOX_NODE_PATH: &str = "/opt/nodejs/node_modules";
 /// Where a sandboxed instance finds Bun.
 pub(crate) const SANDBOX_BUN: &str = "/usr/local/bin/bun";
 /// Processes (and threads) one instance may have: enough for any runtime, not a fork bomb.
@@ -299,12 +299,7 @@ impl Launcher {
             source: self.runtimes.bootstrap_dir.clone(),
             target: bootstrap_dir.clone(),
         });
-        let mut env = sandbox_env();
-        env.insert("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned());
-        if sandboxed && matches!(runtime, Runtime::Javascript | Runtime::Typescript) {
-            // Bun reads NODE_PATH once, at start: layers mounted at /opt later resolve.
-            env.insert("NODE_PATH".to_owned(), SANDBOX_NODE_PATH.to_owned());
-        }
+        let env = runtime_env(runtime, sandboxed);
         Ok(SpawnRequest {
             program,
             args,
@@ -378,6 +373,18 @@ pub(crate) fn show_host_paths(binds: &mut Vec<Bind>, shown: Vec<PathBuf>, outbou
             target: certs,
         });
     }
+}
+
+/// The environment a runtime starts with: the sandbox's, and, where layers appear at `/opt`
+/// (`layers_at_opt`: a sandboxed process or a guest), Bun's `NODE_PATH` to them.
+pub(crate) fn runtime_env(runtime: Runtime, layers_at_opt: bool) -> BTreeMap<String, String> {
+    let mut env = sandbox_env();
+    env.insert("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned());
+    if layers_at_opt && matches!(runtime, Runtime::Javascript | Runtime::Typescript) {
+        // Bun reads NODE_PATH once, at start: layers mounted at /opt later resolve.
+        env.insert("NODE_PATH".to_owned(), SANDBOX_NODE_PATH.to_owned());
+    }
+    env
 }
 
 /// The environment every sandboxed process starts with: nothing of the host's.

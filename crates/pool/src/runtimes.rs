@@ -54,13 +54,57 @@ pub struct Runtimes {
 const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtimes/python/bootstrap.py");
 const BUN_BOOTSTRAP: &str = include_str!("../../../runtimes/bun/bootstrap.ts");
 
+/// The bootstrap of `runtime`, built into the binary: its file name and its text.
+pub fn bootstrap(runtime: Runtime) -> (&'static str, &'static str) {
+    match runtime {
+        Runtime::Python => ("bootstrap.py", PYTHON_BOOTSTRAP),
+        Runtime::Javascript | Runtime::Typescript => ("bootstrap.ts", BUN_BOOTSTRAP),
+    }
+}
+
+/// The interpreter's arguments that start `runtime`'s bootstrap, found at `bootstrap_dir`
+/// as the process sees it, speaking the protocol on fd 3 with end marker `marker`; Python
+/// also gets `site_dirs` (it runs with `-S`). One list for process instances and guests.
+pub fn bootstrap_args(
+    runtime: Runtime,
+    bootstrap_dir: &Path,
+    marker: &str,
+    site_dirs: &[PathBuf],
+) -> Vec<String> {
+    let file = bootstrap_dir.join(bootstrap(runtime).0).display().to_string();
+    let mut args: Vec<String> = match runtime {
+        Runtime::Python => ["-I", "-S", "-u", "-X", "utf8"]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .chain(std::iter::once(file))
+            .chain(
+                site_dirs
+                    .iter()
+                    .flat_map(|d| ["--path".to_owned(), d.display().to_string()]),
+            )
+            .collect(),
+        // No auto-install: a package the function does not ship (or install at deploy) is
+        // an import error, never a download at run time.
+        Runtime::Javascript | Runtime::Typescript => vec!["--no-install".to_owned(), file],
+    };
+    args.extend([
+        "--fd".to_owned(),
+        ignis_sandbox::CONTROL_FD.to_string(),
+        "--marker".to_owned(),
+        marker.to_owned(),
+    ]);
+    args
+}
+
 impl Runtimes {
     /// Finds the interpreters and writes the bootstraps into `<data_dir>/runtime`.
     pub async fn discover(config: &RuntimeConfig, data_dir: &Path) -> std::io::Result<Runtimes> {
         let bootstrap_dir = data_dir.join("runtime");
         std::fs::create_dir_all(&bootstrap_dir)?;
-        std::fs::write(bootstrap_dir.join("bootstrap.py"), PYTHON_BOOTSTRAP)?;
-        std::fs::write(bootstrap_dir.join("bootstrap.ts"), BUN_BOOTSTRAP)?;
+        for runtime in [Runtime::Python, Runtime::Javascript] {
+            let (name, text) = bootstrap(runtime);
+            std::fs::write(bootstrap_dir.join(name), text)?;
+        }
         let (python, bun, uv) = tokio::join!(find_python(config), find_bun(config), find_uv(config));
         Ok(Runtimes {
             python,
@@ -86,33 +130,7 @@ impl Runtimes {
         bootstrap_dir: &Path,
     ) -> Option<(PathBuf, Vec<String>)> {
         let program = self.interpreter(runtime).path.clone()?;
-        let fd = ignis_sandbox::CONTROL_FD.to_string();
-        let args = match runtime {
-            Runtime::Python => {
-                let mut args = vec![
-                    "-I".to_owned(),
-                    "-S".to_owned(),
-                    "-u".to_owned(),
-                    "-X".to_owned(),
-                    "utf8".to_owned(),
-                    bootstrap_dir.join("bootstrap.py").display().to_string(),
-                ];
-                for dir in &self.python.site_packages {
-                    args.extend(["--path".to_owned(), dir.display().to_string()]);
-                }
-                args
-            }
-            Runtime::Javascript | Runtime::Typescript => {
-                // No auto-install: a package the function does not ship (or install at
-                // deploy) is an import error, never a download at run time.
-                vec![
-                    "--no-install".to_owned(),
-                    bootstrap_dir.join("bootstrap.ts").display().to_string(),
-                ]
-            }
-        };
-        let mut args = args;
-        args.extend(["--fd".to_owned(), fd, "--marker".to_owned(), marker.to_owned()]);
+        let args = bootstrap_args(runtime, bootstrap_dir, marker, &self.python.site_packages);
         Some((program, args))
     }
 

@@ -14,7 +14,6 @@ mod qmp;
 mod snapshot;
 mod vm;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,8 +28,8 @@ pub(crate) use vm::Vm;
 
 use crate::host::Host;
 use crate::instance::{Channels, Generic, StartError};
-use crate::launcher::{sandbox_env, LaunchSpec, SANDBOX_NODE_PATH};
-use crate::runtimes::Runtimes;
+use crate::launcher::{runtime_env, LaunchSpec};
+use crate::runtimes;
 use snapshot::{SnapshotKey, Snapshots};
 
 /// How long a guest may take from QEMU's start to its agent's `ready`.
@@ -41,6 +40,8 @@ const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const GUEST_KERNEL_MB: u32 = 32;
 /// Size of the guest's `/tmp`.
 const GUEST_TMP_MB: u32 = 64;
+/// Where the agent writes the bootstrap in a guest.
+const GUEST_BOOTSTRAP_DIR: &str = "/ignis";
 /// The runtime's ids in the guest.
 const GUEST_UID: u32 = 1000;
 
@@ -68,15 +69,14 @@ pub struct MicrovmInfo {
 pub struct Microvm {
     qemu: PathBuf,
     guest: Guest,
+    /// KVM (QEMU is then given the host's `/dev/kvm`) or TCG.
     accel: Accel,
-    /// QEMU is given the host's `/dev/kvm`.
-    kvm: bool,
+    /// The guest kernel's release: as a KVM probe's guest said, else as `make microvm` wrote.
+    guest_kernel: String,
     /// `<data>/microvm`: `run/` (one folder per live guest), `snapshots/`.
     dir: PathBuf,
     snapshots: Snapshots,
     use_snapshots: bool,
-    info: MicrovmInfo,
-    bootstraps: HashMap<Runtime, (String, String)>,
 }
 
 impl Microvm {
@@ -86,7 +86,6 @@ impl Microvm {
     /// tier is unavailable.
     pub async fn detect(
         sandbox: &Sandbox,
-        runtimes: &Runtimes,
         tools_dirs: &[PathBuf],
         data_dir: &Path,
         use_snapshots: bool,
@@ -102,47 +101,39 @@ impl Microvm {
         // Guests of a previous run are gone (they died with it); their folders go too.
         let _ = std::fs::remove_dir_all(dir.join("run"));
         std::fs::create_dir_all(dir.join("run")).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        let bootstraps = HashMap::from([
-            (Runtime::Python, bootstrap(runtimes, "bootstrap.py")?),
-            (Runtime::Javascript, bootstrap(runtimes, "bootstrap.ts")?),
-        ]);
         let snapshots = Snapshots::new(dir.join("snapshots"), &guest.hash)?;
         let mut m = Microvm {
             qemu,
             guest,
             accel: Accel::Tcg,
-            kvm: false,
+            guest_kernel: String::new(),
             dir,
             snapshots,
             use_snapshots,
-            info: MicrovmInfo {
-                accel: Accel::Tcg,
-                guest_kernel: String::new(),
-                snapshots: use_snapshots,
-            },
-            bootstraps,
         };
         let kvm = match kvm_usable() {
             Ok(()) => m.probe_kvm_once(sandbox).await,
             Err(e) => Err(e),
         };
         match kvm {
-            Ok(kernel) => m.info.guest_kernel = kernel,
+            Ok(kernel) => m.guest_kernel = kernel,
             Err(why) => {
                 // Software emulation runs any guest: no boot at start (it costs about a
                 // second of CPU); the first cold start shows whether the guest boots.
                 tracing::info!("the microvm tier uses software emulation (TCG): {why}");
                 m.accel = Accel::Tcg;
-                m.kvm = false;
-                m.info.guest_kernel = m.guest.kernel.clone();
+                m.guest_kernel = m.guest.kernel.clone();
             }
         }
-        m.info.accel = m.accel;
         Ok(m)
     }
 
-    pub fn info(&self) -> &MicrovmInfo {
-        &self.info
+    pub fn info(&self) -> MicrovmInfo {
+        MicrovmInfo {
+            accel: self.accel,
+            guest_kernel: self.guest_kernel.clone(),
+            snapshots: self.use_snapshots,
+        }
     }
 
     /// Whether this host's KVM boots the guest: probed once per boot of the host, guest and
@@ -178,7 +169,6 @@ impl Microvm {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
                 if v["kvm"] == true {
                     self.accel = Accel::Kvm;
-                    self.kvm = true;
                     return Ok(v["kernel"].as_str().unwrap_or("").to_owned());
                 }
                 return Err(format!(
@@ -188,7 +178,6 @@ impl Microvm {
             }
         }
         self.accel = Accel::Kvm;
-        self.kvm = true;
         let result = match tokio::time::timeout(KVM_PROBE_TIMEOUT, self.probe(sandbox)).await {
             Ok(Ok(kernel)) => Ok(kernel),
             Ok(Err(e)) => Err(format!("a guest did not boot with KVM: {e}")),
@@ -261,7 +250,7 @@ impl Microvm {
             config,
             snapshot: None,
             shares,
-            kvm: self.kvm,
+            kvm: self.accel == Accel::Kvm,
         })
         .await?;
         let kernel = match tokio::time::timeout(BOOT_TIMEOUT, c.vm.agent.ready()).await {
@@ -287,39 +276,24 @@ impl Microvm {
 
     /// The request that starts `runtime`'s bootstrap in a guest.
     fn exec_request(&self, runtime: Runtime, marker: &str, snapshot: bool, outbound: bool) -> Value {
-        let key = match runtime {
-            Runtime::Python => Runtime::Python,
-            Runtime::Javascript | Runtime::Typescript => Runtime::Javascript,
+        let (name, text) = runtimes::bootstrap(runtime);
+        let program = match guest_runtime(runtime) {
+            Runtime::Python => "/usr/bin/python3",
+            Runtime::Javascript | Runtime::Typescript => "/usr/local/bin/bun",
         };
-        let (name, text) = &self.bootstraps[&key];
-        let path = format!("/ignis/{name}");
-        let mut env = sandbox_env();
-        let (program, mut args) = match key {
-            Runtime::Python => {
-                env.insert("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned());
-                (
-                    "/usr/bin/python3",
-                    vec!["-I", "-S", "-u", "-X", "utf8", path.as_str()],
-                )
-            }
-            Runtime::Javascript | Runtime::Typescript => {
-                env.insert("NODE_PATH".to_owned(), SANDBOX_NODE_PATH.to_owned());
-                ("/usr/local/bin/bun", vec!["--no-install", path.as_str()])
-            }
-        };
-        args.extend(["--fd", "3", "--marker", marker]);
+        let mut args = runtimes::bootstrap_args(runtime, Path::new(GUEST_BOOTSTRAP_DIR), marker, &[]);
         if snapshot {
-            args.push("--snapshot");
+            args.push("--snapshot".to_owned());
         }
         json!({
             "op": "exec",
             "program": program,
             "args": args,
-            "env": env,
+            "env": runtime_env(runtime, true),
             "cwd": "/code",
             "uid": GUEST_UID,
             "gid": GUEST_UID,
-            "files": { path: text },
+            "files": { format!("{GUEST_BOOTSTRAP_DIR}/{name}"): text },
             "outbound": outbound,
         })
     }
@@ -332,10 +306,7 @@ impl Microvm {
         let shares = shares_of(spec);
         if self.use_snapshots && spec.network == Network::None {
             let key = SnapshotKey {
-                runtime: match spec.runtime {
-                    Runtime::Python => Runtime::Python,
-                    Runtime::Javascript | Runtime::Typescript => Runtime::Javascript,
-                },
+                runtime: guest_runtime(spec.runtime),
                 memory_mb: spec.memory_mb,
                 vcpus: spec.vcpus,
             };
@@ -396,7 +367,7 @@ impl Microvm {
     fn fingerprint(&self, runtime: Runtime) -> String {
         format!(
             "{}\n{}\n{}",
-            self.bootstraps[&runtime].1,
+            runtimes::bootstrap(runtime).1,
             self.fingerprint_of_qemu(),
             self.accel.as_str()
         )
@@ -476,7 +447,7 @@ impl Microvm {
             config,
             snapshot: Some(&snap.dir),
             shares,
-            kvm: self.kvm,
+            kvm: self.accel == Accel::Kvm,
         })
         .await?;
         let monitor = c.qmp.take().ok_or("no monitor socket")?;
@@ -538,6 +509,14 @@ pub(crate) struct Booted {
     pub boot: Duration,
 }
 
+/// The interpreter a runtime runs on (TypeScript functions run on Bun, as JavaScript ones).
+fn guest_runtime(runtime: Runtime) -> Runtime {
+    match runtime {
+        Runtime::Python => Runtime::Python,
+        Runtime::Javascript | Runtime::Typescript => Runtime::Javascript,
+    }
+}
+
 /// The host folders a guest of `spec` needs: its package (`code`), its dependencies
 /// (`deps`) and its layers (`opt0`, `opt1`, …).
 fn shares_of(spec: &LaunchSpec) -> Vec<(String, PathBuf)> {
@@ -552,12 +531,6 @@ fn shares_of(spec: &LaunchSpec) -> Vec<(String, PathBuf)> {
         shares.push((format!("opt{n}"), layer.clone()));
     }
     shares
-}
-
-fn bootstrap(runtimes: &Runtimes, name: &str) -> Result<(String, String), String> {
-    let path = runtimes.bootstrap_dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((name.to_owned(), text))
 }
 
 /// QEMU: `IGNIS_QEMU`, else `qemu-system-x86_64` on the PATH.
@@ -614,6 +587,10 @@ fn find_guest(tools_dirs: &[PathBuf]) -> Result<Guest, String> {
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric()))
         .ok_or_else(|| format!("{}/guest.json has no hash", dir.display()))?
         .to_owned();
-    let kernel = meta["kernel"].as_str().unwrap_or("unknown").to_owned();
+    let kernel = meta["kernel"]
+        .as_str()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| format!("{}/guest.json names no kernel: run `make microvm`", dir.display()))?
+        .to_owned();
     Ok(Guest { dir, hash, kernel })
 }
