@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::builds::LiveBuild;
 use crate::lifecycle::{new_package, now_ms};
+use crate::packages::file_entries;
 use crate::view::rfc3339;
 use crate::{ControlError, Platform};
 
@@ -140,16 +141,7 @@ impl Platform {
         .await?;
         let (l, files) = found.ok_or_else(|| ControlError::LayerNotFound(format!("{name}:{version}")))?;
         let mut view = LayerView::of(l)?;
-        view.files = Some(
-            files
-                .into_iter()
-                .map(|f| FileEntry {
-                    path: f.path,
-                    size: f.size,
-                    sha256: f.sha256,
-                })
-                .collect(),
-        );
+        view.files = Some(file_entries(files));
         Ok(view)
     }
 

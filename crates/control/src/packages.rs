@@ -172,16 +172,7 @@ impl crate::Platform {
         };
         let store = self.store.clone();
         let files = tokio::task::spawn_blocking(move || store.package_files(&sha)).await??;
-        Ok(files.map(|files| {
-            files
-                .into_iter()
-                .map(|f| FileEntry {
-                    path: f.path,
-                    size: f.size,
-                    sha256: f.sha256,
-                })
-                .collect()
-        }))
+        Ok(files.map(file_entries))
     }
 
     /// The code of the newest version of `name` as a zip archive: its package's files, or
@@ -211,6 +202,18 @@ impl crate::Platform {
         })
         .await?
     }
+}
+
+/// A stored package's files as the API lists them (a function's package or a layer's).
+pub(crate) fn file_entries(files: Vec<ignis_store::StoredPackageFile>) -> Vec<FileEntry> {
+    files
+        .into_iter()
+        .map(|f| FileEntry {
+            path: f.path,
+            size: f.size,
+            sha256: f.sha256,
+        })
+        .collect()
 }
 
 #[cfg(test)]
