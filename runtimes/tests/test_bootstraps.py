@@ -128,8 +128,9 @@ class Instance:
         assert hello["t"] == "hello", hello
         return hello
 
-    def load(self, env=None, limit=LOG_LIMIT, max_response=6 * 1024 * 1024, concurrency=1, dir=None):
-        self.hello()
+    def load(self, env=None, limit=LOG_LIMIT, max_response=6 * 1024 * 1024, concurrency=1, dir=None, greeted=False):
+        if not greeted:
+            self.hello()
         msg = {
             "t": "load", "dir": dir or self.dir, "file": self.filename, "handler": self.handler, "env": env or {},
             "function": {"name": "greet", "version": 4, "memory_mb": 128, "timeout_ms": TIMEOUT_MS},
@@ -488,6 +489,33 @@ class Handlers(Case):
             with self.subTest(source=source[:20]):
                 inst = self.loaded(JS, source, extra_args=["--prewarm"])
                 self.assertEqual(inst.invoke("1")["value"], expected)
+
+    def test_warm_before_the_load_answers_warmed_and_leaves_nothing_behind(self):
+        # A microvm guest restored ahead of time is sent `warm` (its emulator translates the
+        # load and call paths then): each gets `warmed`, nothing is written on stdout or
+        # stderr, and the real load, environment and calls are as without it.
+        py = ("import os, sys, tempfile\n"
+              "def handler(e):\n"
+              "    return [os.environ.get('IGNIS_WARM'), os.environ.get('GREETING'), os.getcwd(),\n"
+              "            '_ignis_warm' in sys.modules, [n for n in os.listdir(tempfile.gettempdir()) if 'warm' in n]]\n")
+        js = ("import fs from 'node:fs'; import os from 'node:os';\n"
+              "export const handler = () => [process.env.IGNIS_WARM ?? null, process.env.GREETING, process.cwd(), false,\n"
+              "  fs.readdirSync(os.tmpdir()).filter((n) => n.includes('warm'))];\n")
+        for runtime_file, source in pairs({PY: py, JS: js}):
+            with self.sub(runtime_file):
+                inst = self.start(runtime_file, source)
+                inst.hello()
+                for _ in range(2):
+                    inst.send({"t": "warm"})
+                    self.assertEqual(inst.frame(), {"t": "warmed"})
+                inst.drain_now()
+                self.assertEqual(inst.out, {1: b"", 2: b""}, "a warm-up writes nothing")
+                self.assertEqual(inst.load(env={"GREETING": "hi"}, greeted=True), {"t": "loaded"})
+                answer = inst.invoke("1")
+                self.assertEqual(answer["value"], [None, "hi", os.path.realpath(inst.dir), False, []])
+                self.assertEqual(answer["logs"], [])
+                inst.pump(lambda: inst.out[1].endswith(marker("1")), "the end marker")
+                self.assertEqual(inst.out[1], marker("1"), "the only marker is the real call's")
 
     def test_typescript_with_types_loads(self):
         ts = ("interface Event { name: string }\ntype Reply = { greeting: string; remaining: boolean };\n"

@@ -73,9 +73,26 @@ fn cold_call(s: &Server, name: &str, event: &str) -> (Value, Value) {
     (a.json(), record["init"].clone())
 }
 
+/// Guests of `interpreter` (`python`, `bun`) restored ahead of time and waiting.
+fn pre_restored(s: &Server, interpreter: &str) -> f64 {
+    s.metric(&format!(
+        "ignis_microvm_pre_restored_guests{{runtime=\"{interpreter}\"}}"
+    ))
+    .expect("the pre-restored guests' gauge")
+}
+
+fn wait_for_pre_restored(s: &Server, interpreter: &str, n: f64) {
+    wait_until(
+        &format!("{n} {interpreter} guest(s) restored ahead of time"),
+        Duration::from_secs(60),
+        || pre_restored(s, interpreter) == n,
+    );
+}
+
 #[test]
 fn python_and_typescript_answer_from_a_guest_kernel_restored_from_a_snapshot() {
-    let s = server(&[]);
+    // Without guests restored ahead of time: every cold start restores its own.
+    let s = server(&["--microvm-pool", "0"]);
     let guest_kernel = s.get("/v1/runtimes").json()["isolation"]["microvm"]["guest_kernel"].clone();
     let f = s.deploy("py", "python", KERNEL_PY, vm(json!({"idle_timeout_secs": 0})));
     assert_eq!(f["isolation"], "microvm");
@@ -122,6 +139,49 @@ fn python_and_typescript_answer_from_a_guest_kernel_restored_from_a_snapshot() {
     let (again, init) = cold_call(&s, "py", "{}");
     assert_eq!(again["kernel"], guest_kernel);
     assert!(init["restore_ms"].as_f64().is_some(), "{init}");
+    assert_eq!(pre_restored(&s, "python"), 0.0, "--microvm-pool 0 keeps none");
+}
+
+/// The default: after an instance of a kind of guest (runtime and size) starts, one guest
+/// of that kind is restored and warmed up ahead of time; the next cold start of the kind
+/// takes it and only loads its function (no restore in its start), and the pool refills.
+#[test]
+fn cold_starts_take_guests_restored_and_warmed_up_ahead_of_time() {
+    let s = server(&[]);
+    let guest_kernel = s.get("/v1/runtimes").json()["isolation"]["microvm"]["guest_kernel"].clone();
+    for (runtime, interpreter, code) in [("python", "python", KERNEL_PY), ("typescript", "bun", KERNEL_TS)] {
+        assert_eq!(
+            pre_restored(&s, interpreter),
+            0.0,
+            "none before an instance of the kind"
+        );
+        // The deploy starts the kind's first instance (restored on demand).
+        s.deploy(runtime, runtime, code, vm(json!({"idle_timeout_secs": 0})));
+        for _ in 0..2 {
+            wait_for_pre_restored(&s, interpreter, 1.0);
+            let (out, init) = cold_call(&s, runtime, r#"{"n": 21}"#);
+            assert_eq!(out["kernel"], guest_kernel, "{out}");
+            if runtime == "typescript" {
+                assert_eq!(out["doubled"], 42, "{out}");
+            } else {
+                assert_eq!(out["event"], json!({"n": 21}), "{out}");
+            }
+            for part in ["restore_ms", "boot_ms"] {
+                assert!(init.get(part).is_none(), "taken from the pool: no {part}: {init}");
+            }
+            assert_eq!(init["sandbox_ms"], 0.0, "{init}");
+            assert_eq!(init["runtime_ms"], 0.0, "{init}");
+            assert!(init["load_ms"].as_f64().expect("load_ms") > 0.0, "{init}");
+        }
+        // Another size is another kind, kept too.
+        s.deploy(
+            &format!("{runtime}-bigger"),
+            runtime,
+            code,
+            vm(json!({"memory_mb": 256})),
+        );
+        wait_for_pre_restored(&s, interpreter, 2.0);
+    }
 }
 
 #[test]
@@ -224,10 +284,12 @@ fn qemus(server: u32) -> BTreeSet<u32> {
 fn a_killed_server_leaves_no_qemu_behind() {
     let s = server(&[]);
     s.deploy("kept", "python", KERNEL_PY, vm(json!({"min_instances": 2})));
+    // Two instances, and a guest restored ahead of time, waiting in the pool.
+    wait_for_pre_restored(&s, "python", 1.0);
     let mut found = BTreeSet::new();
-    wait_until("two guests run", Duration::from_secs(60), || {
+    wait_until("three guests run", Duration::from_secs(60), || {
         found = qemus(s.pid());
-        found.len() == 2
+        found.len() == 3
     });
     crate::containment::kill_server_and_wait_for(
         s.pid(),
@@ -276,6 +338,23 @@ def handler(event, context):
         out["wrote"], "OSError",
         "the package is read-only in the guest: {out}"
     );
+
+    // A guest restored before this function existed is shown its package and layers
+    // when a cold start takes it.
+    let b = s.create(&json!({
+        "name": "pkg2", "runtime": "python", "handler": "app.handler", "isolation": "microvm",
+        "files": {"app.py": app, "lib/__init__.py": "", "lib/tools.py": "NAME = 'other tools'\n",
+                  "extra.txt": "x"},
+        "layers": ["helpers:1"], "idle_timeout_secs": 0,
+    }));
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+    wait_for_pre_restored(&s, "python", 1.0);
+    let (out, init) = cold_call(&s, "pkg2", "{}");
+    assert!(init.get("restore_ms").is_none(), "taken from the pool: {init}");
+    assert_eq!(out["who"], "from the layer", "{out}");
+    assert_eq!(out["tool"], "other tools", "{out}");
+    assert_eq!(out["code"], json!(["app.py", "extra.txt", "lib"]), "{out}");
+    assert_eq!(out["wrote"], "OSError", "{out}");
 }
 
 #[test]
@@ -484,33 +563,49 @@ export const handler = async () => ({
 "#;
 
 /// Guests restored from one snapshot start from the same memory: what a restore re-seeds
-/// (the kernel's generator, the clock; Bun's `Math.random`) differs between them.
+/// (the kernel's generator, the clock; Bun's `Math.random`) differs between them, whether
+/// restored for a cold start (`--microvm-pool 0`) or ahead of time (and waiting since).
 #[test]
 fn guests_restored_from_one_snapshot_draw_different_numbers_and_know_the_time() {
-    let s = server(&[]);
-    s.deploy("py", "python", RANDOM_PY, vm(json!({"idle_timeout_secs": 0})));
-    s.deploy("js", "javascript", RANDOM_JS, vm(json!({"idle_timeout_secs": 0})));
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("time")
             .as_secs_f64()
     };
-    for name in ["py", "js"] {
-        let (first, init1) = cold_call(&s, name, "{}");
-        let (second, init2) = cold_call(&s, name, "{}");
-        assert!(init1["restore_ms"].is_number() && init2["restore_ms"].is_number());
-        for key in ["random", "urandom", "uuid", "math"] {
-            if first.get(key).is_some() {
-                assert_ne!(first[key], second[key], "{name}: {key} repeats across clones");
+    for pooled in [false, true] {
+        let s = server(if pooled { &[] } else { &["--microvm-pool", "0"] });
+        s.deploy("py", "python", RANDOM_PY, vm(json!({"idle_timeout_secs": 0})));
+        s.deploy("js", "javascript", RANDOM_JS, vm(json!({"idle_timeout_secs": 0})));
+        for (name, interpreter) in [("py", "python"), ("js", "bun")] {
+            let mut answers = Vec::new();
+            for _ in 0..2 {
+                if pooled {
+                    wait_for_pre_restored(&s, interpreter, 1.0);
+                }
+                let (answer, init) = cold_call(&s, name, "{}");
+                assert_eq!(
+                    init.get("restore_ms").is_none(),
+                    pooled,
+                    "{name}: restored ahead of time only with the pool: {init}"
+                );
+                answers.push(answer);
             }
-        }
-        for answer in [&first, &second] {
-            let t = answer["time"].as_f64().expect("time");
-            assert!(
-                (now() - t).abs() < 30.0,
-                "{name}: a restored guest's clock is the host's, not the snapshot's: {answer}"
-            );
+            let [first, second] = &answers[..] else {
+                unreachable!()
+            };
+            for key in ["random", "urandom", "uuid", "math"] {
+                if first.get(key).is_some() {
+                    assert_ne!(first[key], second[key], "{name}: {key} repeats across clones");
+                }
+            }
+            for answer in &answers {
+                let t = answer["time"].as_f64().expect("time");
+                assert!(
+                    (now() - t).abs() < 30.0,
+                    "{name}: a restored guest's clock is the host's, not the snapshot's: {answer}"
+                );
+            }
         }
     }
 }

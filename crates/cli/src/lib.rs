@@ -126,6 +126,11 @@ pub struct ServeArgs {
     /// booted guest (slower cold starts; for measuring and troubleshooting).
     #[arg(long)]
     pub no_microvm_snapshots: bool,
+    /// Guests kept restored from a snapshot and warmed up, per kind of microvm guest
+    /// (runtime and size) that had a cold start lately, so that cold starts only load code
+    /// (0: each cold start restores its guest).
+    #[arg(long, env = "IGNIS_MICROVM_POOL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub microvm_pool: u32,
     /// Cap on the sum of `memory_mb` of live instances, in MiB (default: 75% of the
     /// host's memory).
     #[arg(long, value_parser = clap::value_parser!(u64).range(128..))]

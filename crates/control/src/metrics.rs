@@ -360,6 +360,16 @@ impl Collector for PlatformCollector {
             let label = ignis_pool::interpreter_name(runtime);
             gauge(launcher.prewarmed(runtime)).encode(e.encode_family(&[("runtime", label)])?)?;
         }
+        let mut e = encoder.encode_descriptor(
+            "ignis_microvm_pre_restored_guests",
+            "Microvm guests restored from a snapshot ahead of cold starts, waiting for code, by interpreter",
+            None,
+            MetricType::Gauge,
+        )?;
+        for runtime in PREWARMED {
+            let label = ignis_pool::interpreter_name(runtime);
+            gauge(launcher.pre_restored(runtime)).encode(e.encode_family(&[("runtime", label)])?)?;
+        }
 
         let capacity = &self.0.capacity;
         for (name, help, value) in [

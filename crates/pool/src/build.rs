@@ -256,7 +256,7 @@ impl Launcher {
             },
             tmp_size_mb: BUILD_TMP_MB,
             outbound: true,
-            empty_dir: None,
+            empty_dirs: Vec::new(),
             writable: sandboxed.then(|| Bind {
                 source: job.work.clone(),
                 target: PathBuf::from(SANDBOX_WORK),

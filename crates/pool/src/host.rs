@@ -88,7 +88,7 @@ impl Host {
                 sandbox.show_package(p, dirs).await.map_err(|e| e.to_string())
             }
             (Host::Process(p), ShowAt::Opt) => sandbox.show_layers(p, dirs).await.map_err(|e| e.to_string()),
-            (Host::Vm(vm), at) => vm.show(at, dirs).await,
+            (Host::Vm(vm), at) => vm.show(sandbox, at, dirs).await,
         }
     }
 }

@@ -926,6 +926,7 @@ fn answer_of(msg: InstanceMessage) -> Option<(String, (Outcome, Vec<WireLog>))> 
         }
         InstanceMessage::Hello { .. }
         | InstanceMessage::Loaded
+        | InstanceMessage::Warmed
         | InstanceMessage::LoadError { .. }
         | InstanceMessage::Head { .. }
         | InstanceMessage::Chunk { .. } => None,

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::build::{BuildError, BuildJob};
 use crate::instance::{Generic, StartError, Started};
-use crate::microvm::Microvm;
+use crate::microvm::{Microvm, SnapshotKey};
 use crate::prewarm::{Prewarm, PREWARMED};
 use crate::runtimes::Runtimes;
 
@@ -104,6 +104,13 @@ pub trait Starter: Send + Sync + 'static {
         0
     }
 
+    /// How many microvm guests running `runtime` are restored ahead of time and waiting
+    /// (none unless the starter keeps any).
+    fn pre_restored(&self, runtime: Runtime) -> usize {
+        let _ = runtime;
+        0
+    }
+
     /// Installs a function's dependencies (see [`crate::build`]); a starter that cannot
     /// says so.
     fn build(self: Arc<Self>, job: BuildJob) -> BoxFuture<'static, Result<(), BuildError>> {
@@ -166,6 +173,13 @@ impl Starter for Launcher {
         Launcher::prewarmed(self, runtime)
     }
 
+    fn pre_restored(&self, runtime: Runtime) -> usize {
+        match self.microvm.get() {
+            Some(Ok(m)) => m.pre_restored(runtime),
+            _ => 0,
+        }
+    }
+
     fn build(self: Arc<Self>, job: BuildJob) -> BoxFuture<'static, Result<(), BuildError>> {
         Box::pin(async move { self.run_build(job).await })
     }
@@ -173,6 +187,15 @@ impl Starter for Launcher {
 
 /// Refills the pre-warmed pool when dropped.
 struct RefillOnDrop(Arc<Launcher>);
+
+/// Refills a kind's guests restored ahead of time when dropped.
+struct RefillGuestsOnDrop(Arc<Launcher>, Arc<Microvm>, SnapshotKey);
+
+impl Drop for RefillGuestsOnDrop {
+    fn drop(&mut self) {
+        self.0.refill_guests(self.1.clone(), self.2);
+    }
+}
 
 impl Drop for RefillOnDrop {
     fn drop(&mut self) {
@@ -200,8 +223,9 @@ impl Launcher {
         let _ = self.microvm.set(microvm);
     }
 
-    /// A guest of `spec`'s runtime restored (or booted), then given its code.
-    async fn start_microvm(&self, spec: &LaunchSpec) -> Result<Started, StartError> {
+    /// A guest of `spec`'s kind restored ahead of time when one waits, else one restored
+    /// (or booted) now; then given its code. The kind's pool is refilled after the load.
+    async fn start_microvm(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Started, StartError> {
         let microvm = match self.microvm.get() {
             Some(Ok(m)) => m.clone(),
             Some(Err(why)) => {
@@ -211,12 +235,44 @@ impl Launcher {
             }
             None => return Err(StartError::Spawn("the microvm tier was not set up".to_owned())),
         };
+        let kind = microvm.kind_of(spec);
+        // Refilled after the load, not during it (as the pre-warmed pool of processes): a
+        // guard, so that a start abandoned mid-load still refills.
+        let _refill = kind.map(|kind| RefillGuestsOnDrop(self.clone(), microvm.clone(), kind));
+        if let Some(generic) = kind.and_then(|kind| microvm.take_restored(kind)) {
+            match generic.load(&self.sandbox, spec).await {
+                Err(e @ StartError::Load(_)) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a guest restored ahead of time failed; starting afresh")
+                }
+                Ok(started) => return Ok(started),
+            }
+        }
         let generic = {
             // Held until the guest's runtime is up: booting or restoring is CPU-bound.
             let _permit = self.starts.acquire().await;
             microvm.start(&self.sandbox, spec).await?
         };
         generic.load(&self.sandbox, spec).await
+    }
+
+    /// Restores guests of `kind` ahead of time, one at a time, until its pool is full.
+    fn refill_guests(self: &Arc<Self>, microvm: Arc<Microvm>, kind: SnapshotKey) {
+        if !microvm.begin_pre_restore(kind) {
+            return;
+        }
+        let launcher = self.clone();
+        tokio::spawn(async move {
+            let restored = {
+                let _permit = launcher.starts.acquire().await;
+                microvm.pre_restore(&launcher.sandbox, kind).await
+            };
+            match restored {
+                Ok(()) => launcher.refill_guests(microvm, kind),
+                // Cold starts still work without the pool; try again at the next one.
+                Err(e) => tracing::warn!(error = %e, "could not restore a guest ahead of time"),
+            }
+        });
     }
 
     /// How many pre-warmed instances of `runtime` are waiting.
@@ -315,7 +371,15 @@ impl Launcher {
             limits: GENERIC_LIMITS,
             tmp_size_mb: TMP_SIZE_MB,
             outbound,
-            empty_dir: sandboxed.then(|| PathBuf::from(SANDBOX_CODE_DIR)),
+            // Where the package and the layers are shown at the load (Lambda's places).
+            empty_dirs: if sandboxed {
+                vec![
+                    PathBuf::from(SANDBOX_CODE_DIR),
+                    PathBuf::from(ignis_sandbox::mount::OPT_ROOT),
+                ]
+            } else {
+                Vec::new()
+            },
             writable: None,
             wait_for_go: false,
             kvm: false,
@@ -395,5 +459,8 @@ pub(crate) fn sandbox_env() -> BTreeMap<String, String> {
         ("TMPDIR".to_owned(), "/tmp".to_owned()),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
         ("NO_COLOR".to_owned(), "1".to_owned()),
+        // Lambda's time zone, from the start: a function's load sets it only when its own
+        // `env` names another (setting it makes Bun reload its time zone data).
+        ("TZ".to_owned(), ":UTC".to_owned()),
     ])
 }

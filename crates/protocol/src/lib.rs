@@ -69,6 +69,10 @@ pub enum HostMessage<'a> {
         event: &'a RawValue,
         deadline_ms: u64,
     },
+    /// Before `load` only: run the load and call paths once on a throwaway module, then
+    /// answer `warmed` and wait for the load. A guest restored from a snapshot is sent it
+    /// ahead of time, so that its emulator has translated those paths before a real load.
+    Warm,
 }
 
 /// One captured log line.
@@ -102,6 +106,8 @@ pub enum InstanceMessage {
         version: String,
     },
     Loaded,
+    /// The answer to `warm`.
+    Warmed,
     LoadError {
         error: LoadError,
     },

@@ -47,11 +47,12 @@ pub struct InitConfig {
     /// resolver configuration).
     #[serde(default)]
     pub outbound: bool,
-    /// An empty directory made at this path inside the sandbox, read-only like the rest
-    /// of the root: the working directory of a generic instance, whose code arrives in
-    /// memory (it may start before the function exists, so nothing can be bound there).
+    /// Empty directories made at these paths inside the sandbox, read-only like the rest
+    /// of the root: where a package or layers are shown after the start (a generic
+    /// instance may start before its function exists, so nothing can be bound there), such
+    /// as a generic instance's working directory, whose code arrives in memory.
     #[serde(default)]
-    pub empty_dir: Option<PathBuf>,
+    pub empty_dirs: Vec<PathBuf>,
     /// A host folder shown read-write (nosuid, nodev) at a path inside: a build's work
     /// folder, the one place it may write besides `/tmp`.
     #[serde(default)]
@@ -446,10 +447,8 @@ fn build_root(c: &InitConfig) -> Result<(), String> {
         ),
         "/tmp",
     )?;
-    if let Some(path) = &c.empty_dir {
+    for path in &c.empty_dirs {
         mount_point(root, path, true)?;
-        // Where layers are shown, as on Lambda; empty (read-only) until a load mounts them.
-        mount_point(root, Path::new(crate::mount::OPT_ROOT), true)?;
     }
     // A path shown where it is on the host tells nothing new (the runtime knows where it
     // runs); one shown elsewhere must not tell where it comes from, which a bind mount's

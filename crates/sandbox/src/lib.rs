@@ -60,8 +60,8 @@ pub struct SpawnRequest {
     pub tmp_size_mb: u32,
     /// Outbound networking (see [`Sandbox::connect_outbound`]); without it, only loopback.
     pub outbound: bool,
-    /// An empty, read-only directory made at this path inside (see [`InitConfig::empty_dir`]).
-    pub empty_dir: Option<PathBuf>,
+    /// Empty, read-only directories made at these paths inside (see [`InitConfig::empty_dirs`]).
+    pub empty_dirs: Vec<PathBuf>,
     /// A host folder shown read-write inside (see [`InitConfig::writable`]).
     pub writable: Option<Bind>,
     /// The program starts only once the host writes one byte on the control channel
@@ -293,7 +293,7 @@ impl Sandbox {
             },
             tmp_size_mb: 1,
             outbound: false,
-            empty_dir: None,
+            empty_dirs: Vec::new(),
             writable: None,
             wait_for_go: false,
             kvm: false,
@@ -449,7 +449,11 @@ impl Sandbox {
         self.show_at(process, mount::OPT_ROOT, layers).await
     }
 
-    async fn show_at(&self, process: &Process, target: &str, layers: &[&Path]) -> Result<(), SpawnError> {
+    /// Shows the host folders `layers` merged read-only at `target` (one of
+    /// [`mount::CODE_ROOT`], [`mount::OPT_ROOT`], [`mount::GUEST_SHARE_CODE`],
+    /// [`mount::GUEST_SHARE_OPT`]; made empty at the spawn) inside a started process's
+    /// sandbox, the first on top.
+    pub async fn show_at(&self, process: &Process, target: &str, layers: &[&Path]) -> Result<(), SpawnError> {
         let on = match &self.mode {
             Mode::On(on) => on,
             Mode::Off(_) => return Ok(()),
@@ -506,7 +510,7 @@ impl Sandbox {
             env: req.env.clone(),
             cwd: req.cwd.clone(),
             outbound: req.outbound,
-            empty_dir: req.empty_dir.clone(),
+            empty_dirs: req.empty_dirs.clone(),
             writable: req.writable.clone(),
             wait_for_go: req.wait_for_go,
             kvm: req.kvm,

@@ -1,13 +1,13 @@
 //! `ignis __sandbox-mount PID EMPTY TARGET LAYER...`: shows the host folders `LAYER…`
-//! merged (the first on top) read-only at `TARGET` (`/code` or `/opt`) inside the running
-//! instance whose outer init is `PID`; `EMPTY` is an empty folder, the bottom layer. A short-lived process of
-//! its own (entering another mount namespace needs a single-threaded caller): it makes a
-//! read-only overlay of the package whose layers are named by descriptor
-//! (`/proc/self/fd/N`, so the instance's mount table names no host path), detached, then
-//! enters the instance's mount namespace and attaches it there. Without root, it first
-//! enters the instance's user namespace, whose owner it is, and a mount namespace of its
-//! own (a detached mount can only be made where the caller may mount).
-
+//! merged (the first on top) read-only at `TARGET` (`/code`, `/opt`, or a guest's share
+//! folders) inside the running instance whose outer init is `PID`; `EMPTY` is an empty
+//! folder, the bottom layer. A short-lived process of its own (entering another mount
+//! namespace needs a single-threaded caller): it makes a read-only overlay of the package
+//! whose layers are named by descriptor (`/proc/self/fd/N`, so the instance's mount table
+//! names no host path), detached, then enters the instance's mount namespace and attaches
+//! it there. Without root, it first enters the instance's user namespace, whose owner it
+//! is, and a mount namespace of its own (a detached mount can only be made where the
+//! caller may mount).
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,6 +23,13 @@ pub const MOUNT_ARG: &str = "__sandbox-mount";
 pub const CODE_ROOT: &str = "/code";
 /// Where a function's layers appear inside an instance.
 pub const OPT_ROOT: &str = "/opt";
+/// Where a virtual machine's QEMU finds a function's package and layers: the folders
+/// `code` and `opt` of the 9p share it gives its guest (the microvm tier), shown there
+/// after QEMU started, as a process instance's are at [`CODE_ROOT`] and [`OPT_ROOT`].
+pub const GUEST_SHARE_CODE: &str = "/share/code";
+pub const GUEST_SHARE_OPT: &str = "/share/opt";
+/// The places a package or layers may be shown at.
+const TARGETS: [&str; 4] = [CODE_ROOT, OPT_ROOT, GUEST_SHARE_CODE, GUEST_SHARE_OPT];
 /// Most folders merged at one place: at `/code` the package and its dependencies; at
 /// `/opt` up to five layers, each with its dependencies.
 const MAX_LAYERS: usize = 16;
@@ -42,11 +49,10 @@ fn show(args: &[String]) -> Result<(), String> {
     let [pid, empty, target, layers @ ..] = args else {
         return Err(format!("usage: {MOUNT_ARG} PID EMPTY TARGET LAYER..."));
     };
-    let target = match target.as_str() {
-        CODE_ROOT => CODE_ROOT,
-        OPT_ROOT => OPT_ROOT,
-        other => return Err(format!("{other:?} is not {CODE_ROOT} or {OPT_ROOT}")),
-    };
+    let target = TARGETS
+        .into_iter()
+        .find(|t| t == target)
+        .ok_or_else(|| format!("{target:?} is not one of {}", TARGETS.join(", ")))?;
     if layers.is_empty() || layers.len() > MAX_LAYERS {
         return Err(format!("between 1 and {MAX_LAYERS} layers, not {}", layers.len()));
     }

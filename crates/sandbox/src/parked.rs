@@ -40,7 +40,7 @@ impl Parked {
             },
             tmp_size_mb: 0,
             outbound: false,
-            empty_dir: None,
+            empty_dirs: Vec::new(),
             writable: None,
             wait_for_go: false,
             kvm: false,

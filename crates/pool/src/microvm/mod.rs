@@ -9,6 +9,7 @@
 //! and gives the guest the host's clock and fresh entropy (see `docs/microvm.md`).
 
 mod agent;
+mod pool;
 mod qemu;
 mod qmp;
 mod snapshot;
@@ -30,7 +31,9 @@ use crate::host::Host;
 use crate::instance::{Channels, Generic, StartError};
 use crate::launcher::{runtime_env, LaunchSpec};
 use crate::runtimes;
-use snapshot::{SnapshotKey, Snapshots};
+use pool::Pool;
+pub(crate) use snapshot::SnapshotKey;
+use snapshot::Snapshots;
 
 /// How long a guest may take from QEMU's start to its agent's `ready`.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,6 +80,8 @@ pub struct Microvm {
     dir: PathBuf,
     snapshots: Snapshots,
     use_snapshots: bool,
+    /// Guests restored ahead of cold starts, per kind.
+    pool: Pool<Generic>,
 }
 
 impl Microvm {
@@ -89,6 +94,7 @@ impl Microvm {
         tools_dirs: &[PathBuf],
         data_dir: &Path,
         use_snapshots: bool,
+        pool_size: usize,
     ) -> Result<Microvm, String> {
         if !sandbox.enabled() {
             return Err(
@@ -110,6 +116,7 @@ impl Microvm {
             dir,
             snapshots,
             use_snapshots,
+            pool: Pool::new(if use_snapshots { pool_size } else { 0 }),
         };
         let kvm = match kvm_usable() {
             Ok(()) => m.probe_kvm_once(sandbox).await,
@@ -198,9 +205,7 @@ impl Microvm {
 
     /// Boots a guest with no runtime and pings its agent: its kernel's release.
     async fn probe(&self, sandbox: &Sandbox) -> Result<String, String> {
-        let mut c = self
-            .boot(sandbox, &self.run_dir(), 128, 1, false, Vec::new(), false)
-            .await?;
+        let mut c = self.boot(sandbox, &self.run_dir(), 128, 1, false, false).await?;
         c.vm.agent.ping().await?;
         let kernel = c.kernel.clone();
         c.vm.kill();
@@ -224,8 +229,16 @@ impl Microvm {
         }
     }
 
+    /// A snapshot template's: its RAM in a file shared with the host, a monitor to save it.
+    fn template_config(&self, kind: SnapshotKey) -> qemu::VmConfig {
+        qemu::VmConfig {
+            memory: qemu::Memory::SharedFile(format!("{}/ram", qemu::RUN_DIR)),
+            qmp: true,
+            ..self.config(kind.memory_mb, kind.vcpus, false)
+        }
+    }
+
     /// Starts a guest and waits for its agent's `ready`.
-    #[allow(clippy::too_many_arguments)]
     async fn boot(
         &self,
         sandbox: &Sandbox,
@@ -233,14 +246,17 @@ impl Microvm {
         memory_mb: u32,
         vcpus: u32,
         network: bool,
-        shares: Vec<(String, PathBuf)>,
         template: bool,
     ) -> Result<Booted, String> {
-        let mut config = self.config(memory_mb, vcpus, network);
-        if template {
-            config.memory = qemu::Memory::SharedFile(format!("{}/ram", qemu::RUN_DIR));
-            config.qmp = true;
-        }
+        let config = if template {
+            self.template_config(SnapshotKey {
+                runtime: Runtime::Python,
+                memory_mb,
+                vcpus,
+            })
+        } else {
+            self.config(memory_mb, vcpus, network)
+        };
         let began = Instant::now();
         let mut c = vm::Vm::start(vm::Launch {
             sandbox,
@@ -249,7 +265,6 @@ impl Microvm {
             run_dir: run_dir.to_path_buf(),
             config,
             snapshot: None,
-            shares,
             kvm: self.accel == Accel::Kvm,
         })
         .await?;
@@ -298,29 +313,79 @@ impl Microvm {
         })
     }
 
-    /// A generic instance of `spec`'s runtime in a guest of `spec`'s size, with its
-    /// package's and layers' folders shared: restored from a snapshot when it can be,
-    /// booted otherwise.
+    /// The kind of guest `spec`'s instances restore from a snapshot, when they do (they
+    /// boot with `--no-microvm-snapshots`, and with outbound networking).
+    pub(crate) fn kind_of(&self, spec: &LaunchSpec) -> Option<SnapshotKey> {
+        (self.use_snapshots && spec.network == Network::None).then(|| SnapshotKey {
+            runtime: guest_runtime(spec.runtime),
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+        })
+    }
+
+    /// A guest of `kind` restored ahead of time and waiting for code, if one is. The kind
+    /// becomes the pool's most recently used (see [`pool`]).
+    pub(crate) fn take_restored(&self, kind: SnapshotKey) -> Option<Generic> {
+        let mut g = self.pool.take(kind, Generic::is_alive)?;
+        g.taken();
+        Some(g)
+    }
+
+    /// Marks a restore ahead of time for `kind` as begun, when its pool wants one.
+    pub(crate) fn begin_pre_restore(&self, kind: SnapshotKey) -> bool {
+        self.pool.begin_fill(kind)
+    }
+
+    /// Restores a guest of `kind` and warms it up: it waits in the pool for a cold start.
+    /// Follows [`Microvm::begin_pre_restore`]; it or its failure is given to the pool.
+    pub(crate) async fn pre_restore(&self, sandbox: &Sandbox, kind: SnapshotKey) -> Result<(), String> {
+        let restored = async {
+            let snap = self.snapshot(sandbox, kind).await?.0;
+            self.restore(sandbox, &snap, kind.runtime, Duration::ZERO, None, true)
+                .await
+        }
+        .await;
+        match restored {
+            Ok(g) => {
+                self.pool.filled(kind, Some(g));
+                Ok(())
+            }
+            Err(e) => {
+                self.pool.filled(kind, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Guests of `runtime` restored ahead of time and waiting.
+    pub fn pre_restored(&self, runtime: Runtime) -> usize {
+        self.pool.ready(guest_runtime(runtime))
+    }
+
+    /// The snapshot of `kind`, made first if there is none, and how long making it took
+    /// when this call made it.
+    async fn snapshot(
+        &self,
+        sandbox: &Sandbox,
+        kind: SnapshotKey,
+    ) -> Result<(std::sync::Arc<snapshot::Snapshot>, Option<Duration>), String> {
+        self.snapshots
+            .get(kind, &self.fingerprint(kind), || {
+                self.make_snapshot(sandbox, kind)
+            })
+            .await
+    }
+
+    /// A generic instance of `spec`'s runtime in a guest of `spec`'s size: restored from a
+    /// snapshot when it can be, booted otherwise.
     pub(crate) async fn start(&self, sandbox: &Sandbox, spec: &LaunchSpec) -> Result<Generic, StartError> {
         let began = Instant::now();
-        let shares = shares_of(spec);
-        if self.use_snapshots && spec.network == Network::None {
-            let key = SnapshotKey {
-                runtime: guest_runtime(spec.runtime),
-                memory_mb: spec.memory_mb,
-                vcpus: spec.vcpus,
-            };
-            let (snap, made) = self
-                .snapshots
-                .get(key, &self.fingerprint(key.runtime), || {
-                    self.make_snapshot(sandbox, key)
-                })
-                .await
-                .map_err(StartError::Spawn)?;
+        if let Some(kind) = self.kind_of(spec) {
+            let (snap, made) = self.snapshot(sandbox, kind).await.map_err(StartError::Spawn)?;
             // Waiting for a snapshot another start is making is part of this one's runtime.
             let waited = began.elapsed();
             return self
-                .restore(sandbox, &snap, spec, shares, waited, made)
+                .restore(sandbox, &snap, spec.runtime, waited, made, false)
                 .await
                 .map_err(StartError::Spawn);
         }
@@ -332,7 +397,6 @@ impl Microvm {
                 spec.memory_mb,
                 spec.vcpus,
                 spec.network == Network::Outbound,
-                shares,
                 false,
             )
             .await
@@ -362,14 +426,15 @@ impl Microvm {
 }
 
 impl Microvm {
-    /// What a snapshot of `runtime` holds besides the guest: its bootstrap, QEMU's build
-    /// (its device state format) and the accelerator.
-    fn fingerprint(&self, runtime: Runtime) -> String {
+    /// What a snapshot of `kind` holds besides the guest: its bootstrap, QEMU's build (its
+    /// device state format), and the template's command line (the accelerator, the
+    /// kernel's arguments, the devices).
+    fn fingerprint(&self, kind: SnapshotKey) -> String {
         format!(
             "{}\n{}\n{}",
-            runtimes::bootstrap(runtime).1,
+            runtimes::bootstrap(kind.runtime).1,
             self.fingerprint_of_qemu(),
-            self.accel.as_str()
+            qemu::args(&self.template_config(kind)).join(" ")
         )
     }
 
@@ -387,7 +452,7 @@ impl Microvm {
         let dir = self.snapshots.tmp_dir();
         let began = Instant::now();
         let mut b = self
-            .boot(sandbox, &dir, key.memory_mb, key.vcpus, false, Vec::new(), true)
+            .boot(sandbox, &dir, key.memory_mb, key.vcpus, false, true)
             .await?;
         b.vm.keep_run_dir();
         let made = async {
@@ -422,17 +487,20 @@ impl Microvm {
         Ok(snapshot::Snapshot { dir, marker, key })
     }
 
-    /// Restores `snap` with `shares`, then gives the guest the host's clock and fresh
-    /// entropy: the guest's runtime waits for its code. `waited` is how long this start
-    /// waited for the snapshot, `made` how long making it took when this start made it.
+    /// Restores `snap`, then gives the guest the host's clock and fresh entropy: the guest's
+    /// runtime waits for its code. `waited` is how long this start waited for the snapshot,
+    /// `made` how long making it took when this start made it. With `warm`, the runtime
+    /// then runs its load and call paths once on a throwaway module: a guest restored
+    /// ahead of a cold start, whose emulator (TCG) translates them now rather than during
+    /// the load (translations are not part of a snapshot).
     async fn restore(
         &self,
         sandbox: &Sandbox,
         snap: &snapshot::Snapshot,
-        spec: &LaunchSpec,
-        shares: Vec<(String, PathBuf)>,
+        runtime: Runtime,
         waited: Duration,
         made: Option<Duration>,
+        warm: bool,
     ) -> Result<Generic, String> {
         let began = Instant::now();
         let mut config = self.config(snap.key.memory_mb, snap.key.vcpus, false);
@@ -446,7 +514,6 @@ impl Microvm {
             run_dir: self.run_dir(),
             config,
             snapshot: Some(&snap.dir),
-            shares,
             kvm: self.accel == Accel::Kvm,
         })
         .await?;
@@ -459,6 +526,11 @@ impl Microvm {
             .request(agent::resume_request(std::time::SystemTime::now(), &entropy))
             .await?;
         let restore = began.elapsed();
+        if warm {
+            warm_up(&mut c.control)
+                .await
+                .map_err(|e| format!("warming up a restored guest: {e}{}", c.vm.console_tail()))?;
+        }
         let channels = Channels {
             control: c.control,
             stdout: Box::new(c.stdout),
@@ -469,7 +541,7 @@ impl Microvm {
             channels,
             snap.marker.clone(),
             "/code".to_owned(),
-            spec.runtime,
+            runtime,
             crate::instance::RestoreTimes {
                 waited,
                 made,
@@ -517,20 +589,18 @@ fn guest_runtime(runtime: Runtime) -> Runtime {
     }
 }
 
-/// The host folders a guest of `spec` needs: its package (`code`), its dependencies
-/// (`deps`) and its layers (`opt0`, `opt1`, …).
-fn shares_of(spec: &LaunchSpec) -> Vec<(String, PathBuf)> {
-    let mut shares = Vec::new();
-    if let Some(p) = &spec.package {
-        shares.push(("code".to_owned(), p.dir.clone()));
-        if let Some(d) = &p.deps {
-            shares.push(("deps".to_owned(), d.clone()));
-        }
+/// Asks a restored guest's runtime to run its load and call paths on a throwaway module,
+/// and waits for it to say it did.
+async fn warm_up(control: &mut tokio::net::UnixStream) -> Result<(), String> {
+    ignis_protocol::write_message(control, &ignis_protocol::HostMessage::Warm)
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(BOOT_TIMEOUT, ignis_protocol::read_message(control)).await {
+        Ok(Ok(ignis_protocol::InstanceMessage::Warmed)) => Ok(()),
+        Ok(Ok(other)) => Err(format!("the runtime answered {other:?}")),
+        Ok(Err(e)) => Err(format!("the runtime did not answer: {e}")),
+        Err(_) => Err(format!("the runtime did not answer within {BOOT_TIMEOUT:?}")),
     }
-    for (n, layer) in spec.layers.iter().enumerate() {
-        shares.push((format!("opt{n}"), layer.clone()));
-    }
-    shares
 }
 
 /// QEMU: `IGNIS_QEMU`, else `qemu-system-x86_64` on the PATH.

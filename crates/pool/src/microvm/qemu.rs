@@ -61,10 +61,13 @@ pub(crate) fn socket(name: &str) -> String {
     format!("{RUN_DIR}/{name}.sock")
 }
 
-/// The kernel's command line.
+/// The kernel's command line. `tsc=reliable`: under software emulation the kernel's
+/// clocksource watchdog, which compares the TSC with the (late) timer ticks, would mark the
+/// TSC unstable and fall back to jiffies, a 4 ms clock read by system calls; the emulated
+/// TSC is the host's, steady. (Under KVM the guest uses kvm-clock.)
 pub(crate) fn kernel_args(c: &VmConfig) -> String {
     let mut args = format!(
-        "console=ttyS0 root=/dev/vda ro rootfstype=ext4 init=/sbin/ignis-agent quiet panic=-1 random.trust_cpu=on ignis.tmp_mb={}",
+        "console=ttyS0 root=/dev/vda ro rootfstype=ext4 init=/sbin/ignis-agent quiet panic=-1 random.trust_cpu=on tsc=reliable ignis.tmp_mb={}",
         c.tmp_mb
     );
     if c.network {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ignis_sandbox::mount::{GUEST_SHARE_CODE, GUEST_SHARE_OPT};
 use ignis_sandbox::{Bind, CgroupLimits, MemoryProbe, Process, Sandbox, SpawnRequest};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -15,7 +16,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
 use super::agent::{Agent, AgentState};
-use super::qemu::{self, VmConfig, PORTS, RUN_DIR, SHARE_DIR};
+use super::qemu::{self, VmConfig, PORTS, RUN_DIR};
 use crate::host::ShowAt;
 use crate::launcher::{sandbox_env, show_host_paths, PIDS_LIMIT};
 
@@ -36,8 +37,6 @@ pub(crate) struct Launch<'a> {
     pub config: VmConfig,
     /// A snapshot's folder on the host, shown read-only to QEMU.
     pub snapshot: Option<&'a Path>,
-    /// Host folders shown to QEMU under the 9p share (name → folder).
-    pub shares: Vec<(String, PathBuf)>,
     /// QEMU gets the host's `/dev/kvm` (KVM only).
     pub kvm: bool,
 }
@@ -48,8 +47,6 @@ pub(crate) struct Vm {
     qemu: Process,
     pub(crate) agent: Agent,
     state: watch::Receiver<AgentState>,
-    /// The folder names under the 9p share of the host folders given at start.
-    shares: Vec<(String, PathBuf)>,
     console: Console,
     run_dir: RunDir,
 }
@@ -137,7 +134,6 @@ impl Vm {
                 qemu: qemu_process,
                 agent,
                 state,
-                shares: launch.shares,
                 console,
                 run_dir,
             },
@@ -189,24 +185,21 @@ impl Vm {
         self.qemu.memory_probe()
     }
 
-    /// Shows host folders given at start (each must be one) at `/code` or `/opt`.
-    pub(crate) async fn show(&mut self, at: ShowAt, dirs: &[&Path]) -> Result<(), String> {
-        let names = dirs
-            .iter()
-            .map(|d| {
-                self.shares
-                    .iter()
-                    .find(|(_, p)| p == d)
-                    .map(|(n, _)| n.clone())
-                    .ok_or_else(|| format!("{} was not shared with the virtual machine", d.display()))
-            })
-            .collect::<Result<Vec<String>, String>>()?;
-        let at = match at {
-            ShowAt::Code => "/code",
-            ShowAt::Opt => "/opt",
+    /// Shows host folders merged read-only (the first on top) at `/code` or `/opt` in the
+    /// guest: the sandbox shows them to QEMU in a folder of its 9p share (made empty at the
+    /// start, so that a guest may start before its function is known), then the agent
+    /// mounts that folder.
+    pub(crate) async fn show(&mut self, sandbox: &Sandbox, at: ShowAt, dirs: &[&Path]) -> Result<(), String> {
+        let (share, name, at) = match at {
+            ShowAt::Code => (GUEST_SHARE_CODE, "code", "/code"),
+            ShowAt::Opt => (GUEST_SHARE_OPT, "opt", "/opt"),
         };
+        sandbox
+            .show_at(&self.qemu, share, dirs)
+            .await
+            .map_err(|e| e.to_string())?;
         self.agent
-            .request(json!({"op": "mount", "at": at, "dirs": names}))
+            .request(json!({"op": "mount", "at": at, "dirs": [name]}))
             .await
             .map(drop)
     }
@@ -239,12 +232,6 @@ fn spawn_request(launch: &Launch<'_>, run_dir: &Path) -> Result<SpawnRequest, St
             target: PathBuf::from(qemu::SNAPSHOT_DIR),
         });
     }
-    for (name, dir) in &launch.shares {
-        binds.push(Bind {
-            source: dir.clone(),
-            target: Path::new(SHARE_DIR).join(name),
-        });
-    }
     // QEMU's firmware (the microvm machine's BIOS) and its libraries.
     let mut shown = ignis_sandbox::library_dirs();
     shown.extend(
@@ -268,7 +255,8 @@ fn spawn_request(launch: &Launch<'_>, run_dir: &Path) -> Result<SpawnRequest, St
         },
         tmp_size_mb: 16,
         outbound: c.network,
-        empty_dir: Some(PathBuf::from(SHARE_DIR)),
+        // The 9p share's folders: a function's package and layers are shown there later.
+        empty_dirs: vec![PathBuf::from(GUEST_SHARE_CODE), PathBuf::from(GUEST_SHARE_OPT)],
         writable: Some(Bind {
             source: run_dir.to_path_buf(),
             target: PathBuf::from(RUN_DIR),
