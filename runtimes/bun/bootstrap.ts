@@ -256,8 +256,9 @@ type LoadResult = { picked?: Picked; error?: object };
 
 // Every guest restored from one microvm snapshot starts with the same JavaScriptCore state,
 // so the same `Math.random` sequence; JSC has no way to reseed it. A runtime started for a
-// snapshot (`--snapshot`) replaces it at load, before any function code runs, with
-// xoshiro128** seeded from the kernel, which the guest agent reseeded after the restore.
+// snapshot (`--snapshot`) replaces it before any function code runs (at its first `warm`
+// or at its load), with xoshiro128** seeded from the kernel, which the guest agent
+// reseeded after the restore.
 function reseedMathRandom() {
   const s = new Uint32Array(4);
   do crypto.getRandomValues(s);
@@ -281,7 +282,7 @@ function reseedMathRandom() {
 }
 
 async function load(msg: any): Promise<LoadResult> {
-  if (startedForSnapshot) reseedMathRandom();
+  if (startedForSnapshot && !mathRandomReseeded) reseedMathRandom();
   // Only what changes: setting TZ, even to its value (`:UTC`, set at the start), makes Bun
   // reload its time zone data (~2 ms; ~30 ms in an emulated guest).
   for (const k in msg.env) if (process.env[k] !== msg.env[k]) process.env[k] = msg.env[k];
@@ -928,6 +929,9 @@ function crash(err: unknown) {
 }
 
 let startedForSnapshot = false;
+// Reseeded at a `warm` (a restored guest, after the agent reseeded its kernel): the load
+// then has nothing left to do for it.
+let mathRandomReseeded = false;
 
 async function main() {
   const args = process.argv.slice(2);
@@ -948,6 +952,10 @@ async function main() {
   for await (const msg of chan.messages()) {
     if (msg.t === "warm" && !ready) {
       // A restored microvm guest, warmed ahead of its load (see warmUp).
+      if (startedForSnapshot && !mathRandomReseeded) {
+        reseedMathRandom();
+        mathRandomReseeded = true;
+      }
       await warmUp(true);
       chan.send({ t: "warmed" });
     } else if (msg.t === "load" && !ready) {

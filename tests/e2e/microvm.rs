@@ -360,27 +360,36 @@ def handler(event, context):
 #[test]
 fn outbound_guests_reach_out_but_never_the_host() {
     let host = crate::network::TestHost::start();
-    let s = server(&[]);
-    let api_port: u16 = s
-        .url
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .parse()
-        .expect("port number");
-    s.deploy(
-        "out",
-        "python",
-        crate::network::FETCH,
-        vm(json!({"network": "outbound"})),
-    );
-    // 10.0.2.2, QEMU's user-mode gateway, leads to the loopback of QEMU's own (sandboxed)
-    // namespace, as slirp4netns' leads to the process instance's.
-    let event = crate::network::fetch_event(&host, api_port);
-    let out: Value = s.invoke("out", &event.to_string()).json();
-    assert_eq!(out["fetched"], "hello from the test host", "{out}");
-    assert_ne!(out["gateway_api"], "connected", "{out}");
-    assert_ne!(out["own_loopback_api"], "connected", "{out}");
+    // Restored for the cold start, then restored ahead of time (a kind of its own: a guest
+    // with a network card).
+    for pooled in [false, true] {
+        let s = server(if pooled { &[] } else { &["--microvm-pool", "0"] });
+        let api_port: u16 = s
+            .url
+            .rsplit(':')
+            .next()
+            .expect("port")
+            .parse()
+            .expect("port number");
+        s.deploy(
+            "out",
+            "python",
+            crate::network::FETCH,
+            vm(json!({"network": "outbound", "idle_timeout_secs": 0})),
+        );
+        if pooled {
+            wait_for_pre_restored(&s, "python", 1.0);
+        }
+        // 10.0.2.2, QEMU's user-mode gateway, leads to the loopback of QEMU's own
+        // (sandboxed) namespace, as slirp4netns' leads to the process instance's.
+        let event = crate::network::fetch_event(&host, api_port);
+        let (out, init) = cold_call(&s, "out", &event.to_string());
+        assert_eq!(init.get("restore_ms").is_none(), pooled, "{init}");
+        assert!(init.get("boot_ms").is_none(), "restored, not booted: {init}");
+        assert_eq!(out["fetched"], "hello from the test host", "{out}");
+        assert_ne!(out["gateway_api"], "connected", "{out}");
+        assert_ne!(out["own_loopback_api"], "connected", "{out}");
+    }
 }
 
 const HOSTILE_PY: &str = include_str!("fixtures/hostile/hostile.py");

@@ -157,12 +157,13 @@ impl Generic {
         nonce: String,
         code_dir: String,
         runtime: Runtime,
+        network: Network,
         times: RestoreTimes,
     ) -> Generic {
         Generic {
             task: InstanceTask::new(host, channels, nonce, code_dir),
             runtime,
-            network: Network::None,
+            network,
             sandbox_time: Duration::ZERO,
             // The wait for the snapshot (its making: a template's boot) and the restore.
             runtime_time: times.waited + times.restore,

@@ -4,9 +4,10 @@
 //! runtime in the guest speaks the same protocol as a process instance, over virtio-serial
 //! ports, so the instance task, limits, logs and timeouts are the process tier's.
 //!
-//! Cold starts restore a snapshot: per runtime and size, a generic guest is booted once to
-//! its runtime's hello and saved with its RAM in a file; a restore maps that file privately
-//! and gives the guest the host's clock and fresh entropy (see `docs/microvm.md`).
+//! Cold starts restore a snapshot: per runtime, size and network, a generic guest is booted
+//! once to its runtime's hello and saved with its RAM in a file; a restore maps that file
+//! privately and gives the guest the host's clock and fresh entropy (see `docs/microvm.md`).
+//! Guests of the kinds started lately are restored ahead of time and wait in a pool.
 
 mod agent;
 mod pool;
@@ -205,7 +206,9 @@ impl Microvm {
 
     /// Boots a guest with no runtime and pings its agent: its kernel's release.
     async fn probe(&self, sandbox: &Sandbox) -> Result<String, String> {
-        let mut c = self.boot(sandbox, &self.run_dir(), 128, 1, false, false).await?;
+        let mut c = self
+            .boot(sandbox, &self.run_dir(), self.config(128, 1, false))
+            .await?;
         c.vm.agent.ping().await?;
         let kernel = c.kernel.clone();
         c.vm.kill();
@@ -234,7 +237,7 @@ impl Microvm {
         qemu::VmConfig {
             memory: qemu::Memory::SharedFile(format!("{}/ram", qemu::RUN_DIR)),
             qmp: true,
-            ..self.config(kind.memory_mb, kind.vcpus, false)
+            ..self.config(kind.memory_mb, kind.vcpus, kind.outbound)
         }
     }
 
@@ -243,20 +246,8 @@ impl Microvm {
         &self,
         sandbox: &Sandbox,
         run_dir: &Path,
-        memory_mb: u32,
-        vcpus: u32,
-        network: bool,
-        template: bool,
+        config: qemu::VmConfig,
     ) -> Result<Booted, String> {
-        let config = if template {
-            self.template_config(SnapshotKey {
-                runtime: Runtime::Python,
-                memory_mb,
-                vcpus,
-            })
-        } else {
-            self.config(memory_mb, vcpus, network)
-        };
         let began = Instant::now();
         let mut c = vm::Vm::start(vm::Launch {
             sandbox,
@@ -314,12 +305,13 @@ impl Microvm {
     }
 
     /// The kind of guest `spec`'s instances restore from a snapshot, when they do (they
-    /// boot with `--no-microvm-snapshots`, and with outbound networking).
+    /// boot with `--no-microvm-snapshots`).
     pub(crate) fn kind_of(&self, spec: &LaunchSpec) -> Option<SnapshotKey> {
-        (self.use_snapshots && spec.network == Network::None).then(|| SnapshotKey {
+        self.use_snapshots.then(|| SnapshotKey {
             runtime: guest_runtime(spec.runtime),
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
+            outbound: spec.network == Network::Outbound,
         })
     }
 
@@ -394,10 +386,7 @@ impl Microvm {
             .boot(
                 sandbox,
                 &self.run_dir(),
-                spec.memory_mb,
-                spec.vcpus,
-                spec.network == Network::Outbound,
-                false,
+                self.config(spec.memory_mb, spec.vcpus, spec.network == Network::Outbound),
             )
             .await
             .map_err(StartError::Spawn)?;
@@ -451,14 +440,12 @@ impl Microvm {
     async fn make_snapshot(&self, sandbox: &Sandbox, key: SnapshotKey) -> Result<snapshot::Snapshot, String> {
         let dir = self.snapshots.tmp_dir();
         let began = Instant::now();
-        let mut b = self
-            .boot(sandbox, &dir, key.memory_mb, key.vcpus, false, true)
-            .await?;
+        let mut b = self.boot(sandbox, &dir, self.template_config(key)).await?;
         b.vm.keep_run_dir();
         let made = async {
             let marker = hex::encode(rand::random::<[u8; 12]>());
             b.vm.agent
-                .request(self.exec_request(key.runtime, &marker, true, false))
+                .request(self.exec_request(key.runtime, &marker, true, key.outbound))
                 .await?;
             let hello = tokio::time::timeout(BOOT_TIMEOUT, ignis_protocol::read_message(&mut b.control))
                 .await
@@ -503,7 +490,7 @@ impl Microvm {
         warm: bool,
     ) -> Result<Generic, String> {
         let began = Instant::now();
-        let mut config = self.config(snap.key.memory_mb, snap.key.vcpus, false);
+        let mut config = self.config(snap.key.memory_mb, snap.key.vcpus, snap.key.outbound);
         config.memory = qemu::Memory::PrivateFile(format!("{}/ram", qemu::SNAPSHOT_DIR));
         config.qmp = true;
         config.incoming = true;
@@ -542,6 +529,11 @@ impl Microvm {
             snap.marker.clone(),
             "/code".to_owned(),
             runtime,
+            if snap.key.outbound {
+                Network::Outbound
+            } else {
+                Network::None
+            },
             crate::instance::RestoreTimes {
                 waited,
                 made,

@@ -1,7 +1,7 @@
 //! Guests restored ahead of cold starts: the microvm tier's pre-warmed pool. Per kind of
-//! guest (runtime and size: what a snapshot is made for), up to `size` guests restored from
-//! the kind's snapshot, given fresh entropy and the clock, and warmed up (their emulator
-//! has translated the load and call paths) wait for code. A cold start of that kind takes
+//! guest (runtime, size and network: what a snapshot is made for), up to `size` guests
+//! restored from the kind's snapshot, given fresh entropy and the clock, and warmed up
+//! (their emulator has translated the load and call paths) wait for code. A cold start of that kind takes
 //! one and only loads its function; the launcher refills the kind afterwards, one restore
 //! at a time.
 //!
@@ -136,6 +136,7 @@ mod tests {
             runtime,
             memory_mb,
             vcpus: 1,
+            outbound: false,
         }
     }
 

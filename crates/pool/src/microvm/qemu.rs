@@ -203,6 +203,25 @@ mod tests {
     }
 
     #[test]
+    fn the_guest_keeps_the_tsc_as_its_clock() {
+        // Without it, TCG's late timer ticks make the kernel fall back to a 4 ms jiffies clock.
+        assert!(kernel_args(&config()).split(' ').any(|a| a == "tsc=reliable"));
+    }
+
+    #[test]
+    fn the_share_s_folders_are_where_the_sandbox_shows_a_package_and_layers() {
+        use ignis_sandbox::mount::{GUEST_SHARE_CODE, GUEST_SHARE_OPT};
+        let a = args(&config());
+        assert!(after(&a, "-fsdev")[0].contains(&format!("path={SHARE_DIR},")));
+        for (folder, name) in [(GUEST_SHARE_CODE, "code"), (GUEST_SHARE_OPT, "opt")] {
+            assert_eq!(
+                std::path::Path::new(folder),
+                std::path::Path::new(SHARE_DIR).join(name)
+            );
+        }
+    }
+
+    #[test]
     fn no_network_means_no_network_card() {
         let a = args(&config());
         assert!(after(&a, "-netdev").is_empty());

@@ -1,5 +1,5 @@
-//! Snapshots of generic guests: per runtime and guest size, a guest booted once to its
-//! runtime's hello and saved (device state in `state`, RAM in the file `ram`), kept in
+//! Snapshots of generic guests: per runtime, guest size and network, a guest booted once to
+//! its runtime's hello and saved (device state in `state`, RAM in the file `ram`), kept in
 //! `<data>/microvm/snapshots/<guest hash>/<key>/` and restored by every cold start of that
 //! kind. Made on first need, one at a time per kind; a snapshot of another guest build is
 //! removed at start.
@@ -21,6 +21,8 @@ pub(crate) struct SnapshotKey {
     pub runtime: Runtime,
     pub memory_mb: u32,
     pub vcpus: u32,
+    /// With a network card (`network: outbound`): the runtime is confined for it too.
+    pub outbound: bool,
 }
 
 /// A saved guest.
@@ -77,10 +79,11 @@ impl Snapshots {
         h.update(fingerprint.as_bytes());
         let sum = hex::encode(h.finalize());
         self.root.join(format!(
-            "{}-{}m-{}c-{}",
+            "{}-{}m-{}c{}-{}",
             key.runtime.as_str(),
             key.memory_mb,
             key.vcpus,
+            if key.outbound { "-net" } else { "" },
             &sum[..16]
         ))
     }
@@ -159,6 +162,7 @@ mod tests {
             runtime: Runtime::Python,
             memory_mb: 128,
             vcpus: 1,
+            outbound: false,
         }
     }
 
