@@ -358,10 +358,26 @@ async function loadPackage(msg: any): Promise<LoadResult> {
 // when the host sends `warm`: its emulator's translations are not part of the snapshot,
 // so the paths the load and the first call take are translated here, not during them.
 //
+// The throwaway module uses what handlers commonly do, so that the parser and bytecode
+// compiler paths a real module takes have run once (under an emulator: been translated).
+//
 // A snapshot's template must not draw random numbers (`random` false): the state of the
 // generator behind `crypto` (BoringSSL's) would be in the snapshot, and every guest
 // restored from it would draw the same numbers. A restored guest may: the agent reseeded
 // its kernel first.
+const WARM_MODULE = `
+export async function handler(event, context) {
+  const { name = "warm", items = [] } = event ?? {};
+  const list = [...items, 1, 2].map((x, i) => ({ x, i })).filter(({ i }) => i >= 0);
+  class Box { #v; constructor(v) { this.#v = v; } get v() { return this.#v; } }
+  let parsed;
+  try { parsed = JSON.parse(\`{"name": "\${name}"}\`); } catch (e) { parsed = { error: String(e) }; }
+  await Promise.resolve();
+  return { statusCode: 200, headers: { "content-type": "application/json" },
+    body: JSON.stringify({ message: \`Hello, \${parsed?.name || "World"}!\`, n: list.length, box: new Box(name).v }) };
+}
+`;
+
 async function warmUp(random: boolean) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "ignis-warm-"));
   const devNull = fs.openSync("/dev/null", "w");
@@ -373,14 +389,15 @@ async function warmUp(random: boolean) {
     configureLogging(process.env);
     process.chdir(process.cwd());
     const f = path.join(tmp, "warm.js");
-    fs.writeFileSync(f, "export const handler = (e) => e;\n");
+    fs.writeFileSync(f, WARM_MODULE);
     const { picked } = pick(await import(f), "handler", "warm.js");
     if (!picked) return;
     // A log stream named, so that no UUID is drawn for one.
     const info = functionInfo({ name: "warm", version: 0, memory_mb: 128 }, { AWS_LAMBDA_LOG_STREAM_NAME: "warm" });
     const run: Loaded = { ...picked, info, logLimit: 1024, maxResponse: 1 << 20 };
     // A call whose answer goes nowhere and that writes no end markers.
-    await invoke(new Channel(devNull), null, run, { id: "warm", event: { a: [1, 2.5, "x"] }, deadline_ms: Date.now() + 60_000 });
+    const event = { name: "warm", items: [1, 2.5, "x", null, true] };
+    await invoke(new Channel(devNull), null, run, { id: "warm", event, deadline_ms: Date.now() + 60_000 });
   } finally {
     fs.closeSync(devNull);
     fs.rmSync(tmp, { recursive: true, force: true });

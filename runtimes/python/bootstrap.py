@@ -996,6 +996,29 @@ def _exit():
     os._exit(0)
 
 
+# What handlers commonly do, so that the compiler paths a real module takes have run once.
+_WARM_MODULE = '''
+import json
+
+class Box:
+    def __init__(self, v):
+        self.v = v
+
+def handler(event, context):
+    name = (event or {}).get("name", "World")
+    items = [{"x": x, "i": i} for i, x in enumerate(event.get("items", [])) if i >= 0]
+    try:
+        parsed = json.loads(f'{{"name": "{name}"}}')
+    except ValueError as e:
+        parsed = {"error": str(e)}
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"message": f"Hello, {parsed.get('name')}!", "n": len(items), "box": Box(name).v}),
+    }
+'''
+
+
 def _warm_up():
     """Runs the load and call paths once on a throwaway module, so that the first real load
     does not pay for their first use (lazy imports such as linecache, the compiler's first
@@ -1009,13 +1032,13 @@ def _warm_up():
     del os.environ["IGNIS_WARM"]
     os.chdir(os.getcwd())
     path = "/tmp/_ignis_warm.py"
-    module, _ = _import_file("_ignis_warm", "def handler(event, context):\n    return {'echo': event}\n", path)
+    module, _ = _import_file("_ignis_warm", _WARM_MODULE, path)
     try:
         cap = _Capture(1024, "warm")
         token = _capture.set(cap)
         try:
             if module is not None:
-                _to_json(module.handler({"a": [1, 2.5, "x", None, True]}, None))
+                _to_json(module.handler({"name": "warm", "items": [1, 2.5, "x", None, True]}, None))
             print("warm")
         finally:
             _capture.reset(token)
