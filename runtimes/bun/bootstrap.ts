@@ -402,8 +402,6 @@ async function warmUp(random: boolean) {
     fs.closeSync(devNull);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  // What the warm-up left is garbage now: collected here rather than during the load.
-  Bun.gc(true);
 }
 
 // --- the context ----------------------------------------------------------------------

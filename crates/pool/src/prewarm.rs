@@ -62,10 +62,12 @@ impl Prewarm {
         self.slot(runtime).ready.len()
     }
 
-    /// Takes a waiting instance that is still alive, if any.
+    /// Takes the waiting instance that has waited longest and is still alive, if any: a Bun
+    /// instance runs its warm-up after its hello, so the newest may not have finished it.
     pub(crate) fn take(&self, runtime: Runtime) -> Option<Generic> {
         let mut slot = self.slot(runtime);
-        while let Some(mut g) = slot.ready.pop() {
+        while !slot.ready.is_empty() {
+            let mut g = slot.ready.remove(0);
             if g.is_alive() {
                 g.taken();
                 return Some(g);
