@@ -78,14 +78,27 @@ impl Snapshots {
         let mut h = Sha256::new();
         h.update(fingerprint.as_bytes());
         let sum = hex::encode(h.finalize());
-        self.root.join(format!(
-            "{}-{}m-{}c{}-{}",
-            key.runtime.as_str(),
-            key.memory_mb,
-            key.vcpus,
-            if key.outbound { "-net" } else { "" },
-            &sum[..16]
-        ))
+        self.root
+            .join(format!("{}-{}", kind_name(key), &sum[..FINGERPRINT_CHARS]))
+    }
+
+    /// Removes the snapshots of `key` made by another fingerprint than `dir`'s (an earlier
+    /// bootstrap or QEMU build): nothing restores them any more, and each holds a guest's
+    /// RAM.
+    fn remove_stale(&self, key: SnapshotKey, dir: &Path) {
+        let prefix = format!("{}-", kind_name(key));
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = name.strip_prefix(&prefix).is_some_and(|sum| {
+                sum.len() == FINGERPRINT_CHARS && sum.chars().all(|c| c.is_ascii_hexdigit())
+            }) && e.path() != dir;
+            if stale {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// The snapshot of `key`: found on disk, or made by `make` (one at a time per key;
@@ -118,12 +131,27 @@ impl Snapshots {
                 let began = Instant::now();
                 let snapshot = finish(make().await?, &dir)?;
                 made = Some(began.elapsed());
+                self.remove_stale(key, &dir);
                 Ok(Arc::new(snapshot))
             })
             .await?
             .clone();
         Ok((snapshot, made))
     }
+}
+
+/// Hex digits of the fingerprint's hash in a snapshot's folder name.
+const FINGERPRINT_CHARS: usize = 16;
+
+/// A kind's part of a snapshot's folder name: `python-128m-1c`, `javascript-256m-2c-net`.
+fn kind_name(key: SnapshotKey) -> String {
+    format!(
+        "{}-{}m-{}c{}",
+        key.runtime.as_str(),
+        key.memory_mb,
+        key.vcpus,
+        if key.outbound { "-net" } else { "" }
+    )
 }
 
 /// Moves a snapshot made in a temporary folder into place, readable by the sandboxed
@@ -220,6 +248,36 @@ mod tests {
             .await
             .expect_err("failure");
         assert_eq!(err, "boom");
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[tokio::test]
+    async fn a_new_snapshot_of_a_kind_removes_the_kind_s_stale_ones_only() {
+        let tmp = std::env::temp_dir().join(format!("ignis-snap-{}", hex::encode(rand::random::<[u8; 6]>())));
+        let s = Snapshots::new(tmp.clone(), "guestA").expect("new");
+        let root = tmp.join("guestA");
+        let stale = root.join(format!("{}-0123456789abcdef", kind_name(key())));
+        let outbound = SnapshotKey {
+            outbound: true,
+            ..key()
+        };
+        let other_kind = root.join(format!("{}-0123456789abcdef", kind_name(outbound)));
+        for d in [&stale, &other_kind] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        let (made, _) = s
+            .get(key(), "a new bootstrap", || async { fake(&s, "m") })
+            .await
+            .expect("made");
+        assert!(made.dir.is_dir());
+        assert!(
+            !stale.exists(),
+            "the kind's snapshot of an earlier fingerprint is removed"
+        );
+        assert!(
+            other_kind.is_dir(),
+            "another kind's (with a network card) is kept"
+        );
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }
