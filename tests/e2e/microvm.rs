@@ -364,13 +364,7 @@ fn outbound_guests_reach_out_but_never_the_host() {
     // with a network card).
     for pooled in [false, true] {
         let s = server(if pooled { &[] } else { &["--microvm-pool", "0"] });
-        let api_port: u16 = s
-            .url
-            .rsplit(':')
-            .next()
-            .expect("port")
-            .parse()
-            .expect("port number");
+        let api_port = s.port();
         s.deploy(
             "out",
             "python",
@@ -425,13 +419,7 @@ fn hostile_functions_stay_inside_their_guest() {
     };
     let attack = |name: &str, event: Value| s.invoke(name, &event.to_string());
     let data = s.data_dir().display().to_string();
-    let api_port: u16 = s
-        .url
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .parse()
-        .expect("port number");
+    let api_port = s.port();
 
     let v = attack("hostile-py", json!({"attack": "identity"})).json();
     assert!(

@@ -121,13 +121,7 @@ pub(crate) fn fetch_event(host: &TestHost, api_port: u16) -> Value {
 fn outbound_functions_reach_out_but_never_the_host_loopback() {
     let host = TestHost::start();
     let s = Server::start();
-    let api_port: u16 = s
-        .url
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .parse()
-        .expect("port number");
+    let api_port = s.port();
     let f = s.deploy("out", "python", FETCH, json!({"network": "outbound"}));
     assert_eq!(f["network"], "outbound");
     s.deploy("closed", "python", FETCH, json!({}));

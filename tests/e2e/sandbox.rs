@@ -175,13 +175,7 @@ fn writes_outside_tmp_fail_and_tmp_is_capped() {
 #[test]
 fn no_network_reaches_the_host() {
     let s = arena(json!({}));
-    let api_port: u16 = s
-        .url
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .parse()
-        .expect("port number");
+    let api_port = s.port();
     let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let other_port = other.local_addr().expect("addr").port();
     for name in HOSTILE {
