@@ -354,6 +354,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 accelerator: m.info().accel.as_str().to_owned(),
                 guest_kernel: m.info().guest_kernel.clone(),
                 snapshots: m.info().snapshots,
+                pool: m.info().pool,
             })
             .map_err(Clone::clone),
     };

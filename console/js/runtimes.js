@@ -69,7 +69,7 @@ export const DEFAULT_EVENT = '{\n  "name": "Ada"\n}\n';
 
 /**
  * An isolation tier as /v1/runtimes describes it.
- * @typedef {{available: boolean, reason?: string, accelerator?: string, guest_kernel?: string, snapshots?: boolean}} TierInfo
+ * @typedef {{available: boolean, reason?: string, accelerator?: string, guest_kernel?: string, snapshots?: boolean, pool?: number}} TierInfo
  */
 
 /** What /v1/runtimes said (null until then or if it failed). @type {RuntimeInfo[] | null} */
@@ -144,7 +144,8 @@ export function isolationSummary() {
     if (!info) continue;
     let text = info.available ? 'available' : 'unavailable: ' + (info.reason || 'no reason given');
     if (info.available && info.accelerator) {
-      text += ` (${info.accelerator}, guest kernel ${info.guest_kernel || '?'}${info.snapshots ? ', snapshots' : ''})`;
+      const pool = info.pool ? `, ${info.pool} restored ahead per kind` : '';
+      text += ` (${info.accelerator}, guest kernel ${info.guest_kernel || '?'}${info.snapshots ? ', snapshots' : ''}${pool})`;
     }
     list.append(h('dt', {}, label), h('dd', { testid: 'isolation-tier-' + name }, text));
   }

@@ -63,6 +63,7 @@ test('the Runtimes page lists the isolation tiers as the server does', async () 
     const shown = await page.locator(testid('isolation-tier-microvm')).textContent();
     if (vm.available) {
       assert.ok(shown.startsWith('available') && shown.includes(vm.accelerator) && shown.includes(vm.guest_kernel), shown);
+      assert.equal(shown.includes(`${vm.pool} restored ahead per kind`), vm.pool > 0, shown);
     } else {
       assert.equal(shown, 'unavailable: ' + vm.reason);
     }

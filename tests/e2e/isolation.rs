@@ -119,7 +119,9 @@ fn ignis_runtimes_lists_the_isolation_tiers() {
     match vm["reason"].as_str() {
         Some(reason) => assert!(microvm.contains("false") && microvm.contains(reason), "{out}"),
         None => assert!(
-            microvm.contains("true") && microvm.contains(vm["accelerator"].as_str().unwrap_or("?")),
+            microvm.contains("true")
+                && microvm.contains(vm["accelerator"].as_str().unwrap_or("?"))
+                && microvm.contains(&format!("restored ahead per kind {}", vm["pool"])),
             "{out}"
         ),
     }

@@ -140,6 +140,7 @@ fn python_and_typescript_answer_from_a_guest_kernel_restored_from_a_snapshot() {
     assert_eq!(again["kernel"], guest_kernel);
     assert!(init["restore_ms"].as_f64().is_some(), "{init}");
     assert_eq!(pre_restored(&s, "python"), 0.0, "--microvm-pool 0 keeps none");
+    assert_eq!(s.get("/v1/runtimes").json()["isolation"]["microvm"]["pool"], 0);
 }
 
 /// The default: after an instance of a kind of guest (runtime and size) starts, one guest
@@ -148,6 +149,11 @@ fn python_and_typescript_answer_from_a_guest_kernel_restored_from_a_snapshot() {
 #[test]
 fn cold_starts_take_guests_restored_and_warmed_up_ahead_of_time() {
     let s = server(&[]);
+    assert_eq!(
+        s.get("/v1/runtimes").json()["isolation"]["microvm"]["pool"],
+        1,
+        "one guest per kind by default"
+    );
     let guest_kernel = s.get("/v1/runtimes").json()["isolation"]["microvm"]["guest_kernel"].clone();
     for (runtime, interpreter, code) in [("python", "python", KERNEL_PY), ("typescript", "bun", KERNEL_TS)] {
         assert_eq!(

@@ -57,6 +57,12 @@ pub(crate) struct MicrovmTier {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, nullable = false)]
     pub snapshots: Option<bool>,
+    /// When available: guests kept restored (and warmed up) ahead of cold starts per kind
+    /// of guest (runtime, size, network); 0 when cold starts restore their own
+    /// (`--microvm-pool`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub pool: Option<usize>,
 }
 
 /// What runs the microvm tier's virtual machines.

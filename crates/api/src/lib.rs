@@ -219,6 +219,7 @@ fn isolation(state: &AppState) -> answers::IsolationTiers {
             accelerator: Some(vm.accelerator.clone()),
             guest_kernel: Some(vm.guest_kernel.clone()),
             snapshots: Some(vm.snapshots),
+            pool: Some(vm.pool),
         },
         Err(why) => answers::MicrovmTier {
             available: false,
@@ -226,6 +227,7 @@ fn isolation(state: &AppState) -> answers::IsolationTiers {
             accelerator: None,
             guest_kernel: None,
             snapshots: None,
+            pool: None,
         },
     };
     answers::IsolationTiers {

@@ -200,9 +200,10 @@ fn print_isolation(tiers: &Value) {
         let tier = &tiers[name];
         let detail = match (tier["accelerator"].as_str(), tier["reason"].as_str()) {
             (Some(accel), _) => format!(
-                "{accel}, guest kernel {}, snapshots {}",
+                "{accel}, guest kernel {}, snapshots {}, restored ahead per kind {}",
                 tier["guest_kernel"].as_str().unwrap_or("-"),
-                tier["snapshots"].as_bool().unwrap_or(false)
+                tier["snapshots"].as_bool().unwrap_or(false),
+                tier["pool"].as_u64().unwrap_or(0)
             ),
             (None, Some(reason)) => reason.to_owned(),
             (None, None) => String::new(),

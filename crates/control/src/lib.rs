@@ -82,6 +82,8 @@ pub struct MicrovmFacts {
     pub guest_kernel: String,
     /// Whether cold starts restore a guest saved after its boot rather than boot one.
     pub snapshots: bool,
+    /// Guests kept restored ahead of cold starts per kind of guest (0: none).
+    pub pool: usize,
 }
 
 /// The serving version of a function.

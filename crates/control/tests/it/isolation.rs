@@ -16,6 +16,7 @@ fn tcg() -> MicrovmFacts {
         accelerator: "tcg".to_owned(),
         guest_kernel: "6.1.0-ignis".to_owned(),
         snapshots: true,
+        pool: 1,
     }
 }
 

@@ -68,6 +68,8 @@ pub struct MicrovmInfo {
     pub guest_kernel: String,
     /// Whether cold starts restore snapshots.
     pub snapshots: bool,
+    /// Guests kept restored ahead of cold starts per kind (0: none).
+    pub pool: usize,
 }
 
 pub struct Microvm {
@@ -141,6 +143,7 @@ impl Microvm {
             accel: self.accel,
             guest_kernel: self.guest_kernel.clone(),
             snapshots: self.use_snapshots,
+            pool: self.pool.size(),
         }
     }
 

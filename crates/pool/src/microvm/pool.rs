@@ -40,6 +40,11 @@ impl<T> Pool<T> {
         }
     }
 
+    /// Guests kept per kind.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
     fn kinds(&self) -> std::sync::MutexGuard<'_, Vec<Kind<T>>> {
         self.kinds.lock().unwrap_or_else(|e| e.into_inner())
     }
