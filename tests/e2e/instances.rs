@@ -312,12 +312,7 @@ fn python_instances_start_without_site_hooks_but_import_installed_packages() {
     let v = a.json();
     assert_eq!(v["no_site"], 1, "{v}");
     assert_eq!(v["site_loaded"], false, "no .pth hook ran: {v}");
-    let visible: Vec<&str> = v["visible"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let visible = crate::harness::strings(&v["visible"], "visible");
     for dir in &expected {
         assert!(
             visible.contains(&dir.as_str()),

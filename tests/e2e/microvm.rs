@@ -108,12 +108,7 @@ fn python_and_typescript_answer_from_a_guest_kernel_restored_from_a_snapshot() {
     );
     assert_eq!(py["kernel"], guest_kernel, "the kernel the server names: {py}");
     assert_ne!(py["uid"], 0, "the runtime is not root in its guest: {py}");
-    let interfaces: Vec<&str> = py["interfaces"]
-        .as_array()
-        .expect("interfaces")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let interfaces = crate::harness::strings(&py["interfaces"], "interfaces");
     assert!(interfaces.contains(&"lo"), "{py}");
     assert!(
         !interfaces.iter().any(|i| i.starts_with("eth")),
