@@ -62,6 +62,11 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("vm.overcommit_memory: {e}"))?;
     // The name an instance sees in the process tier too.
     nix::unistd::sethostname("ignis").map_err(|e| format!("set the hostname: {e}"))?;
+    // The kernel can load modules only because its BPF JIT needs module support (it
+    // compiles the seccomp filters): nothing in a guest ever loads one, so that ends here,
+    // for the guest's whole life (a one-way switch).
+    std::fs::write("/proc/sys/kernel/modules_disabled", "1")
+        .map_err(|e| format!("kernel.modules_disabled: {e}"))?;
 
     let ports = boot::find_ports(PORTS_DEADLINE)?;
     let open = |name: &str| -> Result<File, String> {

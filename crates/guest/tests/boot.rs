@@ -84,6 +84,7 @@ print(json.dumps({
     "seccomp": status["Seccomp"].strip(), "bounding": status["CapBnd"].strip(),
     "nofile": __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE),
     "hostname": os.uname().nodename,
+    "modules_disabled": open("/proc/sys/kernel/modules_disabled").read().strip(),
 }))
 sys.exit(7)
 "#;
@@ -150,6 +151,7 @@ fn exec_runs_python_as_the_given_user_with_its_streams_on_the_ports() {
     );
     assert_eq!(info["nofile"], json!([1024, 1024]));
     assert_eq!(info["hostname"], "ignis");
+    assert_eq!(info["modules_disabled"], "1", "no kernel module can be loaded");
 }
 
 #[test]

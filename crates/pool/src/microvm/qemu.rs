@@ -65,11 +65,19 @@ pub(crate) fn socket(name: &str) -> String {
 /// clocksource watchdog, which compares the TSC with the (late) timer ticks, would mark the
 /// TSC unstable and fall back to jiffies, a 4 ms clock read by system calls; the emulated
 /// TSC is the host's, steady. (Under KVM the guest uses kvm-clock.)
+///
+/// `noapictimer`, under software emulation only: the emulated CPU has no TSC-deadline
+/// timer, so the kernel would measure the local APIC timer against the PIT for 200 ms of
+/// every boot (a calibration and its check); the guest's timer is the PIT instead. Under
+/// KVM the host CPU's TSC-deadline timer needs no calibration.
 pub(crate) fn kernel_args(c: &VmConfig) -> String {
     let mut args = format!(
         "console=ttyS0 root=/dev/vda ro rootfstype=ext4 init=/sbin/ignis-agent quiet panic=-1 random.trust_cpu=on tsc=reliable ignis.tmp_mb={}",
         c.tmp_mb
     );
+    if c.accel == Accel::Tcg {
+        args.push_str(" noapictimer");
+    }
     if c.network {
         args.push(' ');
         args.push_str(GUEST_IP);
@@ -206,6 +214,17 @@ mod tests {
     fn the_guest_keeps_the_tsc_as_its_clock() {
         // Without it, TCG's late timer ticks make the kernel fall back to a 4 ms jiffies clock.
         assert!(kernel_args(&config()).split(' ').any(|a| a == "tsc=reliable"));
+    }
+
+    #[test]
+    fn an_emulated_guest_skips_the_apic_timer_s_calibration() {
+        let has = |c: &VmConfig| kernel_args(c).split(' ').any(|a| a == "noapictimer");
+        assert!(has(&config()), "TCG: the PIT is the timer, nothing to calibrate");
+        let kvm = VmConfig {
+            accel: Accel::Kvm,
+            ..config()
+        };
+        assert!(!has(&kvm), "KVM: the host CPU's TSC-deadline timer");
     }
 
     #[test]
