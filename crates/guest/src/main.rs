@@ -67,6 +67,10 @@ fn run() -> Result<(), String> {
     // for the guest's whole life (a one-way switch).
     std::fs::write("/proc/sys/kernel/modules_disabled", "1")
         .map_err(|e| format!("kernel.modules_disabled: {e}"))?;
+    // A program may install seccomp filters of its own, which the JIT compiles too:
+    // constants in what it compiles for an unprivileged program are blinded.
+    std::fs::write("/proc/sys/net/core/bpf_jit_harden", "1")
+        .map_err(|e| format!("net.core.bpf_jit_harden: {e}"))?;
 
     let ports = boot::find_ports(PORTS_DEADLINE)?;
     let open = |name: &str| -> Result<File, String> {
