@@ -363,11 +363,14 @@ impl Server {
     }
 }
 
-/// The strings of a JSON array (`what` names it in the failure).
+/// The strings of a JSON array of strings (`what` names it in the failure).
 pub fn strings<'a>(v: &'a Value, what: &str) -> Vec<&'a str> {
     v.as_array()
         .unwrap_or_else(|| panic!("{what} is not an array: {v}"))
         .iter()
-        .filter_map(Value::as_str)
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("{what} holds a non-string: {v}"))
+        })
         .collect()
 }

@@ -203,7 +203,7 @@ fn print_isolation(tiers: &Value) {
                 "{accel}, guest kernel {}, snapshots {}, restored ahead per kind {}",
                 tier["guest_kernel"].as_str().unwrap_or("-"),
                 tier["snapshots"].as_bool().unwrap_or(false),
-                tier["pool"].as_u64().unwrap_or(0)
+                tier["pool"].as_u64().map_or("-".to_owned(), |n| n.to_string())
             ),
             (None, Some(reason)) => reason.to_owned(),
             (None, None) => String::new(),

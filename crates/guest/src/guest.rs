@@ -78,6 +78,12 @@ pub fn mount_basics() -> Result<(), String> {
     Ok(())
 }
 
+/// Sets a kernel setting by its `sysctl` name (`vm.overcommit_memory`).
+pub fn sysctl(name: &str, value: &str) -> Result<(), String> {
+    let path = Path::new("/proc/sys").join(name.replace('.', "/"));
+    std::fs::write(&path, value).map_err(|e| format!("{name}={value}: {e}"))
+}
+
 /// The tmpfs mounts: `/tmp` (`tmp_mb` MiB, mode 1777), `/dev/shm`, `/run`, `/ignis`.
 pub fn mount_scratch(tmp_mb: u64) -> Result<(), String> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;

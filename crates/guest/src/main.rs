@@ -58,19 +58,16 @@ fn run() -> Result<(), String> {
     // Memory as a cgroup limit gives it in the process tier: an allocation past the guest's
     // memory succeeds, and touching it wakes the OOM killer (the kernel's default heuristic
     // would refuse one large allocation with ENOMEM instead).
-    std::fs::write("/proc/sys/vm/overcommit_memory", "1")
-        .map_err(|e| format!("vm.overcommit_memory: {e}"))?;
+    guest::sysctl("vm.overcommit_memory", "1")?;
     // The name an instance sees in the process tier too.
     nix::unistd::sethostname("ignis").map_err(|e| format!("set the hostname: {e}"))?;
     // The kernel can load modules only because its BPF JIT needs module support (it
     // compiles the seccomp filters): nothing in a guest ever loads one, so that ends here,
     // for the guest's whole life (a one-way switch).
-    std::fs::write("/proc/sys/kernel/modules_disabled", "1")
-        .map_err(|e| format!("kernel.modules_disabled: {e}"))?;
+    guest::sysctl("kernel.modules_disabled", "1")?;
     // A program may install seccomp filters of its own, which the JIT compiles too:
     // constants in what it compiles for an unprivileged program are blinded.
-    std::fs::write("/proc/sys/net/core/bpf_jit_harden", "1")
-        .map_err(|e| format!("net.core.bpf_jit_harden: {e}"))?;
+    guest::sysctl("net.core.bpf_jit_harden", "1")?;
 
     let ports = boot::find_ports(PORTS_DEADLINE)?;
     let open = |name: &str| -> Result<File, String> {

@@ -29,7 +29,8 @@ fn slot_of(runtime: Runtime) -> usize {
 
 #[derive(Default)]
 struct Slot {
-    ready: Vec<Generic>,
+    /// Oldest first.
+    ready: std::collections::VecDeque<Generic>,
     starting: bool,
 }
 
@@ -66,8 +67,7 @@ impl Prewarm {
     /// instance runs its warm-up after its hello, so the newest may not have finished it.
     pub(crate) fn take(&self, runtime: Runtime) -> Option<Generic> {
         let mut slot = self.slot(runtime);
-        while !slot.ready.is_empty() {
-            let mut g = slot.ready.remove(0);
+        while let Some(mut g) = slot.ready.pop_front() {
             if g.is_alive() {
                 g.taken();
                 return Some(g);
@@ -90,7 +90,7 @@ impl Prewarm {
     pub(crate) fn started(&self, runtime: Runtime, generic: Generic) {
         let mut slot = self.slot(runtime);
         slot.starting = false;
-        slot.ready.push(generic);
+        slot.ready.push_back(generic);
     }
 
     /// A start begun with [`Prewarm::begin_start`] failed.

@@ -87,8 +87,12 @@ impl Snapshots {
     /// RAM.
     fn remove_stale(&self, key: SnapshotKey, dir: &Path) {
         let prefix = format!("{}-", kind_name(key));
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!("cannot list {} for stale snapshots: {e}", self.root.display());
+                return;
+            }
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -96,7 +100,9 @@ impl Snapshots {
                 sum.len() == FINGERPRINT_CHARS && sum.chars().all(|c| c.is_ascii_hexdigit())
             }) && e.path() != dir;
             if stale {
-                let _ = std::fs::remove_dir_all(e.path());
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    tracing::warn!("cannot remove the stale snapshot {}: {err}", e.path().display());
+                }
             }
         }
     }
